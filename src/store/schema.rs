@@ -1,0 +1,1 @@
+//! Schema and migrations of index.sqlite.
