@@ -1,5 +1,16 @@
 //! imapferry: move whole IMAP mailboxes from one server to another in two resumable phases,
 //! through a local, verifiable store.
+//!
+//! - [`imap`]: the wire protocol (connection, TLS, auth, pipelining, parsing, modified UTF-7).
+//! - [`store`]: content-addressed objects and the SQLite index (spec: `docs/store-format.md`).
+//! - [`pull`]: host1 → store.
+//! - [`cli`], [`endpoint`], [`folders`], [`ui`], [`status`]: the command line around them.
 
+pub mod cli;
+pub mod endpoint;
+pub mod folders;
 pub mod imap;
+pub mod pull;
+pub mod status;
 pub mod store;
+pub mod ui;

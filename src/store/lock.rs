@@ -1,16 +1,81 @@
 //! One writer per store: an exclusive lock on `<store>/lock`.
+//!
+//! The lock is a kernel `flock` on an open file description, so it is released whenever the
+//! holding process ends, `kill -9` included; a stale `lock` file on disk means nothing.
 
-use std::path::Path;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
+use super::objects::FILE_MODE;
+
+/// Held for as long as the store is open; dropping it releases the lock.
 pub struct StoreLock {
-    _file: std::fs::File,
+    _file: File,
+    path: PathBuf,
 }
 
 impl StoreLock {
     /// Take the lock without waiting; the error says which process-wide lock is held and what to do.
-    pub fn acquire(_store_root: &Path) -> Result<StoreLock> {
-        todo!()
+    pub fn acquire(store_root: &Path) -> Result<StoreLock> {
+        let path = store_root.join("lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(&path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => anyhow::bail!(
+                "store {} is in use by another imapferry process (lock {}); wait for it to finish",
+                store_root.display(),
+                path.display()
+            ),
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        // Mode 0600 whatever the umask at creation; only once we own the lock.
+        if file
+            .metadata()
+            .map(|m| m.permissions().mode() & 0o777 != FILE_MODE)?
+        {
+            fs::set_permissions(&path, fs::Permissions::from_mode(FILE_MODE))
+                .with_context(|| format!("cannot chmod {}", path.display()))?;
+        }
+        Ok(StoreLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_acquire_fails_until_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StoreLock::acquire(dir.path()).unwrap();
+        let err = StoreLock::acquire(dir.path())
+            .err()
+            .expect("second lock must fail");
+        let msg = err.to_string();
+        assert!(msg.contains("in use by another imapferry process"), "{msg}");
+        assert!(msg.contains(&first.path().display().to_string()), "{msg}");
+        assert_eq!(
+            fs::metadata(first.path()).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        drop(first);
+        StoreLock::acquire(dir.path()).unwrap();
     }
 }

@@ -7,31 +7,184 @@ pub mod lock;
 pub mod objects;
 pub mod schema;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 pub use facts::HeaderFacts;
-pub use index::{FolderRow, FolderState, FolderSummary, Index, MessageRow, NewMessage, RunCounts};
+pub use index::{
+    Batch, FolderRow, FolderState, FolderSummary, Index, MessageRow, NewMessage, RunCounts,
+};
+pub use lock::StoreLock;
 pub use objects::{Hash, Objects};
+
+use objects::create_dir_0700;
+
+/// Name of the index database inside a store.
+pub const INDEX_FILE: &str = "index.sqlite";
+
+/// Names a store directory may contain; anything else means "not (only) a store".
+const STORE_ENTRIES: &[&str] = &[
+    "objects",
+    "tmp",
+    "lock",
+    INDEX_FILE,
+    "index.sqlite-wal",
+    "index.sqlite-shm",
+    "index.sqlite-journal",
+];
 
 /// An open, locked store.
 pub struct Store {
     pub root: PathBuf,
     pub objects: Objects,
     pub index: Index,
-    _lock: lock::StoreLock,
+    _lock: StoreLock,
 }
 
 impl Store {
     /// Open the store at `dir`, creating it (mode 0700, files 0600) when it does not exist.
     /// Takes the store lock; fails with a clear error when another process holds it.
-    pub fn open_or_create(_dir: &Path) -> Result<Store> {
-        todo!()
+    /// Refuses an existing non-empty directory that is not a store.
+    pub fn open_or_create(dir: &Path) -> Result<Store> {
+        let is_store = dir.join(INDEX_FILE).exists();
+        if !is_store {
+            if dir.exists() {
+                check_creatable(dir)?;
+            } else if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                // Parents are the user's directories: ordinary modes.
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create directory {}", parent.display()))?;
+            }
+            create_dir_0700(dir)?;
+            // A new store is private whatever the directory was made with.
+            set_mode_0700(dir)?;
+        }
+        Self::open(dir)
     }
 
     /// Open an existing store; a clear error when `dir` is not one.
-    pub fn open_existing(_dir: &Path) -> Result<Store> {
-        todo!()
+    pub fn open_existing(dir: &Path) -> Result<Store> {
+        if !dir.join(INDEX_FILE).is_file() {
+            bail!(
+                "{} is not an imapferry store (no {INDEX_FILE}); run `imapferry pull` to create one",
+                dir.display()
+            );
+        }
+        Self::open(dir)
+    }
+
+    /// Lock first, then make the subdirectories, clear `tmp/` and open the index.
+    fn open(dir: &Path) -> Result<Store> {
+        let lock = StoreLock::acquire(dir)?;
+        create_dir_0700(&dir.join("objects"))?;
+        let tmp = dir.join("tmp");
+        create_dir_0700(&tmp)?;
+        clear_tmp(&tmp)?;
+        let index = Index::open(&dir.join(INDEX_FILE))?;
+        Ok(Store {
+            root: dir.to_path_buf(),
+            objects: Objects::new(dir),
+            index,
+            _lock: lock,
+        })
+    }
+}
+
+/// Refuse to turn a directory holding anything but (a partial) store into a store.
+fn check_creatable(dir: &Path) -> Result<()> {
+    let entries =
+        fs::read_dir(dir).with_context(|| format!("cannot read directory {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read directory {}", dir.display()))?;
+        let name = entry.file_name();
+        if !STORE_ENTRIES.iter().any(|s| name == *s) {
+            bail!(
+                "{} is not empty and is not an imapferry store (it contains {:?}); \
+                 choose a new or empty directory",
+                dir.display(),
+                name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn set_mode_0700(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(objects::DIR_MODE))
+        .with_context(|| format!("cannot chmod {}", dir.display()))
+}
+
+/// Remove temp files left by a crashed writer. Safe because we hold the lock, so no one else
+/// is writing there.
+fn clear_tmp(tmp: &Path) -> Result<()> {
+    let ctx = || format!("cannot clean {}", tmp.display());
+    for entry in fs::read_dir(tmp).with_context(ctx)? {
+        let path = entry.with_context(ctx)?.path();
+        if path.is_file() {
+            fs::remove_file(&path)
+                .with_context(|| format!("cannot remove stale temp file {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn create_then_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("a/b/store");
+        let store = Store::open_or_create(&root).unwrap();
+        for sub in ["", "objects", "tmp"] {
+            assert_eq!(mode(&root.join(sub)), 0o700, "{sub}");
+        }
+        for f in ["lock", INDEX_FILE] {
+            assert_eq!(mode(&root.join(f)), 0o600, "{f}");
+        }
+        let (h, _) = store.objects.write(b"hi").unwrap();
+        assert_eq!(mode(store.objects.path(&h).parent().unwrap()), 0o700);
+        let id = store.index.store_id().unwrap();
+        // Locked while open.
+        let err = Store::open_existing(&root).err().unwrap().to_string();
+        assert!(err.contains("in use by another imapferry process"), "{err}");
+        drop(store);
+        fs::write(root.join("tmp/stale"), b"x").unwrap();
+        let store = Store::open_existing(&root).unwrap();
+        assert_eq!(store.index.store_id().unwrap(), id);
+        assert_eq!(store.objects.read(&h).unwrap(), b"hi");
+        assert!(!root.join("tmp/stale").exists());
+        drop(store);
+        Store::open_or_create(&root).unwrap();
+    }
+
+    #[test]
+    fn refuses_foreign_directories() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("notes.txt"), b"mine").unwrap();
+        let err = Store::open_or_create(d.path()).err().unwrap().to_string();
+        assert!(err.contains("not an imapferry store"), "{err}");
+        assert!(!d.path().join("lock").exists());
+
+        let err = Store::open_existing(d.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("no index.sqlite") && err.contains("imapferry pull"),
+            "{err}"
+        );
+
+        // An empty existing directory becomes a store.
+        let empty = d.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        Store::open_or_create(&empty).unwrap();
+        assert_eq!(mode(&empty), 0o700);
     }
 }

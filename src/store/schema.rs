@@ -1,1 +1,238 @@
 //! Schema and migrations of index.sqlite.
+//!
+//! The schema version is `PRAGMA user_version`: the number of [`MIGRATIONS`] applied. Pending
+//! steps run in one transaction, so a crash leaves the old version or the new one, never a mix.
+//! `PRAGMA application_id` marks the file as ours. Steps are append-only: never edit a released
+//! step, add a new one. Every column is documented in `docs/store-format.md`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+/// `PRAGMA application_id` of an imapferry index: "IMFY" in ASCII.
+pub const APPLICATION_ID: i32 = 0x494d_4659;
+
+/// Ordered migration steps; step `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE folders (
+    id            INTEGER PRIMARY KEY,
+    path          TEXT NOT NULL UNIQUE,
+    raw_name      TEXT NOT NULL,
+    separator     TEXT CHECK (separator IS NULL OR length(separator) = 1),
+    role          TEXT,
+    subscribed    INTEGER NOT NULL CHECK (subscribed IN (0, 1)),
+    uidvalidity   INTEGER,
+    uidnext       INTEGER,
+    highestmodseq INTEGER,
+    last_pull     INTEGER,
+    gone_at       INTEGER,
+    change        INTEGER NOT NULL
+);
+
+CREATE TABLE objects (
+    hash        TEXT PRIMARY KEY NOT NULL CHECK (length(hash) = 64),
+    size        INTEGER NOT NULL,
+    stored_size INTEGER NOT NULL,
+    message_id  TEXT,
+    date        TEXT,
+    from_addr   TEXT,
+    subject     TEXT,
+    added_at    INTEGER NOT NULL
+);
+CREATE INDEX objects_size_message_id ON objects (size, message_id);
+
+CREATE TABLE messages (
+    folder_id    INTEGER NOT NULL REFERENCES folders (id),
+    uidvalidity  INTEGER NOT NULL,
+    uid          INTEGER NOT NULL,
+    hash         TEXT NOT NULL REFERENCES objects (hash),
+    size         INTEGER NOT NULL,
+    flags        TEXT NOT NULL,
+    internaldate TEXT NOT NULL,
+    first_seen   INTEGER NOT NULL,
+    expunged_at  INTEGER,
+    change       INTEGER NOT NULL,
+    PRIMARY KEY (folder_id, uidvalidity, uid)
+);
+CREATE INDEX messages_change ON messages (change);
+CREATE INDEX messages_hash ON messages (hash);
+
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    ok          INTEGER CHECK (ok IS NULL OR ok IN (0, 1)),
+    folders     INTEGER,
+    new         INTEGER,
+    updated     INTEGER,
+    expunged    INTEGER,
+    failed      INTEGER,
+    bytes       INTEGER
+);
+"#,
+];
+
+/// The schema version this binary writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Bring the database at `path` (already opened as `conn`) to [`current_version`], creating the
+/// schema and the initial `meta` rows on an empty database. Refuses newer or foreign databases.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let ctx = || format!("cannot migrate the index {}", path.display());
+    // IMMEDIATE: take the write lock before reading the version so two openers cannot both
+    // decide to run the same step.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .with_context(ctx)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .with_context(ctx)?;
+    let app_id: i32 = tx
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .with_context(ctx)?;
+    let tables: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .with_context(ctx)?;
+    if app_id != APPLICATION_ID && (app_id != 0 || version != 0 || tables != 0) {
+        bail!(
+            "{} is not an imapferry index (application_id {app_id:#x}, user_version {version})",
+            path.display()
+        );
+    }
+    if version > current_version() {
+        bail!(
+            "this store was written by a newer imapferry (schema {version}); upgrade \
+             (this binary knows schema {}; index {})",
+            current_version(),
+            path.display()
+        );
+    }
+    if version < 0 {
+        bail!("{} has an invalid schema version {version}", path.display());
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(step).with_context(|| {
+            format!("migration to schema {} failed on {}", i + 1, path.display())
+        })?;
+    }
+    if version == 0 {
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .with_context(ctx)?;
+        init_meta(&tx).with_context(ctx)?;
+    }
+    if version != current_version() {
+        tx.pragma_update(None, "user_version", current_version())
+            .with_context(ctx)?;
+    }
+    tx.commit().with_context(ctx)
+}
+
+/// The rows every store has from creation on.
+fn init_meta(conn: &Connection) -> Result<()> {
+    let existing: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if existing.is_some() {
+        return Ok(());
+    }
+    let now = super::index::now().to_string();
+    let id = random_hex(16)?;
+    let mut ins = conn.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
+    ins.execute(["store_id", id.as_str()])?;
+    ins.execute(["created_at", now.as_str()])?;
+    ins.execute(["last_change", "0"])?;
+    Ok(())
+}
+
+/// `n` random bytes from the kernel, as lowercase hex.
+fn random_hex(n: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("cannot read /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut st = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn migrates_an_empty_database_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(
+            tables(&conn),
+            ["folders", "messages", "meta", "objects", "runs"]
+        );
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, current_version());
+        let id: String = conn
+            .query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(id.len(), 32);
+        // Idempotent: a second open changes nothing.
+        migrate(&mut conn, &path).unwrap();
+        let id2: String = conn
+            .query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(id, id2);
+    }
+
+    #[test]
+    fn refuses_newer_and_foreign_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        conn.pragma_update(None, "user_version", current_version() + 1)
+            .unwrap();
+        let err = migrate(&mut conn, &path).unwrap_err().to_string();
+        assert!(
+            err.contains("newer imapferry") && err.contains("upgrade"),
+            "{err}"
+        );
+
+        let other = dir.path().join("other.sqlite");
+        let mut conn = Connection::open(&other).unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        let err = migrate(&mut conn, &other).unwrap_err().to_string();
+        assert!(err.contains("not an imapferry index"), "{err}");
+    }
+}

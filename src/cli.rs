@@ -1,0 +1,181 @@
+//! Command-line definitions. The connection option names (`--host1`, `--user1`, `--passfile1`,
+//! ...) follow imapsync's, which many of our users already know.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "imapferry",
+    version,
+    about = "Move whole IMAP mailboxes between servers, through a local verifiable store"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Mirror the account on host1 into the store (creates the store when missing).
+    Pull(PullArgs),
+    /// Show what the store holds, per folder.
+    Status(StatusArgs),
+}
+
+/// How to secure a connection.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsArg {
+    /// TLS from the first byte (usually port 993).
+    Imaps,
+    /// Plaintext, then STARTTLS before authenticating; refused when the server does not offer it.
+    Starttls,
+    /// No encryption at all (warned against unless the host is a loopback address).
+    None,
+}
+
+/// Connection options of one side, independent of its number.
+#[derive(Debug, Clone)]
+pub struct ConnArgs {
+    /// "host1" or "host2": used in messages and to name the options.
+    pub side: &'static str,
+    pub host: String,
+    pub port: Option<u16>,
+    pub tls: Option<TlsArg>,
+    pub insecure: bool,
+    pub ca_file: Option<PathBuf>,
+    pub user: String,
+    pub passfile: Option<PathBuf>,
+    pub password: Option<String>,
+    pub oauth2_token_file: Option<PathBuf>,
+}
+
+/// Declares the connection options of one side with its numeric suffix, so the two sides
+/// cannot drift apart.
+macro_rules! conn_args {
+    ($name:ident, $side:literal, $host:literal, $port:literal, $tls:literal, $insecure:literal,
+     $ca:literal, $user:literal, $passfile:literal, $password:literal, $oauth:literal) => {
+        #[derive(Args, Debug, Clone)]
+        pub struct $name {
+            #[doc = concat!("IMAP server of ", $side)]
+            #[arg(long = $host, value_name = "HOST")]
+            pub host: String,
+            /// Port (default 993 with implicit TLS, 143 otherwise)
+            #[arg(long = $port, value_name = "N")]
+            pub port: Option<u16>,
+            /// imaps, starttls or none (default: imaps on port 993, else starttls)
+            #[arg(long = $tls, value_enum, value_name = "MODE")]
+            pub tls: Option<TlsArg>,
+            /// Do not verify the server's TLS certificate (only for servers you trust by other means)
+            #[arg(long = $insecure)]
+            pub insecure: bool,
+            /// Trust this CA certificate (PEM) in addition to the system's
+            #[arg(long = $ca, value_name = "PEM")]
+            pub ca_file: Option<PathBuf>,
+            /// User name to log in with
+            #[arg(long = $user, value_name = "USER")]
+            pub user: String,
+            /// Read the password from this file (first line)
+            #[arg(long = $passfile, value_name = "FILE")]
+            pub passfile: Option<PathBuf>,
+            /// Password on the command line (visible to other users of this machine: prefer
+            /// the passfile or the environment variable)
+            #[arg(long = $password, value_name = "PASSWORD", hide_default_value = true)]
+            pub password: Option<String>,
+            /// Authenticate with AUTHENTICATE XOAUTH2, the token read from this file (re-read on
+            /// every connection)
+            #[arg(long = $oauth, value_name = "FILE")]
+            pub oauth2_token_file: Option<PathBuf>,
+        }
+
+        impl From<$name> for ConnArgs {
+            fn from(a: $name) -> ConnArgs {
+                ConnArgs {
+                    side: $side,
+                    host: a.host,
+                    port: a.port,
+                    tls: a.tls,
+                    insecure: a.insecure,
+                    ca_file: a.ca_file,
+                    user: a.user,
+                    passfile: a.passfile,
+                    password: a.password,
+                    oauth2_token_file: a.oauth2_token_file,
+                }
+            }
+        }
+    };
+}
+
+conn_args!(
+    Host1Args, "host1", "host1", "port1", "tls1", "insecure1", "ca-file1", "user1", "passfile1",
+    "password1", "oauth2-token-file1"
+);
+
+/// Options shared by commands that print a run summary.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Print a machine-readable summary (JSON) on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Print only errors and the final summary
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail; twice (-vv) shows the IMAP commands (never passwords)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Which folders a run covers.
+#[derive(Args, Debug, Clone)]
+pub struct FolderArgs {
+    /// Only this folder (UTF-8 path with `/` between levels, e.g. `Archive/2024`); repeatable
+    #[arg(long = "folder", value_name = "NAME")]
+    pub folders: Vec<String>,
+    /// Leave out folders whose path matches this regular expression; repeatable
+    #[arg(long = "exclude", value_name = "REGEX")]
+    pub excludes: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub host1: Host1Args,
+    /// The store directory (created when missing)
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    /// Seconds to wait for every connect and read before giving up on it
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub tuning: PullTuning,
+}
+
+/// Knobs for benchmarks and tests; the defaults suit real links.
+#[derive(Args, Debug, Clone)]
+pub struct PullTuning {
+    /// Message bytes asked for by one UID FETCH command
+    #[arg(long, hide = true, default_value_t = 4 << 20)]
+    pub batch_bytes: u64,
+    /// UID FETCH commands in flight
+    #[arg(long, hide = true, default_value_t = 4)]
+    pub depth: usize,
+    /// Commit the index at least every N new messages
+    #[arg(long, hide = true, default_value_t = 1000)]
+    pub commit_messages: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The store directory
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,184 @@
+//! Turns a side's command-line options into an [`Endpoint`]: port and TLS defaults, and where the
+//! password comes from (file, environment, command line, prompt), without ever echoing it.
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{ConnArgs, TlsArg};
+use crate::imap::{Endpoint, Secret, TlsMode};
+use crate::ui;
+
+/// Build the endpoint for one side. `timeout` applies to every connect and read.
+pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
+    let side = args.side;
+    let tls = match (args.tls, args.port) {
+        (Some(TlsArg::Imaps), _) => TlsMode::Imaps,
+        (Some(TlsArg::Starttls), _) => TlsMode::StartTls,
+        (Some(TlsArg::None), _) => TlsMode::None,
+        (None, Some(993) | None) => TlsMode::Imaps,
+        (None, Some(_)) => TlsMode::StartTls,
+    };
+    let port = args.port.unwrap_or(match tls {
+        TlsMode::Imaps => 993,
+        _ => 143,
+    });
+    if tls == TlsMode::None && !is_loopback(&args.host) {
+        ui::warn(&format!(
+            "{side}: --tls{n} none sends the password and all mail unencrypted to {}",
+            args.host,
+            n = &side[4..]
+        ));
+    }
+    if args.insecure {
+        ui::warn(&format!(
+            "{side}: certificate verification is off (--insecure{})",
+            &side[4..]
+        ));
+    }
+    let secret = secret(args)?;
+    Ok(Endpoint {
+        host: args.host.clone(),
+        port,
+        tls,
+        insecure: args.insecure,
+        ca_file: args.ca_file.clone(),
+        user: args.user.clone(),
+        secret,
+        timeout,
+    })
+}
+
+/// The environment variable holding a side's password, e.g. `IMAPFERRY_PASSWORD1`.
+pub fn password_env_var(side: &str) -> String {
+    format!("IMAPFERRY_PASSWORD{}", &side[4..])
+}
+
+fn secret(args: &ConnArgs) -> Result<Secret> {
+    let n = &args.side[4..];
+    if let Some(token_file) = &args.oauth2_token_file {
+        // Read once now so a wrong path fails before any connection; re-read on every connect.
+        std::fs::metadata(token_file).with_context(|| {
+            format!(
+                "cannot read --oauth2-token-file{n} {}",
+                token_file.display()
+            )
+        })?;
+        return Ok(Secret::OAuth2TokenFile(token_file.clone()));
+    }
+    if let Some(file) = &args.passfile {
+        return Ok(Secret::Password(read_passfile(file, n)?));
+    }
+    let var = password_env_var(args.side);
+    if let Ok(p) = std::env::var(&var) {
+        return Ok(Secret::Password(p));
+    }
+    if let Some(p) = &args.password {
+        ui::warn(&format!(
+            "--password{n} makes the password visible to other users of this machine; \
+             prefer --passfile{n} or {var}"
+        ));
+        return Ok(Secret::Password(p.clone()));
+    }
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password(format!("Password for {} on {}: ", args.user, args.host))
+            .context("cannot read the password from the terminal")?;
+        return Ok(Secret::Password(p));
+    }
+    bail!(
+        "no password for {}: give --passfile{n} FILE, set {var}, or run on a terminal to be asked",
+        args.side
+    )
+}
+
+/// The first line of the file, without its line ending; everything else in the password is kept.
+fn read_passfile(file: &Path, n: &str) -> Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read --passfile{n} {}", file.display()))?;
+    let line = text.split('\n').next().unwrap_or("");
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        bail!("--passfile{n} {} is empty", file.display());
+    }
+    Ok(line.to_string())
+}
+
+/// True for `localhost` and loopback addresses, where plaintext is no exposure.
+pub fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ConnArgs {
+        ConnArgs {
+            side: "host1",
+            host: "127.0.0.1".into(),
+            port: None,
+            tls: None,
+            insecure: false,
+            ca_file: None,
+            user: "me".into(),
+            passfile: None,
+            password: Some("pw".into()),
+            oauth2_token_file: None,
+        }
+    }
+
+    #[test]
+    fn default_port_is_993_with_implicit_tls() {
+        let e = endpoint(&args(), Duration::from_secs(1)).unwrap();
+        assert_eq!((e.port, e.tls), (993, TlsMode::Imaps));
+    }
+
+    #[test]
+    fn other_port_defaults_to_starttls_and_none_to_143() {
+        let mut a = args();
+        a.port = Some(1143);
+        assert_eq!(
+            endpoint(&a, Duration::from_secs(1)).unwrap().tls,
+            TlsMode::StartTls
+        );
+        a.port = None;
+        a.tls = Some(TlsArg::None);
+        let e = endpoint(&a, Duration::from_secs(1)).unwrap();
+        assert_eq!((e.port, e.tls), (143, TlsMode::None));
+    }
+
+    #[test]
+    fn passfile_keeps_spaces_and_drops_only_the_line_ending() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, " p@ss \"w\\rd \r\nsecond line\n").unwrap();
+        assert_eq!(read_passfile(&f, "1").unwrap(), " p@ss \"w\\rd ");
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("127.4.5.6"));
+        assert!(is_loopback("::1"));
+        assert!(is_loopback("[::1]"));
+        assert!(is_loopback("LOCALHOST"));
+        assert!(!is_loopback("imap.example.org"));
+    }
+
+    #[test]
+    fn secret_debug_never_shows_the_password() {
+        let e = endpoint(&args(), Duration::from_secs(1)).unwrap();
+        assert!(!format!("{e:?}").contains("pw\""));
+        assert!(!format!("{:?}", e.secret).contains("pw"));
+    }
+}

@@ -1,0 +1,573 @@
+//! `imapferry pull`: mirror host1's account into the store.
+//!
+//! Per folder: EXAMINE, then fetch only what the store lacks (new UIDs above the recorded UIDNEXT,
+//! or a UID SEARCH when counts disagree), refresh flags (CONDSTORE `CHANGEDSINCE` when offered),
+//! record expunges, and stream missing bodies into objects. Index rows are committed in batches
+//! after their objects are durable, so a kill loses at most the batch in flight and nothing
+//! committed is fetched again. An unchanged folder costs one EXAMINE.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::folders::{store_path, Selection};
+use crate::imap::uidset::compact as uid_set;
+use crate::imap::{Client, Endpoint, Fetched, Namespace};
+use crate::store::{FolderRow, FolderState, HeaderFacts, MessageRow, NewMessage, RunCounts, Store};
+use crate::ui::{self, human_bytes, Progress};
+
+/// What a pull is asked to do.
+#[derive(Debug)]
+pub struct PullOptions {
+    pub endpoint: Endpoint,
+    pub store: PathBuf,
+    pub selection: Selection,
+    /// Upper bound of the message bytes one UID FETCH command asks for.
+    pub batch_bytes: u64,
+    /// UID FETCH commands kept in flight.
+    pub depth: usize,
+    /// Commit the index after this many bytes of new messages (or `commit_messages` messages).
+    pub commit_bytes: u64,
+    pub commit_messages: usize,
+}
+
+impl PullOptions {
+    pub fn new(endpoint: Endpoint, store: PathBuf, selection: Selection) -> PullOptions {
+        PullOptions {
+            endpoint,
+            store,
+            selection,
+            batch_bytes: 4 << 20,
+            depth: 4,
+            commit_bytes: 16 << 20,
+            commit_messages: 1000,
+        }
+    }
+}
+
+/// A message (or a whole folder, `uid: None`) that could not be mirrored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub folder: String,
+    pub uid: Option<u32>,
+    pub reason: String,
+}
+
+/// Counts of one folder.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FolderReport {
+    pub folder: String,
+    /// Messages added to the store's index for this folder.
+    pub new: u64,
+    /// Of `new`, those whose bytes were already in the store (no download).
+    pub reused: u64,
+    /// Messages whose flags changed.
+    pub updated: u64,
+    pub expunged: u64,
+    pub failed: u64,
+    /// Message bytes downloaded.
+    pub bytes: u64,
+    /// True when one EXAMINE showed nothing changed.
+    pub unchanged: bool,
+}
+
+/// The outcome of a pull.
+#[derive(Debug, Default, Serialize)]
+pub struct PullReport {
+    pub folders: u64,
+    pub new: u64,
+    pub reused: u64,
+    pub updated: u64,
+    pub expunged: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub failures: Vec<Failure>,
+    pub per_folder: Vec<FolderReport>,
+}
+
+impl PullReport {
+    /// One line for humans.
+    pub fn summary(&self) -> String {
+        let rate = self.bytes as f64 / self.seconds.max(0.001);
+        format!(
+            "pull: {} folders, {} messages new ({} already in the store), {} updated, {} expunged, {} failed; {} in {:.1} s ({}/s)",
+            self.folders,
+            self.new,
+            self.reused,
+            self.updated,
+            self.expunged,
+            self.failures.len(),
+            human_bytes(self.bytes),
+            self.seconds,
+            human_bytes(rate as u64)
+        )
+    }
+}
+
+/// Run a pull. Errors that stop the whole run (cannot open the store, cannot log in) are
+/// returned; per-message and per-folder problems are in [`PullReport::failures`].
+pub fn run(opts: &PullOptions) -> Result<PullReport> {
+    let started = Instant::now();
+    let mut store = Store::open_or_create(&opts.store)?;
+    check_account(&mut store, &opts.endpoint)?;
+    let mut client = Client::connect(&opts.endpoint)?;
+    let run_id = store.index.start_run("pull")?;
+    let mut report = PullReport::default();
+
+    let namespace = client.namespace()?;
+    let folders = sync_folder_list(&mut client, &mut store, &namespace, opts, &mut report)?;
+    let progress = Progress::new();
+    for (i, folder) in folders.iter().enumerate() {
+        let mut fr = FolderReport {
+            folder: folder.path.clone(),
+            ..FolderReport::default()
+        };
+        let result = pull_folder(
+            &mut client,
+            &mut store,
+            folder,
+            opts,
+            &progress,
+            (i, folders.len()),
+            &mut fr,
+            &mut report.failures,
+        );
+        if let Err(e) = result {
+            let reason = format!("{e:#}");
+            progress.line(&format!("{}: failed: {reason}", folder.path));
+            report.failures.push(Failure {
+                folder: folder.path.clone(),
+                uid: None,
+                reason,
+            });
+            fr.failed += 1;
+            // The connection may be unusable after an error mid-command: start afresh.
+            client = Client::connect(&opts.endpoint)
+                .context("reconnecting to host1 after an error")?;
+        } else if !fr.unchanged || ui::verbosity() >= 2 {
+            progress.line(&folder_line(&fr));
+        }
+        report.folders += 1;
+        report.new += fr.new;
+        report.reused += fr.reused;
+        report.updated += fr.updated;
+        report.expunged += fr.expunged;
+        report.bytes += fr.bytes;
+        report.per_folder.push(fr);
+    }
+    progress.finish();
+    let _ = client.logout();
+    report.seconds = started.elapsed().as_secs_f64();
+    let counts = RunCounts {
+        folders: report.folders,
+        new: report.new,
+        updated: report.updated,
+        expunged: report.expunged,
+        failed: report.failures.len() as u64,
+        bytes: report.bytes,
+    };
+    store
+        .index
+        .finish_run(run_id, &counts, report.failures.is_empty())?;
+    Ok(report)
+}
+
+fn folder_line(fr: &FolderReport) -> String {
+    if fr.unchanged {
+        return format!("{}: unchanged", fr.folder);
+    }
+    format!(
+        "{}: {} new ({} already stored), {} flags changed, {} expunged, {} failed, {}",
+        fr.folder,
+        fr.new,
+        fr.reused,
+        fr.updated,
+        fr.expunged,
+        fr.failed,
+        human_bytes(fr.bytes)
+    )
+}
+
+/// A store mirrors one account; pulling another into it would mix two mailboxes.
+fn check_account(store: &mut Store, ep: &Endpoint) -> Result<()> {
+    match store.index.account()? {
+        None => store.index.set_account(&ep.host, &ep.user),
+        Some((host, user)) if host.eq_ignore_ascii_case(&ep.host) && user == ep.user => Ok(()),
+        Some((host, user)) => bail!(
+            "store {} mirrors {user} on {host}, not {} on {}: use another --store for this account",
+            store.root.display(),
+            ep.user,
+            ep.host
+        ),
+    }
+}
+
+/// LIST host1, record its folders in the index, mark vanished ones gone, and return the
+/// selectable folders this run covers.
+fn sync_folder_list(
+    client: &mut Client,
+    store: &mut Store,
+    ns: &Namespace,
+    opts: &PullOptions,
+    report: &mut PullReport,
+) -> Result<Vec<FolderRow>> {
+    let mailboxes = client.list()?;
+    let mut listed = Vec::new();
+    for mb in &mailboxes {
+        if mb.noselect {
+            // Containers only; push recreates them implicitly with their children.
+            continue;
+        }
+        let path = store_path(&mb.name, mb.separator, ns);
+        listed.push(path.clone());
+        if !opts.selection.includes(&path) {
+            continue;
+        }
+        store.index.upsert_folder(
+            &path,
+            &mb.raw_name,
+            mb.separator,
+            mb.special_use.as_deref(),
+            mb.subscribed,
+        )?;
+    }
+    for missing in opts.selection.unmatched(&listed) {
+        report.failures.push(Failure {
+            folder: missing.to_string(),
+            uid: None,
+            reason: "no such folder on host1 (--folder names a store path like Archive/2024)"
+                .to_string(),
+        });
+    }
+    let mut covered = Vec::new();
+    for folder in store.index.folders()? {
+        if !opts.selection.includes(&folder.path) {
+            continue;
+        }
+        if listed.contains(&folder.path) {
+            covered.push(folder);
+        } else if folder.gone_at.is_none() {
+            ui::info(&format!(
+                "{}: no longer on host1; kept in the store, marked gone",
+                folder.path
+            ));
+            store.index.mark_folder_gone(folder.id)?;
+        }
+    }
+    Ok(covered)
+}
+
+/// Messages on their way into the index, committed together once their objects are durable.
+struct Pending {
+    folder_id: i64,
+    rows: Vec<(NewMessage, HeaderFacts, u64)>,
+    bytes: u64,
+}
+
+impl Pending {
+    fn flush(&mut self, store: &mut Store) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        // Objects first: an index row must never name bytes a crash could lose.
+        store.objects.sync()?;
+        let mut batch = store.index.batch()?;
+        for (m, facts, stored) in &self.rows {
+            batch.add_object(&m.hash, m.size, *stored, facts)?;
+            batch.add_message(self.folder_id, m)?;
+        }
+        batch.commit()?;
+        self.rows.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pull_folder(
+    client: &mut Client,
+    store: &mut Store,
+    folder: &FolderRow,
+    opts: &PullOptions,
+    progress: &Progress,
+    (index, count): (usize, usize),
+    fr: &mut FolderReport,
+    failures: &mut Vec<Failure>,
+) -> Result<()> {
+    let sel = client.select(&folder.raw_name, true)?;
+    let uv = sel.uidvalidity;
+    let old = &folder.state;
+    let reindex = old.uidvalidity.is_some_and(|v| v != uv);
+    let known: BTreeMap<u32, MessageRow> = store
+        .index
+        .live_messages(folder.id, uv)?
+        .into_iter()
+        .map(|m| (m.uid, m))
+        .collect();
+    let state = FolderState {
+        uidvalidity: Some(uv),
+        uidnext: sel.uidnext,
+        highestmodseq: sel.highestmodseq,
+    };
+
+    if !reindex
+        && old.uidnext.is_some()
+        && old.uidnext == sel.uidnext
+        && sel.exists as usize == known.len()
+        && sel.highestmodseq.is_some()
+        && old.highestmodseq == sel.highestmodseq
+    {
+        fr.unchanged = true;
+        let mut batch = store.index.batch()?;
+        batch.set_folder_state(folder.id, &state, now())?;
+        return batch.commit();
+    }
+    if reindex {
+        ui::info(&format!(
+            "{}: UIDVALIDITY changed ({} -> {uv}); re-indexing, reusing stored bodies",
+            folder.path,
+            old.uidvalidity.unwrap_or(0)
+        ));
+    }
+
+    // 1. Which UIDs does host1 have that the index lacks, and which did it expunge?
+    let mut new_meta: BTreeMap<u32, Fetched> = BTreeMap::new();
+    let mut expunged: Vec<u32> = Vec::new();
+    let cheap = match (reindex, old.uidnext) {
+        (false, Some(next)) => {
+            if sel.uidnext != Some(next) {
+                client.uid_fetch_meta(&format!("{next}:*"), None, &mut |f| {
+                    // `N:*` also returns the highest message when N is above every UID.
+                    if f.uid >= next && !known.contains_key(&f.uid) {
+                        new_meta.insert(f.uid, f);
+                    }
+                    Ok(())
+                })?;
+            }
+            known.len() + new_meta.len() == sel.exists as usize
+        }
+        _ => false,
+    };
+    if !cheap {
+        let on_server: BTreeSet<u32> = client.uid_search_all()?.into_iter().collect();
+        expunged = known
+            .keys()
+            .filter(|u| !on_server.contains(u))
+            .copied()
+            .collect();
+        let missing: Vec<u32> = on_server
+            .iter()
+            .filter(|u| !known.contains_key(u) && !new_meta.contains_key(u))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            client.uid_fetch_meta(&uid_set(&missing), None, &mut |f| {
+                if !known.contains_key(&f.uid) {
+                    new_meta.insert(f.uid, f);
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    // 2. Flags of messages already known.
+    let mut flag_changes: Vec<(u32, Vec<String>)> = Vec::new();
+    if let Some(&max_known) = known.keys().next_back() {
+        let changedsince = match (old.highestmodseq, sel.highestmodseq) {
+            (Some(a), Some(b)) if !reindex && a == b => None,
+            (Some(a), Some(_)) if !reindex => Some(Some(a)),
+            _ => Some(None),
+        };
+        if let Some(since) = changedsince {
+            client.uid_fetch_meta(&format!("1:{max_known}"), since, &mut |f| {
+                if let (Some(row), Some(flags)) = (known.get(&f.uid), &f.flags) {
+                    let flags = without_recent(flags);
+                    if !same_flags(&row.flags, &flags) {
+                        flag_changes.push((f.uid, flags));
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    // 3. After a UIDVALIDITY change, recognise bodies the store already holds.
+    let mut reused: Vec<NewMessage> = Vec::new();
+    if reindex && !new_meta.is_empty() {
+        let uids: Vec<u32> = new_meta.keys().copied().collect();
+        let mut found = Vec::new();
+        client.uid_fetch_headers(&uid_set(&uids), &mut |f| {
+            found.push(f);
+            Ok(())
+        })?;
+        for f in found {
+            let (Some(header), Some(meta)) = (&f.body, new_meta.get(&f.uid)) else {
+                continue;
+            };
+            let Some(size) = meta.size.or(f.size) else {
+                continue;
+            };
+            let facts = HeaderFacts::parse(header);
+            let candidates = store.index.find_objects(size, &facts)?;
+            if let Some(hash) = candidates
+                .into_iter()
+                .find(|h| store.objects.contains(h))
+            {
+                reused.push(NewMessage {
+                    uidvalidity: uv,
+                    uid: f.uid,
+                    hash,
+                    size,
+                    flags: without_recent(meta.flags.as_deref().unwrap_or_default()),
+                    internaldate: meta.internaldate.clone().unwrap_or_default(),
+                });
+            }
+        }
+        for m in &reused {
+            new_meta.remove(&m.uid);
+        }
+    }
+
+    // Everything but the bodies goes in now, in one transaction.
+    {
+        let mut batch = store.index.batch()?;
+        if reindex {
+            fr.expunged += batch.expunge_other_uidvalidities(folder.id, uv)?;
+        }
+        for uid in &expunged {
+            batch.mark_expunged(folder.id, uv, *uid)?;
+        }
+        fr.expunged += expunged.len() as u64;
+        for (uid, flags) in &flag_changes {
+            if batch.set_flags(folder.id, uv, *uid, flags)? {
+                fr.updated += 1;
+            }
+        }
+        for m in &reused {
+            batch.add_message(folder.id, m)?;
+        }
+        fr.new += reused.len() as u64;
+        fr.reused += reused.len() as u64;
+        batch.commit()?;
+    }
+
+    // 4. Bodies.
+    let uids: Vec<u32> = new_meta.keys().copied().collect();
+    let sizes: Vec<u64> = new_meta.values().map(|f| f.size.unwrap_or(0)).collect();
+    progress.folder(
+        index,
+        count,
+        &folder.path,
+        uids.len() as u64,
+        sizes.iter().sum(),
+    );
+    let mut pending = Pending {
+        folder_id: folder.id,
+        rows: Vec::new(),
+        bytes: 0,
+    };
+    let mut received: BTreeSet<u32> = BTreeSet::new();
+    if !uids.is_empty() {
+        let result = client.uid_fetch_bodies(
+            &uids,
+            &sizes,
+            opts.batch_bytes,
+            opts.depth,
+            &mut |f| {
+                let Some(meta) = new_meta.get(&f.uid) else {
+                    return Ok(());
+                };
+                let Some(body) = f.body else {
+                    return Ok(());
+                };
+                received.insert(f.uid);
+                let len = body.len() as u64;
+                if let Some(size) = meta.size.filter(|&s| s != len) {
+                    ui::detail(&format!(
+                        "{}: UID {}: RFC822.SIZE says {size} bytes, BODY[] has {len}; storing BODY[] as sent",
+                        folder.path, f.uid
+                    ));
+                }
+                let (hash, stored) = store.objects.write(&body).with_context(|| {
+                    format!("{}: UID {}: cannot write to the store", folder.path, f.uid)
+                })?;
+                let facts = HeaderFacts::parse(&body);
+                let flags = f.flags.as_deref().or(meta.flags.as_deref()).unwrap_or_default();
+                let internaldate = f
+                    .internaldate
+                    .clone()
+                    .or_else(|| meta.internaldate.clone())
+                    .unwrap_or_default();
+                pending.rows.push((
+                    NewMessage {
+                        uidvalidity: uv,
+                        uid: f.uid,
+                        hash,
+                        size: len,
+                        flags: without_recent(flags),
+                        internaldate,
+                    },
+                    facts,
+                    stored,
+                ));
+                pending.bytes += len;
+                fr.new += 1;
+                fr.bytes += len;
+                progress.advance(len);
+                if pending.bytes >= opts.commit_bytes || pending.rows.len() >= opts.commit_messages
+                {
+                    pending.flush(store)?;
+                }
+                Ok(())
+            },
+        );
+        // Keep what arrived even when the stream broke off.
+        pending.flush(store)?;
+        result?;
+    }
+    let mut complete = true;
+    for uid in uids.iter().filter(|u| !received.contains(u)) {
+        complete = false;
+        fr.failed += 1;
+        failures.push(Failure {
+            folder: folder.path.clone(),
+            uid: Some(*uid),
+            reason: "host1 sent no body for it (expunged meanwhile, or unreadable on the server)"
+                .to_string(),
+        });
+    }
+
+    // Record the server state last; when something is missing, forget UIDNEXT so the next run
+    // compares UID lists instead of trusting counts.
+    let state = FolderState {
+        uidnext: if complete { state.uidnext } else { None },
+        ..state
+    };
+    let mut batch = store.index.batch()?;
+    batch.set_folder_state(folder.id, &state, now())?;
+    batch.commit()
+}
+
+fn without_recent(flags: &[String]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .cloned()
+        .collect()
+}
+
+fn same_flags(a: &[String], b: &[String]) -> bool {
+    let a: BTreeSet<&str> = a.iter().map(String::as_str).collect();
+    let b: BTreeSet<&str> = b.iter().map(String::as_str).collect();
+    a == b
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,101 @@
+//! `imapferry status`: what the store holds, per folder.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::store::Store;
+use crate::ui::human_bytes;
+
+/// Print the per-folder table (or JSON) for the store at `dir`.
+pub fn run(dir: &Path, json: bool) -> Result<()> {
+    let store = Store::open_existing(dir)?;
+    let rows = store.index.summary()?;
+    if json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "folder": r.path,
+                    "messages": r.messages,
+                    "raw_bytes": r.raw_bytes,
+                    "stored_bytes": r.stored_bytes,
+                    "last_pull": r.last_pull,
+                    "gone": r.gone,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let account = store
+        .index
+        .account()?
+        .map(|(h, u)| format!("{u} on {h}"))
+        .unwrap_or_else(|| "no account pulled yet".into());
+    println!("store {} ({account})", dir.display());
+    let width = rows.iter().map(|r| r.path.chars().count()).max().unwrap_or(6).max(6);
+    println!(
+        "{:<width$}  {:>9}  {:>10}  {:>10}  last pull",
+        "folder", "messages", "raw", "stored"
+    );
+    let (mut msgs, mut raw, mut stored) = (0, 0, 0);
+    for r in &rows {
+        let last = match (r.gone, r.last_pull) {
+            (true, _) => "gone from host1".to_string(),
+            (false, Some(t)) => format_time(t),
+            (false, None) => "never".to_string(),
+        };
+        let pad = width - r.path.chars().count() + r.path.len();
+        println!(
+            "{:<pad$}  {:>9}  {:>10}  {:>10}  {last}",
+            r.path,
+            r.messages,
+            human_bytes(r.raw_bytes),
+            human_bytes(r.stored_bytes),
+        );
+        msgs += r.messages;
+        raw += r.raw_bytes;
+        stored += r.stored_bytes;
+    }
+    println!(
+        "{:<width$}  {:>9}  {:>10}  {:>10}",
+        "total",
+        msgs,
+        human_bytes(raw),
+        human_bytes(stored)
+    );
+    Ok(())
+}
+
+/// UTC `YYYY-MM-DD HH:MM:SS` from unix seconds (civil-from-days, no time-zone database needed).
+pub fn format_time(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_time_gives_utc_calendar_dates() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_time(1_709_210_096), "2024-02-29 12:34:56 UTC");
+    }
+}

@@ -1,0 +1,19 @@
+//! Shared integration-test harness: throwaway Dovecot servers ([`dovecot`]), a deterministic
+//! test account ([`corpus`]) and helpers to seed a server and read it back over IMAP.
+//!
+//! Use from a test file with `mod common;` and `use common::*;`.
+
+// Each test binary uses a different subset of the harness.
+#![allow(dead_code, unused_imports)]
+
+pub mod corpus;
+pub mod dovecot;
+pub mod imap;
+pub mod run;
+
+pub use corpus::{Corpus, CorpusMessage};
+pub use dovecot::{Dovecot, DovecotConfig, NamespaceStyle, TlsSetup, Traffic};
+pub use imap::{
+    assert_server_matches_corpus, endpoint, imap_client, internaldate_to_unix, seed,
+    server_messages, ServerMessage,
+};

@@ -1,0 +1,129 @@
+//! Running the built `imapferry` binary against a test server, and reading a store back.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use imapferry::store::Store;
+
+use super::dovecot::Dovecot;
+
+/// What one run of the binary did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The `--json` summary on stdout.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Panic with the output unless the exit status is `code`.
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit status {} (wanted {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// The binary under test: Cargo's for integration tests, else `$IMAPFERRY_BIN` (the examples).
+pub fn binary() -> std::path::PathBuf {
+    match option_env!("CARGO_BIN_EXE_imapferry") {
+        Some(p) => p.into(),
+        None => std::env::var_os("IMAPFERRY_BIN")
+            .unwrap_or_else(|| "target/release/imapferry".into())
+            .into(),
+    }
+}
+
+/// The `imapferry` binary with no password variables inherited from the caller.
+pub fn imapferry() -> Command {
+    let mut c = Command::new(binary());
+    c.env_remove("IMAPFERRY_PASSWORD1")
+        .env_remove("IMAPFERRY_PASSWORD2")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// `imapferry pull` from `server` (plaintext on loopback) as `user` into `store`, with `--json`
+/// and any `extra` arguments.
+pub fn pull_command(server: &Dovecot, user: &str, store: &Path, extra: &[&str]) -> Command {
+    let mut c = imapferry();
+    c.arg("pull")
+        .args(["--host1", "127.0.0.1", "--port1"])
+        .arg(server.port().to_string())
+        .args(["--tls1", "none", "--user1", user, "--store"])
+        .arg(store)
+        .arg("--json")
+        .args(extra)
+        .env("IMAPFERRY_PASSWORD1", server.password(user));
+    c
+}
+
+/// Run a pull and return what it did.
+pub fn pull(server: &Dovecot, user: &str, store: &Path, extra: &[&str]) -> Run {
+    pull_command(server, user, store, extra)
+        .output()
+        .expect("run imapferry")
+        .into()
+}
+
+/// One message as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub uid: u32,
+    pub bytes: Vec<u8>,
+    pub flags: Vec<String>,
+    pub internaldate: String,
+}
+
+/// Every live message of every folder not gone, by store path, ordered by UID; bodies read back
+/// (and hash-verified) from the objects.
+pub fn store_messages(dir: &Path) -> BTreeMap<String, Vec<StoredMessage>> {
+    let store = Store::open_existing(dir).expect("open store");
+    let mut out = BTreeMap::new();
+    for folder in store.index.folders().expect("folders") {
+        if folder.gone_at.is_some() {
+            continue;
+        }
+        let Some(uv) = folder.state.uidvalidity else {
+            out.insert(folder.path, Vec::new());
+            continue;
+        };
+        let msgs = store
+            .index
+            .live_messages(folder.id, uv)
+            .expect("messages")
+            .into_iter()
+            .map(|m| StoredMessage {
+                uid: m.uid,
+                bytes: store.objects.read(&m.hash).expect("object"),
+                flags: m.flags,
+                internaldate: m.internaldate,
+            })
+            .collect();
+        out.insert(folder.path, msgs);
+    }
+    out
+}

@@ -1,0 +1,350 @@
+//! `imapferry pull` against real Dovecot servers: completeness and byte fidelity, incremental
+//! runs, UIDVALIDITY changes, crash safety, both namespace styles, and TLS.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::run::{pull, pull_command, store_messages};
+use common::*;
+
+/// Assert the store holds exactly what the server serves: same folders, same UIDs, identical
+/// bytes, same flags (as a set) and the same INTERNALDATE string.
+fn assert_store_matches_server(store: &Path, server: &Dovecot, user: &str) {
+    let want = server_messages(server, user);
+    let got = store_messages(store);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "folders differ"
+    );
+    for (folder, msgs) in &want {
+        let stored = &got[folder];
+        assert_eq!(stored.len(), msgs.len(), "message count in {folder}");
+        for (s, w) in stored.iter().zip(msgs) {
+            assert_eq!(s.uid, w.uid, "UIDs in {folder}");
+            assert!(
+                s.bytes == w.bytes,
+                "{folder} UID {}: stored bytes differ from the server's",
+                s.uid
+            );
+            let mut flags = s.flags.clone();
+            flags.sort();
+            assert_eq!(flags, w.flags, "{folder} UID {} flags", s.uid);
+            assert_eq!(s.internaldate, w.internaldate, "{folder} UID {} date", s.uid);
+        }
+    }
+}
+
+fn count(store: &Path) -> usize {
+    store_messages(store).values().map(Vec::len).sum()
+}
+
+fn n(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+#[test]
+fn first_pull_mirrors_every_message_byte_for_byte_and_an_unchanged_repull_fetches_nothing() {
+    let server = Dovecot::start(DovecotConfig::new().standard_special_use());
+    let corpus = Corpus::standard();
+    seed(&server, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+
+    let first = pull(&server, "alice", &store, &[]).expect_code(0).json();
+    assert_eq!(n(&first, "new") as usize, corpus.len());
+    assert!(n(&first, "folders") >= 12);
+    assert_eq!(first["failures"].as_array().unwrap().len(), 0);
+    assert_store_matches_server(&store, &server, "alice");
+
+    // Identical bytes in two folders are one object.
+    let objects = walkdir::WalkDir::new(store.join("objects"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count();
+    let distinct: std::collections::BTreeSet<&[u8]> =
+        corpus.messages.iter().map(|m| m.bytes.as_slice()).collect();
+    assert_eq!(objects, distinct.len());
+
+    let before = server.traffic_settled();
+    let second = pull(&server, "alice", &store, &[]).expect_code(0).json();
+    let after = server.traffic_settled();
+    assert_eq!(
+        (n(&second, "new"), n(&second, "updated"), n(&second, "bytes")),
+        (0, 0, 0)
+    );
+    let moved = after.bytes_out - before.bytes_out;
+    eprintln!("unchanged re-pull: host1 sent {moved} bytes");
+    assert!(moved < 20_000, "an unchanged re-pull made host1 send {moved} bytes");
+}
+
+#[test]
+fn status_lists_each_folder_with_its_counts() {
+    let server = Dovecot::start_default();
+    let corpus = Corpus::small();
+    seed(&server, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&server, "alice", &store, &[]).expect_code(0);
+    let out = common::run::imapferry()
+        .args(["status", "--json", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total: u64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["messages"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total as usize, corpus.len());
+    let by_folder = corpus.by_folder();
+    for row in rows.as_array().unwrap() {
+        let path = row["folder"].as_str().unwrap();
+        let want = by_folder.get(path).map_or(0, Vec::len);
+        assert_eq!(row["messages"].as_u64().unwrap() as usize, want, "{path}");
+        assert!(row["last_pull"].as_i64().is_some());
+    }
+}
+
+#[test]
+fn incremental_pull_records_new_mail_flag_changes_and_expunges() {
+    let server = Dovecot::start_default();
+    let corpus = Corpus::small();
+    seed(&server, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&server, "alice", &store, &[]).expect_code(0);
+
+    // Change the account: two new messages, flags on two, one expunge.
+    let mut c = imap_client(&server, "alice");
+    let extra = b"From: a@example.org\r\nSubject: late\r\n\r\nlate mail\r\n".to_vec();
+    let flags = vec!["\\Flagged".to_string(), "Later".to_string()];
+    let msgs = [
+        imapferry::imap::AppendMessage {
+            flags: &flags,
+            internaldate: Some("01-Feb-2024 10:00:00 +0000"),
+            bytes: &extra,
+        },
+        imapferry::imap::AppendMessage {
+            flags: &[],
+            internaldate: None,
+            bytes: b"Subject: no message-id\r\n\r\nbody\r\n",
+        },
+    ];
+    c.append_many("INBOX", &msgs).unwrap();
+    c.select("INBOX", false).unwrap();
+    c.raw_command("UID STORE 1,2 +FLAGS (\\Answered $Forwarded)").unwrap();
+    c.raw_command("UID STORE 3 +FLAGS (\\Deleted)").unwrap();
+    c.raw_command("EXPUNGE").unwrap();
+    c.logout().unwrap();
+
+    let r = pull(&server, "alice", &store, &[]).expect_code(0).json();
+    assert_eq!(n(&r, "new"), 2);
+    assert_eq!(n(&r, "updated"), 2);
+    assert_eq!(n(&r, "expunged"), 1);
+    assert_store_matches_server(&store, &server, "alice");
+}
+
+#[test]
+fn uidvalidity_change_reindexes_the_folder_without_downloading_bodies_again() {
+    let server = Dovecot::start_default();
+    let corpus = Corpus::small();
+    seed(&server, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&server, "alice", &store, &[]).expect_code(0);
+    let inbox = corpus.by_folder()["INBOX"].len() as u64;
+
+    server.doveadm(&["mailbox", "update", "-u", "alice", "--uid-validity", "12345", "INBOX"]);
+
+    let r = pull(&server, "alice", &store, &[]).expect_code(0).json();
+    assert_eq!(n(&r, "new"), inbox);
+    assert_eq!(n(&r, "reused"), inbox);
+    assert_eq!(n(&r, "bytes"), 0, "no body should be downloaded again");
+    assert_eq!(n(&r, "expunged"), inbox, "rows of the old UIDVALIDITY are retired");
+    assert_store_matches_server(&store, &server, "alice");
+}
+
+#[test]
+fn kill_9_during_a_pull_then_a_new_pull_completes_without_fetching_anything_twice() {
+    let server = Dovecot::start(DovecotConfig::new().standard_special_use());
+    let corpus = Corpus::standard();
+    seed(&server, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+
+    // Small commit batches so a kill lands between commits.
+    let mut child = pull_command(&server, "alice", &store, &["--commit-messages", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let objects = walkdir::WalkDir::new(store.join("objects"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .count();
+        if objects >= 60 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let committed = count(&store);
+    eprintln!("killed with {committed} of {} messages committed", corpus.len());
+    assert!(committed < corpus.len(), "the kill came too late to test anything");
+
+    let r = pull(&server, "alice", &store, &[]).expect_code(0).json();
+    assert_eq!(
+        n(&r, "new") as usize + committed,
+        corpus.len(),
+        "the second pull fetched only what the first did not commit"
+    );
+    assert_store_matches_server(&store, &server, "alice");
+}
+
+#[test]
+fn inbox_dot_namespace_is_stored_with_slash_paths_and_no_prefix() {
+    let server = Dovecot::start(DovecotConfig::new().namespace(NamespaceStyle::InboxDot));
+    let corpus = Corpus::small();
+    seed(&server, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&server, "alice", &store, &[]).expect_code(0);
+    let got = store_messages(&store);
+    for folder in &corpus.folders {
+        assert!(got.contains_key(folder), "{folder} missing: {:?}", got.keys());
+    }
+    assert!(got.keys().all(|k| !k.starts_with("INBOX.")));
+    assert_store_matches_server(&store, &server, "alice");
+}
+
+fn tls_pull(server: &Dovecot, store: &Path, args: &[&str]) -> common::run::Run {
+    let mut c = common::run::imapferry();
+    c.arg("pull")
+        .args(["--host1", "localhost", "--user1", "alice", "--store"])
+        .arg(store)
+        .arg("--json")
+        .args(args)
+        .env("IMAPFERRY_PASSWORD1", server.password("alice"));
+    c.output().unwrap().into()
+}
+
+#[test]
+fn starttls_and_implicit_tls_verify_a_self_signed_certificate_given_with_ca_file() {
+    let server = Dovecot::start(DovecotConfig::new().tls());
+    seed(&server, "alice", &Corpus::small());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = server.ca_file().to_str().unwrap().to_string();
+    let imap_port = server.port().to_string();
+    let imaps_port = server.imaps_port().to_string();
+
+    let refused = tls_pull(
+        &server,
+        &dir.path().join("refused"),
+        &["--port1", &imaps_port, "--tls1", "imaps"],
+    );
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.to_lowercase().contains("certificate"),
+        "the error should name the certificate: {}",
+        refused.stderr
+    );
+
+    let starttls = dir.path().join("starttls");
+    tls_pull(
+        &server,
+        &starttls,
+        &["--port1", &imap_port, "--tls1", "starttls", "--ca-file1", &ca],
+    )
+    .expect_code(0);
+    assert_store_matches_server(&starttls, &server, "alice");
+
+    let imaps = dir.path().join("imaps");
+    tls_pull(
+        &server,
+        &imaps,
+        &["--port1", &imaps_port, "--tls1", "imaps", "--ca-file1", &ca],
+    )
+    .expect_code(0);
+    assert_store_matches_server(&imaps, &server, "alice");
+}
+
+#[test]
+fn a_wrong_password_fails_cleanly_and_is_never_printed_or_stored() {
+    let server = Dovecot::start_default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let secret = "Wr0ng-pa55word-xyz";
+    let out = pull_command(&server, "alice", &store, &["-vv"])
+        .env("IMAPFERRY_PASSWORD1", secret)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = [out.stdout, out.stderr].concat();
+    assert!(!String::from_utf8_lossy(&all).contains(secret));
+    for entry in walkdir::WalkDir::new(&store).into_iter().filter_map(Result::ok) {
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the password",
+                entry.path().display()
+            );
+        }
+    }
+
+    // The right password also stays out of a -vv trace.
+    seed(&server, "alice", &Corpus::small());
+    let out = pull_command(&server, "alice", &store, &["-vv"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let all = [out.stdout, out.stderr].concat();
+    assert!(!String::from_utf8_lossy(&all).contains(server.password("alice")));
+}
+
+#[test]
+fn folder_and_exclude_choose_what_is_pulled_and_an_unknown_folder_fails() {
+    let server = Dovecot::start_default();
+    let corpus = Corpus::small();
+    seed(&server, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&server, "alice", &store, &["--folder", "INBOX", "--folder", "Entwürfe"]).expect_code(0);
+    let got: Vec<String> = store_messages(&store).into_keys().collect();
+    assert_eq!(got, vec!["Entwürfe".to_string(), "INBOX".to_string()]);
+
+    let store2 = dir.path().join("store2");
+    pull(&server, "alice", &store2, &["--exclude", "^INBOX$"]).expect_code(0);
+    assert!(!store_messages(&store2).contains_key("INBOX"));
+
+    let r = pull(&server, "alice", &store, &["--folder", "Nope"]).expect_code(3);
+    assert!(r.stderr.contains("Nope"), "{}", r.stderr);
+}
+
+#[test]
+fn store_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Dovecot::start_default();
+    seed(&server, "alice", &Corpus::small());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&server, "alice", &store, &[]).expect_code(0);
+    for entry in walkdir::WalkDir::new(&store).into_iter().filter_map(Result::ok) {
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        let want = if entry.file_type().is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{}", entry.path().display());
+    }
+}
