@@ -49,11 +49,19 @@ fn main() {
     let port1 = host1.port().to_string();
     let pull = |extra: &[&str]| {
         let mut c = imapferry();
-        c.args(["pull", "--host1", "127.0.0.1", "--port1", &port1, "--tls1", "none"])
-            .args(["--user1", "alice", "--store"])
-            .arg(&store)
-            .args(extra)
-            .env("IMAPFERRY_PASSWORD1", host1.password("alice"));
+        c.args([
+            "pull",
+            "--host1",
+            "127.0.0.1",
+            "--port1",
+            &port1,
+            "--tls1",
+            "none",
+        ])
+        .args(["--user1", "alice", "--store"])
+        .arg(&store)
+        .args(extra)
+        .env("IMAPFERRY_PASSWORD1", host1.password("alice"));
         c
     };
     show(&mut pull(&[]));

@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Mirror the account on host1 into the store (creates the store when missing).
-    Pull(PullArgs),
+    Pull(Box<PullArgs>),
     /// Show what the store holds, per folder.
     Status(StatusArgs),
 }
@@ -109,8 +109,17 @@ macro_rules! conn_args {
 }
 
 conn_args!(
-    Host1Args, "host1", "host1", "port1", "tls1", "insecure1", "ca-file1", "user1", "passfile1",
-    "password1", "oauth2-token-file1"
+    Host1Args,
+    "host1",
+    "host1",
+    "port1",
+    "tls1",
+    "insecure1",
+    "ca-file1",
+    "user1",
+    "passfile1",
+    "password1",
+    "oauth2-token-file1"
 );
 
 /// Options shared by commands that print a run summary.

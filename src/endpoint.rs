@@ -84,8 +84,9 @@ fn secret(args: &ConnArgs) -> Result<Secret> {
         return Ok(Secret::Password(p.clone()));
     }
     if std::io::stdin().is_terminal() {
-        let p = rpassword::prompt_password(format!("Password for {} on {}: ", args.user, args.host))
-            .context("cannot read the password from the terminal")?;
+        let p =
+            rpassword::prompt_password(format!("Password for {} on {}: ", args.user, args.host))
+                .context("cannot read the password from the terminal")?;
         return Ok(Secret::Password(p));
     }
     bail!(

@@ -50,7 +50,10 @@ impl Selection {
     pub fn new(only: &[String], excludes: &[String]) -> Result<Selection> {
         let excludes = excludes
             .iter()
-            .map(|re| Regex::new(re).with_context(|| format!("--exclude {re:?} is not a valid regular expression")))
+            .map(|re| {
+                Regex::new(re)
+                    .with_context(|| format!("--exclude {re:?} is not a valid regular expression"))
+            })
             .collect::<Result<_>>()?;
         let only = only
             .iter()
@@ -94,7 +97,10 @@ mod tests {
     #[test]
     fn inbox_dot_names_lose_their_prefix_and_use_slashes() {
         let n = ns("INBOX.", '.');
-        assert_eq!(store_path("INBOX.Archive.2024", Some('.'), &n), "Archive/2024");
+        assert_eq!(
+            store_path("INBOX.Archive.2024", Some('.'), &n),
+            "Archive/2024"
+        );
         assert_eq!(store_path("INBOX", Some('.'), &n), "INBOX");
         assert_eq!(store_path("inbox", Some('.'), &n), "INBOX");
         assert_eq!(server_name("Archive/2024", &n), "INBOX.Archive.2024");

@@ -145,8 +145,8 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
             });
             fr.failed += 1;
             // The connection may be unusable after an error mid-command: start afresh.
-            client = Client::connect(&opts.endpoint)
-                .context("reconnecting to host1 after an error")?;
+            client =
+                Client::connect(&opts.endpoint).context("reconnecting to host1 after an error")?;
         } else if !fr.unchanged || ui::verbosity() >= 2 {
             progress.line(&folder_line(&fr));
         }
@@ -272,14 +272,13 @@ impl Pending {
         if self.rows.is_empty() {
             return Ok(());
         }
-        // Objects first: an index row must never name bytes a crash could lose.
-        store.objects.sync()?;
         let mut batch = store.index.batch()?;
         for (m, facts, stored) in &self.rows {
             batch.add_object(&m.hash, m.size, *stored, facts)?;
             batch.add_message(self.folder_id, m)?;
         }
-        batch.commit()?;
+        // Objects first: an index row must never name bytes a crash could lose.
+        batch.commit_after_sync(&store.objects)?;
         self.rows.clear();
         self.bytes = 0;
         Ok(())
@@ -412,10 +411,7 @@ fn pull_folder(
             };
             let facts = HeaderFacts::parse(header);
             let candidates = store.index.find_objects(size, &facts)?;
-            if let Some(hash) = candidates
-                .into_iter()
-                .find(|h| store.objects.contains(h))
-            {
+            if let Some(hash) = candidates.into_iter().find(|h| store.objects.contains(h)) {
                 reused.push(NewMessage {
                     uidvalidity: uv,
                     uid: f.uid,

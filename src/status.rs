@@ -34,7 +34,12 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
         .map(|(h, u)| format!("{u} on {h}"))
         .unwrap_or_else(|| "no account pulled yet".into());
     println!("store {} ({account})", dir.display());
-    let width = rows.iter().map(|r| r.path.chars().count()).max().unwrap_or(6).max(6);
+    let width = rows
+        .iter()
+        .map(|r| r.path.chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     println!(
         "{:<width$}  {:>9}  {:>10}  {:>10}  last pull",
         "folder", "messages", "raw", "stored"

@@ -140,6 +140,14 @@ struct Done {
     text: String,
 }
 
+/// Knobs for [`Client::connect_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Capabilities to act as if the server did not advertise them (any case), e.g.
+    /// `LITERAL+` or `AUTH=PLAIN`, to work around a server that advertises something broken.
+    pub hide_capabilities: Vec<String>,
+}
+
 /// A logged-in session.
 pub struct Client {
     conn: Conn,
@@ -159,11 +167,18 @@ pub struct Client {
     buf: Vec<u8>,
     /// A BYE is expected (LOGOUT) rather than an error.
     logging_out: bool,
+    /// Upper-cased capabilities to ignore (see [`ConnectOptions`]).
+    hidden: HashSet<String>,
 }
 
 impl Client {
     /// Connect, negotiate TLS as asked, read the greeting, authenticate, learn capabilities.
     pub fn connect(ep: &Endpoint) -> Result<Client> {
+        Self::connect_with(ep, &ConnectOptions::default())
+    }
+
+    /// [`Client::connect`] with options.
+    pub fn connect_with(ep: &Endpoint, opts: &ConnectOptions) -> Result<Client> {
         let tcp = conn::connect_tcp(&ep.host, ep.port, ep.timeout)?;
         let stream = if ep.tls == TlsMode::Imaps {
             let connector = conn::tls_connector(ep)?;
@@ -185,6 +200,11 @@ impl Client {
             backlog: VecDeque::new(),
             buf: Vec::new(),
             logging_out: false,
+            hidden: opts
+                .hide_capabilities
+                .iter()
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
         };
         let preauth = c.greeting()?;
         if ep.tls == TlsMode::StartTls {
@@ -388,6 +408,10 @@ impl Client {
 
     /// `UID FETCH <set> (UID FLAGS INTERNALDATE RFC822.SIZE [MODSEQ])`
     /// `[(CHANGEDSINCE n)]`; `f` is called once per response, in arrival order.
+    ///
+    /// MODSEQ and CHANGEDSINCE are only sent when CONDSTORE is offered (without it,
+    /// `changedsince` is ignored and every message in `set` is reported). Responses without
+    /// a UID (unsolicited flag changes) are skipped.
     pub fn uid_fetch_meta(
         &mut self,
         set: &str,
@@ -584,6 +608,17 @@ impl Client {
             .enumerate()
             .map(|(i, o)| o.ok_or_else(|| anyhow!("{}: no reply to APPEND #{i}", self.label)))
             .collect()
+    }
+
+    /// Send one command line as given (tag added, no literals) and wait for its completion;
+    /// NO/BAD is an error. Untagged responses are ignored. For tests and one-off operations
+    /// (e.g. `UID STORE`, `EXPUNGE`) that have no dedicated method.
+    pub fn raw_command(&mut self, cmd: &str) -> Result<()> {
+        if cmd.contains(['\r', '\n']) {
+            bail!("raw_command: command must be one line");
+        }
+        self.run(&[text(cmd)], &mut |_| Ok(()))?;
+        Ok(())
     }
 
     /// LOGOUT and close. A connection the server already closed is fine.
@@ -964,6 +999,10 @@ impl Client {
     /// Next parseable response from the socket. Unparseable untagged responses are logged and
     /// skipped. Capabilities are learned from any response that carries them.
     fn read_wire(&mut self) -> Result<Response> {
+        // Don't keep a huge buffer around after one big message.
+        if self.buf.capacity() > 32 << 20 {
+            self.buf = Vec::new();
+        }
         loop {
             let got = response::read_response(&mut self.conn, &mut self.buf)
                 .with_context(|| format!("{}: reading response", self.label))?;
@@ -980,7 +1019,7 @@ impl Client {
                     continue;
                 }
             };
-            if crate::imap::verbosity() >= 2 && !matches!(r, Response::Tagged { .. }) {
+            if crate::ui::verbosity() > 2 && !matches!(r, Response::Tagged { .. }) {
                 wire_log!(2, "{} S: {}", self.label, response::head(&self.buf));
             }
             match &r {
@@ -994,7 +1033,11 @@ impl Client {
                     status: Status::Ok,
                     ..
                 } => {
-                    self.caps = c.iter().cloned().collect();
+                    self.caps = c
+                        .iter()
+                        .filter(|x| !self.hidden.contains(*x))
+                        .cloned()
+                        .collect();
                     self.caps_gen += 1;
                 }
                 Response::Tagged {
@@ -1004,6 +1047,19 @@ impl Client {
                     ..
                 } => {
                     wire_log!(2, "{} S: {tag} {status} {t}", self.label);
+                }
+                // Warnings and alerts the server wants a human to see.
+                Response::Untagged(Untagged::Status {
+                    status: status @ (Status::No | Status::Bad),
+                    text: t,
+                    ..
+                }) => wire_log!(1, "{}: server says: {status} {t}", self.label),
+                Response::Untagged(Untagged::Status {
+                    code: Some(Code::Other(c)),
+                    text: t,
+                    ..
+                }) if c.eq_ignore_ascii_case("ALERT") => {
+                    wire_log!(1, "{}: server alert: {t}", self.label)
                 }
                 _ => {}
             }

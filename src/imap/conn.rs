@@ -114,7 +114,7 @@ pub(crate) fn tls_handshake(
     match connector.connect(host, tcp) {
         Ok(s) => Ok(s),
         Err(HandshakeError::WouldBlock(_)) => bail!(
-            "TLS handshake with {host}: timed out after {} s",
+            "TLS handshake: timed out after {} s waiting for {host}",
             timeout.as_secs()
         ),
         Err(HandshakeError::Failure(e)) => {

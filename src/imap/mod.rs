@@ -6,26 +6,12 @@
 //! here (lines plus literals, one response at a time so memory does not grow with a batch) and
 //! parsed with `imap-proto`.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
-/// Wire-level verbosity: 0 quiet, 1 info, 2 every command sent and every untagged line head,
-/// 3 also unparseable responses in full. Set once from the CLI (`-v`).
-pub static VERBOSE: AtomicU8 = AtomicU8::new(0);
-
-/// Set the wire-level verbosity (see [`VERBOSE`]).
-pub fn set_verbosity(level: u8) {
-    VERBOSE.store(level, Ordering::Relaxed);
-}
-
-/// Current wire-level verbosity.
-pub fn verbosity() -> u8 {
-    VERBOSE.load(Ordering::Relaxed)
-}
-
-/// Print to stderr when the verbosity is at least `$lvl`. Callers must never pass secrets.
+/// Print to stderr when the user asked for detail: level 1 (server alerts, skipped responses)
+/// with `-v`, level 2 (every command sent and every response head) with `-vv`. Callers must
+/// never pass secrets.
 macro_rules! wire_log {
     ($lvl:expr, $($arg:tt)*) => {
-        if $crate::imap::verbosity() >= $lvl {
+        if $crate::ui::verbosity() > $lvl {
             eprintln!("imap: {}", format_args!($($arg)*));
         }
     };
@@ -39,5 +25,10 @@ pub mod response;
 pub mod uidset;
 pub mod utf7;
 
-pub use client::{AppendMessage, AppendOutcome, Client, Fetched, MailboxInfo, Namespace, Selected};
+#[cfg(test)]
+mod live_tests;
+
+pub use client::{
+    AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, MailboxInfo, Namespace, Selected,
+};
 pub use conn::{Endpoint, Secret, TlsMode};

@@ -52,6 +52,9 @@ pub fn read_response<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<boo
                 format!("server announced a literal of {n} bytes, refusing"),
             ));
         }
+        // Reserve up front so a big message is not copied by repeated doubling; capped so a
+        // bogus announcement cannot make us allocate gigabytes before any byte arrives.
+        buf.reserve(usize::try_from(n.min(256 << 20)).unwrap_or(0));
         let before = buf.len();
         let got = r.take(n).read_to_end(buf)?;
         if (got as u64) != n || buf.len() - before != got {

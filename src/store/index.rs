@@ -107,8 +107,9 @@ pub struct FolderSummary {
 
 /// The open index database.
 pub struct Index {
-    conn: Connection,
-    path: PathBuf,
+    /// Shared with the sibling modules that add tables (`push_state`).
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 /// Seconds since the Unix epoch, the unit of every timestamp in the index.
@@ -634,7 +635,16 @@ impl Batch<'_> {
         object_known(&self.tx, hash).with_context(self.ctx())
     }
 
-    /// Make every change of the batch durable and visible, atomically.
+    /// The durability protocol in one call: fsync the object directories written to (so every
+    /// object these rows name survives a crash), then commit.
+    pub fn commit_after_sync(self, objects: &super::objects::Objects) -> Result<()> {
+        objects.sync()?;
+        self.commit()
+    }
+
+    /// Make every change of the batch durable and visible, atomically. Rows naming objects
+    /// written since the last [`Objects::sync`](super::objects::Objects::sync) need that sync
+    /// first; see [`Batch::commit_after_sync`].
     pub fn commit(self) -> Result<()> {
         let ctx = ctx_of(self.path);
         self.tx.commit().with_context(ctx)

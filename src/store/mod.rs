@@ -5,6 +5,7 @@ pub mod facts;
 pub mod index;
 pub mod lock;
 pub mod objects;
+pub mod push_state;
 pub mod schema;
 
 use std::fs;
@@ -18,6 +19,7 @@ pub use index::{
 };
 pub use lock::StoreLock;
 pub use objects::{Hash, Objects};
+pub use push_state::{Intent, Mapping, NewIntent};
 
 use objects::create_dir_0700;
 
@@ -82,6 +84,9 @@ impl Store {
         let tmp = dir.join("tmp");
         create_dir_0700(&tmp)?;
         clear_tmp(&tmp)?;
+        // Make the directory entries just created (objects/, tmp/, lock) durable before any
+        // object or index row relies on them.
+        objects::fsync_dir(dir)?;
         let index = Index::open(&dir.join(INDEX_FILE))?;
         Ok(Store {
             root: dir.to_path_buf(),
@@ -151,9 +156,28 @@ mod tests {
         for f in ["lock", INDEX_FILE] {
             assert_eq!(mode(&root.join(f)), 0o600, "{f}");
         }
-        let (h, _) = store.objects.write(b"hi").unwrap();
+        let mut store = store;
+        let (h, stored) = store.objects.write(b"hi").unwrap();
+        let f = store
+            .index
+            .upsert_folder("INBOX", "INBOX", None, None, true)
+            .unwrap();
+        let mut b = store.index.batch().unwrap();
+        b.add_object(&h, 2, stored, &HeaderFacts::default())
+            .unwrap();
+        let m = NewMessage {
+            uidvalidity: 1,
+            uid: 1,
+            hash: h,
+            size: 2,
+            flags: vec![],
+            internaldate: "01-Jan-2025 00:00:00 +0000".into(),
+        };
+        b.add_message(f, &m).unwrap();
+        b.commit_after_sync(&store.objects).unwrap();
         assert_eq!(mode(store.objects.path(&h).parent().unwrap()), 0o700);
         let id = store.index.store_id().unwrap();
+        assert_eq!(mode(&root.join("index.sqlite-wal")), 0o600);
         // Locked while open.
         let err = Store::open_existing(&root).err().unwrap().to_string();
         assert!(err.contains("in use by another imapferry process"), "{err}");
@@ -162,6 +186,7 @@ mod tests {
         let store = Store::open_existing(&root).unwrap();
         assert_eq!(store.index.store_id().unwrap(), id);
         assert_eq!(store.objects.read(&h).unwrap(), b"hi");
+        assert_eq!(store.index.live_messages(1, 1).unwrap()[0].hash, h);
         assert!(!root.join("tmp/stale").exists());
         drop(store);
         Store::open_or_create(&root).unwrap();
@@ -178,6 +203,16 @@ mod tests {
         let err = Store::open_existing(d.path()).err().unwrap().to_string();
         assert!(
             err.contains("no index.sqlite") && err.contains("imapferry pull"),
+            "{err}"
+        );
+
+        // Garbage where the index should be: a clear error naming it.
+        let bad = d.path().join("bad");
+        fs::create_dir(&bad).unwrap();
+        fs::write(bad.join(INDEX_FILE), vec![0xa5; 4096]).unwrap();
+        let err = format!("{:#}", Store::open_existing(&bad).err().unwrap());
+        assert!(
+            err.contains(&bad.join(INDEX_FILE).display().to_string()),
             "{err}"
         );
 

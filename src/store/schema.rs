@@ -79,6 +79,47 @@ CREATE TABLE runs (
     bytes       INTEGER
 );
 "#,
+    // 2: push state: destinations, where each store message went, and append intents.
+    r#"
+CREATE TABLE destinations (
+    id         INTEGER PRIMARY KEY,
+    host       TEXT NOT NULL,
+    user_name  TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (host, user_name)
+);
+
+CREATE TABLE pushed (
+    destination_id   INTEGER NOT NULL REFERENCES destinations (id),
+    folder_id        INTEGER NOT NULL REFERENCES folders (id),
+    uidvalidity      INTEGER NOT NULL,
+    uid              INTEGER NOT NULL,
+    mailbox          TEXT NOT NULL,
+    dest_uidvalidity INTEGER NOT NULL,
+    dest_uid         INTEGER NOT NULL,
+    flags            TEXT NOT NULL,
+    change           INTEGER NOT NULL,
+    how              TEXT NOT NULL CHECK (how IN ('appended', 'found')),
+    pushed_at        INTEGER NOT NULL,
+    PRIMARY KEY (destination_id, folder_id, uidvalidity, uid)
+);
+CREATE INDEX pushed_mailbox ON pushed (destination_id, mailbox);
+
+CREATE TABLE push_intents (
+    id               INTEGER PRIMARY KEY,
+    destination_id   INTEGER NOT NULL REFERENCES destinations (id),
+    folder_id        INTEGER NOT NULL REFERENCES folders (id),
+    uidvalidity      INTEGER NOT NULL,
+    uid              INTEGER NOT NULL,
+    hash             TEXT NOT NULL REFERENCES objects (hash),
+    size             INTEGER NOT NULL,
+    mailbox          TEXT NOT NULL,
+    dest_uidvalidity INTEGER NOT NULL,
+    dest_uidnext     INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL
+);
+CREATE INDEX push_intents_mailbox ON push_intents (destination_id, mailbox);
+"#,
 ];
 
 /// The schema version this binary writes.
@@ -193,7 +234,16 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         assert_eq!(
             tables(&conn),
-            ["folders", "messages", "meta", "objects", "runs"]
+            [
+                "destinations",
+                "folders",
+                "messages",
+                "meta",
+                "objects",
+                "push_intents",
+                "pushed",
+                "runs"
+            ]
         );
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -148,7 +148,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// A point in time with the zone it is written in.
@@ -185,7 +193,10 @@ impl Stamp {
     fn rfc5322(self) -> String {
         let (y, m, d, hh, mm, ss, wd) = self.parts();
         let (mon, day) = (MONTHS[(m - 1) as usize], WEEKDAYS[wd as usize]);
-        format!("{day}, {d:02} {mon} {y} {hh:02}:{mm:02}:{ss:02} {}", self.zone())
+        format!(
+            "{day}, {d:02} {mon} {y} {hh:02}:{mm:02}:{ss:02} {}",
+            self.zone()
+        )
     }
 }
 
@@ -253,18 +264,69 @@ const FIRST: &[&str] = &[
     "Łukasz", "Chen", "Olivia", "Mateo",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Müller", "Tanaka", "Ødegaard", "García", "O'Brien", "Nowak", "Kowalski", "Dubois",
-    "Ivanova", "Patel", "Nakamura",
+    "Smith",
+    "Müller",
+    "Tanaka",
+    "Ødegaard",
+    "García",
+    "O'Brien",
+    "Nowak",
+    "Kowalski",
+    "Dubois",
+    "Ivanova",
+    "Patel",
+    "Nakamura",
 ];
-const DOMAINS: &[&str] = &["example.com", "example.org", "example.net", "beispiel.de", "test.jp"];
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "example.org",
+    "example.net",
+    "beispiel.de",
+    "test.jp",
+];
 const WORDS: &[&str] = &[
-    "meeting", "report", "invoice", "budget", "please", "review", "the", "attached", "draft",
-    "quarter", "deadline", "project", "server", "migration", "mailbox", "thanks", "regards",
-    "schedule", "tomorrow", "update", "release", "backup", "folder", "customer", "question",
+    "meeting",
+    "report",
+    "invoice",
+    "budget",
+    "please",
+    "review",
+    "the",
+    "attached",
+    "draft",
+    "quarter",
+    "deadline",
+    "project",
+    "server",
+    "migration",
+    "mailbox",
+    "thanks",
+    "regards",
+    "schedule",
+    "tomorrow",
+    "update",
+    "release",
+    "backup",
+    "folder",
+    "customer",
+    "question",
 ];
 const UTF8_WORDS: &[&str] = &[
-    "Grüße", "Übersicht", "straße", "façade", "naïve", "crème", "日本語", "東京", "会議",
-    "ありがとう", "Ελληνικά", "Привет", "emoji 📬", "ß", "Ærø",
+    "Grüße",
+    "Übersicht",
+    "straße",
+    "façade",
+    "naïve",
+    "crème",
+    "日本語",
+    "東京",
+    "会議",
+    "ありがとう",
+    "Ελληνικά",
+    "Привет",
+    "emoji 📬",
+    "ß",
+    "Ærø",
 ];
 const SUBJECTS: &[&str] = &[
     "Quarterly report",
@@ -292,11 +354,14 @@ fn base64_lines(data: &[u8]) -> String {
 }
 
 fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -565,7 +630,11 @@ impl Gen {
         let mut subject = self.rng.pick(SUBJECTS).to_string();
         let utf8_subject = matches!(kind, Kind::Utf8Body | Kind::EightBitHeaders);
         if utf8_subject {
-            subject = format!("{} {}", self.rng.pick(UTF8_WORDS), self.rng.pick(UTF8_WORDS));
+            subject = format!(
+                "{} {}",
+                self.rng.pick::<&str>(UTF8_WORDS),
+                self.rng.pick::<&str>(UTF8_WORDS)
+            );
         }
         let subject = if utf8_subject && !raw8 {
             format!("=?UTF-8?B?{}?=", base64(subject.as_bytes()))
@@ -592,8 +661,8 @@ impl Gen {
             writeln!(h, "Cc: {cc}\r").unwrap();
         }
         writeln!(h, "Subject: {subject}\r").unwrap();
-        let no_id = matches!(kind, Kind::NoMessageId)
-            || (folder == "Drafts" && self.rng.chance(50));
+        let no_id =
+            matches!(kind, Kind::NoMessageId) || (folder == "Drafts" && self.rng.chance(50));
         if !no_id {
             writeln!(
                 h,
@@ -689,7 +758,7 @@ impl Gen {
                 writeln!(h, "Content-Type: text/plain; charset=us-ascii\r").unwrap();
                 let mut line = String::new();
                 while line.len() < 1500 {
-                    line.push_str(self.rng.pick(WORDS));
+                    line.push_str(self.rng.pick::<&str>(WORDS));
                     line.push(' ');
                 }
                 body = format!("A very long line follows.\n{}\nEnd.\n", line.trim_end());

@@ -52,7 +52,11 @@ pub fn server_mailbox_name(ns: &Namespace, path: &str) -> String {
         return "INBOX".to_string();
     }
     let sep = ns.separator.unwrap_or('/').to_string();
-    let name = format!("{}{}", ns.prefix, path.split('/').collect::<Vec<_>>().join(&sep));
+    let name = format!(
+        "{}{}",
+        ns.prefix,
+        path.split('/').collect::<Vec<_>>().join(&sep)
+    );
     imapferry::imap::utf7::encode(&name)
 }
 
@@ -111,7 +115,11 @@ pub fn seed(d: &Dovecot, user: &str, corpus: &Corpus) {
         let outcomes = client
             .append_many(&raw, &appends)
             .unwrap_or_else(|e| panic!("APPEND to {raw:?} ({folder}): {e:#}"));
-        assert_eq!(outcomes.len(), appends.len(), "one outcome per APPEND to {folder}");
+        assert_eq!(
+            outcomes.len(),
+            appends.len(),
+            "one outcome per APPEND to {folder}"
+        );
         for (i, outcome) in outcomes.iter().enumerate() {
             assert!(
                 matches!(outcome, AppendOutcome::Ok { .. }),
@@ -223,7 +231,11 @@ pub fn assert_server_matches_corpus(d: &Dovecot, user: &str, corpus: &Corpus) {
     let server = server_messages(d, user);
     let expected = corpus.by_folder();
     for folder in &corpus.folders {
-        assert!(server.contains_key(folder), "folder {folder:?} missing on the server; has {:?}", server.keys().collect::<Vec<_>>());
+        assert!(
+            server.contains_key(folder),
+            "folder {folder:?} missing on the server; has {:?}",
+            server.keys().collect::<Vec<_>>()
+        );
     }
     for (folder, msgs) in &server {
         let want: &[&CorpusMessage] = expected.get(folder).map(|v| v.as_slice()).unwrap_or(&[]);
@@ -238,7 +250,11 @@ pub fn assert_server_matches_corpus(d: &Dovecot, user: &str, corpus: &Corpus) {
             );
             let mut want_flags = want.flags.clone();
             want_flags.sort();
-            assert_eq!(got.flags, want_flags, "{folder:?} #{i} (uid {}): flags", got.uid);
+            assert_eq!(
+                got.flags, want_flags,
+                "{folder:?} #{i} (uid {}): flags",
+                got.uid
+            );
             assert_eq!(
                 internaldate_to_unix(&got.internaldate),
                 internaldate_to_unix(&want.internaldate),

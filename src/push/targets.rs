@@ -1,0 +1,294 @@
+//! Which host2 mailbox each store folder goes to.
+//!
+//! A store path (`Archive/2024`) becomes a host2 path by, in order:
+//! 1. `--folder-map FROM=TO`: the longest FROM equal to the path or one of its ancestors wins,
+//!    and the rest of the path follows (`Lists=Old/Lists` sends `Lists/rust` to `Old/Lists/rust`);
+//! 2. otherwise automap: a folder with a special-use role (`\Sent`, ...) goes to host2's folder
+//!    with the same role, whatever its name, and its subfolders follow (off with `--no-automap`
+//!    and with `--dest-root`, which asks for everything under one folder);
+//! 3. otherwise the same path;
+//! 4. then `--dest-root D` puts the result under `D`, INBOX included (`D/INBOX`), like imapsync's
+//!    `--subfolder2`.
+//!
+//! The host2 path is then turned into host2's name with its separator and personal-namespace
+//! prefix ([`crate::folders::server_name`]) and encoded in modified UTF-7; a mailbox host2 already
+//! lists under that path is used with the exact name it sent.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{bail, Result};
+
+use crate::folders::{server_name, store_path};
+use crate::imap::{utf7, MailboxInfo, Namespace};
+use crate::store::FolderRow;
+
+/// The folder-mapping options.
+#[derive(Debug, Clone, Default)]
+pub struct MapRules {
+    /// (FROM, TO) store path → host2 path, normalised.
+    pub folder_map: Vec<(String, String)>,
+    pub dest_root: Option<String>,
+    pub automap: bool,
+}
+
+/// Normalise a user-given path: `/` trimmed at the ends, INBOX in any case is `INBOX`.
+fn norm(p: &str) -> String {
+    let p = p.trim_matches('/');
+    match p.split_once('/') {
+        Some((head, rest)) if head.eq_ignore_ascii_case("INBOX") => format!("INBOX/{rest}"),
+        None if p.eq_ignore_ascii_case("INBOX") => "INBOX".to_string(),
+        _ => p.to_string(),
+    }
+}
+
+impl MapRules {
+    /// Parse `--folder-map FROM=TO` values, `--dest-root` and `--no-automap`.
+    pub fn parse(folder_map: &[String], dest_root: Option<&str>, no_automap: bool) -> Result<MapRules> {
+        let mut map = Vec::new();
+        for m in folder_map {
+            let Some((from, to)) = m.split_once('=') else {
+                bail!("--folder-map {m:?}: expected FROM=TO, e.g. 'Sent=Sent Items'");
+            };
+            let (from, to) = (norm(from), norm(to));
+            if from.is_empty() || to.is_empty() {
+                bail!("--folder-map {m:?}: both sides must name a folder");
+            }
+            map.push((from, to));
+        }
+        let dest_root = match dest_root.map(norm) {
+            Some(r) if r.is_empty() => bail!("--dest-root must name a folder, e.g. 'Imported'"),
+            r => r,
+        };
+        Ok(MapRules {
+            folder_map: map,
+            automap: !no_automap && dest_root.is_none(),
+            dest_root,
+        })
+    }
+
+    /// The host2 path (UTF-8, `/`-joined, no prefix) of store folder `path` with special-use
+    /// `role`; `roles` maps lower-cased roles to host2 paths.
+    pub fn target_path(
+        &self,
+        path: &str,
+        role: Option<&str>,
+        roles: &HashMap<String, String>,
+    ) -> String {
+        let explicit = self
+            .folder_map
+            .iter()
+            .filter_map(|(from, to)| subtree_rest(path, from).map(|rest| (from.len(), to, rest)))
+            .max_by_key(|(len, _, _)| *len)
+            .map(|(_, to, rest)| format!("{to}{rest}"));
+        let mapped = explicit
+            .or_else(|| {
+                if !self.automap {
+                    return None;
+                }
+                // Subfolders of a role folder follow it; `plan` handles those.
+                role.and_then(|r| roles.get(&r.to_ascii_lowercase()))
+                    .map(|p| p.to_string())
+            })
+            .unwrap_or_else(|| path.to_string());
+        match &self.dest_root {
+            Some(root) => format!("{root}/{mapped}"),
+            None => mapped,
+        }
+    }
+}
+
+/// `Some(rest)` when `path` is `root` (rest "") or below it (rest "/…").
+fn subtree_rest<'a>(path: &'a str, root: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(root)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// One host2 mailbox to push into, and the store folders that go there (usually one).
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The host2 name for commands (modified UTF-7, prefix and separator included).
+    pub mailbox: String,
+    /// The host2 path, UTF-8 with `/`, for humans.
+    pub path: String,
+    /// host2 already lists it (selectable).
+    pub exists: bool,
+    /// host2 lists it as subscribed.
+    pub subscribed: bool,
+    /// Some store folder going there is subscribed on host1.
+    pub want_subscribed: bool,
+    /// The store folders, by path.
+    pub folders: Vec<FolderRow>,
+}
+
+impl Target {
+    /// "Sent → Sent Items" (or just the path when unchanged), for reports.
+    pub fn label(&self) -> String {
+        let from: Vec<&str> = self.folders.iter().map(|f| f.path.as_str()).collect();
+        let from = from.join(" + ");
+        if from == self.path {
+            from
+        } else {
+            format!("{from} → {}", self.path)
+        }
+    }
+}
+
+/// Group `folders` (store folders to push) by their host2 mailbox, given host2's namespace and
+/// LIST. Targets are ordered by host2 path, so parents come before children.
+pub fn plan(
+    folders: &[FolderRow],
+    rules: &MapRules,
+    ns: &Namespace,
+    host2: &[MailboxInfo],
+) -> Vec<Target> {
+    let mut listed: HashMap<String, &MailboxInfo> = HashMap::new();
+    let mut roles: HashMap<String, String> = HashMap::new();
+    for mb in host2 {
+        let p = store_path(&mb.name, mb.separator, ns);
+        if let (Some(role), false) = (&mb.special_use, mb.noselect) {
+            roles.entry(role.to_ascii_lowercase()).or_insert(p.clone());
+        }
+        listed.insert(p, mb);
+    }
+    // Store folders with a role whose subfolders should follow them under automap.
+    let role_roots: Vec<(&str, &str)> = folders
+        .iter()
+        .filter_map(|f| f.role.as_deref().map(|r| (f.path.as_str(), r)))
+        .collect();
+    let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    for f in folders {
+        let mut path = rules.target_path(&f.path, f.role.as_deref(), &roles);
+        if f.role.is_none() && rules.automap && path == f.path {
+            // A subfolder of a role folder follows its parent ("Sent/2023" → "Sent Items/2023"),
+            // unless an explicit map already moved it.
+            if let Some((root, role)) = role_roots
+                .iter()
+                .filter(|(root, _)| subtree_rest(&f.path, root).is_some_and(|r| !r.is_empty()))
+                .max_by_key(|(root, _)| root.len())
+            {
+                let explicit = rules
+                    .folder_map
+                    .iter()
+                    .any(|(from, _)| subtree_rest(&f.path, from).is_some());
+                if let (false, Some(dest)) = (explicit, roles.get(&role.to_ascii_lowercase())) {
+                    path = format!("{dest}{}", &f.path[root.len()..]);
+                }
+            }
+        }
+        let entry = targets.entry(path.clone()).or_insert_with(|| {
+            let existing = listed.get(&path);
+            Target {
+                mailbox: match existing {
+                    Some(mb) => mb.raw_name.clone(),
+                    None => utf7::encode(&server_name(&path, ns)),
+                },
+                path: path.clone(),
+                exists: existing.is_some_and(|mb| !mb.noselect),
+                subscribed: existing.is_some_and(|mb| mb.subscribed),
+                want_subscribed: false,
+                folders: Vec::new(),
+            }
+        });
+        entry.want_subscribed |= f.subscribed;
+        entry.folders.push(f.clone());
+    }
+    targets.into_values().collect()
+}
+
+/// The host2 names of the ancestors of `path` (outermost first), for servers that need parents
+/// created before children.
+pub fn ancestor_mailboxes(path: &str, ns: &Namespace) -> Vec<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    (1..parts.len())
+        .map(|n| utf7::encode(&server_name(&parts[..n].join("/"), ns)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FolderState;
+
+    fn folder(path: &str, role: Option<&str>) -> FolderRow {
+        FolderRow {
+            id: 1,
+            path: path.into(),
+            raw_name: path.into(),
+            separator: Some('/'),
+            role: role.map(String::from),
+            subscribed: true,
+            state: FolderState::default(),
+            last_pull: None,
+            gone_at: None,
+            change: 1,
+        }
+    }
+
+    fn mb(name: &str, role: Option<&str>) -> MailboxInfo {
+        MailboxInfo {
+            raw_name: utf7::encode(name),
+            name: name.into(),
+            separator: Some('.'),
+            attributes: vec![],
+            special_use: role.map(String::from),
+            noselect: false,
+            subscribed: false,
+        }
+    }
+
+    fn dot() -> Namespace {
+        Namespace {
+            prefix: "INBOX.".into(),
+            separator: Some('.'),
+        }
+    }
+
+    #[test]
+    fn automap_sends_role_folders_and_their_children_to_host2s_role_folder() {
+        let rules = MapRules::parse(&[], None, false).unwrap();
+        let fs = [
+            folder("INBOX", None),
+            folder("Sent", Some("\\Sent")),
+            folder("Sent/2023", None),
+            folder("Entwürfe", None),
+        ];
+        let host2 = [mb("INBOX", None), mb("INBOX.Sent Items", Some("\\Sent"))];
+        let t = plan(&fs, &rules, &dot(), &host2);
+        let got: Vec<(&str, &str, bool)> = t
+            .iter()
+            .map(|t| (t.path.as_str(), t.mailbox.as_str(), t.exists))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Entwürfe", "INBOX.Entw&APw-rfe", false),
+                ("INBOX", "INBOX", true),
+                ("Sent Items", "INBOX.Sent Items", true),
+                ("Sent Items/2023", "INBOX.Sent Items.2023", false),
+            ]
+        );
+        let rules = MapRules::parse(&[], None, true).unwrap();
+        let t = plan(&fs, &rules, &dot(), &host2);
+        assert!(t.iter().any(|t| t.mailbox == "INBOX.Sent"));
+    }
+
+    #[test]
+    fn folder_map_moves_subtrees_and_dest_root_takes_everything() {
+        let rules =
+            MapRules::parse(&["Lists=Old/Lists".into(), "Lists/rust=Rust".into()], None, false)
+                .unwrap();
+        let roles = HashMap::new();
+        assert_eq!(rules.target_path("Lists/dovecot", None, &roles), "Old/Lists/dovecot");
+        assert_eq!(rules.target_path("Lists/rust/x", None, &roles), "Rust/x");
+        assert_eq!(rules.target_path("Listsx", None, &roles), "Listsx");
+        let rules = MapRules::parse(&[], Some("/Imported/"), false).unwrap();
+        assert!(!rules.automap);
+        assert_eq!(rules.target_path("INBOX", None, &roles), "Imported/INBOX");
+        assert_eq!(rules.target_path("Sent", Some("\\Sent"), &roles), "Imported/Sent");
+        assert!(MapRules::parse(&["nope".into()], None, false).is_err());
+        assert_eq!(
+            ancestor_mailboxes("a/b/c", &dot()),
+            ["INBOX.a".to_string(), "INBOX.a.b".to_string()]
+        );
+    }
+}
