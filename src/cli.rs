@@ -22,6 +22,10 @@ pub enum Command {
     Pull(Box<PullArgs>),
     /// Show what the store holds, per folder.
     Status(StatusArgs),
+    /// Replay the store into the account on host2: every message once, exact, with flags.
+    Push(Box<PushArgs>),
+    /// Compare host2 with the store, folder by folder (exit 3 when host2 lacks something).
+    Check(Box<CheckArgs>),
 }
 
 /// How to secure a connection.
@@ -122,6 +126,20 @@ conn_args!(
     "oauth2-token-file1"
 );
 
+conn_args!(
+    Host2Args,
+    "host2",
+    "host2",
+    "port2",
+    "tls2",
+    "insecure2",
+    "ca-file2",
+    "user2",
+    "passfile2",
+    "password2",
+    "oauth2-token-file2"
+);
+
 /// Options shared by commands that print a run summary.
 #[derive(Args, Debug, Clone)]
 pub struct OutputArgs {
@@ -134,6 +152,25 @@ pub struct OutputArgs {
     /// More detail; twice (-vv) shows the IMAP commands (never passwords)
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// How to treat the network: deadlines and retries.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Seconds to wait for every connect and read before giving up on it
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub timeout: u64,
+    /// Consecutive failures (dropped or stalled connections, throttling) to retry with backoff
+    /// before giving up; any progress resets the count
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub retries: u32,
+    /// Do not use COMPRESS=DEFLATE even when the server offers it
+    #[arg(long = "no-compress")]
+    pub no_compress: bool,
+    /// Cap the transfer rate at N bytes per second in each direction (all connections together)
+    #[arg(long = "max-bytes-per-second", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_bytes_per_second: Option<u64>,
 }
 
 /// Which folders a run covers.
@@ -156,9 +193,8 @@ pub struct PullArgs {
     pub store: PathBuf,
     #[command(flatten)]
     pub folders: FolderArgs,
-    /// Seconds to wait for every connect and read before giving up on it
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub net: NetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
@@ -187,4 +223,76 @@ pub struct StatusArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where store folders go on host2 (push and check must agree).
+#[derive(Args, Debug, Clone)]
+pub struct MapArgs {
+    /// Put store folder FROM (and its subfolders) at TO on host2, UTF-8 paths with `/`,
+    /// e.g. 'Sent=Sent Items'; repeatable
+    #[arg(long = "folder-map", value_name = "FROM=TO")]
+    pub folder_map: Vec<String>,
+    /// Put everything under this host2 folder (INBOX becomes PATH/INBOX); turns automap off
+    #[arg(long = "dest-root", value_name = "PATH")]
+    pub dest_root: Option<String>,
+    /// Do not send special-use folders (\Sent, \Drafts, ...) to host2's folder of the same role
+    #[arg(long = "no-automap")]
+    pub no_automap: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub host2: Host2Args,
+    /// The store directory (made by `imapferry pull`)
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    #[command(flatten)]
+    pub map: MapArgs,
+    /// Make each pushed folder on host2 match the store: delete there what the store's folder
+    /// no longer holds
+    #[arg(long)]
+    pub delete2: bool,
+    /// Print the plan (folders to create, messages and bytes per folder) and change nothing
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Connections to host2; folders are spread over them
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub tuning: PushTuning,
+}
+
+/// Knobs for benchmarks and tests; the defaults suit real links.
+#[derive(Args, Debug, Clone)]
+pub struct PushTuning {
+    /// Most message bytes in one APPEND batch (one intent transaction each)
+    #[arg(long = "append-batch-bytes", hide = true, default_value_t = 8 << 20)]
+    pub batch_bytes: u64,
+    /// Most messages in one APPEND batch
+    #[arg(long = "append-batch-messages", hide = true, default_value_t = 500)]
+    pub batch_messages: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub host2: Host2Args,
+    /// The store directory
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    #[command(flatten)]
+    pub map: MapArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{ConnArgs, TlsArg};
-use crate::imap::{Endpoint, Secret, TlsMode};
+use crate::cli::{ConnArgs, NetArgs, TlsArg};
+use crate::imap::{Endpoint, RateLimit, Secret, TlsMode};
 use crate::ui;
 
 /// Build the endpoint for one side. `timeout` applies to every connect and read.
@@ -49,7 +49,16 @@ pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
         user: args.user.clone(),
         secret,
         timeout,
+        compress: true,
+        rate_limit: None,
     })
+}
+
+/// Apply `--no-compress` and `--max-bytes-per-second` to an endpoint. Call once per run: the
+/// rate cap is shared by every connection made from clones of `ep`.
+pub fn apply_net(ep: &mut Endpoint, net: &NetArgs) {
+    ep.compress = !net.no_compress;
+    ep.rate_limit = net.max_bytes_per_second.map(RateLimit::new);
 }
 
 /// The environment variable holding a side's password, e.g. `IMAPFERRY_PASSWORD1`.

@@ -4,13 +4,17 @@
 //! - [`imap`]: the wire protocol (connection, TLS, auth, pipelining, parsing, modified UTF-7).
 //! - [`store`]: content-addressed objects and the SQLite index (spec: `docs/store-format.md`).
 //! - [`pull`]: host1 → store.
+//! - [`push`]: store → host2; [`check`]: host2 compared with the store.
 //! - [`cli`], [`endpoint`], [`folders`], [`ui`], [`status`]: the command line around them.
 
+pub mod check;
 pub mod cli;
 pub mod endpoint;
 pub mod folders;
 pub mod imap;
 pub mod pull;
+pub mod retry;
+pub mod push;
 pub mod status;
 pub mod store;
 pub mod ui;

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use imapferry::cli::{Cli, Command, OutputArgs};
-use imapferry::endpoint::endpoint;
+use imapferry::check::{self, CheckOptions};
+use imapferry::cli::{CheckArgs, Cli, Command, MapArgs, OutputArgs, PushArgs};
+use imapferry::endpoint::{apply_net, endpoint};
 use imapferry::folders::Selection;
 use imapferry::pull::{self, PullOptions};
+use imapferry::push::targets::MapRules;
+use imapferry::push::{self, PushOptions};
 use imapferry::{status, ui};
 
 fn main() -> ExitCode {
@@ -33,12 +36,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Pull(a) => {
             set_output(&a.output);
-            let ep = endpoint(&a.host1.into(), Duration::from_secs(a.timeout))?;
+            let mut ep = endpoint(&a.host1.into(), Duration::from_secs(a.net.timeout))?;
+            apply_net(&mut ep, &a.net);
             let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
             let mut opts = PullOptions::new(ep, a.store, selection);
             opts.batch_bytes = a.tuning.batch_bytes;
             opts.depth = a.tuning.depth.max(1);
             opts.commit_messages = a.tuning.commit_messages.max(1);
+            opts.retries = a.net.retries;
             let report = pull::run(&opts)?;
             for f in &report.failures {
                 match f.uid {
@@ -61,5 +66,77 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             status::run(&a.store, a.json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Push(a) => push_command(*a),
+        Command::Check(a) => check_command(*a),
     }
+}
+
+/// Mapping options, or exit status 2 with the reason.
+fn map_rules(m: &MapArgs) -> Result<MapRules, ExitCode> {
+    MapRules::parse(&m.folder_map, m.dest_root.as_deref(), m.no_automap).map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn push_command(a: PushArgs) -> anyhow::Result<ExitCode> {
+    set_output(&a.output);
+    let rules = match map_rules(&a.map) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let ep = endpoint(&a.host2.into(), Duration::from_secs(a.net.timeout))?;
+    let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
+    let mut opts = PushOptions::new(ep, a.store, selection);
+    opts.rules = rules;
+    opts.delete2 = a.delete2;
+    opts.dry_run = a.dry_run;
+    opts.jobs = a.jobs.max(1);
+    opts.batch_bytes = a.tuning.batch_bytes.max(1);
+    opts.batch_messages = a.tuning.batch_messages.max(1);
+    let report = push::run(&opts)?;
+    for f in &report.failures {
+        match f.uid {
+            Some(uid) => eprintln!("failed: {} UID {uid}: {}", f.folder, f.reason),
+            None => eprintln!("failed: {}: {}", f.folder, f.reason),
+        }
+    }
+    if a.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!("{}", report.summary());
+    }
+    Ok(
+        if report.failures.is_empty() && (report.complete || report.dry_run) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        },
+    )
+}
+
+fn check_command(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    set_output(&a.output);
+    let rules = match map_rules(&a.map) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let ep = endpoint(&a.host2.into(), Duration::from_secs(a.net.timeout))?;
+    let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
+    let report = check::run(&CheckOptions {
+        endpoint: ep,
+        store: a.store,
+        selection,
+        rules,
+    })?;
+    if a.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!("{}", report.text());
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

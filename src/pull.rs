@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use crate::folders::{store_path, Selection};
 use crate::imap::uidset::compact as uid_set;
-use crate::imap::{Client, Endpoint, Fetched, Namespace};
+use crate::imap::{is_transient, Client, Endpoint, Fetched, Namespace};
+use crate::retry::Retry;
 use crate::store::{FolderRow, FolderState, HeaderFacts, MessageRow, NewMessage, RunCounts, Store};
 use crate::ui::{self, human_bytes, Progress};
 
@@ -32,6 +33,10 @@ pub struct PullOptions {
     /// Commit the index after this many bytes of new messages (or `commit_messages` messages).
     pub commit_bytes: u64,
     pub commit_messages: usize,
+    /// Consecutive transient failures to retry (see [`crate::retry`]).
+    pub retries: u32,
+    /// First backoff delay; doubles with each consecutive failure.
+    pub retry_delay: std::time::Duration,
 }
 
 impl PullOptions {
@@ -44,6 +49,8 @@ impl PullOptions {
             depth: 4,
             commit_bytes: 16 << 20,
             commit_messages: 1000,
+            retries: 20,
+            retry_delay: std::time::Duration::from_millis(250),
         }
     }
 }
@@ -84,6 +91,8 @@ pub struct PullReport {
     pub expunged: u64,
     pub bytes: u64,
     pub seconds: f64,
+    /// Peak resident memory of the process, for benchmarks and the large-message test.
+    pub peak_rss_bytes: Option<u64>,
     pub failures: Vec<Failure>,
     pub per_folder: Vec<FolderReport>,
 }
@@ -113,28 +122,52 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
     let started = Instant::now();
     let mut store = Store::open_or_create(&opts.store)?;
     check_account(&mut store, &opts.endpoint)?;
-    let mut client = Client::connect(&opts.endpoint)?;
+    let mut retry = Retry::new(opts.retries, opts.retry_delay);
+    let mut client = retry.connect(&opts.endpoint, "host1")?;
     let run_id = store.index.start_run("pull")?;
     let mut report = PullReport::default();
 
-    let namespace = client.namespace()?;
-    let folders = sync_folder_list(&mut client, &mut store, &namespace, opts, &mut report)?;
+    let folders = loop {
+        let listed = client
+            .namespace()
+            .and_then(|ns| sync_folder_list(&mut client, &mut store, &ns, opts, &mut report));
+        match listed {
+            Ok(folders) => break folders,
+            Err(e) if is_transient(&e) && retry.failed("host1, listing folders", &e) => {
+                report.failures.clear();
+                client = retry.connect(&opts.endpoint, "host1")?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let progress = Progress::new();
     for (i, folder) in folders.iter().enumerate() {
         let mut fr = FolderReport {
             folder: folder.path.clone(),
             ..FolderReport::default()
         };
-        let result = pull_folder(
-            &mut client,
-            &mut store,
-            folder,
-            opts,
-            &progress,
-            (i, folders.len()),
-            &mut fr,
-            &mut report.failures,
-        );
+        // Each attempt resumes where the last one stopped: what it committed is known.
+        let result = loop {
+            let done_before = fr.new + fr.updated + fr.expunged;
+            let attempt = pull_folder(
+                &mut client,
+                &mut store,
+                folder,
+                opts,
+                &progress,
+                (i, folders.len()),
+                &mut fr,
+                &mut report.failures,
+            );
+            let Err(e) = attempt else { break Ok(()) };
+            if fr.new + fr.updated + fr.expunged > done_before {
+                retry.progress();
+            }
+            if !is_transient(&e) || !retry.failed(&format!("host1, folder {}", folder.path), &e) {
+                break Err(e);
+            }
+            client = retry.connect(&opts.endpoint, "host1")?;
+        };
         if let Err(e) = result {
             let reason = format!("{e:#}");
             progress.line(&format!("{}: failed: {reason}", folder.path));
@@ -145,8 +178,7 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
             });
             fr.failed += 1;
             // The connection may be unusable after an error mid-command: start afresh.
-            client =
-                Client::connect(&opts.endpoint).context("reconnecting to host1 after an error")?;
+            client = retry.connect(&opts.endpoint, "host1")?;
         } else if !fr.unchanged || ui::verbosity() >= 2 {
             progress.line(&folder_line(&fr));
         }
@@ -161,6 +193,7 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
     progress.finish();
     let _ = client.logout();
     report.seconds = started.elapsed().as_secs_f64();
+    report.peak_rss_bytes = ui::peak_rss_bytes();
     let counts = RunCounts {
         folders: report.folders,
         new: report.new,
@@ -179,16 +212,20 @@ fn folder_line(fr: &FolderReport) -> String {
     if fr.unchanged {
         return format!("{}: unchanged", fr.folder);
     }
-    format!(
-        "{}: {} new ({} already stored), {} flags changed, {} expunged, {} failed, {}",
-        fr.folder,
-        fr.new,
-        fr.reused,
+    let mut line = format!("{}: {} new", fr.folder, fr.new);
+    if fr.reused > 0 {
+        line += &format!(" ({} already in the store)", fr.reused);
+    }
+    line += &format!(
+        ", {} flags changed, {} expunged, {}",
         fr.updated,
         fr.expunged,
-        fr.failed,
         human_bytes(fr.bytes)
-    )
+    );
+    if fr.failed > 0 {
+        line += &format!(", {} FAILED", fr.failed);
+    }
+    line
 }
 
 /// A store mirrors one account; pulling another into it would mix two mailboxes.

@@ -4,6 +4,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use unicode_width::UnicodeWidthStr;
+
 use crate::store::Store;
 use crate::ui::human_bytes;
 
@@ -51,9 +53,10 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
             (false, Some(t)) => format_time(t),
             (false, None) => "never".to_string(),
         };
-        let pad = width - r.path.chars().count() + r.path.len();
+        // `{:<N}` pads by chars; terminals show CJK names two columns wide.
+        let pad = " ".repeat(width - r.path.width());
         println!(
-            "{:<pad$}  {:>9}  {:>10}  {:>10}  {last}",
+            "{}{pad}  {:>9}  {:>10}  {:>10}  {last}",
             r.path,
             r.messages,
             human_bytes(r.raw_bytes),

@@ -106,6 +106,14 @@ impl Default for Progress {
     }
 }
 
+/// This process's peak resident memory (VmHWM) in bytes, where the OS reports it (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// `1.5 MB`-style sizes for humans (powers of 1000, like the rates).
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];

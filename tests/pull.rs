@@ -410,3 +410,77 @@ fn store_files_are_private() {
         assert_eq!(mode, want, "{}", entry.path().display());
     }
 }
+
+#[test]
+fn a_50_mb_message_is_stored_exactly_with_memory_bounded_by_a_small_multiple_of_its_size() {
+    let server = Dovecot::start_default();
+    // 50 MB of base64-like lines: realistic for an attachment and barely compressible.
+    let mut big = b"From: big@example.org\r\nSubject: big\r\nMessage-ID: <big@x>\r\n\r\n".to_vec();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    while big.len() < 50_000_000 {
+        for _ in 0..76 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            big.push(ALPHABET[(x % 64) as usize]);
+        }
+        big.extend_from_slice(b"\r\n");
+    }
+    let mut c = imap_client(&server, "alice");
+    c.append_many(
+        "INBOX",
+        &[imapferry::imap::AppendMessage {
+            flags: &[],
+            internaldate: None,
+            bytes: &big,
+        }],
+    )
+    .unwrap();
+    c.logout().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let r = pull(&server, "alice", &store, &[]).expect_code(0).json();
+    let rss = n(&r, "peak_rss_bytes");
+    eprintln!("peak RSS pulling a {} byte message: {rss} bytes", big.len());
+    assert!(
+        rss < 4 * big.len() as u64,
+        "peak RSS {rss} is more than 4 x the message size"
+    );
+    let got = store_messages(&store);
+    assert!(got["INBOX"][0].bytes == big, "stored bytes differ");
+}
+
+#[test]
+fn a_silent_server_fails_the_pull_after_the_timeout_instead_of_hanging() {
+    // Accepts, greets, then never answers: a stalled link as the client sees it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        use std::io::Write;
+        s.write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(8));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = common::run::imapferry()
+        .args(["pull", "--host1", "127.0.0.1", "--port1", &port.to_string()])
+        .args(["--tls1", "none", "--user1", "alice", "--timeout", "2"])
+        .args(["--retries", "0", "--store"])
+        .arg(dir.path().join("store"))
+        .env("IMAPFERRY_PASSWORD1", "pw")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("timed out after 2 s"), "{stderr}");
+    hold.join().unwrap();
+}

@@ -2,13 +2,14 @@
 
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::auth;
-use super::conn::{self, Conn, Endpoint, Secret, Stream, TlsMode, Transport};
+use super::conn::{self, Conn, Endpoint, Secret, Stream, TlsMode, Traffic, Transport};
+use super::error::{wire_error, ErrorKind};
 use super::quote;
 use super::response::{self, Code, Response, Status, Untagged};
 use super::uidset;
@@ -188,7 +189,7 @@ impl Client {
         } else {
             Stream::Plain(tcp)
         };
-        let transport = Transport::new(stream, &ep.host, ep.timeout);
+        let transport = Transport::new(stream, &ep.host, ep.timeout, ep.rate_limit.clone());
         let mut c = Client {
             conn: BufReader::with_capacity(64 << 10, transport),
             host: ep.host.clone(),
@@ -213,6 +214,9 @@ impl Client {
         if !preauth {
             c.authenticate(ep)?;
         }
+        if ep.compress && c.has_capability("COMPRESS=DEFLATE") {
+            c.start_compress()?;
+        }
         if c.has_capability("ID") {
             // Purely informational for the server's logs; its answer (even NO) does not matter.
             let id = format!(
@@ -224,6 +228,16 @@ impl Client {
             c.wait_done(&sent, &mut |_| Ok(()))?;
         }
         Ok(c)
+    }
+
+    /// True when COMPRESS=DEFLATE is active on this connection.
+    pub fn is_compressed(&self) -> bool {
+        self.conn.get_ref().is_compressed()
+    }
+
+    /// Bytes this connection moved so far, on the socket and as IMAP text.
+    pub fn traffic(&self) -> Traffic {
+        self.conn.get_ref().traffic()
     }
 
     /// Upper-case capability names, e.g. "UIDPLUS", "LITERAL+", "AUTH=PLAIN".
@@ -487,8 +501,8 @@ impl Client {
                 Response::Tagged {
                     tag,
                     status,
+                    code,
                     text: t,
-                    ..
                 } => {
                     let Some(pos) = in_flight.iter().position(|(x, _)| *x == tag) else {
                         wire_log!(1, "{}: ignoring response to unknown tag {tag}", self.label);
@@ -496,9 +510,15 @@ impl Client {
                     };
                     let (_, set) = in_flight.remove(pos).unwrap_or_default();
                     if status != Status::Ok && failure.is_none() {
-                        failure = Some(anyhow!(
-                            "{}: UID FETCH {set} (BODY.PEEK[]) failed: {status} {t}",
-                            self.label
+                        failure = Some(wire_error(
+                            ErrorKind::Rejected {
+                                code: code_name(&code),
+                                text: t.clone(),
+                            },
+                            format!(
+                                "{}: UID FETCH {set} (BODY.PEEK[]) failed: {status} {t}",
+                                self.label
+                            ),
                         ));
                     }
                 }
@@ -506,7 +526,7 @@ impl Client {
                     "{}: unexpected continuation request during UID FETCH: {t}",
                     self.label
                 ),
-                Response::Bye(t) => bail!("{}: server closed the connection: BYE {t}", self.label),
+                Response::Bye(t) => return Err(self.bye(None, &t)),
             }
         }
         match failure {
@@ -526,6 +546,39 @@ impl Client {
             &format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])"),
             f,
         )
+    }
+
+    /// `UID FETCH uid (UID BODY.PEEK[]<offset.len>)`: up to `len` bytes of the message from
+    /// byte `offset` (fewer at its end, none past it), for fetching a big message in pieces
+    /// that each fit through a link that drops. `None` when the mailbox has no message `uid`.
+    pub fn uid_fetch_partial(&mut self, uid: u32, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        if len == 0 {
+            bail!("uid_fetch_partial: length must be at least 1");
+        }
+        if uid == 0 {
+            bail!("uid_fetch_partial: UID 0 is not a message");
+        }
+        let cmd = format!("UID FETCH {uid} (UID BODY.PEEK[]<{offset}.{len}>)");
+        let mut seen = false;
+        let mut body = None;
+        self.run(&[text(&cmd)], &mut |u| {
+            if let Untagged::Fetch {
+                uid: Some(got),
+                item,
+                ..
+            } = u
+            {
+                if got == uid {
+                    seen = true;
+                    if item.body.is_some() {
+                        body = item.body;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        // The server answers `BODY[]<offset> ""` (or NIL) past the end: an empty piece.
+        Ok(seen.then(|| body.unwrap_or_default()))
     }
 
     /// CREATE a mailbox (raw, already encoded name). An existing mailbox
@@ -649,6 +702,11 @@ impl Client {
                     self.label
                 ),
             },
+            // e.g. "* BYE Too many connections": come back later.
+            Response::Bye(t) => Err(wire_error(
+                ErrorKind::Connection,
+                format!("{}: server refused the connection: BYE {t}", self.label),
+            )),
             other => bail!("{}: unexpected greeting: {other:?}", self.label),
         }
     }
@@ -687,6 +745,32 @@ impl Client {
         Ok(())
     }
 
+    /// COMPRESS DEFLATE (RFC 4978). A refusal (e.g. `[COMPRESSIONACTIVE]` under TLS
+    /// compression) leaves the connection uncompressed and working.
+    fn start_compress(&mut self) -> Result<()> {
+        let sent = self.send(&[text("COMPRESS DEFLATE")])?;
+        let done = self.wait_done(&sent, &mut |_| Ok(()))?;
+        if done.status != Status::Ok {
+            wire_log!(
+                1,
+                "{}: COMPRESS refused ({} {}); continuing uncompressed",
+                self.label,
+                done.status,
+                done.text
+            );
+            return Ok(());
+        }
+        if !self.backlog.is_empty() {
+            bail!("{}: server sent data before COMPRESS OK was processed", self.label);
+        }
+        // Whatever the buffer already holds past the OK is compressed.
+        let leftover = self.conn.buffer().to_vec();
+        self.conn.consume(leftover.len());
+        self.conn.get_mut().start_deflate(leftover);
+        wire_log!(2, "{}: COMPRESS=DEFLATE active", self.label);
+        Ok(())
+    }
+
     fn authenticate(&mut self, ep: &Endpoint) -> Result<()> {
         if self.caps.is_empty() {
             self.ensure_capabilities(self.caps_gen)?;
@@ -713,13 +797,16 @@ impl Client {
                     let sent = self.send(&parts)?;
                     let done = self.wait_done(&sent, &mut |_| Ok(()))?;
                     if done.status != Status::Ok {
-                        bail!(
-                            "{}: login as {} failed: {} {}",
-                            self.label,
-                            ep.user,
-                            done.status,
-                            done.text
-                        );
+                        return Err(wire_error(
+                            ErrorKind::Auth {
+                                code: code_name(&done.code),
+                                text: done.text.clone(),
+                            },
+                            format!(
+                                "{}: login as {} failed: {} {}",
+                                self.label, ep.user, done.status, done.text
+                            ),
+                        ));
                     }
                 }
             }
@@ -759,14 +846,18 @@ impl Client {
                     self.flush()?;
                 }
                 Response::Tagged {
-                    tag, status, text, ..
+                    tag,
+                    status,
+                    code,
+                    text,
                 } if tag == sent.tag => {
                     if status != Status::Ok {
-                        bail!(
+                        let msg = format!(
                             "{}: authentication as {} failed (AUTHENTICATE {mech}): {status} {text}",
-                            self.label,
-                            self.user
+                            self.label, self.user
                         );
+                        let code = code_name(&code);
+                        return Err(wire_error(ErrorKind::Auth { code, text }, msg));
                     }
                     return Ok(());
                 }
@@ -846,9 +937,7 @@ impl Client {
                     self.backlog.push_back(r);
                     return Ok(false);
                 }
-                Response::Bye(t) => {
-                    bail!("{}: server closed the connection: BYE {t}", self.label)
-                }
+                Response::Bye(t) => return Err(self.bye(None, &t)),
                 other => self.backlog.push_back(other),
             }
         }
@@ -870,12 +959,27 @@ impl Client {
     }
 
     fn failed(&self, sent: &Sent, done: &Done) -> anyhow::Error {
-        anyhow!(
-            "{}: {} failed: {} {}",
-            self.label,
-            sent.display,
-            done.status,
-            done.text
+        wire_error(
+            ErrorKind::Rejected {
+                code: code_name(&done.code),
+                text: done.text.clone(),
+            },
+            format!(
+                "{}: {} failed: {} {}",
+                self.label, sent.display, done.status, done.text
+            ),
+        )
+    }
+
+    /// The error for an untimely BYE (during `command`, if known).
+    fn bye(&self, command: Option<&str>, text: &str) -> anyhow::Error {
+        let during = command.map(|c| format!("{c}: ")).unwrap_or_default();
+        wire_error(
+            ErrorKind::Connection,
+            format!(
+                "{}: {during}server closed the connection: BYE {text}",
+                self.label
+            ),
         )
     }
 
@@ -915,11 +1019,7 @@ impl Client {
                     self.label,
                     sent.display
                 ),
-                Response::Bye(t) => bail!(
-                    "{}: {}: server closed the connection: BYE {t}",
-                    self.label,
-                    sent.display
-                ),
+                Response::Bye(t) => return Err(self.bye(Some(&sent.display), &t)),
             }
         }
     }
@@ -972,7 +1072,11 @@ impl Client {
                         },
                     }
                 } else {
-                    AppendOutcome::Rejected(format!("{status} {text}"))
+                    // Keep the code: it tells a throttled APPEND from a refused message.
+                    match code_name(&code) {
+                        Some(c) => AppendOutcome::Rejected(format!("{status} [{c}] {text}")),
+                        None => AppendOutcome::Rejected(format!("{status} {text}")),
+                    }
                 };
                 if let Some(slot) = outcomes.get_mut(idx) {
                     *slot = Some(outcome);
@@ -984,7 +1088,7 @@ impl Client {
                 "{}: unexpected continuation request during APPEND: {t}",
                 self.label
             ),
-            Response::Bye(t) => bail!("{}: server closed the connection: BYE {t}", self.label),
+            Response::Bye(t) => Err(self.bye(None, &t)),
         }
     }
 
@@ -1007,10 +1111,12 @@ impl Client {
             let got = response::read_response(&mut self.conn, &mut self.buf)
                 .with_context(|| format!("{}: reading response", self.label))?;
             if !got {
-                if self.logging_out {
-                    bail!("{}: connection closed", self.label);
-                }
-                bail!("{}: connection closed by the server", self.label);
+                let msg = if self.logging_out {
+                    format!("{}: connection closed", self.label)
+                } else {
+                    format!("{}: connection closed by the server", self.label)
+                };
+                return Err(wire_error(ErrorKind::Connection, msg));
             }
             let r = match response::parse(&self.buf) {
                 Ok(r) => r,
@@ -1082,6 +1188,18 @@ impl Client {
     }
 }
 
+/// The keyword of a response code other than the ones we parse (`THROTTLED`, `NONEXISTENT`,
+/// ...), upper-cased: what [`super::is_transient`] looks at.
+fn code_name(code: &Option<Code>) -> Option<String> {
+    match code {
+        Some(Code::Other(c)) => c
+            .split_ascii_whitespace()
+            .next()
+            .map(|w| w.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
 /// RFC 6154 roles, canonical spelling.
 const SPECIAL_USE: &[&str] = &[
     "\\All",
@@ -1147,4 +1265,57 @@ fn batch_uids(uids: &[u32], sizes: &[u64], batch_bytes: u64) -> Vec<String> {
         out.push(uidset::compact(&cur));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A server that accepts and then says nothing must give a timeout error, not a hang.
+    #[test]
+    fn silent_server_times_out() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let hold = std::thread::spawn(move || {
+            let s = l.accept();
+            // Keep the socket open (and silent) until the client gave up.
+            let _ = done_rx.recv_timeout(Duration::from_secs(10));
+            drop(s);
+        });
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            insecure: false,
+            ca_file: None,
+            user: "u".into(),
+            secret: Secret::Password("pw".into()),
+            timeout: Duration::from_secs(1),
+            compress: true,
+            rate_limit: None,
+        };
+        let t = Instant::now();
+        let e = Client::connect(&ep).err().unwrap();
+        done_tx.send(()).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(3));
+        assert!(
+            format!("{e:#}").contains("timed out after 1 s waiting for 127.0.0.1"),
+            "{e:#}"
+        );
+        assert!(super::super::is_transient(&e));
+        hold.join().unwrap();
+    }
+
+    #[test]
+    fn code_name_is_the_upper_cased_keyword() {
+        assert_eq!(
+            code_name(&Some(Code::Other("throttled 30".into()))),
+            Some("THROTTLED".into())
+        );
+        assert_eq!(code_name(&Some(Code::UidNext(3))), None);
+        assert_eq!(code_name(&None), None);
+    }
 }

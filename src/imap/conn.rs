@@ -10,6 +10,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use native_tls::{Certificate, HandshakeError, TlsConnector, TlsStream};
 
+use super::deflate::Deflate;
+use super::error::{wire_error, ErrorKind};
+use super::ratelimit::{Direction, RateLimit};
+
 /// How to secure the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
@@ -52,6 +56,11 @@ pub struct Endpoint {
     pub secret: Secret,
     /// Deadline for every connect and read.
     pub timeout: Duration,
+    /// Use COMPRESS=DEFLATE when the server offers it (`--no-compress` turns it off).
+    pub compress: bool,
+    /// Cap on the bytes per second each way (`--max-bytes-per-second`), shared by every
+    /// connection made from this endpoint and its clones.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Build the TLS connector for `ep`: system roots, plus `ca_file`, verification off only when
@@ -74,12 +83,16 @@ pub(crate) fn tls_connector(ep: &Endpoint) -> Result<TlsConnector> {
 
 /// Resolve and connect with a deadline per address; set read/write timeouts.
 pub(crate) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
+    // A failed lookup on a flaky link is worth retrying: classify it as a connection failure.
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
-        .with_context(|| format!("resolving {host}:{port}"))?
+        .map_err(|e| wire_error(ErrorKind::Connection, format!("resolving {host}:{port}: {e}")))?
         .collect();
     if addrs.is_empty() {
-        bail!("resolving {host}:{port}: no addresses");
+        return Err(wire_error(
+            ErrorKind::Connection,
+            format!("resolving {host}:{port}: no addresses"),
+        ));
     }
     let mut last_err = None;
     for addr in &addrs {
@@ -96,10 +109,13 @@ pub(crate) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Tc
     }
     let (addr, e) = last_err.expect("addrs is not empty");
     if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock {
-        bail!(
-            "connecting to {host}:{port} ({addr}): timed out after {} s",
-            timeout.as_secs()
-        );
+        return Err(wire_error(
+            ErrorKind::Connection,
+            format!(
+                "connecting to {host}:{port} ({addr}): timed out after {} s",
+                timeout.as_secs()
+            ),
+        ));
     }
     Err(anyhow!(e).context(format!("connecting to {host}:{port} ({addr})")))
 }
@@ -113,12 +129,21 @@ pub(crate) fn tls_handshake(
 ) -> Result<TlsStream<TcpStream>> {
     match connector.connect(host, tcp) {
         Ok(s) => Ok(s),
-        Err(HandshakeError::WouldBlock(_)) => bail!(
-            "TLS handshake: timed out after {} s waiting for {host}",
-            timeout.as_secs()
-        ),
+        Err(HandshakeError::WouldBlock(_)) => Err(wire_error(
+            ErrorKind::Connection,
+            format!(
+                "TLS handshake: timed out after {} s waiting for {host}",
+                timeout.as_secs()
+            ),
+        )),
         Err(HandshakeError::Failure(e)) => {
-            Err(anyhow!("{e}").context(format!("TLS handshake with {host} failed")))
+            let why = e.to_string();
+            // An untrusted certificate stays untrusted; a handshake cut short by the link
+            // is worth another try.
+            let lower = why.to_ascii_lowercase();
+            let certificate = lower.contains("certificate") || lower.contains("verify");
+            Err(wire_error(ErrorKind::Tls { certificate }, why)
+                .context(format!("TLS handshake with {host} failed")))
         }
     }
 }
@@ -145,46 +170,30 @@ fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection closed")
 }
 
-/// A [`Stream`] that turns socket timeouts into a clear error naming the host, so a silent
-/// server gives "timed out after N s waiting for HOST" instead of a bare EAGAIN.
-pub(crate) struct Transport {
+/// Bytes one connection moved so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Read from the socket (TLS plaintext; compressed when COMPRESS is active).
+    pub wire_in: u64,
+    /// Written to the socket (likewise).
+    pub wire_out: u64,
+    /// IMAP protocol bytes received (after decompression).
+    pub imap_in: u64,
+    /// IMAP protocol bytes sent (before compression).
+    pub imap_out: u64,
+}
+
+/// The socket side of a [`Transport`]: timeouts named, rate cap applied, bytes counted.
+struct Raw {
     stream: Stream,
     host: String,
     timeout: Duration,
+    limit: Option<RateLimit>,
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
-impl Transport {
-    pub(crate) fn new(stream: Stream, host: &str, timeout: Duration) -> Self {
-        Transport {
-            stream,
-            host: host.to_string(),
-            timeout,
-        }
-    }
-
-    /// Change the read and write timeouts of the socket.
-    pub(crate) fn set_timeout(&mut self, t: Duration) -> Result<()> {
-        let tcp = self.stream.tcp().ok_or_else(closed)?;
-        tcp.set_read_timeout(Some(t))?;
-        tcp.set_write_timeout(Some(t))?;
-        self.timeout = t;
-        Ok(())
-    }
-
-    /// Upgrade a plain stream to TLS in place (STARTTLS).
-    pub(crate) fn start_tls(&mut self, connector: &TlsConnector) -> Result<()> {
-        let tcp = match std::mem::replace(&mut self.stream, Stream::Closed) {
-            Stream::Plain(t) => t,
-            _ => bail!(
-                "{}: STARTTLS on a connection that is not plain TCP",
-                self.host
-            ),
-        };
-        let tls = tls_handshake(connector, &self.host, tcp, self.timeout)?;
-        self.stream = Stream::Tls(Box::new(tls));
-        Ok(())
-    }
-
+impl Raw {
     fn map_err(&self, e: io::Error, what: &str) -> io::Error {
         if matches!(
             e.kind(),
@@ -202,27 +211,50 @@ impl Transport {
             e
         }
     }
-}
 
-impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let max = self.limit.as_ref().map_or(buf.len(), |l| l.chunk());
+        let len = buf.len().min(max);
+        let buf = &mut buf[..len];
         let r = match &mut self.stream {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
             Stream::Closed => Err(closed()),
         };
-        r.map_err(|e| self.map_err(e, "waiting for"))
+        let n = r.map_err(|e| self.map_err(e, "waiting for"))?;
+        self.bytes_in += n as u64;
+        if let Some(l) = &self.limit {
+            l.pace(Direction::In, n);
+        }
+        Ok(n)
     }
-}
 
-impl Write for Transport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let max = self.limit.as_ref().map_or(buf.len(), |l| l.chunk());
+        let buf = &buf[..buf.len().min(max)];
         let r = match &mut self.stream {
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(s) => s.write(buf),
             Stream::Closed => Err(closed()),
         };
-        r.map_err(|e| self.map_err(e, "writing to"))
+        let n = r.map_err(|e| self.map_err(e, "writing to"))?;
+        self.bytes_out += n as u64;
+        if let Some(l) = &self.limit {
+            l.pace(Direction::Out, n);
+        }
+        Ok(n)
+    }
+
+    fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -232,6 +264,150 @@ impl Write for Transport {
             Stream::Closed => Err(closed()),
         };
         r.map_err(|e| self.map_err(e, "writing to"))
+    }
+}
+
+/// The byte stream the client reads and writes: a [`Stream`] that turns socket timeouts into a
+/// clear error naming the host (so a silent server gives "timed out after N s waiting for
+/// HOST" instead of a bare EAGAIN), keeps to the rate cap, and deflates once COMPRESS is on.
+pub(crate) struct Transport {
+    raw: Raw,
+    deflate: Option<Deflate>,
+    imap_in: u64,
+    imap_out: u64,
+}
+
+/// Most plaintext deflated per `write` call, so a big literal is compressed and sent in pieces
+/// rather than buffered whole.
+const DEFLATE_WRITE_MAX: usize = 256 << 10;
+
+impl Transport {
+    pub(crate) fn new(
+        stream: Stream,
+        host: &str,
+        timeout: Duration,
+        limit: Option<RateLimit>,
+    ) -> Self {
+        Transport {
+            raw: Raw {
+                stream,
+                host: host.to_string(),
+                timeout,
+                limit,
+                bytes_in: 0,
+                bytes_out: 0,
+            },
+            deflate: None,
+            imap_in: 0,
+            imap_out: 0,
+        }
+    }
+
+    /// Change the read and write timeouts of the socket.
+    pub(crate) fn set_timeout(&mut self, t: Duration) -> Result<()> {
+        let tcp = self.raw.stream.tcp().ok_or_else(closed)?;
+        tcp.set_read_timeout(Some(t))?;
+        tcp.set_write_timeout(Some(t))?;
+        self.raw.timeout = t;
+        Ok(())
+    }
+
+    /// Upgrade a plain stream to TLS in place (STARTTLS).
+    pub(crate) fn start_tls(&mut self, connector: &TlsConnector) -> Result<()> {
+        let tcp = match std::mem::replace(&mut self.raw.stream, Stream::Closed) {
+            Stream::Plain(t) => t,
+            _ => bail!(
+                "{}: STARTTLS on a connection that is not plain TCP",
+                self.raw.host
+            ),
+        };
+        let tls = tls_handshake(connector, &self.raw.host, tcp, self.raw.timeout)?;
+        self.raw.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// Deflate everything from now on (after COMPRESS DEFLATE was accepted). `leftover` is what
+    /// was already read past the OK; it is compressed too.
+    pub(crate) fn start_deflate(&mut self, leftover: Vec<u8>) {
+        self.deflate = Some(Deflate::new(leftover));
+    }
+
+    /// True once COMPRESS is active.
+    pub(crate) fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Byte counts so far.
+    pub(crate) fn traffic(&self) -> Traffic {
+        let compressed = self.deflate.is_some();
+        Traffic {
+            wire_in: self.raw.bytes_in,
+            wire_out: self.raw.bytes_out,
+            imap_in: if compressed {
+                self.imap_in
+            } else {
+                self.raw.bytes_in
+            },
+            imap_out: if compressed {
+                self.imap_out
+            } else {
+                self.raw.bytes_out
+            },
+        }
+    }
+
+    /// Write out compressed bytes gathered so far.
+    fn drain_deflated(&mut self) -> io::Result<()> {
+        if let Some(d) = &mut self.deflate {
+            let n = d.output().len();
+            self.raw.write_all(d.output())?;
+            d.consume_output(n);
+        }
+        Ok(())
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(d) = &mut self.deflate else {
+            return self.raw.read(buf);
+        };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if let Some(n) = d.inflate(buf)? {
+                self.imap_in += n as u64;
+                return Ok(n);
+            }
+            let raw = &mut self.raw;
+            if d.refill(|b| raw.read(b))? == 0 {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(d) = &mut self.deflate else {
+            return self.raw.write(buf);
+        };
+        let n = buf.len().min(DEFLATE_WRITE_MAX);
+        d.deflate(&buf[..n])?;
+        self.imap_out += n as u64;
+        if d.output_full() {
+            self.drain_deflated()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(d) = &mut self.deflate {
+            d.sync()?;
+            self.drain_deflated()?;
+        }
+        self.raw.flush()
     }
 }
 

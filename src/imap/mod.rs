@@ -2,7 +2,8 @@
 //! commands, response framing and parsing, modified UTF-7 and mailbox-name quoting.
 //!
 //! We own this layer (instead of using the `imap` crate) because imapferry needs pipelining,
-//! non-synchronizing literals (LITERAL+), MULTIAPPEND and, later, COMPRESS. Responses are framed
+//! non-synchronizing literals (LITERAL+), COMPRESS=DEFLATE, a rate cap and errors that tell
+//! transient failures from permanent ones ([`is_transient`]). Responses are framed
 //! here (lines plus literals, one response at a time so memory does not grow with a batch) and
 //! parsed with `imap-proto`.
 
@@ -20,15 +21,17 @@ macro_rules! wire_log {
 mod auth;
 pub mod client;
 pub mod conn;
+mod deflate;
+pub mod error;
 pub mod quote;
+pub mod ratelimit;
 pub mod response;
 pub mod uidset;
 pub mod utf7;
 
-#[cfg(test)]
-mod live_tests;
-
 pub use client::{
     AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, MailboxInfo, Namespace, Selected,
 };
-pub use conn::{Endpoint, Secret, TlsMode};
+pub use conn::{Endpoint, Secret, TlsMode, Traffic};
+pub use error::{is_transient, ErrorKind, WireError};
+pub use ratelimit::RateLimit;

@@ -118,8 +118,11 @@ pub fn survey(
         host,
         ..Survey::default()
     };
-    let by_key: BTreeMap<(i64, u32, u32), usize> =
-        store.iter().enumerate().map(|(i, m)| (m.key(), i)).collect();
+    let by_key: BTreeMap<(i64, u32, u32), usize> = store
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.key(), i))
+        .collect();
     let mut claimed: HashSet<u32> = HashSet::new();
     let mut mapped: HashSet<usize> = HashSet::new();
     for m in mappings {
@@ -180,7 +183,11 @@ pub fn survey(
                     mailbox: target.mailbox.clone(),
                     dest_uidvalidity: uidvalidity,
                     dest_uid,
-                    flags: sv.host.get(&dest_uid).map(|h| h.flags.clone()).unwrap_or_default(),
+                    flags: sv
+                        .host
+                        .get(&dest_uid)
+                        .map(|h| h.flags.clone())
+                        .unwrap_or_default(),
                     change: 0,
                     found: true,
                 },
@@ -261,6 +268,9 @@ mod tests {
         assert_eq!((k, d), (s(&["\\Seen", "$Label1"]), s(&["odd]"])));
         let (k, d) = storable_flags(&flags, &s(&["\\Seen", "\\Deleted"]));
         assert_eq!((k, d), (s(&["\\Seen"]), s(&["$Label1", "odd]"])));
-        assert!(same_flags(&s(&["\\Seen", "a"]), &s(&["A", "\\SEEN", "\\Recent"])));
+        assert!(same_flags(
+            &s(&["\\Seen", "a"]),
+            &s(&["A", "\\SEEN", "\\Recent"])
+        ));
     }
 }

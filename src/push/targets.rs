@@ -43,7 +43,11 @@ fn norm(p: &str) -> String {
 
 impl MapRules {
     /// Parse `--folder-map FROM=TO` values, `--dest-root` and `--no-automap`.
-    pub fn parse(folder_map: &[String], dest_root: Option<&str>, no_automap: bool) -> Result<MapRules> {
+    pub fn parse(
+        folder_map: &[String],
+        dest_root: Option<&str>,
+        no_automap: bool,
+    ) -> Result<MapRules> {
         let mut map = Vec::new();
         for m in folder_map {
             let Some((from, to)) = m.split_once('=') else {
@@ -274,17 +278,26 @@ mod tests {
 
     #[test]
     fn folder_map_moves_subtrees_and_dest_root_takes_everything() {
-        let rules =
-            MapRules::parse(&["Lists=Old/Lists".into(), "Lists/rust=Rust".into()], None, false)
-                .unwrap();
+        let rules = MapRules::parse(
+            &["Lists=Old/Lists".into(), "Lists/rust=Rust".into()],
+            None,
+            false,
+        )
+        .unwrap();
         let roles = HashMap::new();
-        assert_eq!(rules.target_path("Lists/dovecot", None, &roles), "Old/Lists/dovecot");
+        assert_eq!(
+            rules.target_path("Lists/dovecot", None, &roles),
+            "Old/Lists/dovecot"
+        );
         assert_eq!(rules.target_path("Lists/rust/x", None, &roles), "Rust/x");
         assert_eq!(rules.target_path("Listsx", None, &roles), "Listsx");
         let rules = MapRules::parse(&[], Some("/Imported/"), false).unwrap();
         assert!(!rules.automap);
         assert_eq!(rules.target_path("INBOX", None, &roles), "Imported/INBOX");
-        assert_eq!(rules.target_path("Sent", Some("\\Sent"), &roles), "Imported/Sent");
+        assert_eq!(
+            rules.target_path("Sent", Some("\\Sent"), &roles),
+            "Imported/Sent"
+        );
         assert!(MapRules::parse(&["nope".into()], None, false).is_err());
         assert_eq!(
             ancestor_mailboxes("a/b/c", &dot()),

@@ -30,6 +30,8 @@ pub fn endpoint(d: &Dovecot, user: &str, tls: TlsMode) -> Endpoint {
         user: user.to_string(),
         secret: Secret::Password(d.password(user).to_string()),
         timeout: Duration::from_secs(30),
+        compress: true,
+        rate_limit: None,
     }
 }
 
@@ -48,28 +50,12 @@ pub fn imap_client(d: &Dovecot, user: &str) -> Client {
 /// The server's mailbox name for a corpus folder path (`/`-separated, UTF-8): `INBOX` stays
 /// `INBOX`; anything else gets the namespace prefix, the server's separator, and modified UTF-7.
 pub fn server_mailbox_name(ns: &Namespace, path: &str) -> String {
-    if path.eq_ignore_ascii_case("INBOX") {
-        return "INBOX".to_string();
-    }
-    let sep = ns.separator.unwrap_or('/').to_string();
-    let name = format!(
-        "{}{}",
-        ns.prefix,
-        path.split('/').collect::<Vec<_>>().join(&sep)
-    );
-    imapferry::imap::utf7::encode(&name)
+    imapferry::imap::utf7::encode(&imapferry::folders::server_name(path, ns))
 }
 
 /// The corpus folder path (UTF-8, `/`-separated, prefix stripped) of a LISTed mailbox.
 pub fn folder_path(ns: &Namespace, info: &MailboxInfo) -> String {
-    if info.name.eq_ignore_ascii_case("INBOX") {
-        return "INBOX".to_string();
-    }
-    let name = info.name.strip_prefix(&ns.prefix).unwrap_or(&info.name);
-    match info.separator {
-        Some(sep) => name.split(sep).collect::<Vec<_>>().join("/"),
-        None => name.to_string(),
-    }
+    imapferry::folders::store_path(&info.name, info.separator, ns)
 }
 
 /// Put `corpus` into `user`'s account on `d`: CREATE and SUBSCRIBE every folder (and its

@@ -1,0 +1,228 @@
+//! Telling transient failures (worth a reconnect and retry after a pause) from permanent ones.
+//!
+//! The wire layer returns [`anyhow::Error`]s whose root is a [`WireError`] when it knows what
+//! went wrong; [`is_transient`] reads that (or a network [`std::io::Error`]) anywhere in the
+//! chain, so callers may add context freely.
+
+use std::fmt;
+use std::io;
+
+/// What kind of failure a [`WireError`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The connection timed out, was closed, or the server said BYE.
+    Connection,
+    /// A command completed with NO or BAD. `code` is the response code's keyword, upper-cased
+    /// (`THROTTLED`, `NONEXISTENT`, ...).
+    Rejected { code: Option<String>, text: String },
+    /// Authentication was refused.
+    Auth { code: Option<String>, text: String },
+    /// The TLS handshake failed; `certificate` when the server's certificate was not trusted.
+    Tls { certificate: bool },
+}
+
+/// A failure the wire layer could classify. Its `Display` is the full message.
+#[derive(Debug)]
+pub struct WireError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl WireError {
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// True when the same operation may well succeed on a new connection a little later.
+    pub fn is_transient(&self) -> bool {
+        match &self.kind {
+            ErrorKind::Connection => true,
+            ErrorKind::Rejected { code, text } | ErrorKind::Auth { code, text } => {
+                answer_is_transient(code.as_deref(), text)
+            }
+            ErrorKind::Tls { certificate } => !certificate,
+        }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Build an [`anyhow::Error`] carrying a [`WireError`].
+pub(crate) fn wire_error(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(WireError {
+        kind,
+        message: message.into(),
+    })
+}
+
+/// Response codes (RFC 5530 and common extensions) that mean "not now, later".
+const TRANSIENT_CODES: &[&str] = &["THROTTLED", "UNAVAILABLE", "LIMIT", "INUSE", "SERVERBUG"];
+
+/// Response codes that no amount of retrying will change.
+const PERMANENT_CODES: &[&str] = &[
+    "AUTHENTICATIONFAILED",
+    "AUTHORIZATIONFAILED",
+    "EXPIRED",
+    "PRIVACYREQUIRED",
+    "CONTACTADMIN",
+    "NOPERM",
+    "NONEXISTENT",
+    "ALREADYEXISTS",
+    "OVERQUOTA",
+    "TRYCREATE",
+    "CANNOT",
+    "PARSE",
+    "BADCHARSET",
+];
+
+/// Whether a NO/BAD answer (its code keyword, if any, and its text) asks us to come back later.
+pub fn answer_is_transient(code: Option<&str>, text: &str) -> bool {
+    if let Some(code) = code {
+        let kw = code.split_ascii_whitespace().next().unwrap_or("");
+        if PERMANENT_CODES.iter().any(|c| kw.eq_ignore_ascii_case(c)) {
+            return false;
+        }
+        if TRANSIENT_CODES.iter().any(|c| kw.eq_ignore_ascii_case(c)) {
+            return true;
+        }
+    }
+    let t = text.to_ascii_lowercase();
+    // Gmail: "Request is throttled"; Exchange: "Server Unavailable. ... try again later".
+    t.contains("throttl") || t.contains("try again later")
+}
+
+/// True when `err` (anywhere in its chain) is a failure that a reconnect and a retry after a
+/// pause may cure: network I/O errors, timeouts, unexpected EOF or BYE, TLS handshakes cut
+/// short, and NO/BAD answers with `[THROTTLED]`, `[UNAVAILABLE]`, `[LIMIT]`, `[INUSE]` or
+/// text about throttling / "try again later". False for everything else, notably failed
+/// authentication, `[NONEXISTENT]`, untrusted certificates and local (e.g. disk) errors.
+pub fn is_transient(err: &anyhow::Error) -> bool {
+    for cause in err.chain() {
+        if let Some(w) = cause.downcast_ref::<WireError>() {
+            return w.is_transient();
+        }
+        if let Some(e) = cause.downcast_ref::<io::Error>() {
+            return io_is_transient(e);
+        }
+    }
+    false
+}
+
+/// Network-ish I/O errors are transient; local ones (disk full, permissions) are not, so a
+/// store error wrapped in the same chain never causes a retry loop.
+fn io_is_transient(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::TimedOut
+            | K::WouldBlock
+            | K::Interrupted
+            | K::UnexpectedEof
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::ConnectionRefused
+            | K::NotConnected
+            | K::BrokenPipe
+            | K::AddrNotAvailable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+            | K::HostUnreachable
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    fn rejected(code: Option<&str>, text: &str) -> anyhow::Error {
+        wire_error(
+            ErrorKind::Rejected {
+                code: code.map(String::from),
+                text: text.into(),
+            },
+            format!("A1 NO {text}"),
+        )
+    }
+
+    #[test]
+    fn throttling_answers_are_transient() {
+        assert!(is_transient(&rejected(Some("THROTTLED"), "slow down")));
+        assert!(is_transient(&rejected(Some("UNAVAILABLE"), "Backend down")));
+        assert!(is_transient(&rejected(Some("LIMIT"), "Too many commands")));
+        assert!(is_transient(&rejected(None, "Request is throttled. Wait.")));
+        assert!(is_transient(&rejected(
+            None,
+            "Server Unavailable. Please try again later"
+        )));
+    }
+
+    #[test]
+    fn ordinary_refusals_are_permanent() {
+        assert!(!is_transient(&rejected(Some("NONEXISTENT"), "No such mailbox")));
+        assert!(!is_transient(&rejected(None, "Message too large")));
+        // A permanent code wins over hopeful text.
+        assert!(!is_transient(&rejected(
+            Some("OVERQUOTA"),
+            "Quota exceeded, try again later"
+        )));
+    }
+
+    #[test]
+    fn authentication_failures_are_permanent_unless_the_server_is_unavailable() {
+        let auth = |code: &str, text: &str| {
+            wire_error(
+                ErrorKind::Auth {
+                    code: Some(code.into()),
+                    text: text.into(),
+                },
+                "login failed",
+            )
+        };
+        assert!(!is_transient(&auth(
+            "AUTHENTICATIONFAILED",
+            "Authentication failed."
+        )));
+        assert!(is_transient(&auth(
+            "UNAVAILABLE",
+            "Temporary authentication failure."
+        )));
+    }
+
+    #[test]
+    fn connection_failures_are_transient_through_added_context() {
+        let e = wire_error(ErrorKind::Connection, "server closed the connection: BYE")
+            .context("pulling INBOX");
+        assert!(is_transient(&e));
+        let timeout = anyhow::Error::new(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+            .context("host: reading response")
+            .context("pulling INBOX");
+        assert!(is_transient(&timeout));
+        let reset: anyhow::Result<()> =
+            Err(io::Error::from(io::ErrorKind::ConnectionReset)).context("reading");
+        assert!(is_transient(&reset.unwrap_err()));
+    }
+
+    #[test]
+    fn certificate_and_local_errors_are_permanent() {
+        assert!(!is_transient(&wire_error(
+            ErrorKind::Tls { certificate: true },
+            "certificate verify failed"
+        )));
+        assert!(is_transient(&wire_error(
+            ErrorKind::Tls { certificate: false },
+            "unexpected EOF during handshake"
+        )));
+        let disk: anyhow::Result<()> =
+            Err(io::Error::from(io::ErrorKind::StorageFull)).context("writing object");
+        assert!(!is_transient(&disk.unwrap_err()));
+        assert!(!is_transient(&anyhow::anyhow!("invalid UID set")));
+    }
+}

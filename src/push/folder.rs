@@ -1,0 +1,586 @@
+//! Pushing one host2 mailbox: reconcile the intents a killed run left, survey what host2 holds,
+//! APPEND what it lacks in batches (intent first, mapping after), update flags, and with
+//! `--delete2` remove what the store no longer holds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::identity::match_equal;
+use super::survey::{self, storable_flags, StoreMsg, Survey};
+use super::targets::Target;
+use super::{Ctx, FolderReport};
+use crate::imap::uidset::compact;
+use crate::imap::{AppendMessage, AppendOutcome, Client, Selected};
+use crate::pull::Failure;
+use crate::store::{Hash, Index, Mapping, NewIntent};
+use crate::ui::{self, human_bytes};
+
+/// Push one target. Returns its report, its failures, and whether the connection should be
+/// replaced (after an error in the middle of a command).
+pub(crate) fn push_target(
+    ctx: &Ctx<'_>,
+    client: &mut Client,
+    index: &mut Index,
+    target: &Target,
+    position: usize,
+) -> (FolderReport, Vec<Failure>, bool) {
+    let started = Instant::now();
+    let mut fr = FolderReport {
+        folder: target.label(),
+        mailbox: target.path.clone(),
+        created: !target.exists,
+        ..FolderReport::default()
+    };
+    let mut failures = Vec::new();
+    let result = Pusher {
+        ctx,
+        client,
+        index,
+        target,
+        fr: &mut fr,
+        failures: &mut failures,
+    }
+    .run(position);
+    let reconnect = match result {
+        Ok(()) => false,
+        Err(e) => {
+            let reason = format!("{e:#}");
+            ctx.progress
+                .line(&format!("{}: failed: {reason}", target.label()));
+            failures.push(Failure {
+                folder: target.label(),
+                uid: None,
+                reason,
+            });
+            true
+        }
+    };
+    fr.seconds = started.elapsed().as_secs_f64();
+    if !reconnect
+        && (fr.sent + fr.flags_updated + fr.deleted + fr.failed > 0 || ui::verbosity() >= 2)
+    {
+        ctx.progress.line(&folder_line(&fr, ctx.opts.dry_run));
+    }
+    (fr, failures, reconnect)
+}
+
+fn folder_line(fr: &FolderReport, dry: bool) -> String {
+    let verb = if dry { "to send" } else { "sent" };
+    let mut s = format!(
+        "{}: {} {verb} ({}), {} already there, {} failed, {} flag updates, {} deleted",
+        fr.folder,
+        fr.sent,
+        human_bytes(fr.bytes),
+        fr.already,
+        fr.failed,
+        fr.flags_updated,
+        fr.deleted
+    );
+    if !fr.dropped_keywords.is_empty() {
+        s.push_str(&format!(
+            "; keywords host2 does not store, left off: {}",
+            fr.dropped_keywords.join(" ")
+        ));
+    }
+    s
+}
+
+/// A store message on its way to host2.
+struct Outgoing {
+    msg: StoreMsg,
+    flags: Vec<String>,
+}
+
+struct Pusher<'a, 'c> {
+    ctx: &'a Ctx<'c>,
+    client: &'a mut Client,
+    index: &'a mut Index,
+    target: &'a Target,
+    fr: &'a mut FolderReport,
+    failures: &'a mut Vec<Failure>,
+}
+
+impl Pusher<'_, '_> {
+    fn run(&mut self, position: usize) -> Result<()> {
+        let dry = self.ctx.opts.dry_run;
+        if !self.target.exists && dry {
+            // Nothing to look at on host2: everything would be sent.
+            let store = survey::load_store(self.index, self.target)?;
+            self.fr.messages = store.len() as u64;
+            self.fr.sent = store.len() as u64;
+            self.fr.bytes = store.iter().map(|m| m.row.size).sum();
+            return Ok(());
+        }
+        let sel = self.client.select(&self.target.mailbox, dry)?;
+        if !dry {
+            self.reconcile_intents(&sel)?;
+        }
+        let host = survey::list_host(self.client, sel.exists)?;
+        let mappings = match self.ctx.destination {
+            Some(d) => self.index.mappings_to(d, &self.target.mailbox)?,
+            None => Vec::new(),
+        };
+        let sv = survey::survey(
+            self.client,
+            self.index,
+            self.target,
+            sel.uidvalidity,
+            host,
+            mappings,
+        )?;
+        self.fr.messages = sv.store.len() as u64;
+        self.fr.already = sv.present.len() as u64;
+        let bytes: u64 = sv.missing.iter().map(|&i| sv.store[i].row.size).sum();
+        self.ctx.progress.folder(
+            position,
+            self.ctx.count,
+            &self.target.label(),
+            sv.missing.len() as u64,
+            bytes,
+        );
+        if dry {
+            self.fr.sent = sv.missing.len() as u64;
+            self.fr.bytes = bytes;
+            self.fr.flags_updated = self
+                .flag_groups(&sv, &sel)
+                .values()
+                .map(|v| v.len() as u64)
+                .sum();
+            if self.ctx.opts.delete2 {
+                self.fr.deleted = sv.extras.len() as u64;
+            }
+            return Ok(());
+        }
+        let Some(dest) = self.ctx.destination else {
+            anyhow::bail!("internal error: no destination id outside a dry run");
+        };
+        // Record what was recognised and forget what no longer holds, before anything is sent.
+        let found: Vec<Mapping> = sv
+            .found_now
+            .iter()
+            .map(|&i| sv.present[i].1.clone())
+            .collect();
+        if !found.is_empty() || !sv.stale.is_empty() {
+            self.index.record_push(dest, &[], &found, &sv.stale)?;
+        }
+        self.append_missing(dest, &sv, &sel)?;
+        self.update_flags(dest, &sv, &sel)?;
+        if self.ctx.opts.delete2 {
+            self.delete_extras(dest, &sv)?;
+        }
+        Ok(())
+    }
+
+    /// Intents left by an interrupted run: the messages may or may not have reached host2.
+    /// Hash host2's messages above the recorded UIDNEXT and record the ones that match; drop
+    /// the rest (they are appended again below, as missing).
+    fn reconcile_intents(&mut self, sel: &Selected) -> Result<()> {
+        let Some(dest) = self.ctx.destination else {
+            return Ok(());
+        };
+        let intents = self.index.intents_for(dest, &self.target.mailbox)?;
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = intents.iter().map(|i| i.id).collect();
+        let live: Vec<_> = intents
+            .iter()
+            .filter(|i| i.intent.dest_uidvalidity == sel.uidvalidity)
+            .collect();
+        let mut mappings = Vec::new();
+        if let Some(lower) = live.iter().map(|i| i.intent.dest_uidnext).min() {
+            let claimed: BTreeSet<u32> = self
+                .index
+                .mappings_to(dest, &self.target.mailbox)?
+                .iter()
+                .filter(|m| m.dest_uidvalidity == sel.uidvalidity)
+                .map(|m| m.dest_uid)
+                .collect();
+            let sizes: BTreeSet<u64> = live.iter().map(|i| i.intent.size).collect();
+            let bodies = self.hash_from(lower, &claimed, Some(&sizes))?;
+            let wanted: Vec<(usize, Hash)> = live
+                .iter()
+                .enumerate()
+                .map(|(k, i)| (k, i.intent.hash))
+                .collect();
+            let have: Vec<(u32, Hash)> = bodies.iter().map(|(u, (h, _))| (*u, *h)).collect();
+            let (pairs, _) = match_equal(&wanted, &have);
+            for (k, uid) in pairs {
+                let i = &live[k].intent;
+                mappings.push(Mapping {
+                    folder_id: i.folder_id,
+                    uidvalidity: i.uidvalidity,
+                    uid: i.uid,
+                    mailbox: self.target.mailbox.clone(),
+                    dest_uidvalidity: sel.uidvalidity,
+                    dest_uid: uid,
+                    flags: bodies.get(&uid).map(|(_, f)| f.clone()).unwrap_or_default(),
+                    change: 0,
+                    found: false,
+                });
+            }
+        }
+        ui::detail(&format!(
+            "{}: {} interrupted APPENDs from an earlier run: {} reached host2",
+            self.target.label(),
+            ids.len(),
+            mappings.len()
+        ));
+        self.fr.recovered = mappings.len() as u64;
+        self.index.record_push(dest, &ids, &mappings, &[])
+    }
+
+    /// SHA-256 and flags of the selected mailbox's messages with UID >= `lower` that are not in
+    /// `claimed` (and, when given, whose size is in `sizes`), by UID.
+    fn hash_from(
+        &mut self,
+        lower: u32,
+        claimed: &BTreeSet<u32>,
+        sizes: Option<&BTreeSet<u64>>,
+    ) -> Result<BTreeMap<u32, (Hash, Vec<String>)>> {
+        let mut candidates: Vec<(u32, u64)> = Vec::new();
+        self.client
+            .uid_fetch_meta(&format!("{}:*", lower.max(1)), None, &mut |f| {
+                let size = f.size.unwrap_or(0);
+                // `N:*` also returns the last message when N is above every UID.
+                if f.uid >= lower
+                    && !claimed.contains(&f.uid)
+                    && sizes.is_none_or(|s| s.contains(&size))
+                {
+                    candidates.push((f.uid, size));
+                }
+                Ok(())
+            })?;
+        let mut out = BTreeMap::new();
+        if candidates.is_empty() {
+            return Ok(out);
+        }
+        candidates.sort_unstable();
+        let uids: Vec<u32> = candidates.iter().map(|c| c.0).collect();
+        let sizes: Vec<u64> = candidates.iter().map(|c| c.1).collect();
+        self.client
+            .uid_fetch_bodies(&uids, &sizes, 8 << 20, 2, &mut |f| {
+                if let Some(body) = &f.body {
+                    let flags = survey::without_recent(f.flags.as_deref().unwrap_or_default());
+                    out.insert(f.uid, (Hash::of(body), flags));
+                }
+                Ok(())
+            })?;
+        Ok(out)
+    }
+
+    /// APPEND the missing messages in batches: intents committed, APPENDs pipelined, mappings
+    /// recorded from APPENDUID (or by hashing what appeared, without UIDPLUS). Messages host2
+    /// rejects that carry keywords are tried once more without them.
+    fn append_missing(&mut self, dest: i64, sv: &Survey, sel: &Selected) -> Result<()> {
+        if sv.missing.is_empty() {
+            return Ok(());
+        }
+        let mut dropped: BTreeSet<String> = BTreeSet::new();
+        let outgoing: Vec<Outgoing> = sv
+            .missing
+            .iter()
+            .map(|&i| {
+                let msg = sv.store[i].clone();
+                let (flags, lost) = storable_flags(&msg.row.flags, &sel.permanent_flags);
+                dropped.extend(lost);
+                Outgoing { msg, flags }
+            })
+            .collect();
+        let mut claimed: BTreeSet<u32> = sv.present.iter().map(|(_, m)| m.dest_uid).collect();
+        let mut lower = sel.uidnext.unwrap_or(1);
+        let mut retry = Vec::new();
+        for batch in batches(
+            outgoing,
+            self.ctx.opts.batch_bytes,
+            self.ctx.opts.batch_messages,
+        ) {
+            retry.extend(self.send_batch(dest, sel, batch, &mut lower, &mut claimed)?);
+        }
+        // Rejected with keywords: once more with system flags only.
+        let retry: Vec<Outgoing> = retry
+            .into_iter()
+            .map(|mut o| {
+                let (system, keywords): (Vec<String>, Vec<String>) =
+                    o.flags.drain(..).partition(|f| f.starts_with('\\'));
+                dropped.extend(keywords);
+                o.flags = system;
+                o
+            })
+            .collect();
+        for batch in batches(
+            retry,
+            self.ctx.opts.batch_bytes,
+            self.ctx.opts.batch_messages,
+        ) {
+            for o in self.send_batch(dest, sel, batch, &mut lower, &mut claimed)? {
+                self.fail(
+                    &o.msg,
+                    "host2 rejected it even without keywords".to_string(),
+                );
+            }
+        }
+        self.fr.dropped_keywords = dropped.into_iter().collect();
+        Ok(())
+    }
+
+    /// Send one batch; returns the messages host2 rejected that had keywords (to retry).
+    fn send_batch(
+        &mut self,
+        dest: i64,
+        sel: &Selected,
+        batch: Vec<Outgoing>,
+        lower: &mut u32,
+        claimed: &mut BTreeSet<u32>,
+    ) -> Result<Vec<Outgoing>> {
+        // Read (and verify) the bytes first: an unreadable object is this message's failure.
+        let mut items: Vec<(Outgoing, Vec<u8>)> = Vec::with_capacity(batch.len());
+        for o in batch {
+            match self.ctx.objects.read(&o.msg.row.hash) {
+                Ok(bytes) => items.push((o, bytes)),
+                Err(e) => self.fail(&o.msg, format!("cannot read it from the store: {e:#}")),
+            }
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let intents: Vec<NewIntent> = items
+            .iter()
+            .map(|(o, b)| NewIntent {
+                folder_id: o.msg.folder_id,
+                uidvalidity: o.msg.row.uidvalidity,
+                uid: o.msg.row.uid,
+                hash: o.msg.row.hash,
+                size: b.len() as u64,
+                mailbox: self.target.mailbox.clone(),
+                dest_uidvalidity: sel.uidvalidity,
+                dest_uidnext: *lower,
+            })
+            .collect();
+        let ids = self.index.add_intents(dest, &intents)?;
+        let appends: Vec<AppendMessage<'_>> = items
+            .iter()
+            .map(|(o, b)| AppendMessage {
+                flags: &o.flags,
+                internaldate: Some(&o.msg.row.internaldate),
+                bytes: b,
+            })
+            .collect();
+        let outcomes = self
+            .client
+            .append_many(&self.target.mailbox, &appends)
+            .context("APPEND")?;
+        let uidplus = self.client.has_capability("UIDPLUS");
+        let mut mappings = Vec::new();
+        let mut unknown_uid: Vec<usize> = Vec::new();
+        let mut retry_idx = Vec::new();
+        for (k, outcome) in outcomes.iter().enumerate() {
+            match outcome {
+                AppendOutcome::Ok {
+                    uidvalidity: Some(uv),
+                    uid: Some(uid),
+                } if uidplus && *uv == sel.uidvalidity => {
+                    mappings.push(self.mapping(&items[k].0, sel, *uid));
+                }
+                AppendOutcome::Ok { .. } => unknown_uid.push(k),
+                AppendOutcome::Rejected(why) => {
+                    if items[k].0.flags.iter().any(|f| !f.starts_with('\\')) {
+                        retry_idx.push(k);
+                    } else {
+                        self.fail(&items[k].0.msg, format!("host2 rejected the APPEND: {why}"));
+                    }
+                }
+            }
+        }
+        for m in &mappings {
+            claimed.insert(m.dest_uid);
+        }
+        if !unknown_uid.is_empty() {
+            // No APPENDUID: find them among the new messages by their bytes.
+            let bodies = self.hash_from(*lower, claimed, None)?;
+            let wanted: Vec<(usize, Hash)> = unknown_uid
+                .iter()
+                .map(|&k| (k, items[k].0.msg.row.hash))
+                .collect();
+            let have: Vec<(u32, Hash)> = bodies.iter().map(|(u, (h, _))| (*u, *h)).collect();
+            let (pairs, lost) = match_equal(&wanted, &have);
+            for (k, uid) in pairs {
+                claimed.insert(uid);
+                mappings.push(self.mapping(&items[k].0, sel, uid));
+            }
+            for k in lost {
+                // The next run recognises it by identity if it is there after all.
+                self.fail(
+                    &items[k].0.msg,
+                    "host2 accepted the APPEND but the message was not found afterwards"
+                        .to_string(),
+                );
+            }
+        }
+        if let Some(max) = mappings.iter().map(|m| m.dest_uid).max() {
+            *lower = (*lower).max(max.saturating_add(1));
+        }
+        self.index.record_push(dest, &ids, &mappings, &[])?;
+        let sent_bytes: u64 = mappings
+            .iter()
+            .filter_map(|m| items.iter().find(|(o, _)| o.msg.key() == m.key()))
+            .map(|(_, b)| b.len() as u64)
+            .sum();
+        self.fr.sent += mappings.len() as u64;
+        self.fr.bytes += sent_bytes;
+        self.ctx.progress.advance(sent_bytes);
+        let mut retry = Vec::new();
+        let mut items: Vec<Option<(Outgoing, Vec<u8>)>> = items.into_iter().map(Some).collect();
+        for k in retry_idx {
+            if let Some((o, _)) = items[k].take() {
+                retry.push(o);
+            }
+        }
+        Ok(retry)
+    }
+
+    fn mapping(&self, o: &Outgoing, sel: &Selected, dest_uid: u32) -> Mapping {
+        Mapping {
+            folder_id: o.msg.folder_id,
+            uidvalidity: o.msg.row.uidvalidity,
+            uid: o.msg.row.uid,
+            mailbox: self.target.mailbox.clone(),
+            dest_uidvalidity: sel.uidvalidity,
+            dest_uid,
+            flags: o.flags.clone(),
+            change: o.msg.row.change,
+            found: false,
+        }
+    }
+
+    /// Present messages whose store flags changed since they were pushed (or were recognised
+    /// with other flags), grouped by their new flag set.
+    fn flag_groups(&self, sv: &Survey, sel: &Selected) -> BTreeMap<Vec<String>, Vec<usize>> {
+        let mut groups: BTreeMap<Vec<String>, Vec<usize>> = BTreeMap::new();
+        for (p, (i, m)) in sv.present.iter().enumerate() {
+            let row = &sv.store[*i].row;
+            if row.change <= m.change && m.change != 0 {
+                continue;
+            }
+            let (mut want, _) = storable_flags(&row.flags, &sel.permanent_flags);
+            if survey::same_flags(&want, &m.flags) {
+                continue;
+            }
+            want.sort();
+            groups.entry(want).or_default().push(p);
+        }
+        groups
+    }
+
+    /// `UID STORE set FLAGS.SILENT (...)`, one command per distinct flag set.
+    fn update_flags(&mut self, dest: i64, sv: &Survey, sel: &Selected) -> Result<()> {
+        let groups = self.flag_groups(sv, sel);
+        let mut updated = Vec::new();
+        for (flags, members) in groups {
+            let uids: Vec<u32> = members.iter().map(|&p| sv.present[p].1.dest_uid).collect();
+            self.client.raw_command(&format!(
+                "UID STORE {} FLAGS.SILENT ({})",
+                compact(&uids),
+                flags.join(" ")
+            ))?;
+            for p in members {
+                let (i, m) = &sv.present[p];
+                let mut m = m.clone();
+                m.flags = flags.clone();
+                m.change = sv.store[*i].row.change;
+                updated.push(m);
+            }
+        }
+        if !updated.is_empty() {
+            self.fr.flags_updated = updated.len() as u64;
+            self.index.record_push(dest, &[], &updated, &[])?;
+        }
+        Ok(())
+    }
+
+    /// `--delete2`: flag `\Deleted` and expunge host2 messages that match no live store message.
+    /// Without UIDPLUS (no UID EXPUNGE), other messages flagged `\Deleted` are unflagged around
+    /// the EXPUNGE so that it removes only ours.
+    fn delete_extras(&mut self, dest: i64, sv: &Survey) -> Result<()> {
+        if sv.extras.is_empty() {
+            return Ok(());
+        }
+        let set = compact(&sv.extras);
+        self.client
+            .raw_command(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"))?;
+        if self.client.has_capability("UIDPLUS") {
+            self.client.raw_command(&format!("UID EXPUNGE {set}"))?;
+        } else {
+            let extras: BTreeSet<u32> = sv.extras.iter().copied().collect();
+            let keep: Vec<u32> = sv
+                .host
+                .iter()
+                .filter(|(u, h)| {
+                    !extras.contains(u)
+                        && h.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted"))
+                })
+                .map(|(u, _)| *u)
+                .collect();
+            if !keep.is_empty() {
+                self.client.raw_command(&format!(
+                    "UID STORE {} -FLAGS.SILENT (\\Deleted)",
+                    compact(&keep)
+                ))?;
+            }
+            self.client.raw_command("EXPUNGE")?;
+            if !keep.is_empty() {
+                self.client.raw_command(&format!(
+                    "UID STORE {} +FLAGS.SILENT (\\Deleted)",
+                    compact(&keep)
+                ))?;
+            }
+        }
+        // Mappings of expunged store messages pointed at what was just deleted.
+        let gone: HashMap<u32, ()> = sv.extras.iter().map(|u| (*u, ())).collect();
+        let forget: Vec<(i64, u32, u32)> = self
+            .index
+            .mappings_to(dest, &self.target.mailbox)?
+            .iter()
+            .filter(|m| m.dest_uidvalidity == sv.uidvalidity && gone.contains_key(&m.dest_uid))
+            .map(Mapping::key)
+            .collect();
+        self.index.record_push(dest, &[], &[], &forget)?;
+        self.fr.deleted = sv.extras.len() as u64;
+        Ok(())
+    }
+
+    fn fail(&mut self, msg: &StoreMsg, reason: String) {
+        self.fr.failed += 1;
+        self.ctx.progress.line(&format!(
+            "{} UID {}: failed: {reason}",
+            msg.folder, msg.row.uid
+        ));
+        self.failures.push(Failure {
+            folder: msg.folder.clone(),
+            uid: Some(msg.row.uid),
+            reason,
+        });
+    }
+}
+
+/// Split into batches of at most `max_bytes` (a larger message alone) and `max_count`.
+fn batches(items: Vec<Outgoing>, max_bytes: u64, max_count: usize) -> Vec<Vec<Outgoing>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<Outgoing> = Vec::new();
+    let mut bytes = 0u64;
+    for o in items {
+        let size = o.msg.row.size;
+        if !cur.is_empty() && (bytes + size > max_bytes || cur.len() >= max_count.max(1)) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(o);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}

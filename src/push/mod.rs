@@ -1,0 +1,414 @@
+//! `imapferry push`: replay the store into host2, exactly once per message.
+//!
+//! - [`targets`]: which host2 mailbox each store folder goes to (namespace, `--folder-map`,
+//!   `--dest-root`, special-use automap).
+//! - [`survey`]: what a host2 mailbox holds compared with the store (push state, then identity).
+//! - [`identity`]: the identity of messages the push state does not explain.
+//! - [`folder`]: pushing one mailbox: reconcile intents, APPEND what is missing, flags, deletes.
+//!
+//! Crash safety: before each APPEND batch, one intent per message is committed to the index;
+//! after the replies, the mapping (store message → host2 UID) replaces them in one transaction.
+//! A run that finds intents left by a killed run looks at host2's messages above the UIDNEXT
+//! recorded with them, hashes their bytes and records those that match; the rest are sent
+//! again. Messages host2 holds that the state does not explain are matched by identity, so a
+//! message is never appended twice. Messages are sent with the exact stored bytes.
+
+pub mod folder;
+pub mod identity;
+pub mod survey;
+pub mod targets;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::folders::Selection;
+use crate::imap::{Client, Endpoint, Namespace};
+use crate::pull::Failure;
+use crate::store::{FolderRow, Index, RunCounts, Store, INDEX_FILE};
+use crate::ui::{self, human_bytes, Progress};
+use targets::{MapRules, Target};
+
+/// What a push is asked to do.
+#[derive(Debug)]
+pub struct PushOptions {
+    pub endpoint: Endpoint,
+    pub store: PathBuf,
+    pub selection: Selection,
+    pub rules: MapRules,
+    /// Delete on host2 what the store's folder no longer holds.
+    pub delete2: bool,
+    /// Print the plan; change nothing on host2 or in the store.
+    pub dry_run: bool,
+    /// Connections (and folders in parallel).
+    pub jobs: usize,
+    /// Most message bytes per APPEND batch (one intent transaction each).
+    pub batch_bytes: u64,
+    /// Most messages per APPEND batch.
+    pub batch_messages: usize,
+}
+
+impl PushOptions {
+    pub fn new(endpoint: Endpoint, store: PathBuf, selection: Selection) -> PushOptions {
+        PushOptions {
+            endpoint,
+            store,
+            selection,
+            rules: MapRules::default(),
+            delete2: false,
+            dry_run: false,
+            jobs: 2,
+            batch_bytes: 8 << 20,
+            batch_messages: 500,
+        }
+    }
+}
+
+/// Counts of one host2 mailbox.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FolderReport {
+    /// "Sent → Sent Items", or the path when unchanged.
+    pub folder: String,
+    /// The host2 path (UTF-8, `/`).
+    pub mailbox: String,
+    pub created: bool,
+    /// Live store messages that go there.
+    pub messages: u64,
+    /// Appended by this run (with `--dry-run`: would be).
+    pub sent: u64,
+    /// Already on host2 before this run.
+    pub already: u64,
+    /// Of `already`: messages an interrupted run had appended, found through its intents.
+    pub recovered: u64,
+    pub failed: u64,
+    /// Message bytes appended (with `--dry-run`: would be).
+    pub bytes: u64,
+    pub flags_updated: u64,
+    pub deleted: u64,
+    /// Keywords host2 would not store, left off.
+    pub dropped_keywords: Vec<String>,
+    pub seconds: f64,
+}
+
+impl FolderReport {
+    /// Store messages host2 lacks after the run.
+    pub fn missing(&self) -> u64 {
+        self.messages.saturating_sub(self.sent + self.already)
+    }
+}
+
+/// The outcome of a push.
+#[derive(Debug, Default, Serialize)]
+pub struct PushReport {
+    pub dry_run: bool,
+    pub folders: u64,
+    /// Folders created on host2 (with `--dry-run`: to create), host2 paths.
+    pub created: Vec<String>,
+    pub messages: u64,
+    pub sent: u64,
+    pub already: u64,
+    /// Of `already`: appended by an interrupted run, found through its intents.
+    pub recovered: u64,
+    pub failed: u64,
+    pub bytes: u64,
+    pub flags_updated: u64,
+    pub deleted: u64,
+    pub seconds: f64,
+    /// Bytes per second appended.
+    pub rate: f64,
+    /// True when host2 holds every store message of the pushed folders.
+    pub complete: bool,
+    pub verdict: String,
+    pub failures: Vec<Failure>,
+    pub per_folder: Vec<FolderReport>,
+}
+
+impl PushReport {
+    /// The final lines for humans.
+    pub fn summary(&self) -> String {
+        let head = if self.dry_run {
+            "push (dry run)"
+        } else {
+            "push"
+        };
+        format!(
+            "{head}: {} folders ({} created), {} messages: {} sent, {} already there, {} failed; \
+             {} flag updates, {} deleted; {} in {:.1} s ({}/s)\n{}",
+            self.folders,
+            self.created.len(),
+            self.messages,
+            self.sent,
+            self.already,
+            self.failed,
+            self.flags_updated,
+            self.deleted,
+            human_bytes(self.bytes),
+            self.seconds,
+            human_bytes(self.rate as u64),
+            self.verdict
+        )
+    }
+}
+
+/// What every worker needs, shared read-only.
+pub(crate) struct Ctx<'a> {
+    pub opts: &'a PushOptions,
+    pub destination: Option<i64>,
+    pub objects: &'a crate::store::Objects,
+    pub progress: &'a Progress,
+    pub count: usize,
+}
+
+/// Run a push. Errors that stop the whole run are returned; per-message and per-folder
+/// problems are in [`PushReport::failures`].
+pub fn run(opts: &PushOptions) -> Result<PushReport> {
+    let started = Instant::now();
+    let mut store = Store::open_existing(&opts.store)?;
+    let folders = store_folders(&store, &opts.selection)?;
+    let mut report = PushReport {
+        dry_run: opts.dry_run,
+        ..PushReport::default()
+    };
+    for missing in opts
+        .selection
+        .unmatched(&folders.iter().map(|f| f.path.clone()).collect::<Vec<_>>())
+    {
+        report.failures.push(Failure {
+            folder: missing.to_string(),
+            uid: None,
+            reason: "no such folder in the store (see `imapferry status`)".to_string(),
+        });
+    }
+    let mut client = connect(&opts.endpoint)?;
+    let ns = client.namespace()?;
+    let listed = client.list()?;
+    let mut plan = targets::plan(&folders, &opts.rules, &ns, &listed);
+    let destination = if opts.dry_run {
+        store
+            .index
+            .find_destination(&opts.endpoint.host, &opts.endpoint.user)?
+    } else {
+        Some(
+            store
+                .index
+                .destination_id(&opts.endpoint.host, &opts.endpoint.user)?,
+        )
+    };
+    let run_id = if opts.dry_run {
+        None
+    } else {
+        Some(store.index.start_run("push")?)
+    };
+
+    prepare_mailboxes(&mut client, &ns, &mut plan, opts, &mut report);
+
+    let progress = Progress::new();
+    let ctx = Ctx {
+        opts,
+        destination,
+        objects: &store.objects,
+        progress: &progress,
+        count: plan.len(),
+    };
+    let results = run_jobs(&ctx, client, &mut store.index, &plan)?;
+    progress.finish();
+    for (fr, failures) in results {
+        report.folders += 1;
+        report.messages += fr.messages;
+        report.sent += fr.sent;
+        report.already += fr.already;
+        report.recovered += fr.recovered;
+        report.failed += fr.failed;
+        report.bytes += fr.bytes;
+        report.flags_updated += fr.flags_updated;
+        report.deleted += fr.deleted;
+        report.failures.extend(failures);
+        report.per_folder.push(fr);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.rate = report.bytes as f64 / report.seconds.max(0.001);
+    let missing: u64 = report.per_folder.iter().map(FolderReport::missing).sum();
+    report.complete = !opts.dry_run && missing == 0 && report.failures.is_empty();
+    report.verdict = if opts.dry_run {
+        format!(
+            "dry run: would create {} folders and send {} messages ({}); nothing was changed",
+            report.created.len(),
+            report.sent,
+            human_bytes(report.bytes)
+        )
+    } else if report.complete {
+        format!(
+            "host2 holds all {} messages of the store's {} folders",
+            report.messages, report.folders
+        )
+    } else {
+        format!(
+            "host2 lacks {missing} of the store's {} messages ({} failures listed); run push again \
+             after fixing the cause",
+            report.messages,
+            report.failures.len()
+        )
+    };
+    if let Some(run_id) = run_id {
+        let counts = RunCounts {
+            folders: report.folders,
+            new: report.sent,
+            updated: report.flags_updated,
+            expunged: report.deleted,
+            failed: report.failures.len() as u64,
+            bytes: report.bytes,
+        };
+        store.index.finish_run(run_id, &counts, report.complete)?;
+    }
+    Ok(report)
+}
+
+/// Connect to host2, labelled as such in errors.
+pub(crate) fn connect(ep: &Endpoint) -> Result<Client> {
+    let mut c =
+        Client::connect(ep).with_context(|| format!("cannot connect to host2 {}", ep.host))?;
+    c.set_label("host2");
+    Ok(c)
+}
+
+/// The store folders this run covers: selected, not gone.
+pub(crate) fn store_folders(store: &Store, selection: &Selection) -> Result<Vec<FolderRow>> {
+    let all = store.index.folders()?;
+    if all.is_empty() {
+        bail!(
+            "the store {} holds no folders; run `imapferry pull` first",
+            store.root.display()
+        );
+    }
+    Ok(all
+        .into_iter()
+        .filter(|f| f.gone_at.is_none() && selection.includes(&f.path))
+        .collect())
+}
+
+/// CREATE the targets host2 lacks (parents first when the server insists) and SUBSCRIBE those
+/// subscribed on host1. A folder that cannot be created is a failure and is left out.
+fn prepare_mailboxes(
+    client: &mut Client,
+    ns: &Namespace,
+    plan: &mut Vec<Target>,
+    opts: &PushOptions,
+    report: &mut PushReport,
+) {
+    let mut keep = Vec::with_capacity(plan.len());
+    for mut t in plan.drain(..) {
+        if !t.exists {
+            report.created.push(t.path.clone());
+            if !opts.dry_run {
+                if let Err(e) = create(client, ns, &t) {
+                    report.failures.push(Failure {
+                        folder: t.label(),
+                        uid: None,
+                        reason: format!("cannot create it on host2: {e:#}"),
+                    });
+                    report.failed += t.folders.len() as u64;
+                    continue;
+                }
+                ui::detail(&format!("created {} on host2", t.path));
+            }
+        }
+        if t.want_subscribed && !t.subscribed && !opts.dry_run {
+            match client.subscribe(&t.mailbox) {
+                Ok(()) => t.subscribed = true,
+                Err(e) => ui::warn(&format!("cannot subscribe {} on host2: {e:#}", t.path)),
+            }
+        }
+        keep.push(t);
+    }
+    *plan = keep;
+}
+
+fn create(client: &mut Client, ns: &Namespace, t: &Target) -> Result<()> {
+    if client.create(&t.mailbox).is_ok() {
+        return Ok(());
+    }
+    // Some servers want the parents first.
+    for parent in targets::ancestor_mailboxes(&t.path, ns) {
+        let _ = client.create(&parent);
+    }
+    client.create(&t.mailbox)
+}
+
+/// Push every target, over `opts.jobs` connections: the given client and index serve the first
+/// worker; the others open their own connection and their own handle on the index (SQLite
+/// serialises the writes; the store lock stays with this process).
+fn run_jobs(
+    ctx: &Ctx<'_>,
+    client: Client,
+    index: &mut Index,
+    plan: &[Target],
+) -> Result<Vec<(FolderReport, Vec<Failure>)>> {
+    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..plan.len()).collect());
+    let results: Mutex<Vec<Option<(FolderReport, Vec<Failure>)>>> =
+        Mutex::new(vec![None; plan.len()]);
+    let jobs = ctx.opts.jobs.clamp(1, plan.len().max(1));
+    let index_path = ctx.opts.store.join(INDEX_FILE);
+    let work = |mut client: Client, index: &mut Index| {
+        loop {
+            let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+            let Some(i) = next else { break };
+            let (fr, failures, reconnect) =
+                folder::push_target(ctx, &mut client, index, &plan[i], i);
+            if let Ok(mut r) = results.lock() {
+                r[i] = Some((fr, failures));
+            }
+            if reconnect {
+                match connect(&ctx.opts.endpoint) {
+                    Ok(c) => client = c,
+                    Err(e) => {
+                        // The folders left are reported as not pushed.
+                        ui::warn(&format!("reconnecting to host2 failed: {e:#}"));
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = client.logout();
+    };
+    std::thread::scope(|s| {
+        for _ in 1..jobs {
+            let work = &work;
+            let endpoint = &ctx.opts.endpoint;
+            let index_path = &index_path;
+            s.spawn(move || {
+                let conn = connect(endpoint).and_then(|c| Ok((c, Index::open(index_path)?)));
+                match conn {
+                    Ok((c, mut idx)) => work(c, &mut idx),
+                    // Fewer connections are still correct; the others take the folders.
+                    Err(e) => ui::warn(&format!("an extra connection to host2 failed: {e:#}")),
+                }
+            });
+        }
+        work(client, index);
+    });
+    let results = results.into_inner().unwrap_or_default();
+    Ok(results
+        .into_iter()
+        .zip(plan)
+        .map(|(r, t)| {
+            r.unwrap_or_else(|| {
+                (
+                    FolderReport {
+                        folder: t.label(),
+                        mailbox: t.path.clone(),
+                        ..FolderReport::default()
+                    },
+                    vec![Failure {
+                        folder: t.label(),
+                        uid: None,
+                        reason: "not pushed: the connection to host2 was lost".to_string(),
+                    }],
+                )
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,356 @@
+//! `imapferry push` and `imapferry check` against real Dovecot servers: host1 in the `/` style,
+//! host2 in the `INBOX.` style with `\Sent` named "Sent Items". Exactness (bytes, flags,
+//! INTERNALDATE), no duplicates (pre-filled folders, re-runs, `kill -9`), flag propagation,
+//! `--delete2`, `--dry-run`, `check`, and a host2 without LITERAL+ and UIDPLUS.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::run::{imapferry, pull, Run};
+use common::*;
+
+fn host1() -> Dovecot {
+    Dovecot::start(DovecotConfig::new().standard_special_use())
+}
+
+fn host2_config() -> DovecotConfig {
+    DovecotConfig::new()
+        .namespace(NamespaceStyle::InboxDot)
+        .special_use_auto("\\Sent", "Sent Items")
+}
+
+fn push_command(host2: &Dovecot, store: &Path, extra: &[&str]) -> Command {
+    let mut c = imapferry();
+    c.arg("push")
+        .args(["--host2", "127.0.0.1", "--port2"])
+        .arg(host2.port().to_string())
+        .args(["--tls2", "none", "--user2", "alice", "--store"])
+        .arg(store)
+        .arg("--json")
+        .args(extra)
+        .env("IMAPFERRY_PASSWORD2", host2.password("alice"));
+    c
+}
+
+fn push(host2: &Dovecot, store: &Path, extra: &[&str]) -> Run {
+    push_command(host2, store, extra)
+        .output()
+        .expect("run imapferry")
+        .into()
+}
+
+fn check(host2: &Dovecot, store: &Path) -> Run {
+    let mut c = imapferry();
+    c.arg("check")
+        .args(["--host2", "127.0.0.1", "--port2"])
+        .arg(host2.port().to_string())
+        .args(["--tls2", "none", "--user2", "alice", "--store"])
+        .arg(store)
+        .arg("--json")
+        .env("IMAPFERRY_PASSWORD2", host2.password("alice"));
+    c.output().expect("run imapferry").into()
+}
+
+fn n(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+/// (bytes, sorted flags, INTERNALDATE instant) of every message, sorted: a multiset view that
+/// ignores UIDs and order but sees duplicates.
+type Contents = BTreeMap<String, Vec<(Vec<u8>, Vec<String>, i64)>>;
+
+fn contents(server: &Dovecot, rename: &[(&str, &str)]) -> Contents {
+    let mut out = Contents::new();
+    for (folder, msgs) in server_messages(server, "alice") {
+        let folder = rename
+            .iter()
+            .find(|(from, _)| *from == folder)
+            .map_or(folder.clone(), |(_, to)| to.to_string());
+        let mut v: Vec<_> = msgs
+            .into_iter()
+            .map(|m| (m.bytes, m.flags, internaldate_to_unix(&m.internaldate)))
+            .collect();
+        v.sort();
+        out.insert(folder, v);
+    }
+    out
+}
+
+/// host2 holds exactly what host1 holds (empty folders aside), with host1's Sent in
+/// "Sent Items".
+fn assert_host2_matches_host1(h1: &Dovecot, h2: &Dovecot) {
+    let want = contents(h1, &[("Sent", "Sent Items")]);
+    let got = contents(h2, &[]);
+    for (folder, msgs) in &want {
+        let have = got.get(folder).map(Vec::as_slice).unwrap_or(&[]);
+        assert_eq!(have.len(), msgs.len(), "message count in {folder}");
+        for (i, (g, w)) in have.iter().zip(msgs).enumerate() {
+            assert!(g.0 == w.0, "{folder} #{i}: bytes differ");
+            assert_eq!(g.1, w.1, "{folder} #{i}: flags");
+            assert_eq!(g.2, w.2, "{folder} #{i}: INTERNALDATE");
+        }
+    }
+    for (folder, msgs) in &got {
+        if !want.contains_key(folder) {
+            assert!(
+                msgs.is_empty(),
+                "host2 folder {folder} holds {} messages host1 lacks",
+                msgs.len()
+            );
+        }
+    }
+}
+
+fn host2_total(h2: &Dovecot) -> usize {
+    server_messages(h2, "alice").values().map(Vec::len).sum()
+}
+
+/// Seed host1 with `corpus` and pull it into a new store.
+fn pulled(corpus: &Corpus) -> (Dovecot, tempfile::TempDir, std::path::PathBuf) {
+    let h1 = host1();
+    seed(&h1, "alice", corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&h1, "alice", &store, &[]).expect_code(0);
+    (h1, dir, store)
+}
+
+#[test]
+fn push_is_exact_a_repush_sends_nothing_and_check_sees_a_removed_message() {
+    let corpus = Corpus::standard();
+    let (h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config());
+
+    let t = Instant::now();
+    let r = push(&h2, &store, &[]).expect_code(0).json();
+    eprintln!(
+        "push of {} messages ({} bytes): {:.2} s",
+        corpus.len(),
+        corpus.total_bytes(),
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(n(&r, "sent") as usize, corpus.len());
+    assert_eq!(n(&r, "already"), 0);
+    assert!(r["complete"].as_bool().unwrap());
+    assert!(r["verdict"]
+        .as_str()
+        .unwrap()
+        .starts_with("host2 holds all"));
+    assert_host2_matches_host1(&h1, &h2);
+    // Automap: no plain "Sent" was made on host2.
+    assert!(!server_messages(&h2, "alice").contains_key("Sent"));
+
+    let before = h2.traffic_settled();
+    let again = push(&h2, &store, &[]).expect_code(0).json();
+    let after = h2.traffic_settled();
+    assert_eq!((n(&again, "sent"), n(&again, "bytes")), (0, 0));
+    assert_eq!(n(&again, "already") as usize, corpus.len());
+    let sent = after.bytes_in - before.bytes_in;
+    eprintln!("re-push: host2 received {sent} bytes");
+    assert!(sent < 10_000, "a re-push sent {sent} bytes to host2");
+
+    check(&h2, &store).expect_code(0);
+
+    // Remove one message behind imapferry's back: check must notice, push must restore it.
+    let mut c = imap_client(&h2, "alice");
+    c.select("INBOX", false).unwrap();
+    c.raw_command("UID STORE 3 +FLAGS.SILENT (\\Deleted)")
+        .unwrap();
+    c.raw_command("UID EXPUNGE 3").unwrap();
+    c.logout().unwrap();
+    let report = check(&h2, &store).expect_code(3).json();
+    assert_eq!(n(&report, "missing"), 1);
+    let r = push(&h2, &store, &[]).expect_code(0).json();
+    assert_eq!(n(&r, "sent"), 1);
+    check(&h2, &store).expect_code(0);
+    assert_host2_matches_host1(&h1, &h2);
+}
+
+#[test]
+fn messages_already_on_host2_are_recognised_and_not_appended_again() {
+    let corpus = Corpus::small();
+    let (h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config());
+    // Part of the mail is already there (an earlier tool): the first half of INBOX, and one of
+    // the two identical INBOX messages only.
+    let mut part = corpus.clone();
+    let inbox: Vec<_> = corpus
+        .messages
+        .iter()
+        .filter(|m| m.folder == "INBOX")
+        .cloned()
+        .collect();
+    part.messages = inbox[..inbox.len() / 2].to_vec();
+    part.folders = vec!["INBOX".to_string()];
+    seed(&h2, "alice", &part);
+
+    let r = push(&h2, &store, &[]).expect_code(0).json();
+    assert_eq!(n(&r, "already") as usize, part.len());
+    assert_eq!(n(&r, "sent") as usize, corpus.len() - part.len());
+    assert_host2_matches_host1(&h1, &h2);
+    check(&h2, &store).expect_code(0);
+}
+
+#[test]
+fn flag_changes_propagate_and_delete2_removes_what_host1_expunged() {
+    let corpus = Corpus::small();
+    let (h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config());
+    push(&h2, &store, &[]).expect_code(0);
+
+    let mut c = imap_client(&h1, "alice");
+    c.select("INBOX", false).unwrap();
+    c.raw_command("UID STORE 1:3 FLAGS.SILENT (\\Flagged $Label1)")
+        .unwrap();
+    c.raw_command("UID STORE 4 -FLAGS.SILENT (\\Seen)").unwrap();
+    c.raw_command("UID STORE 5 +FLAGS.SILENT (\\Deleted)")
+        .unwrap();
+    c.raw_command("UID EXPUNGE 5").unwrap();
+    c.logout().unwrap();
+    pull(&h1, "alice", &store, &[]).expect_code(0);
+
+    let r = push(&h2, &store, &[]).expect_code(0).json();
+    assert!(n(&r, "flags_updated") >= 3, "{r}");
+    assert_eq!(n(&r, "deleted"), 0);
+    assert_eq!(
+        host2_total(&h2),
+        corpus.len(),
+        "nothing is deleted without --delete2"
+    );
+
+    let r = push(&h2, &store, &["--delete2"]).expect_code(0).json();
+    assert_eq!(n(&r, "deleted"), 1);
+    assert_host2_matches_host1(&h1, &h2);
+    check(&h2, &store).expect_code(0);
+}
+
+#[test]
+fn dry_run_changes_nothing_anywhere() {
+    let corpus = Corpus::small();
+    let (_h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config());
+    let folders_before = server_messages(&h2, "alice");
+    let r = push(&h2, &store, &["--dry-run"]).expect_code(0).json();
+    assert_eq!(n(&r, "sent") as usize, corpus.len());
+    assert!(!r["created"].as_array().unwrap().is_empty());
+    assert_eq!(server_messages(&h2, "alice"), folders_before);
+    let st = imapferry::store::Store::open_existing(&store).unwrap();
+    assert_eq!(
+        st.index.find_destination("127.0.0.1", "alice").unwrap(),
+        None
+    );
+    drop(st);
+    push(&h2, &store, &[]).expect_code(0);
+    let r = push(&h2, &store, &["--dry-run", "--delete2"])
+        .expect_code(0)
+        .json();
+    assert_eq!((n(&r, "sent"), n(&r, "deleted")), (0, 0));
+}
+
+/// Files in the Maildir's cur/ and new/ directories: messages host2 stored.
+fn maildir_messages(h2: &Dovecot) -> usize {
+    walkdir::WalkDir::new(h2.maildir("alice"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_type().is_file()
+                && e.path()
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| n == "cur" || n == "new")
+        })
+        .count()
+}
+
+#[test]
+fn kill_9_at_several_moments_then_a_push_ends_exact_without_duplicates() {
+    let corpus = Corpus::standard();
+    let (h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config());
+    let mut killed_at = Vec::new();
+    for threshold in [1, 120, 300] {
+        let mut child = push_command(
+            &h2,
+            &store,
+            &["--append-batch-messages", "7", "--jobs", "1"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while maildir_messages(&h2) < threshold && Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let st = imapferry::store::Store::open_existing(&store).unwrap();
+        let pending = st.index.pending_intents().unwrap();
+        drop(st);
+        killed_at.push((maildir_messages(&h2), pending));
+    }
+    eprintln!("killed with (host2 messages, pending intents) = {killed_at:?}");
+    assert!(
+        killed_at.iter().any(|&(_, pending)| pending > 0),
+        "no kill left an APPEND batch in flight; the intents were not exercised"
+    );
+    assert!(
+        killed_at.iter().any(|&(k, _)| k > 0 && k < corpus.len()),
+        "no kill landed in the middle of the push"
+    );
+    let st = imapferry::store::Store::open_existing(&store).unwrap();
+    let pending = st.index.pending_intents().unwrap();
+    drop(st);
+    let r = push(&h2, &store, &[]).expect_code(0).json();
+    eprintln!(
+        "final push: {pending} intents pending, {} recovered through them, {} sent, {} already there",
+        n(&r, "recovered"),
+        n(&r, "sent"),
+        n(&r, "already")
+    );
+    assert_eq!(n(&r, "sent") + n(&r, "already"), corpus.len() as u64);
+    assert_host2_matches_host1(&h1, &h2);
+    let st = imapferry::store::Store::open_existing(&store).unwrap();
+    assert_eq!(st.index.pending_intents().unwrap(), 0);
+    drop(st);
+    check(&h2, &store).expect_code(0);
+}
+
+#[test]
+fn a_host2_without_literal_plus_and_uidplus_gets_the_same_result() {
+    let corpus = Corpus::small();
+    let (h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config().imap_capability(
+        "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE NAMESPACE SPECIAL-USE LIST-EXTENDED",
+    ));
+    let mut c = imap_client(&h2, "alice");
+    assert!(!c.has_capability("UIDPLUS") && !c.has_capability("LITERAL+"));
+    let _ = c.namespace();
+    c.logout().unwrap();
+
+    let r = push(&h2, &store, &["--jobs", "1"]).expect_code(0).json();
+    assert_eq!(n(&r, "sent") as usize, corpus.len());
+    assert_host2_matches_host1(&h1, &h2);
+    let r = push(&h2, &store, &[]).expect_code(0).json();
+    assert_eq!(n(&r, "sent"), 0);
+
+    // --delete2 without UID EXPUNGE must keep the store's own \Deleted-flagged messages.
+    let mut c = imap_client(&h1, "alice");
+    c.select("INBOX", false).unwrap();
+    c.raw_command("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+        .unwrap();
+    c.raw_command("UID EXPUNGE 2").unwrap();
+    c.logout().unwrap();
+    pull(&h1, "alice", &store, &[]).expect_code(0);
+    let r = push(&h2, &store, &["--delete2"]).expect_code(0).json();
+    assert_eq!(n(&r, "deleted"), 1);
+    assert_host2_matches_host1(&h1, &h2);
+    check(&h2, &store).expect_code(0);
+}
