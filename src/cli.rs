@@ -213,6 +213,12 @@ pub struct PullTuning {
     /// Commit the index at least every N new messages
     #[arg(long, hide = true, default_value_t = 1000)]
     pub commit_messages: usize,
+    /// Fetch messages above this size in chunks
+    #[arg(long, hide = true, default_value_t = 8 << 20)]
+    pub chunk_threshold: u64,
+    /// Chunk size for large messages
+    #[arg(long, hide = true, default_value_t = 1 << 20)]
+    pub chunk_bytes: u64,
 }
 
 #[derive(Args, Debug)]

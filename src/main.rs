@@ -44,6 +44,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.depth = a.tuning.depth.max(1);
             opts.commit_messages = a.tuning.commit_messages.max(1);
             opts.retries = a.net.retries;
+            opts.chunk_threshold = a.tuning.chunk_threshold;
+            opts.chunk_bytes = a.tuning.chunk_bytes.max(1);
             let report = pull::run(&opts)?;
             for f in &report.failures {
                 match f.uid {
@@ -85,7 +87,8 @@ fn push_command(a: PushArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let ep = endpoint(&a.host2.into(), Duration::from_secs(a.net.timeout))?;
+    let mut ep = endpoint(&a.host2.into(), Duration::from_secs(a.net.timeout))?;
+    apply_net(&mut ep, &a.net);
     let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
     let mut opts = PushOptions::new(ep, a.store, selection);
     opts.rules = rules;
@@ -121,7 +124,8 @@ fn check_command(a: CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let ep = endpoint(&a.host2.into(), Duration::from_secs(a.net.timeout))?;
+    let mut ep = endpoint(&a.host2.into(), Duration::from_secs(a.net.timeout))?;
+    apply_net(&mut ep, &a.net);
     let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
     let report = check::run(&CheckOptions {
         endpoint: ep,

@@ -17,7 +17,9 @@ use crate::folders::{store_path, Selection};
 use crate::imap::uidset::compact as uid_set;
 use crate::imap::{is_transient, Client, Endpoint, Fetched, Namespace};
 use crate::retry::Retry;
-use crate::store::{FolderRow, FolderState, HeaderFacts, MessageRow, NewMessage, RunCounts, Store};
+use crate::store::{
+    FolderRow, FolderState, HeaderFacts, Index, MessageRow, NewMessage, Objects, RunCounts, Store,
+};
 use crate::ui::{self, human_bytes, Progress};
 
 /// What a pull is asked to do.
@@ -33,6 +35,10 @@ pub struct PullOptions {
     /// Commit the index after this many bytes of new messages (or `commit_messages` messages).
     pub commit_bytes: u64,
     pub commit_messages: usize,
+    /// Messages larger than this are fetched in chunks of `chunk_bytes`
+    /// (`BODY.PEEK[]<offset.length>`), each kept on disk as it arrives.
+    pub chunk_threshold: u64,
+    pub chunk_bytes: u64,
     /// Consecutive transient failures to retry (see [`crate::retry`]).
     pub retries: u32,
     /// First backoff delay; doubles with each consecutive failure.
@@ -49,6 +55,8 @@ impl PullOptions {
             depth: 4,
             commit_bytes: 16 << 20,
             commit_messages: 1000,
+            chunk_threshold: 8 << 20,
+            chunk_bytes: 1 << 20,
             retries: 20,
             retry_delay: std::time::Duration::from_millis(250),
         }
@@ -79,6 +87,9 @@ pub struct FolderReport {
     pub bytes: u64,
     /// True when one EXAMINE showed nothing changed.
     pub unchanged: bool,
+    /// Bytes of large messages received in chunks (progress even before a message completes).
+    #[serde(skip)]
+    pub chunk_bytes: u64,
 }
 
 /// The outcome of a pull.
@@ -147,8 +158,10 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
             ..FolderReport::default()
         };
         // Each attempt resumes where the last one stopped: what it committed is known.
+        // UIDs a broken link cut off, with the chunk size to fetch them in on the next attempt.
+        let mut chunked = BTreeMap::new();
         let result = loop {
-            let done_before = fr.new + fr.updated + fr.expunged;
+            let done_before = fr.new + fr.updated + fr.expunged + fr.chunk_bytes;
             let attempt = pull_folder(
                 &mut client,
                 &mut store,
@@ -158,9 +171,10 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
                 (i, folders.len()),
                 &mut fr,
                 &mut report.failures,
+                &mut chunked,
             );
             let Err(e) = attempt else { break Ok(()) };
-            if fr.new + fr.updated + fr.expunged > done_before {
+            if fr.new + fr.updated + fr.expunged + fr.chunk_bytes > done_before {
                 retry.progress();
             }
             if !is_transient(&e) || !retry.failed(&format!("host1, folder {}", folder.path), &e) {
@@ -297,25 +311,30 @@ fn sync_folder_list(
     Ok(covered)
 }
 
+/// The smallest chunk a large message is fetched in, however bad the link.
+const MIN_CHUNK: u64 = 64 << 10;
+
 /// Messages on their way into the index, committed together once their objects are durable.
 struct Pending {
     folder_id: i64,
     rows: Vec<(NewMessage, HeaderFacts, u64)>,
     bytes: u64,
+    /// UIDs whose bodies arrived in this attempt.
+    received: BTreeSet<u32>,
 }
 
 impl Pending {
-    fn flush(&mut self, store: &mut Store) -> Result<()> {
+    fn flush(&mut self, index: &mut Index, objects: &Objects) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let mut batch = store.index.batch()?;
+        let mut batch = index.batch()?;
         for (m, facts, stored) in &self.rows {
             batch.add_object(&m.hash, m.size, *stored, facts)?;
             batch.add_message(self.folder_id, m)?;
         }
         // Objects first: an index row must never name bytes a crash could lose.
-        batch.commit_after_sync(&store.objects)?;
+        batch.commit_after_sync(objects)?;
         self.rows.clear();
         self.bytes = 0;
         Ok(())
@@ -332,6 +351,7 @@ fn pull_folder(
     (index, count): (usize, usize),
     fr: &mut FolderReport,
     failures: &mut Vec<Failure>,
+    chunked: &mut BTreeMap<u32, u64>,
 ) -> Result<()> {
     let sel = client.select(&folder.raw_name, true)?;
     let uv = sel.uidvalidity;
@@ -487,82 +507,150 @@ fn pull_folder(
         batch.commit()?;
     }
 
-    // 4. Bodies.
-    let uids: Vec<u32> = new_meta.keys().copied().collect();
-    let sizes: Vec<u64> = new_meta.values().map(|f| f.size.unwrap_or(0)).collect();
+    // 4. Bodies: most in pipelined batches; large ones (and any that a broken link cut off
+    // before) in chunks that survive a restart.
+    let all: Vec<(u32, u64)> = new_meta
+        .iter()
+        .map(|(uid, f)| (*uid, f.size.unwrap_or(0)))
+        .collect();
     progress.folder(
         index,
         count,
         &folder.path,
-        uids.len() as u64,
-        sizes.iter().sum(),
+        all.len() as u64,
+        all.iter().map(|(_, s)| s).sum(),
     );
+    let (large, small): (Vec<(u32, u64)>, Vec<(u32, u64)>) = all
+        .iter()
+        .partition(|(uid, size)| *size > opts.chunk_threshold || chunked.contains_key(uid));
     let mut pending = Pending {
         folder_id: folder.id,
         rows: Vec::new(),
         bytes: 0,
+        received: BTreeSet::new(),
     };
-    let mut received: BTreeSet<u32> = BTreeSet::new();
-    if !uids.is_empty() {
-        let result = client.uid_fetch_bodies(
-            &uids,
-            &sizes,
-            opts.batch_bytes,
-            opts.depth,
-            &mut |f| {
-                let Some(meta) = new_meta.get(&f.uid) else {
-                    return Ok(());
-                };
-                let Some(body) = f.body else {
-                    return Ok(());
-                };
-                received.insert(f.uid);
-                let len = body.len() as u64;
-                if let Some(size) = meta.size.filter(|&s| s != len) {
-                    ui::detail(&format!(
-                        "{}: UID {}: RFC822.SIZE says {size} bytes, BODY[] has {len}; storing BODY[] as sent",
-                        folder.path, f.uid
-                    ));
-                }
-                let (hash, stored) = store.objects.write(&body).with_context(|| {
-                    format!("{}: UID {}: cannot write to the store", folder.path, f.uid)
-                })?;
-                let facts = HeaderFacts::parse(&body);
-                let flags = f.flags.as_deref().or(meta.flags.as_deref()).unwrap_or_default();
-                let internaldate = f
-                    .internaldate
-                    .clone()
-                    .or_else(|| meta.internaldate.clone())
-                    .unwrap_or_default();
-                pending.rows.push((
-                    NewMessage {
-                        uidvalidity: uv,
-                        uid: f.uid,
-                        hash,
-                        size: len,
-                        flags: without_recent(flags),
-                        internaldate,
-                    },
-                    facts,
-                    stored,
-                ));
-                pending.bytes += len;
-                fr.new += 1;
-                fr.bytes += len;
-                progress.advance(len);
-                if pending.bytes >= opts.commit_bytes || pending.rows.len() >= opts.commit_messages
-                {
-                    pending.flush(store)?;
-                }
-                Ok(())
+    let Store {
+        index: store_index,
+        objects,
+        partials,
+        ..
+    } = store;
+    let mut accept = |f: Fetched, pending: &mut Pending, index: &mut Index| -> Result<()> {
+        let Some(meta) = new_meta.get(&f.uid) else {
+            return Ok(());
+        };
+        let Some(body) = f.body else {
+            return Ok(());
+        };
+        pending.received.insert(f.uid);
+        let len = body.len() as u64;
+        if let Some(size) = meta.size.filter(|&s| s != len) {
+            ui::detail(&format!(
+                "{}: UID {}: RFC822.SIZE says {size} bytes, BODY[] has {len}; storing BODY[] as sent",
+                folder.path, f.uid
+            ));
+        }
+        let (hash, stored) = objects.write(&body).with_context(|| {
+            format!("{}: UID {}: cannot write to the store", folder.path, f.uid)
+        })?;
+        let facts = HeaderFacts::parse(&body);
+        let flags = f
+            .flags
+            .as_deref()
+            .or(meta.flags.as_deref())
+            .unwrap_or_default();
+        let internaldate = f
+            .internaldate
+            .clone()
+            .or_else(|| meta.internaldate.clone())
+            .unwrap_or_default();
+        pending.rows.push((
+            NewMessage {
+                uidvalidity: uv,
+                uid: f.uid,
+                hash,
+                size: len,
+                flags: without_recent(flags),
+                internaldate,
             },
-        );
+            facts,
+            stored,
+        ));
+        pending.bytes += len;
+        fr.new += 1;
+        fr.bytes += len;
+        progress.advance(len);
+        if pending.bytes >= opts.commit_bytes || pending.rows.len() >= opts.commit_messages {
+            pending.flush(index, objects)?;
+        }
+        Ok(())
+    };
+    if !small.is_empty() {
+        let uids: Vec<u32> = small.iter().map(|(u, _)| *u).collect();
+        let sizes: Vec<u64> = small.iter().map(|(_, s)| *s).collect();
+        let result =
+            client.uid_fetch_bodies(&uids, &sizes, opts.batch_bytes, opts.depth, &mut |f| {
+                accept(f, &mut pending, store_index)
+            });
         // Keep what arrived even when the stream broke off.
-        pending.flush(store)?;
-        result?;
+        pending.flush(store_index, objects)?;
+        if let Err(e) = result {
+            // The message in flight when the link broke goes in chunks next time, so a link
+            // that drops every few megabytes still brings it in.
+            if let Some((uid, _)) = small
+                .iter()
+                .find(|(u, size)| !pending.received.contains(u) && *size > opts.chunk_bytes)
+            {
+                chunked.insert(*uid, opts.chunk_bytes);
+            }
+            return Err(e);
+        }
     }
+    for &(uid, size) in &large {
+        let chunk = *chunked.entry(uid).or_insert(opts.chunk_bytes);
+        let mut part = partials.begin(folder.id, uv, uid, size)?;
+        let mut gone = false;
+        loop {
+            let offset = part.len();
+            let fetched = client.uid_fetch_partial(uid, offset, chunk);
+            let fetched = match fetched {
+                Ok(f) => f,
+                Err(e) => {
+                    // Smaller chunks next time, in case the link cannot carry this many bytes.
+                    chunked.insert(uid, (chunk / 2).max(MIN_CHUNK));
+                    return Err(e);
+                }
+            };
+            let Some(bytes) = fetched else {
+                gone = true;
+                break;
+            };
+            part.append(&bytes)?;
+            fr.chunk_bytes += bytes.len() as u64;
+            // A short chunk is the end (RFC822.SIZE is only a hint on some servers).
+            if (bytes.len() as u64) < chunk {
+                break;
+            }
+        }
+        if !gone {
+            let body = part.read_all()?;
+            accept(
+                Fetched {
+                    uid,
+                    body: Some(body),
+                    ..Fetched::default()
+                },
+                &mut pending,
+                store_index,
+            )?;
+            pending.flush(store_index, objects)?;
+        }
+        part.remove()?;
+        chunked.remove(&uid);
+    }
+    let uids: Vec<u32> = all.iter().map(|(u, _)| *u).collect();
     let mut complete = true;
-    for uid in uids.iter().filter(|u| !received.contains(u)) {
+    for uid in uids.iter().filter(|u| !pending.received.contains(u)) {
         complete = false;
         fr.failed += 1;
         failures.push(Failure {

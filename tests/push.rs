@@ -354,3 +354,33 @@ fn a_host2_without_literal_plus_and_uidplus_gets_the_same_result() {
     assert_host2_matches_host1(&h1, &h2);
     check(&h2, &store).expect_code(0);
 }
+
+#[test]
+fn dest_root_puts_everything_under_one_folder_and_check_follows_it() {
+    let corpus = Corpus::small();
+    let (_h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config());
+    push(
+        &h2,
+        &store,
+        &["--dest-root", "Imported", "--folder-map", "Archive=Old"],
+    )
+    .expect_code(0);
+    let got = server_messages(&h2, "alice");
+    let count = |p: &str| got.get(p).map_or(0, Vec::len);
+    let by_folder = corpus.by_folder();
+    assert_eq!(count("Imported/INBOX"), by_folder["INBOX"].len());
+    assert_eq!(count("Imported/Sent"), by_folder["Sent"].len());
+    assert_eq!(count("Imported/Old/2024"), by_folder["Archive/2024"].len());
+    assert_eq!(count("INBOX") + count("Sent Items"), 0);
+    let mut c = imapferry();
+    c.arg("check")
+        .args(["--host2", "127.0.0.1", "--port2"])
+        .arg(h2.port().to_string())
+        .args(["--tls2", "none", "--user2", "alice", "--store"])
+        .arg(&store)
+        .args(["--dest-root", "Imported", "--folder-map", "Archive=Old"])
+        .env("IMAPFERRY_PASSWORD2", h2.password("alice"));
+    Run::from(c.output().unwrap()).expect_code(0);
+    check(&h2, &store).expect_code(3);
+}

@@ -551,7 +551,12 @@ impl Client {
     /// `UID FETCH uid (UID BODY.PEEK[]<offset.len>)`: up to `len` bytes of the message from
     /// byte `offset` (fewer at its end, none past it), for fetching a big message in pieces
     /// that each fit through a link that drops. `None` when the mailbox has no message `uid`.
-    pub fn uid_fetch_partial(&mut self, uid: u32, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+    pub fn uid_fetch_partial(
+        &mut self,
+        uid: u32,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>> {
         if len == 0 {
             bail!("uid_fetch_partial: length must be at least 1");
         }
@@ -761,7 +766,10 @@ impl Client {
             return Ok(());
         }
         if !self.backlog.is_empty() {
-            bail!("{}: server sent data before COMPRESS OK was processed", self.label);
+            bail!(
+                "{}: server sent data before COMPRESS OK was processed",
+                self.label
+            );
         }
         // Whatever the buffer already holds past the OK is compressed.
         let leftover = self.conn.buffer().to_vec();

@@ -86,7 +86,12 @@ pub(crate) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Tc
     // A failed lookup on a flaky link is worth retrying: classify it as a connection failure.
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| wire_error(ErrorKind::Connection, format!("resolving {host}:{port}: {e}")))?
+        .map_err(|e| {
+            wire_error(
+                ErrorKind::Connection,
+                format!("resolving {host}:{port}: {e}"),
+            )
+        })?
         .collect();
     if addrs.is_empty() {
         return Err(wire_error(

@@ -166,7 +166,10 @@ mod tests {
 
     #[test]
     fn ordinary_refusals_are_permanent() {
-        assert!(!is_transient(&rejected(Some("NONEXISTENT"), "No such mailbox")));
+        assert!(!is_transient(&rejected(
+            Some("NONEXISTENT"),
+            "No such mailbox"
+        )));
         assert!(!is_transient(&rejected(None, "Message too large")));
         // A permanent code wins over hopeful text.
         assert!(!is_transient(&rejected(

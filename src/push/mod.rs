@@ -338,6 +338,9 @@ fn create(client: &mut Client, ns: &Namespace, t: &Target) -> Result<()> {
     client.create(&t.mailbox)
 }
 
+/// One target's report and failures.
+type Outcome = (FolderReport, Vec<Failure>);
+
 /// Push every target, over `opts.jobs` connections: the given client and index serve the first
 /// worker; the others open their own connection and their own handle on the index (SQLite
 /// serialises the writes; the store lock stays with this process).
@@ -346,10 +349,9 @@ fn run_jobs(
     client: Client,
     index: &mut Index,
     plan: &[Target],
-) -> Result<Vec<(FolderReport, Vec<Failure>)>> {
+) -> Result<Vec<Outcome>> {
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..plan.len()).collect());
-    let results: Mutex<Vec<Option<(FolderReport, Vec<Failure>)>>> =
-        Mutex::new(vec![None; plan.len()]);
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; plan.len()]);
     let jobs = ctx.opts.jobs.clamp(1, plan.len().max(1));
     let index_path = ctx.opts.store.join(INDEX_FILE);
     let work = |mut client: Client, index: &mut Index| {

@@ -5,6 +5,7 @@ pub mod facts;
 pub mod index;
 pub mod lock;
 pub mod objects;
+pub mod partial;
 pub mod push_state;
 pub mod schema;
 
@@ -29,6 +30,7 @@ pub const INDEX_FILE: &str = "index.sqlite";
 /// Names a store directory may contain; anything else means "not (only) a store".
 const STORE_ENTRIES: &[&str] = &[
     "objects",
+    "partial",
     "tmp",
     "lock",
     INDEX_FILE,
@@ -42,6 +44,8 @@ pub struct Store {
     pub root: PathBuf,
     pub objects: Objects,
     pub index: Index,
+    /// Large messages downloaded in chunks, kept across runs until complete.
+    pub partials: partial::Partials,
     _lock: StoreLock,
 }
 
@@ -84,6 +88,7 @@ impl Store {
         let tmp = dir.join("tmp");
         create_dir_0700(&tmp)?;
         clear_tmp(&tmp)?;
+        let partials = partial::Partials::open(dir)?;
         // Make the directory entries just created (objects/, tmp/, lock) durable before any
         // object or index row relies on them.
         objects::fsync_dir(dir)?;
@@ -92,6 +97,7 @@ impl Store {
             root: dir.to_path_buf(),
             objects: Objects::new(dir),
             index,
+            partials,
             _lock: lock,
         })
     }
@@ -150,7 +156,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("a/b/store");
         let store = Store::open_or_create(&root).unwrap();
-        for sub in ["", "objects", "tmp"] {
+        for sub in ["", "objects", "partial", "tmp"] {
             assert_eq!(mode(&root.join(sub)), 0o700, "{sub}");
         }
         for f in ["lock", INDEX_FILE] {

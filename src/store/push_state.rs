@@ -329,7 +329,7 @@ mod tests {
             dest_uidvalidity: 99,
             dest_uidnext: 5,
         };
-        let ids = idx.add_intents(d, &[intent.clone()]).unwrap();
+        let ids = idx.add_intents(d, std::slice::from_ref(&intent)).unwrap();
         let got = idx.intents_for(d, "INBOX").unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].intent, intent);
@@ -344,7 +344,8 @@ mod tests {
             change: 2,
             found: false,
         };
-        idx.record_push(d, &ids, &[m.clone()], &[]).unwrap();
+        idx.record_push(d, &ids, std::slice::from_ref(&m), &[])
+            .unwrap();
         assert_eq!(idx.pending_intents().unwrap(), 0);
         assert_eq!(idx.mappings_to(d, "INBOX").unwrap(), vec![m.clone()]);
         assert_eq!(idx.live_facts(f, 7).unwrap()[&3].0, 1);

@@ -1,5 +1,6 @@
 //! Shared integration-test harness: throwaway Dovecot servers ([`dovecot`]), a deterministic
-//! test account ([`corpus`]) and helpers to seed a server and read it back over IMAP.
+//! test account ([`corpus`]), a TCP fault proxy ([`proxy`]) and helpers to seed a server and
+//! read it back over IMAP.
 //!
 //! Use from a test file with `mod common;` and `use common::*;`.
 
@@ -9,6 +10,7 @@
 pub mod corpus;
 pub mod dovecot;
 pub mod imap;
+pub mod proxy;
 pub mod run;
 
 pub use corpus::{Corpus, CorpusMessage};
@@ -17,3 +19,4 @@ pub use imap::{
     assert_server_matches_corpus, endpoint, imap_client, internaldate_to_unix, seed,
     server_messages, ServerMessage,
 };
+pub use proxy::{Affects, Faults, Proxy};
