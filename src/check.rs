@@ -25,6 +25,8 @@ pub struct CheckOptions {
     pub store: PathBuf,
     pub selection: Selection,
     pub rules: MapRules,
+    /// Consecutive transient failures to retry (see [`crate::retry`]).
+    pub retries: u32,
 }
 
 /// The comparison of one host2 mailbox.
@@ -112,7 +114,7 @@ impl CheckReport {
 pub fn run(opts: &CheckOptions) -> Result<CheckReport> {
     let store = Store::open_existing(&opts.store)?;
     let folders = store_folders(&store, &opts.selection)?;
-    let mut client = connect(&opts.endpoint)?;
+    let mut client = connect(&opts.endpoint, opts.retries)?;
     let ns = client.namespace()?;
     let listed = client.list()?;
     let plan = targets::plan(&folders, &opts.rules, &ns, &listed);

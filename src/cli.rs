@@ -26,6 +26,16 @@ pub enum Command {
     Push(Box<PushArgs>),
     /// Compare host2 with the store, folder by folder (exit 3 when host2 lacks something).
     Check(Box<CheckArgs>),
+    /// Carry a store on a disk: `bundle create` writes files, `bundle apply` reads them.
+    Bundle(crate::cli_offline::BundleArgs),
+    /// Write the store's mail as Maildir++ or mbox files any mail program reads.
+    Export(crate::cli_offline::ExportArgs),
+    /// Bring a local Maildir tree or mbox file into a store, to push it like pulled mail.
+    Import(crate::cli_offline::ImportArgs),
+    /// Re-hash the store's objects and check them against the index (exit 3 on any problem).
+    Verify(crate::cli_offline::VerifyArgs),
+    /// Remove objects nothing refers to (with --yes; without, say what it would free).
+    Gc(crate::cli_offline::GcArgs),
 }
 
 /// How to secure a connection.

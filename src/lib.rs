@@ -6,15 +6,25 @@
 //! - [`pull`]: host1 → store.
 //! - [`push`]: store → host2; [`check`]: host2 compared with the store.
 //! - [`cli`], [`endpoint`], [`folders`], [`ui`], [`status`]: the command line around them.
+//! - Offline ([`cli_offline`]): [`bundle`] (store → files → store), [`export`] and [`import`]
+//!   (Maildir, mbox; helpers [`maildir`], [`mbox`], [`mailtime`]), [`verify`] (and gc).
 
+pub mod bundle;
 pub mod check;
 pub mod cli;
+pub mod cli_offline;
 pub mod endpoint;
+pub mod export;
 pub mod folders;
 pub mod imap;
+pub mod import;
+pub mod maildir;
+pub mod mailtime;
+pub mod mbox;
 pub mod pull;
-pub mod retry;
 pub mod push;
+pub mod retry;
 pub mod status;
 pub mod store;
 pub mod ui;
+pub mod verify;

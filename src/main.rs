@@ -70,6 +70,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Push(a) => push_command(*a),
         Command::Check(a) => check_command(*a),
+        Command::Bundle(a) => imapferry::cli_offline::bundle(a),
+        Command::Export(a) => imapferry::cli_offline::export(a),
+        Command::Import(a) => imapferry::cli_offline::import(a),
+        Command::Verify(a) => imapferry::cli_offline::verify(a),
+        Command::Gc(a) => imapferry::cli_offline::gc(a),
     }
 }
 
@@ -97,6 +102,7 @@ fn push_command(a: PushArgs) -> anyhow::Result<ExitCode> {
     opts.jobs = a.jobs.max(1);
     opts.batch_bytes = a.tuning.batch_bytes.max(1);
     opts.batch_messages = a.tuning.batch_messages.max(1);
+    opts.retries = a.net.retries;
     let report = push::run(&opts)?;
     for f in &report.failures {
         match f.uid {
@@ -132,6 +138,7 @@ fn check_command(a: CheckArgs) -> anyhow::Result<ExitCode> {
         store: a.store,
         selection,
         rules,
+        retries: a.net.retries,
     })?;
     if a.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -41,8 +41,6 @@ pub struct PullOptions {
     pub chunk_bytes: u64,
     /// Consecutive transient failures to retry (see [`crate::retry`]).
     pub retries: u32,
-    /// First backoff delay; doubles with each consecutive failure.
-    pub retry_delay: std::time::Duration,
 }
 
 impl PullOptions {
@@ -58,7 +56,6 @@ impl PullOptions {
             chunk_threshold: 8 << 20,
             chunk_bytes: 1 << 20,
             retries: 20,
-            retry_delay: std::time::Duration::from_millis(250),
         }
     }
 }
@@ -133,7 +130,7 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
     let started = Instant::now();
     let mut store = Store::open_or_create(&opts.store)?;
     check_account(&mut store, &opts.endpoint)?;
-    let mut retry = Retry::new(opts.retries, opts.retry_delay);
+    let mut retry = Retry::new(opts.retries);
     let mut client = retry.connect(&opts.endpoint, "host1")?;
     let run_id = store.index.start_run("pull")?;
     let mut report = PullReport::default();
@@ -310,6 +307,9 @@ fn sync_folder_list(
     }
     Ok(covered)
 }
+
+/// A UID and its RFC822.SIZE.
+type UidSize = (u32, u64);
 
 /// The smallest chunk a large message is fetched in, however bad the link.
 const MIN_CHUNK: u64 = 64 << 10;
@@ -520,7 +520,7 @@ fn pull_folder(
         all.len() as u64,
         all.iter().map(|(_, s)| s).sum(),
     );
-    let (large, small): (Vec<(u32, u64)>, Vec<(u32, u64)>) = all
+    let (large, small): (Vec<UidSize>, Vec<UidSize>) = all
         .iter()
         .partition(|(uid, size)| *size > opts.chunk_threshold || chunked.contains_key(uid));
     let mut pending = Pending {

@@ -20,12 +20,13 @@ pub struct Retry {
 }
 
 impl Retry {
-    /// Allow `max` consecutive failures; the first wait is `base`, doubling up to a minute.
-    pub fn new(max: u32, base: Duration) -> Retry {
+    /// Allow `max` consecutive failures; the first wait is a quarter second, doubling up to a
+    /// minute.
+    pub fn new(max: u32) -> Retry {
         Retry {
             max,
             failures: 0,
-            base,
+            base: Duration::from_millis(250),
             cap: Duration::from_secs(60),
         }
     }
@@ -63,7 +64,10 @@ impl Retry {
     pub fn connect(&mut self, ep: &Endpoint, side: &str) -> Result<Client> {
         loop {
             match Client::connect(ep) {
-                Ok(c) => return Ok(c),
+                Ok(mut c) => {
+                    c.set_label(side);
+                    return Ok(c);
+                }
                 Err(e) if is_transient(&e) && self.failed(&format!("connecting to {side}"), &e) => {
                 }
                 Err(e) => return Err(e).with_context(|| format!("cannot connect to {side}")),
@@ -78,7 +82,7 @@ mod tests {
 
     #[test]
     fn delays_double_up_to_the_cap_and_progress_resets_them() {
-        let mut r = Retry::new(30, Duration::from_millis(250));
+        let mut r = Retry::new(30);
         r.cap = Duration::from_secs(2);
         let mut seen = Vec::new();
         for _ in 0..5 {
@@ -93,7 +97,8 @@ mod tests {
 
     #[test]
     fn the_budget_counts_consecutive_failures() {
-        let mut r = Retry::new(2, Duration::ZERO);
+        let mut r = Retry::new(2);
+        r.base = Duration::ZERO;
         let e = anyhow::anyhow!("boom");
         assert!(r.failed("x", &e));
         assert!(r.failed("x", &e));

@@ -305,3 +305,15 @@ fn a_wrong_password_is_not_transient() {
     // Dovecot delays failed logins; make sure we are not waiting on anything else.
     assert!(t.elapsed().as_secs() < 10);
 }
+
+#[test]
+fn compress_works_inside_tls() {
+    let d = Dovecot::start(DovecotConfig::new().tls().compress());
+    for mode in [TlsMode::Imaps, TlsMode::StartTls] {
+        let mut c = Client::connect(&endpoint(&d, "alice", mode)).unwrap();
+        assert!(c.is_compressed(), "{mode:?}");
+        let name = format!("tls-{mode:?}");
+        round_trip(&mut c, &name);
+        c.logout().unwrap();
+    }
+}

@@ -334,6 +334,9 @@ impl Transport {
     /// Deflate everything from now on (after COMPRESS DEFLATE was accepted). `leftover` is what
     /// was already read past the OK; it is compressed too.
     pub(crate) fn start_deflate(&mut self, leftover: Vec<u8>) {
+        // Until now IMAP text and wire bytes were the same (the leftover is compressed).
+        self.imap_in = self.raw.bytes_in - leftover.len() as u64;
+        self.imap_out = self.raw.bytes_out;
         self.deflate = Some(Deflate::new(leftover));
     }
 

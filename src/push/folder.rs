@@ -12,8 +12,9 @@ use super::survey::{self, storable_flags, StoreMsg, Survey};
 use super::targets::Target;
 use super::{Ctx, FolderReport};
 use crate::imap::uidset::compact;
-use crate::imap::{AppendMessage, AppendOutcome, Client, Selected};
+use crate::imap::{is_transient, AppendMessage, AppendOutcome, Client, Selected};
 use crate::pull::Failure;
+use crate::retry::Retry;
 use crate::store::{Hash, Index, Mapping, NewIntent};
 use crate::ui::{self, human_bytes};
 
@@ -34,15 +35,49 @@ pub(crate) fn push_target(
         ..FolderReport::default()
     };
     let mut failures = Vec::new();
-    let result = Pusher {
-        ctx,
-        client,
-        index,
-        target,
-        fr: &mut fr,
-        failures: &mut failures,
-    }
-    .run(position);
+    // A dropped link: reconnect and run the folder again. The rerun reconciles the intents of
+    // the batch that was in flight, so nothing is appended twice.
+    let mut retry = Retry::new(ctx.opts.retries);
+    // Accounting across attempts: what earlier attempts appended shows up in later ones as
+    // already there (mapped, or recovered through intents); it was sent by this run.
+    let mut sent_earlier = 0;
+    let mut own_recovered = 0;
+    let mut first_recovered = None;
+    let result = loop {
+        // Messages an attempt got through before the cut are found by the next one as
+        // recovered (`already`): that is progress too.
+        let done = |fr: &FolderReport| fr.sent + fr.already + fr.flags_updated + fr.deleted;
+        let done_before = done(&fr);
+        fr.recovered = 0;
+        let attempt = Pusher {
+            ctx,
+            client: &mut *client,
+            index: &mut *index,
+            target,
+            fr: &mut fr,
+            failures: &mut failures,
+        }
+        .run(position);
+        match first_recovered {
+            None => first_recovered = Some(fr.recovered),
+            Some(_) => own_recovered += fr.recovered,
+        }
+        let Err(e) = attempt else { break Ok(()) };
+        if done(&fr) > done_before {
+            retry.progress();
+        }
+        if !is_transient(&e) || !retry.failed(&format!("host2, folder {}", target.label()), &e) {
+            break Err(e);
+        }
+        match retry.connect(&ctx.opts.endpoint, "host2") {
+            Ok(c) => *client = c,
+            Err(e) => break Err(e),
+        }
+        sent_earlier = fr.sent;
+    };
+    fr.already = fr.already.saturating_sub(sent_earlier + own_recovered);
+    fr.sent += own_recovered;
+    fr.recovered = first_recovered.unwrap_or(0);
     let reconnect = match result {
         Ok(()) => false,
         Err(e) => {

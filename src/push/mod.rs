@@ -23,12 +23,13 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::folders::Selection;
-use crate::imap::{Client, Endpoint, Namespace};
+use crate::imap::{is_transient, Client, Endpoint, Namespace};
 use crate::pull::Failure;
+use crate::retry::Retry;
 use crate::store::{FolderRow, Index, RunCounts, Store, INDEX_FILE};
 use crate::ui::{self, human_bytes, Progress};
 use targets::{MapRules, Target};
@@ -50,6 +51,8 @@ pub struct PushOptions {
     pub batch_bytes: u64,
     /// Most messages per APPEND batch.
     pub batch_messages: usize,
+    /// Consecutive transient failures to retry (see [`crate::retry`]).
+    pub retries: u32,
 }
 
 impl PushOptions {
@@ -64,6 +67,7 @@ impl PushOptions {
             jobs: 2,
             batch_bytes: 8 << 20,
             batch_messages: 500,
+            retries: 20,
         }
     }
 }
@@ -183,9 +187,17 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
             reason: "no such folder in the store (see `imapferry status`)".to_string(),
         });
     }
-    let mut client = connect(&opts.endpoint)?;
-    let ns = client.namespace()?;
-    let listed = client.list()?;
+    let mut retry = Retry::new(opts.retries);
+    let mut client = retry.connect(&opts.endpoint, "host2")?;
+    let (ns, listed) = loop {
+        match client.namespace().and_then(|ns| Ok((ns, client.list()?))) {
+            Ok(found) => break found,
+            Err(e) if is_transient(&e) && retry.failed("host2, listing folders", &e) => {
+                client = retry.connect(&opts.endpoint, "host2")?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let mut plan = targets::plan(&folders, &opts.rules, &ns, &listed);
     let destination = if opts.dry_run {
         store
@@ -267,12 +279,10 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
     Ok(report)
 }
 
-/// Connect to host2, labelled as such in errors.
-pub(crate) fn connect(ep: &Endpoint) -> Result<Client> {
-    let mut c =
-        Client::connect(ep).with_context(|| format!("cannot connect to host2 {}", ep.host))?;
-    c.set_label("host2");
-    Ok(c)
+/// Connect to host2, labelled as such in errors, retrying transient failures up to `retries`
+/// times in a row.
+pub(crate) fn connect(ep: &Endpoint, retries: u32) -> Result<Client> {
+    Retry::new(retries).connect(ep, "host2")
 }
 
 /// The store folders this run covers: selected, not gone.
@@ -364,7 +374,7 @@ fn run_jobs(
                 r[i] = Some((fr, failures));
             }
             if reconnect {
-                match connect(&ctx.opts.endpoint) {
+                match connect(&ctx.opts.endpoint, ctx.opts.retries) {
                     Ok(c) => client = c,
                     Err(e) => {
                         // The folders left are reported as not pushed.
@@ -380,9 +390,11 @@ fn run_jobs(
         for _ in 1..jobs {
             let work = &work;
             let endpoint = &ctx.opts.endpoint;
+            let retries = ctx.opts.retries;
             let index_path = &index_path;
             s.spawn(move || {
-                let conn = connect(endpoint).and_then(|c| Ok((c, Index::open(index_path)?)));
+                let conn =
+                    connect(endpoint, retries).and_then(|c| Ok((c, Index::open(index_path)?)));
                 match conn {
                     Ok((c, mut idx)) => work(c, &mut idx),
                     // Fewer connections are still correct; the others take the folders.

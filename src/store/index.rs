@@ -432,8 +432,8 @@ impl Index {
 
 /// A group of index changes committed atomically.
 pub struct Batch<'a> {
-    tx: Transaction<'a>,
-    path: &'a Path,
+    pub(super) tx: Transaction<'a>,
+    pub(super) path: &'a Path,
 }
 
 impl Batch<'_> {
@@ -696,7 +696,7 @@ fn last_change(conn: &Connection) -> Result<i64> {
 }
 
 /// Take the next change number; must run inside the transaction making the change.
-fn next_change(conn: &Connection) -> Result<i64> {
+pub(super) fn next_change(conn: &Connection) -> Result<i64> {
     let n = last_change(conn)? + 1;
     conn.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'last_change'",

@@ -1,6 +1,8 @@
 //! The local store: content-addressed, zstd-compressed message objects plus a SQLite index.
 //! The on-disk format is specified in `docs/store-format.md`; keep the two in step.
 
+pub mod audit;
+pub mod bundles;
 pub mod facts;
 pub mod index;
 pub mod lock;

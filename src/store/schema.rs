@@ -120,6 +120,35 @@ CREATE TABLE push_intents (
 );
 CREATE INDEX push_intents_mailbox ON push_intents (destination_id, mailbox);
 "#,
+    // 3: bundles: those this store made, the objects they carried, those it applied.
+    r#"
+CREATE TABLE bundles_made (
+    seq         INTEGER PRIMARY KEY,
+    bundle_id   TEXT NOT NULL UNIQUE,
+    base_seq    INTEGER,
+    base_change INTEGER NOT NULL,
+    change      INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    objects     INTEGER NOT NULL,
+    messages    INTEGER NOT NULL,
+    path        TEXT NOT NULL
+);
+
+CREATE TABLE bundle_objects (
+    hash TEXT PRIMARY KEY NOT NULL CHECK (length(hash) = 64),
+    seq  INTEGER NOT NULL
+);
+
+CREATE TABLE bundles_applied (
+    bundle_id    TEXT PRIMARY KEY NOT NULL,
+    source_store TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    base_change  INTEGER NOT NULL,
+    change       INTEGER NOT NULL,
+    applied_at   INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this binary writes.
@@ -235,6 +264,9 @@ mod tests {
         assert_eq!(
             tables(&conn),
             [
+                "bundle_objects",
+                "bundles_applied",
+                "bundles_made",
                 "destinations",
                 "folders",
                 "messages",

@@ -10,6 +10,7 @@
 pub mod corpus;
 pub mod dovecot;
 pub mod imap;
+pub mod offline;
 pub mod proxy;
 pub mod run;
 

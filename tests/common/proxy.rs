@@ -238,9 +238,13 @@ struct Link {
 }
 
 impl Link {
-    /// Close both sockets: the connection is gone for both peers.
+    /// The connection is gone for both peers: the server's socket is closed, the client gets
+    /// EOF. What the client still sends is read and dropped (see `write_side`), so a client
+    /// blocked writing a large APPEND notices the cut when it next reads, as it would after a
+    /// reset, instead of waiting for a window that never opens.
     fn cut(&self) {
-        let _ = self.client.shutdown(Shutdown::Both);
+        self.was_cut.store(true, Ordering::SeqCst);
+        let _ = self.client.shutdown(Shutdown::Write);
         let _ = self.server.shutdown(Shutdown::Both);
     }
 
@@ -390,8 +394,8 @@ fn write_side(
         if chunk.due > now {
             std::thread::sleep(chunk.due - now);
         }
-        if link.stalled.load(Ordering::SeqCst) {
-            continue; // swallow: the peer waits forever (until its timeout)
+        if link.stalled.load(Ordering::SeqCst) || link.was_cut.load(Ordering::SeqCst) {
+            continue; // swallow: a stalled peer waits (until its timeout); a cut one reads EOF
         }
         let mut data = chunk.data.as_slice();
         let before = link
@@ -416,18 +420,16 @@ fn write_side(
         }
         match end_action {
             Some(Action::Cut) => {
-                if !link.was_cut.swap(true, Ordering::SeqCst) {
+                if !link.was_cut.load(Ordering::SeqCst) {
                     stats.cuts.fetch_add(1, Ordering::SeqCst);
                 }
                 link.cut();
                 return;
             }
-            Some(Action::Stall) => {
-                if !link.stalled.swap(true, Ordering::SeqCst) {
-                    stats.stalls.fetch_add(1, Ordering::SeqCst);
-                }
+            Some(Action::Stall) if !link.stalled.swap(true, Ordering::SeqCst) => {
+                stats.stalls.fetch_add(1, Ordering::SeqCst);
             }
-            None => {}
+            Some(Action::Stall) | None => {}
         }
     }
 }

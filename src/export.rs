@@ -1,0 +1,349 @@
+//! `imapferry export`: write the store's live mail as a Maildir++ tree or as mboxrd files, for
+//! any mail program to read. Messages are written byte for byte as the store holds them.
+//!
+//! - Maildir++ (see [`crate::maildir`]): INBOX at the root, `.Sub.Folder` directories, flags in
+//!   the `:2,` info, keywords through `dovecot-keywords`, INTERNALDATE as the file's mtime. File
+//!   names are `<INTERNALDATE unix>.P<pid>Q<n>.<host>,S=<size>:2,<flags>`, unique within the
+//!   export; Dovecot numbers new files by that leading time.
+//! - mbox: one mboxrd file per folder, `<out>/<folder path>.mbox` (`Archive/2024` is
+//!   `Archive/2024.mbox`), see [`crate::mbox`]. An mbox has no place for flags outside the
+//!   message, and the message is not altered, so flags are not exported in this format.
+//!
+//! The output directory must be new or empty, so an export never mixes with other files; it is
+//! created private (0700, files 0600) because it holds mail.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::folders::Selection;
+use crate::mailtime::parse_internaldate;
+use crate::store::{FolderRow, Store};
+use crate::ui::{self, human_bytes};
+use crate::{maildir, mbox};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Maildir++ (Dovecot, mbsync, mutt, …)
+    Maildir,
+    /// One mboxrd file per folder
+    Mbox,
+}
+
+/// What to export.
+#[derive(Debug)]
+pub struct ExportOptions {
+    pub store: PathBuf,
+    pub format: Format,
+    pub out: PathBuf,
+    pub selection: Selection,
+}
+
+/// The outcome of an export.
+#[derive(Debug, Default, Serialize)]
+pub struct ExportReport {
+    pub folders: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Things that could not be represented (flags beyond what the format holds).
+    pub warnings: Vec<String>,
+}
+
+impl ExportReport {
+    /// One line for humans.
+    pub fn summary(&self, out: &Path) -> String {
+        format!(
+            "export: {} folders, {} messages ({}) written to {} in {:.1} s{}",
+            self.folders,
+            self.messages,
+            human_bytes(self.bytes),
+            out.display(),
+            self.seconds,
+            if self.warnings.is_empty() {
+                String::new()
+            } else {
+                format!("; {} warnings", self.warnings.len())
+            }
+        )
+    }
+}
+
+/// Run an export.
+pub fn run(opts: &ExportOptions) -> Result<ExportReport> {
+    let started = Instant::now();
+    let store = Store::open_existing(&opts.store)?;
+    let folders: Vec<FolderRow> = store
+        .index
+        .folders()?
+        .into_iter()
+        .filter(|f| f.gone_at.is_none())
+        .collect();
+    let paths: Vec<String> = folders.iter().map(|f| f.path.clone()).collect();
+    let unmatched = opts.selection.unmatched(&paths);
+    if !unmatched.is_empty() {
+        bail!(
+            "no folder {} in store {}; `imapferry status --store {}` lists them",
+            unmatched.join(", "),
+            opts.store.display(),
+            opts.store.display()
+        );
+    }
+    prepare_out(&opts.out)?;
+    let mut report = ExportReport::default();
+    let host = hostname();
+    for f in folders.iter().filter(|f| opts.selection.includes(&f.path)) {
+        let messages = match f.state.uidvalidity {
+            Some(uv) => store.index.live_messages(f.id, uv)?,
+            None => Vec::new(),
+        };
+        let mut w = match opts.format {
+            Format::Maildir => Writer::Maildir(MaildirWriter::new(&opts.out, &f.path, &host)?),
+            Format::Mbox => Writer::Mbox(MboxWriter::new(&opts.out, &f.path)?),
+        };
+        for m in &messages {
+            let bytes = store.objects.read(&m.hash).with_context(|| {
+                format!(
+                    "{} UID {}: cannot export it; `imapferry verify --store {}` checks the store",
+                    f.path,
+                    m.uid,
+                    opts.store.display()
+                )
+            })?;
+            let time = parse_internaldate(&m.internaldate).unwrap_or_else(|| {
+                report.warnings.push(format!(
+                    "{} UID {}: unreadable INTERNALDATE {:?}; using the Unix epoch",
+                    f.path, m.uid, m.internaldate
+                ));
+                0
+            });
+            let dropped = w.add(&bytes, &m.flags, time)?;
+            if !dropped.is_empty() {
+                report.warnings.push(format!(
+                    "{} UID {}: flags {} cannot be stored in this format",
+                    f.path,
+                    m.uid,
+                    dropped.join(" ")
+                ));
+            }
+            report.messages += 1;
+            report.bytes += bytes.len() as u64;
+        }
+        w.finish()?;
+        ui::detail(&format!("{}: {} messages", f.path, messages.len()));
+        report.folders += 1;
+    }
+    for w in &report.warnings {
+        ui::warn(w);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Create `out` (0700) or accept it when it is an empty directory.
+fn prepare_out(out: &Path) -> Result<()> {
+    match fs::read_dir(out) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!(
+                    "{} is not empty; export into a new or empty directory",
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create directory {}", parent.display()))?;
+            }
+            mkdir_private(out)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", out.display())),
+    }
+}
+
+fn mkdir_private(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create directory {}", dir.display())),
+    }
+}
+
+fn create_private(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// The host part of Maildir file names (`/` and `:` are not allowed there).
+fn hostname() -> String {
+    let h = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let h = h.trim().replace('/', "\\057").replace(':', "\\072");
+    if h.is_empty() {
+        "localhost".into()
+    } else {
+        h
+    }
+}
+
+enum Writer {
+    Maildir(MaildirWriter),
+    Mbox(MboxWriter),
+}
+
+impl Writer {
+    /// Write one message; returns the flags the format could not hold.
+    fn add(&mut self, bytes: &[u8], flags: &[String], time: i64) -> Result<Vec<String>> {
+        match self {
+            Writer::Maildir(w) => w.add(bytes, flags, time),
+            Writer::Mbox(w) => w.add(bytes, time).map(|()| Vec::new()),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Writer::Maildir(w) => w.finish(),
+            Writer::Mbox(w) => w.finish(),
+        }
+    }
+}
+
+/// One Maildir++ folder being written.
+struct MaildirWriter {
+    dir: PathBuf,
+    host: String,
+    keywords: Vec<String>,
+    n: u64,
+}
+
+impl MaildirWriter {
+    fn new(root: &Path, path: &str, host: &str) -> Result<MaildirWriter> {
+        let dir = root.join(maildir::folder_dir(path));
+        mkdir_private(&dir)?;
+        for sub in ["cur", "new", "tmp"] {
+            mkdir_private(&dir.join(sub))?;
+        }
+        if path != "INBOX" {
+            // Maildir++ marks subfolders with this empty file.
+            create_private(&dir.join("maildirfolder"))?;
+        }
+        Ok(MaildirWriter {
+            dir,
+            host: host.to_string(),
+            keywords: Vec::new(),
+            n: 0,
+        })
+    }
+
+    fn add(&mut self, bytes: &[u8], flags: &[String], time: i64) -> Result<Vec<String>> {
+        let (letters, dropped) = maildir::info_letters(flags, &mut self.keywords);
+        self.n += 1;
+        let base = format!(
+            "{}.P{}Q{}.{},S={}",
+            time.max(0),
+            std::process::id(),
+            self.n,
+            self.host,
+            bytes.len()
+        );
+        // The Maildir way: write in tmp/, then rename into cur/.
+        let tmp = self.dir.join("tmp").join(&base);
+        let mut f = create_private(&tmp)?;
+        let mtime = UNIX_EPOCH + Duration::from_secs(time.max(0) as u64);
+        f.write_all(bytes)
+            .and_then(|()| {
+                f.set_times(fs::FileTimes::new().set_modified(mtime).set_accessed(mtime))
+            })
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        drop(f);
+        let dest = self.dir.join("cur").join(format!("{base}:2,{letters}"));
+        fs::rename(&tmp, &dest)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))?;
+        Ok(dropped)
+    }
+
+    fn finish(self) -> Result<()> {
+        if !self.keywords.is_empty() {
+            let path = self.dir.join("dovecot-keywords");
+            let mut f = create_private(&path)?;
+            f.write_all(maildir::keywords_file(&self.keywords).as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// One mbox file being written.
+struct MboxWriter {
+    path: PathBuf,
+    w: BufWriter<File>,
+}
+
+/// The file name of a folder path component: `%` and a leading `.` are %-escaped so no
+/// component can be `.`, `..` or hidden.
+fn mbox_component(c: &str) -> String {
+    let c = c.replace('%', "%25");
+    match c.strip_prefix('.') {
+        Some(rest) => format!("%2E{rest}"),
+        None => c,
+    }
+}
+
+/// `<out>/<folder path>.mbox`, components escaped.
+pub fn mbox_file(out: &Path, folder: &str) -> PathBuf {
+    let comps: Vec<String> = folder.split('/').map(mbox_component).collect();
+    let mut p = out.to_path_buf();
+    for (i, c) in comps.iter().enumerate() {
+        if i + 1 == comps.len() {
+            p.push(format!("{c}.mbox"));
+        } else {
+            p.push(c);
+        }
+    }
+    p
+}
+
+impl MboxWriter {
+    fn new(root: &Path, folder: &str) -> Result<MboxWriter> {
+        let path = mbox_file(root, folder);
+        let mut dir = root.to_path_buf();
+        if let Ok(rel) = path.parent().unwrap_or(root).strip_prefix(root) {
+            for c in rel.components() {
+                dir.push(c);
+                mkdir_private(&dir)?;
+            }
+        }
+        let f = create_private(&path)?;
+        Ok(MboxWriter {
+            path,
+            w: BufWriter::new(f),
+        })
+    }
+
+    fn add(&mut self, bytes: &[u8], time: i64) -> Result<()> {
+        mbox::write_message(&mut self.w, bytes, time)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    fn finish(self) -> Result<()> {
+        let path = self.path;
+        let f = self
+            .w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}

@@ -1,0 +1,126 @@
+//! `imapferry verify` and `imapferry gc` on a store pulled from a real Dovecot: a clean store
+//! passes; a flipped byte in one object, or a valid zstd frame of other bytes under its name, is
+//! found and reported with the folder and UID; gc only says what it would free until `--yes`.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::offline::run;
+use common::run::pull;
+use common::*;
+use imapferry::store::Store;
+
+/// (folder, UID, object path) of the first INBOX message.
+fn first_inbox_message(store: &Path) -> (String, u32, PathBuf) {
+    let s = Store::open_existing(store).unwrap();
+    let inbox = s
+        .index
+        .folders()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.path == "INBOX")
+        .unwrap();
+    let m = s
+        .index
+        .live_messages(inbox.id, inbox.state.uidvalidity.unwrap())
+        .unwrap()
+        .remove(0);
+    ("INBOX".into(), m.uid, s.objects.path(&m.hash))
+}
+
+fn verify(store: &Path, extra: &[&str]) -> common::run::Run {
+    let mut args = vec!["verify", "--store", store.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn verify_finds_a_corrupted_object_by_folder_and_uid_and_gc_frees_only_on_request() {
+    let server = Dovecot::start_default();
+    seed(&server, "alice", &Corpus::small());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&server, "alice", &store, &[]).expect_code(0);
+
+    let ok = verify(&store, &[]).expect_code(0);
+    assert!(ok.stderr.contains("no problems"), "{}", ok.stderr);
+    let json = verify(&store, &["--json", "--sample", "50%"])
+        .expect_code(0)
+        .json();
+    assert!(json["rehashed"].as_u64().unwrap() <= json["objects"].as_u64().unwrap());
+
+    // One flipped byte inside the compressed file.
+    let (folder, uid, path) = first_inbox_message(&store);
+    let original = fs::read(&path).unwrap();
+    let mut bad = original.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    fs::write(&path, &bad).unwrap();
+    let r = verify(&store, &[]).expect_code(3);
+    let line = format!("{folder} UID {uid} ");
+    assert!(
+        r.stderr.contains(&line) && r.stderr.contains("corrupt"),
+        "verify output does not name {line}:\n{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&path.display().to_string()),
+        "{}",
+        r.stderr
+    );
+
+    // A valid zstd frame of other bytes, same length or not: the hash gives it away.
+    fs::write(&path, zstd::bulk::compress(b"not the message", 3).unwrap()).unwrap();
+    let r = verify(&store, &["--json"]).expect_code(3);
+    let problems = r.json()["problems"].as_array().unwrap().clone();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["kind"], "corrupt");
+    assert!(problems[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["folder"] == "INBOX" && m["uid"] == uid));
+
+    // A missing object.
+    fs::remove_file(&path).unwrap();
+    let r = verify(&store, &[]).expect_code(3);
+    assert!(
+        r.stderr.contains("missing") && r.stderr.contains(&line),
+        "{}",
+        r.stderr
+    );
+    fs::write(&path, &original).unwrap();
+    verify(&store, &[]).expect_code(0);
+
+    // An object no message uses: not a problem, but gc's business.
+    let stray = {
+        let s = Store::open_existing(&store).unwrap();
+        let (h, _) = s
+            .objects
+            .write(b"Subject: orphan\r\n\r\nnobody\r\n")
+            .unwrap();
+        s.objects.path(&h)
+    };
+    let r = verify(&store, &[]).expect_code(0);
+    assert!(r.stderr.contains("1 unreferenced"), "{}", r.stderr);
+    let dry = run(&["gc", "--store", store.to_str().unwrap()]).expect_code(0);
+    assert!(
+        dry.stderr.contains("would be removed") && dry.stderr.contains("--yes"),
+        "{}",
+        dry.stderr
+    );
+    assert!(stray.exists(), "gc without --yes removed something");
+    let done = run(&["gc", "--store", store.to_str().unwrap(), "--yes", "--json"]).expect_code(0);
+    assert_eq!(done.json()["objects"], 1);
+    assert!(!stray.exists());
+    assert!(path.exists(), "gc removed a referenced object");
+    let again = run(&["gc", "--store", store.to_str().unwrap()]).expect_code(0);
+    assert!(again.stderr.contains("nothing to free"), "{}", again.stderr);
+    verify(&store, &[]).expect_code(0);
+
+    // Not a store: a clear error, exit 1.
+    let r = run(&["verify", "--store", dir.path().to_str().unwrap()]).expect_code(1);
+    assert!(r.stderr.contains("not an imapferry store"), "{}", r.stderr);
+}
