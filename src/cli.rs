@@ -203,6 +203,9 @@ pub struct PullArgs {
     pub store: PathBuf,
     #[command(flatten)]
     pub folders: FolderArgs,
+    /// Connections to host1; folders are spread over them
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
     #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]

@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.depth = a.tuning.depth.max(1);
             opts.commit_messages = a.tuning.commit_messages.max(1);
             opts.retries = a.net.retries;
+            opts.jobs = a.jobs.max(1);
             opts.chunk_threshold = a.tuning.chunk_threshold;
             opts.chunk_bytes = a.tuning.chunk_bytes.max(1);
             let report = pull::run(&opts)?;

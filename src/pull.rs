@@ -6,19 +6,22 @@
 //! after their objects are durable, so a kill loses at most the batch in flight and nothing
 //! committed is fetched again. An unchanged folder costs one EXAMINE.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use crate::folders::{store_path, Selection};
 use crate::imap::uidset::compact as uid_set;
-use crate::imap::{is_transient, Client, Endpoint, Fetched, Namespace};
+use crate::imap::{is_transient, Client, Endpoint, Fetched, MailboxStatus, Namespace};
 use crate::retry::Retry;
+use crate::store::partial::Partials;
 use crate::store::{
     FolderRow, FolderState, HeaderFacts, Index, MessageRow, NewMessage, Objects, RunCounts, Store,
+    INDEX_FILE,
 };
 use crate::ui::{self, human_bytes, Progress};
 
@@ -35,6 +38,8 @@ pub struct PullOptions {
     /// Commit the index after this many bytes of new messages (or `commit_messages` messages).
     pub commit_bytes: u64,
     pub commit_messages: usize,
+    /// Connections to host1, each pulling one folder at a time.
+    pub jobs: usize,
     /// Messages larger than this are fetched in chunks of `chunk_bytes`
     /// (`BODY.PEEK[]<offset.length>`), each kept on disk as it arrives.
     pub chunk_threshold: u64,
@@ -53,6 +58,7 @@ impl PullOptions {
             depth: 4,
             commit_bytes: 16 << 20,
             commit_messages: 1000,
+            jobs: 4,
             chunk_threshold: 8 << 20,
             chunk_bytes: 1 << 20,
             retries: 20,
@@ -149,50 +155,109 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
         }
     };
     let progress = Progress::new();
-    for (i, folder) in folders.iter().enumerate() {
-        let mut fr = FolderReport {
-            folder: folder.path.clone(),
-            ..FolderReport::default()
-        };
-        // Each attempt resumes where the last one stopped: what it committed is known.
-        // UIDs a broken link cut off, with the chunk size to fetch them in on the next attempt.
-        let mut chunked = BTreeMap::new();
-        let result = loop {
-            let done_before = fr.new + fr.updated + fr.expunged + fr.chunk_bytes;
-            let attempt = pull_folder(
+    let count = folders.len();
+    let mut results: Vec<Option<(FolderReport, Vec<Failure>)>> = vec![None; count];
+    // Folders LIST-STATUS shows unchanged are settled here, without a command.
+    let mut todo = VecDeque::new();
+    let mut settled = Vec::new();
+    for (i, (folder, status)) in folders.iter().enumerate() {
+        match status {
+            Some(st) if unchanged_by_status(&store.index, folder, st)? => settled.push(i),
+            _ => todo.push_back(i),
+        }
+    }
+    if !settled.is_empty() {
+        let mut batch = store.index.batch()?;
+        for &i in &settled {
+            let folder = &folders[i].0;
+            batch.set_folder_state(folder.id, &folder.state, now())?;
+            let fr = FolderReport {
+                folder: folder.path.clone(),
+                unchanged: true,
+                ..FolderReport::default()
+            };
+            results[i] = Some((fr, Vec::new()));
+        }
+        batch.commit()?;
+    }
+    // The rest over up to `jobs` connections, one folder at a time each.
+    let queue = Mutex::new(todo);
+    let results = Mutex::new(results);
+    let workers = opts
+        .jobs
+        .clamp(1, queue.lock().map_or(1, |q| q.len().max(1)));
+    let work = |client: Client| -> Result<()> {
+        let mut local = Local::open(&store.root)?;
+        let mut client = client;
+        let mut retry = Retry::new(opts.retries);
+        loop {
+            let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+            let Some(i) = next else { break };
+            let folder = &folders[i].0;
+            let (fr, failures, lost) = pull_with_retries(
                 &mut client,
-                &mut store,
+                &mut retry,
+                &mut local,
                 folder,
                 opts,
                 &progress,
-                (i, folders.len()),
-                &mut fr,
-                &mut report.failures,
-                &mut chunked,
+                (i, count),
             );
-            let Err(e) = attempt else { break Ok(()) };
-            if fr.new + fr.updated + fr.expunged + fr.chunk_bytes > done_before {
-                retry.progress();
+            if let Ok(mut r) = results.lock() {
+                r[i] = Some((fr, failures));
             }
-            if !is_transient(&e) || !retry.failed(&format!("host1, folder {}", folder.path), &e) {
-                break Err(e);
+            if lost {
+                // The connection may be unusable after an error mid-command: start afresh.
+                client = retry.connect(&opts.endpoint, "host1")?;
             }
-            client = retry.connect(&opts.endpoint, "host1")?;
-        };
-        if let Err(e) = result {
-            let reason = format!("{e:#}");
-            progress.line(&format!("{}: failed: {reason}", folder.path));
-            report.failures.push(Failure {
-                folder: folder.path.clone(),
-                uid: None,
-                reason,
-            });
-            fr.failed += 1;
-            // The connection may be unusable after an error mid-command: start afresh.
-            client = retry.connect(&opts.endpoint, "host1")?;
-        } else if !fr.unchanged || ui::verbosity() >= 2 {
-            progress.line(&folder_line(&fr));
         }
+        let _ = client.logout();
+        Ok(())
+    };
+    let worker_errors: Vec<anyhow::Error> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let client = Retry::new(opts.retries).connect(&opts.endpoint, "host1")?;
+                    work(client)
+                })
+            })
+            .collect();
+        let mut errors: Vec<anyhow::Error> = work(client).err().into_iter().collect();
+        for h in handles {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push(anyhow!("a pull worker thread panicked")),
+            }
+        }
+        errors
+    });
+    for e in &worker_errors {
+        ui::warn(&format!("a connection to host1 was given up: {e:#}"));
+    }
+    let results = results.into_inner().unwrap_or_default();
+    for (r, (folder, _)) in results.into_iter().zip(&folders) {
+        let (fr, failures) = r.unwrap_or_else(|| {
+            let reason = match worker_errors.first() {
+                Some(e) => format!("not pulled: {e:#}"),
+                None => "not pulled".to_string(),
+            };
+            let fr = FolderReport {
+                folder: folder.path.clone(),
+                failed: 1,
+                ..FolderReport::default()
+            };
+            (
+                fr,
+                vec![Failure {
+                    folder: folder.path.clone(),
+                    uid: None,
+                    reason,
+                }],
+            )
+        });
+        report.failures.extend(failures);
         report.folders += 1;
         report.new += fr.new;
         report.reused += fr.reused;
@@ -202,7 +267,6 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
         report.per_folder.push(fr);
     }
     progress.finish();
-    let _ = client.logout();
     report.seconds = started.elapsed().as_secs_f64();
     report.peak_rss_bytes = ui::peak_rss_bytes();
     let counts = RunCounts {
@@ -217,6 +281,106 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
         .index
         .finish_run(run_id, &counts, report.failures.is_empty())?;
     Ok(report)
+}
+
+/// Pull one folder, reconnecting and resuming after transient failures. Returns its report,
+/// its failures, and whether the connection should be replaced.
+fn pull_with_retries(
+    client: &mut Client,
+    retry: &mut Retry,
+    local: &mut Local,
+    folder: &FolderRow,
+    opts: &PullOptions,
+    progress: &Progress,
+    position: (usize, usize),
+) -> (FolderReport, Vec<Failure>, bool) {
+    let mut fr = FolderReport {
+        folder: folder.path.clone(),
+        ..FolderReport::default()
+    };
+    let mut failures = Vec::new();
+    // UIDs a broken link cut off, with the chunk size to fetch them in on the next attempt.
+    let mut chunked = BTreeMap::new();
+    // Each attempt resumes where the last one stopped: what it committed is known.
+    let result = loop {
+        let done = |fr: &FolderReport| fr.new + fr.updated + fr.expunged + fr.chunk_bytes;
+        let done_before = done(&fr);
+        let attempt = pull_folder(
+            client,
+            local,
+            folder,
+            opts,
+            progress,
+            position,
+            &mut fr,
+            &mut failures,
+            &mut chunked,
+        );
+        let Err(e) = attempt else { break Ok(()) };
+        if done(&fr) > done_before {
+            retry.progress();
+        }
+        if !is_transient(&e) || !retry.failed(&format!("host1, folder {}", folder.path), &e) {
+            break Err(e);
+        }
+        match retry.connect(&opts.endpoint, "host1") {
+            Ok(c) => *client = c,
+            Err(e) => break Err(e),
+        }
+    };
+    let lost = match result {
+        Ok(()) => {
+            if !fr.unchanged || ui::verbosity() >= 2 {
+                progress.line(&folder_line(&fr));
+            }
+            false
+        }
+        Err(e) => {
+            let reason = format!("{e:#}");
+            progress.line(&format!("{}: failed: {reason}", folder.path));
+            failures.push(Failure {
+                folder: folder.path.clone(),
+                uid: None,
+                reason,
+            });
+            fr.failed += 1;
+            true
+        }
+    };
+    (fr, failures, lost)
+}
+
+/// True when LIST-STATUS shows the folder exactly as the last pull left it: same UIDVALIDITY,
+/// UIDNEXT and HIGHESTMODSEQ, and as many messages as the index holds.
+fn unchanged_by_status(index: &Index, folder: &FolderRow, st: &MailboxStatus) -> Result<bool> {
+    let old = &folder.state;
+    let (Some(uv), Some(next), Some(modseq), Some(messages)) =
+        (old.uidvalidity, old.uidnext, old.highestmodseq, st.messages)
+    else {
+        return Ok(false);
+    };
+    if st.uidvalidity != Some(uv) || st.uidnext != Some(next) || st.highestmodseq != Some(modseq) {
+        return Ok(false);
+    }
+    Ok(index.live_count(folder.id, uv)? == u64::from(messages))
+}
+
+/// One worker's own handles on the shared store (the main thread holds the lock): SQLite
+/// serialises the index writes, objects are content-addressed.
+struct Local {
+    index: Index,
+    objects: Objects,
+    partials: Partials,
+}
+
+impl Local {
+    fn open(root: &Path) -> Result<Local> {
+        Ok(Local {
+            index: Index::open(&root.join(INDEX_FILE))?,
+            objects: Objects::new(root),
+            partials: Partials::open(root)?,
+        })
+    }
 }
 
 fn folder_line(fr: &FolderReport) -> String {
@@ -261,16 +425,16 @@ fn sync_folder_list(
     ns: &Namespace,
     opts: &PullOptions,
     report: &mut PullReport,
-) -> Result<Vec<FolderRow>> {
+) -> Result<Vec<(FolderRow, Option<MailboxStatus>)>> {
     let mailboxes = client.list()?;
-    let mut listed = Vec::new();
+    let mut listed: BTreeMap<String, Option<MailboxStatus>> = BTreeMap::new();
     for mb in &mailboxes {
         if mb.noselect {
             // Containers only; push recreates them implicitly with their children.
             continue;
         }
         let path = store_path(&mb.name, mb.separator, ns);
-        listed.push(path.clone());
+        listed.insert(path.clone(), mb.status.clone());
         if !opts.selection.includes(&path) {
             continue;
         }
@@ -282,7 +446,8 @@ fn sync_folder_list(
             mb.subscribed,
         )?;
     }
-    for missing in opts.selection.unmatched(&listed) {
+    let paths: Vec<String> = listed.keys().cloned().collect();
+    for missing in opts.selection.unmatched(&paths) {
         report.failures.push(Failure {
             folder: missing.to_string(),
             uid: None,
@@ -295,8 +460,8 @@ fn sync_folder_list(
         if !opts.selection.includes(&folder.path) {
             continue;
         }
-        if listed.contains(&folder.path) {
-            covered.push(folder);
+        if let Some(status) = listed.remove(&folder.path) {
+            covered.push((folder, status));
         } else if folder.gone_at.is_none() {
             ui::info(&format!(
                 "{}: no longer on host1; kept in the store, marked gone",
@@ -344,7 +509,7 @@ impl Pending {
 #[allow(clippy::too_many_arguments)]
 fn pull_folder(
     client: &mut Client,
-    store: &mut Store,
+    local: &mut Local,
     folder: &FolderRow,
     opts: &PullOptions,
     progress: &Progress,
@@ -357,7 +522,7 @@ fn pull_folder(
     let uv = sel.uidvalidity;
     let old = &folder.state;
     let reindex = old.uidvalidity.is_some_and(|v| v != uv);
-    let known: BTreeMap<u32, MessageRow> = store
+    let known: BTreeMap<u32, MessageRow> = local
         .index
         .live_messages(folder.id, uv)?
         .into_iter()
@@ -377,7 +542,7 @@ fn pull_folder(
         && old.highestmodseq == sel.highestmodseq
     {
         fr.unchanged = true;
-        let mut batch = store.index.batch()?;
+        let mut batch = local.index.batch()?;
         batch.set_folder_state(folder.id, &state, now())?;
         return batch.commit();
     }
@@ -467,8 +632,8 @@ fn pull_folder(
                 continue;
             };
             let facts = HeaderFacts::parse(header);
-            let candidates = store.index.find_objects(size, &facts)?;
-            if let Some(hash) = candidates.into_iter().find(|h| store.objects.contains(h)) {
+            let candidates = local.index.find_objects(size, &facts)?;
+            if let Some(hash) = candidates.into_iter().find(|h| local.objects.contains(h)) {
                 reused.push(NewMessage {
                     uidvalidity: uv,
                     uid: f.uid,
@@ -486,7 +651,7 @@ fn pull_folder(
 
     // Everything but the bodies goes in now, in one transaction.
     {
-        let mut batch = store.index.batch()?;
+        let mut batch = local.index.batch()?;
         if reindex {
             fr.expunged += batch.expunge_other_uidvalidities(folder.id, uv)?;
         }
@@ -529,12 +694,11 @@ fn pull_folder(
         bytes: 0,
         received: BTreeSet::new(),
     };
-    let Store {
+    let Local {
         index: store_index,
         objects,
         partials,
-        ..
-    } = store;
+    } = local;
     let mut accept = |f: Fetched, pending: &mut Pending, index: &mut Index| -> Result<()> {
         let Some(meta) = new_meta.get(&f.uid) else {
             return Ok(());
@@ -667,7 +831,7 @@ fn pull_folder(
         uidnext: if complete { state.uidnext } else { None },
         ..state
     };
-    let mut batch = store.index.batch()?;
+    let mut batch = local.index.batch()?;
     batch.set_folder_state(folder.id, &state, now())?;
     batch.commit()
 }

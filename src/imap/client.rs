@@ -1,7 +1,7 @@
 //! A logged-in IMAP session and the commands imapferry sends.
 
 use std::borrow::Cow;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use super::auth;
 use super::conn::{self, Conn, Endpoint, Secret, Stream, TlsMode, Traffic, Transport};
 use super::error::{wire_error, ErrorKind};
 use super::quote;
-use super::response::{self, Code, Response, Status, Untagged};
+use super::response::{self, Code, MailboxStatus, Response, Status, Untagged};
 use super::uidset;
 use super::utf7;
 
@@ -32,6 +32,9 @@ pub struct MailboxInfo {
     pub noselect: bool,
     /// True when LSUB / LIST (SUBSCRIBED) reports it subscribed.
     pub subscribed: bool,
+    /// MESSAGES, UIDNEXT, UIDVALIDITY (and HIGHESTMODSEQ with CONDSTORE) when the server offers
+    /// LIST-STATUS (RFC 5819): the state of every folder in the one LIST round trip.
+    pub status: Option<MailboxStatus>,
 }
 
 /// The personal namespace from NAMESPACE (or a guess from LIST when NAMESPACE is not offered).
@@ -304,17 +307,30 @@ impl Client {
     /// LIST "" "*" (with RETURN (SPECIAL-USE SUBSCRIBED) when offered; LSUB otherwise).
     pub fn list(&mut self) -> Result<Vec<MailboxInfo>> {
         let extended = self.has_capability("LIST-EXTENDED") && self.has_capability("SPECIAL-USE");
-        let cmd = if extended {
-            "LIST \"\" \"*\" RETURN (SPECIAL-USE SUBSCRIBED)"
-        } else {
-            "LIST \"\" \"*\""
-        };
+        let mut cmd = String::from("LIST \"\" \"*\"");
+        let mut returns = Vec::new();
+        if extended {
+            returns.push("SPECIAL-USE SUBSCRIBED");
+        }
+        if self.has_capability("LIST-STATUS") {
+            returns.push(if self.has_capability("CONDSTORE") {
+                "STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+            } else {
+                "STATUS (MESSAGES UIDNEXT UIDVALIDITY)"
+            });
+        }
+        if !returns.is_empty() {
+            cmd += &format!(" RETURN ({})", returns.join(" "));
+        }
         let mut entries = Vec::new();
-        self.run(&[text(cmd)], &mut |u| {
-            if let Untagged::List(e) = u {
-                if !e.lsub {
-                    entries.push(e);
+        let mut statuses: HashMap<Vec<u8>, MailboxStatus> = HashMap::new();
+        self.run(&[text(&cmd)], &mut |u| {
+            match u {
+                Untagged::List(e) if !e.lsub => entries.push(e),
+                Untagged::MailboxStatus { name, status } => {
+                    statuses.insert(name, status);
                 }
+                _ => {}
             }
             Ok(())
         })?;
@@ -331,6 +347,7 @@ impl Client {
         }
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
+            let status = statuses.remove(&e.name);
             let raw_name = raw_name_of(&e.name);
             let name = match utf7::decode(&raw_name) {
                 Ok(n) => n,
@@ -358,6 +375,7 @@ impl Client {
                 special_use,
                 noselect,
                 subscribed: is_subscribed,
+                status,
             });
         }
         Ok(out)
@@ -605,6 +623,70 @@ impl Client {
             Ok(())
         })?;
         Ok(())
+    }
+
+    /// Pipelined mailbox commands: each `(verb, raw_name)` (e.g. `("CREATE", "INBOX.a")`,
+    /// `("SUBSCRIBE", …)`) is sent without waiting for the previous one's completion (at most 64
+    /// in flight), so a burst costs about one round trip. Servers run them in order, so a parent
+    /// CREATEd earlier in the burst exists for a later child. One result per command, in order:
+    /// a NO/BAD is that command's error; CREATE answered `NO [ALREADYEXISTS]` is success.
+    pub fn mailbox_commands(&mut self, commands: &[(&str, &str)]) -> Result<Vec<Result<()>>> {
+        let mut results: Vec<Option<Result<()>>> = commands.iter().map(|_| None).collect();
+        let mut in_flight: VecDeque<(Sent, usize)> = VecDeque::new();
+        let mut next = 0;
+        while next < commands.len() || !in_flight.is_empty() {
+            if next < commands.len() && in_flight.len() < MAX_APPENDS_IN_FLIGHT {
+                let (verb, name) = commands[next];
+                let head = format!("{verb} ");
+                let sent = self.send(&[text(&head), arg(name.as_bytes())])?;
+                in_flight.push_back((sent, next));
+                next += 1;
+                continue;
+            }
+            match self.read()? {
+                Response::Tagged {
+                    tag,
+                    status,
+                    code,
+                    text: t,
+                } => {
+                    let Some(pos) = in_flight.iter().position(|(s, _)| s.tag == tag) else {
+                        wire_log!(1, "{}: ignoring response to unknown tag {tag}", self.label);
+                        continue;
+                    };
+                    let Some((sent, i)) = in_flight.remove(pos) else {
+                        continue;
+                    };
+                    let exists = matches!(&code, Some(Code::Other(c)) if c.eq_ignore_ascii_case("ALREADYEXISTS"));
+                    let ok = status == Status::Ok
+                        || (status == Status::No
+                            && exists
+                            && commands[i].0.eq_ignore_ascii_case("CREATE"));
+                    results[i] = Some(if ok {
+                        Ok(())
+                    } else {
+                        Err(self.failed(
+                            &sent,
+                            &Done {
+                                status,
+                                code,
+                                text: t,
+                            },
+                        ))
+                    });
+                }
+                Response::Untagged(_) => {}
+                Response::Continuation(t) => bail!(
+                    "{}: unexpected continuation request during mailbox commands: {t}",
+                    self.label
+                ),
+                Response::Bye(t) => return Err(self.bye(None, &t)),
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(anyhow!("no reply"))))
+            .collect())
     }
 
     /// APPEND all of `msgs` to `raw_name`, pipelined: LITERAL+ (non-synchronizing literals) when

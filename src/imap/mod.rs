@@ -35,3 +35,4 @@ pub use client::{
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};
 pub use error::{is_transient, ErrorKind, WireError};
 pub use ratelimit::RateLimit;
+pub use response::MailboxStatus;

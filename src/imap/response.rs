@@ -162,6 +162,15 @@ pub struct ListEntry {
     pub name: Vec<u8>,
 }
 
+/// The items of a STATUS response that imapferry asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxStatus {
+    pub messages: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub uidvalidity: Option<u32>,
+    pub highestmodseq: Option<u64>,
+}
+
 /// One NAMESPACE entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NsEntry {
@@ -190,6 +199,11 @@ pub enum Untagged {
     Search(Vec<u32>),
     /// Personal namespaces (first of the three NAMESPACE lists).
     Namespace(Vec<NsEntry>),
+    /// `* STATUS name (...)`, from STATUS or LIST-STATUS; name raw (modified UTF-7).
+    MailboxStatus {
+        name: Vec<u8>,
+        status: MailboxStatus,
+    },
     /// Understood, but nothing we use (EXPUNGE, RECENT, FLAGS, ID, ...).
     Other,
 }
@@ -301,6 +315,20 @@ fn convert(buf: &[u8], resp: ip::Response<'_>) -> Option<Response> {
         }
         ip::Response::MailboxData(ip::MailboxDatum::Search(v)) => {
             Response::Untagged(Untagged::Search(v))
+        }
+        ip::Response::MailboxData(ip::MailboxDatum::Status { mailbox, status }) => {
+            let mut st = MailboxStatus::default();
+            for a in status {
+                match a {
+                    ip::StatusAttribute::Messages(n) => st.messages = Some(n),
+                    ip::StatusAttribute::UidNext(n) => st.uidnext = Some(n),
+                    ip::StatusAttribute::UidValidity(n) => st.uidvalidity = Some(n),
+                    ip::StatusAttribute::HighestModSeq(n) => st.highestmodseq = Some(n),
+                    _ => {}
+                }
+            }
+            let name = exact(buf, mailbox.as_bytes()).into_owned();
+            Response::Untagged(Untagged::MailboxStatus { name, status: st })
         }
         ip::Response::Fetch(seq, attrs) => {
             let mut item = Fetched::default();

@@ -237,6 +237,7 @@ mod tests {
             special_use: role.map(String::from),
             noselect: false,
             subscribed: false,
+            status: None,
         }
     }
 

@@ -301,6 +301,18 @@ impl Index {
         live_messages(&self.conn, folder_id, uidvalidity).with_context(|| self.ctx())
     }
 
+    /// How many messages [`Index::live_messages`] would return, without loading them (an
+    /// unchanged folder is recognised from counts alone).
+    pub fn live_count(&self, folder_id: i64, uidvalidity: u32) -> Result<u64> {
+        self.conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM messages
+                 WHERE folder_id = ?1 AND uidvalidity = ?2 AND expunged_at IS NULL",
+            )
+            .and_then(|mut st| st.query_row(params![folder_id, uidvalidity], |r| r.get(0)))
+            .with_context(|| self.ctx())
+    }
+
     /// One message row (expunged or not), if the index has it.
     pub fn message(
         &self,
