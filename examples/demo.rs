@@ -1,5 +1,6 @@
 //! A walk-through of the main job on this machine: two throwaway Dovecot servers on 127.0.0.1,
-//! sample mail seeded into the first, `imapferry pull` into a store, and `imapferry status`.
+//! sample mail seeded into the first, `imapferry pull` into a store, `imapferry status`,
+//! `imapferry push` into the second and `imapferry check`.
 //! Run it with `bash examples/demo.sh` (it needs Debian's `dovecot-imapd` and `openssl`).
 //!
 //! It reuses the integration-test harness (tests/common) so the demo and the tests start
@@ -68,5 +69,28 @@ fn main() {
     println!("\nA second pull finds nothing to fetch:");
     show(&mut pull(&[]));
     show(imapferry().args(["status", "--store"]).arg(&store));
+
+    let port2 = host2.port().to_string();
+    let to_host2 = |cmd: &str| {
+        let mut c = imapferry();
+        c.args([
+            cmd,
+            "--host2",
+            "127.0.0.1",
+            "--port2",
+            &port2,
+            "--tls2",
+            "none",
+        ])
+        .args(["--user2", "alice", "--store"])
+        .arg(&store)
+        .env("IMAPFERRY_PASSWORD2", host2.password("alice"));
+        c
+    };
+    println!("\nPush into host2 (its Sent folder is called \"Sent Items\"; the folders get the INBOX. prefix):");
+    show(&mut to_host2("push"));
+    println!("\nA second push sends nothing:");
+    show(&mut to_host2("push"));
+    show(&mut to_host2("check"));
     println!("\nStopping the servers.");
 }
