@@ -278,7 +278,7 @@ pub struct PushArgs {
     #[arg(long = "dry-run")]
     pub dry_run: bool,
     /// Connections to host2; folders are spread over them
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
     #[command(flatten)]
     pub net: NetArgs,

@@ -151,7 +151,8 @@ fn pull_through_a_link_that_stalls_some_connections_completes_after_timeouts() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let started = std::time::Instant::now();
-    let r = pull_via(&proxy, &server, &store, &["--timeout", "2"])
+    // One connection at a time, so the first two (which stall) carry enough to stall.
+    let r = pull_via(&proxy, &server, &store, &["--timeout", "2", "--jobs", "1"])
         .expect_code(0)
         .json();
     eprintln!("stalled twice; finished in {:?}", started.elapsed());

@@ -461,3 +461,111 @@ fn push_through_a_link_that_stalls_some_connections_completes_after_timeouts() {
     assert_host2_matches_host1(&h1, &h2);
     assert_eq!(host2_total(&h2), corpus.len(), "no duplicates");
 }
+
+/// The IMAP commands a `-vv` run sent (without tags), from its stderr.
+fn commands_sent(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once(" C: "))
+        .map(|(_, c)| c.split_once(' ').map_or(c, |(_, rest)| rest).to_string())
+        .collect()
+}
+
+fn push_vv(h2: &Dovecot, store: &Path, extra: &[&str]) -> (serde_json::Value, Vec<String>) {
+    let mut args = extra.to_vec();
+    args.push("-vv");
+    let o = push_command(h2, store, &args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    let r: Run = o.into();
+    (r.expect_code(0).json(), commands_sent(&stderr))
+}
+
+#[test]
+fn an_unchanged_repush_selects_nothing_and_a_flag_change_touches_only_its_folder() {
+    let corpus = Corpus::small();
+    let (h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config());
+    push(&h2, &store, &[]).expect_code(0);
+
+    // Unchanged: host2's LIST-STATUS matches what the push recorded, the store did not change.
+    let (r, cmds) = push_vv(&h2, &store, &[]);
+    assert_eq!(n(&r, "sent"), 0);
+    assert_eq!(n(&r, "already") as usize, corpus.len(), "{r}");
+    assert!(r["complete"].as_bool().unwrap());
+    let touching: Vec<&String> = cmds
+        .iter()
+        .filter(|c| {
+            ["SELECT", "EXAMINE", "FETCH", "APPEND", "STORE"]
+                .iter()
+                .any(|v| c.contains(v))
+        })
+        .collect();
+    assert!(
+        touching.is_empty(),
+        "an unchanged re-push sent {touching:?}"
+    );
+
+    // One flag changes on host1 in INBOX: only INBOX is looked at again.
+    let mut c = imap_client(&h1, "alice");
+    c.select("INBOX", false).unwrap();
+    c.raw_command("UID STORE 1 +FLAGS.SILENT (\\Flagged)")
+        .unwrap();
+    c.logout().unwrap();
+    pull(&h1, "alice", &store, &[]).expect_code(0);
+    let (r, cmds) = push_vv(&h2, &store, &[]);
+    assert_eq!(n(&r, "flags_updated"), 1, "{r}");
+    let selects: Vec<&String> = cmds.iter().filter(|c| c.starts_with("SELECT")).collect();
+    assert_eq!(selects.len(), 1, "{selects:?}");
+    assert!(selects[0].starts_with("SELECT \"INBOX\""), "{selects:?}");
+    assert_host2_matches_host1(&h1, &h2);
+
+    // Someone else removes a message on host2: MESSAGES differs, the folder is surveyed and
+    // the message sent again; the untouched folders are still skipped.
+    let before = host2_total(&h2);
+    h2.doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", "2"]);
+    assert_eq!(host2_total(&h2), before - 1);
+    let (r, cmds) = push_vv(&h2, &store, &[]);
+    assert_eq!(n(&r, "sent"), 1, "{r}");
+    assert_eq!(
+        cmds.iter().filter(|c| c.starts_with("SELECT")).count(),
+        1,
+        "{cmds:?}"
+    );
+    assert_host2_matches_host1(&h1, &h2);
+    assert_eq!(host2_total(&h2), corpus.len(), "no duplicates");
+
+    // And after that, unchanged again.
+    let (_, cmds) = push_vv(&h2, &store, &[]);
+    assert!(!cmds.iter().any(|c| c.starts_with("SELECT")), "{cmds:?}");
+    check(&h2, &store).expect_code(0);
+}
+
+/// Not a check: times a first push and an unchanged re-push of the standard corpus through a
+/// 50 ms RTT link and keeps the `-vv` logs in $PROBE_DIR (default /tmp), for profiling.
+#[test]
+#[ignore]
+fn probe_push_over_50ms_rtt() {
+    let corpus = Corpus::standard();
+    let (_h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config());
+    let proxy = Proxy::start(
+        h2.port(),
+        Faults {
+            latency: Duration::from_millis(25),
+            ..Faults::default()
+        },
+    );
+    let out = std::env::var("PROBE_DIR").unwrap_or_else(|_| "/tmp".into());
+    for name in ["first", "again"] {
+        let t = Instant::now();
+        let extra = std::env::var("PROBE_ARGS").unwrap_or_default();
+        let mut args: Vec<&str> = extra.split_whitespace().collect();
+        args.push("-vv");
+        let o = push_command_via(proxy.port(), &h2, &store, &args)
+            .output()
+            .unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        std::fs::write(format!("{out}/probe-{name}.log"), &o.stderr).unwrap();
+        eprintln!("{name}: {secs:.2} s, exit {:?}", o.status.code());
+    }
+}

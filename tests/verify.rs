@@ -101,6 +101,7 @@ fn verify_finds_a_corrupted_object_by_folder_and_uid_and_gc_frees_only_on_reques
             .objects
             .write(b"Subject: orphan\r\n\r\nnobody\r\n")
             .unwrap();
+        s.objects.sync().unwrap();
         s.objects.path(&h)
     };
     let r = verify(&store, &[]).expect_code(0);

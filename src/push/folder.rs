@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::identity::match_equal;
 use super::survey::{self, storable_flags, StoreMsg, Survey};
 use super::targets::Target;
-use super::{Ctx, FolderReport};
+use super::{Ctx, FolderReport, HostState};
 use crate::imap::uidset::compact;
 use crate::imap::{is_transient, AppendMessage, AppendOutcome, Client, Selected};
 use crate::pull::Failure;
@@ -148,6 +148,12 @@ impl Pusher<'_, '_> {
             self.fr.bytes = store.iter().map(|m| m.row.size).sum();
             return Ok(());
         }
+        if let (Some(dest), false) = (self.ctx.destination, dry) {
+            // Until this push of the mailbox completes, the next run surveys it in full.
+            self.index
+                .forget_mailbox_facts(dest, &self.target.mailbox)?;
+        }
+        let sent_before = self.fr.sent;
         let sel = self.client.select(&self.target.mailbox, dry)?;
         if !dry {
             self.reconcile_intents(&sel)?;
@@ -200,10 +206,23 @@ impl Pusher<'_, '_> {
         if !found.is_empty() || !sv.stale.is_empty() {
             self.index.record_push(dest, &[], &found, &sv.stale)?;
         }
-        self.append_missing(dest, &sv, &sel)?;
+        let uidnext = self.append_missing(dest, &sv, &sel)?;
         self.update_flags(dest, &sv, &sel)?;
+        let mut deleted = 0;
         if self.ctx.opts.delete2 {
             self.delete_extras(dest, &sv)?;
+            deleted = sv.extras.len() as u64;
+        }
+        // What host2 holds now if nobody else touched the mailbox: checked against LIST-STATUS
+        // before it is recorded for the unchanged fast path.
+        let appended = self.fr.sent - sent_before;
+        let messages = (u64::from(sel.exists) + appended).checked_sub(deleted);
+        if let (Some(uidnext), Some(messages)) = (uidnext, messages) {
+            self.fr.expect = u32::try_from(messages).ok().map(|messages| HostState {
+                uidvalidity: sel.uidvalidity,
+                uidnext,
+                messages,
+            });
         }
         Ok(())
     }
@@ -309,9 +328,11 @@ impl Pusher<'_, '_> {
     /// APPEND the missing messages in batches: intents committed, APPENDs pipelined, mappings
     /// recorded from APPENDUID (or by hashing what appeared, without UIDPLUS). Messages host2
     /// rejects that carry keywords are tried once more without them.
-    fn append_missing(&mut self, dest: i64, sv: &Survey, sel: &Selected) -> Result<()> {
+    ///
+    /// Returns host2's UIDNEXT after them, as far as the replies tell (`None` when unknown).
+    fn append_missing(&mut self, dest: i64, sv: &Survey, sel: &Selected) -> Result<Option<u32>> {
         if sv.missing.is_empty() {
-            return Ok(());
+            return Ok(sel.uidnext);
         }
         let mut dropped: BTreeSet<String> = BTreeSet::new();
         let outgoing: Vec<Outgoing> = sv
@@ -358,7 +379,7 @@ impl Pusher<'_, '_> {
             }
         }
         self.fr.dropped_keywords = dropped.into_iter().collect();
-        Ok(())
+        Ok(sel.uidnext.map(|_| lower))
     }
 
     /// Send one batch; returns the messages host2 rejected that had keywords (to retry).

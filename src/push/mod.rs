@@ -20,7 +20,7 @@ pub mod targets;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -30,7 +30,7 @@ use crate::folders::Selection;
 use crate::imap::{is_transient, Client, Endpoint, Namespace};
 use crate::pull::Failure;
 use crate::retry::Retry;
-use crate::store::{FolderRow, Index, RunCounts, Store, INDEX_FILE};
+use crate::store::{FolderRow, Index, MailboxFacts, RunCounts, Store, INDEX_FILE};
 use crate::ui::{self, human_bytes, Progress};
 use targets::{MapRules, Target};
 
@@ -64,7 +64,7 @@ impl PushOptions {
             rules: MapRules::default(),
             delete2: false,
             dry_run: false,
-            jobs: 2,
+            jobs: 4,
             batch_bytes: 8 << 20,
             batch_messages: 500,
             retries: 20,
@@ -96,6 +96,18 @@ pub struct FolderReport {
     /// Keywords host2 would not store, left off.
     pub dropped_keywords: Vec<String>,
     pub seconds: f64,
+    /// After a complete push: what host2 should report for the mailbox if nobody else touched
+    /// it meanwhile (checked against LIST-STATUS before it is recorded for the fast path).
+    #[serde(skip)]
+    pub expect: Option<HostState>,
+}
+
+/// A host2 mailbox's UIDVALIDITY, UIDNEXT and MESSAGES.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostState {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub messages: u32,
 }
 
 impl FolderReport {
@@ -198,7 +210,9 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
             Err(e) => return Err(e),
         }
     };
-    let mut plan = targets::plan(&folders, &opts.rules, &ns, &listed);
+    let plan = targets::plan(&folders, &opts.rules, &ns, &listed);
+    // Nothing changes the store while we hold its lock: this bounds every change we push.
+    let store_change = store.index.current_change()?;
     let destination = if opts.dry_run {
         store
             .index
@@ -216,7 +230,31 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
         Some(store.index.start_run("push")?)
     };
 
-    prepare_mailboxes(&mut client, &ns, &mut plan, opts, &mut report);
+    // Mailboxes host2 reports exactly as the last complete push left them, whose store folders
+    // did not change since: nothing to do, not even a SELECT.
+    let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+    let mut todo = Vec::with_capacity(plan.len());
+    let mut subscribe_only = Vec::new();
+    for t in plan {
+        let same = match destination {
+            Some(d) => unchanged(&store.index, d, &t, opts)?,
+            None => None,
+        };
+        match same {
+            Some(fr) => {
+                ui::detail(&format!(
+                    "{}: unchanged since the last push, not surveyed",
+                    t.label()
+                ));
+                if t.want_subscribed && !t.subscribed {
+                    subscribe_only.push(t.mailbox.clone());
+                }
+                outcomes.push((t.path.clone(), (fr, Vec::new())));
+            }
+            None => todo.push(t),
+        }
+    }
+    let plan = todo;
 
     let progress = Progress::new();
     let ctx = Ctx {
@@ -226,9 +264,31 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
         progress: &progress,
         count: plan.len(),
     };
-    let results = run_jobs(&ctx, client, &mut store.index, &plan)?;
+    let mut prepared = PushReport::default();
+    let (results, client) = run_jobs(&ctx, client, &mut store.index, &plan, |client| {
+        prepare_mailboxes(client, &ns, &plan, &subscribe_only, opts, &mut prepared)
+    })?;
     progress.finish();
-    for (fr, failures) in results {
+    report.created = prepared.created;
+    report.failed += prepared.failed;
+    report.failures.extend(prepared.failures);
+    if let Some(mut client) = client {
+        if let (Some(d), false) = (destination, opts.dry_run) {
+            record_facts(
+                &mut client,
+                &mut store.index,
+                d,
+                &plan,
+                &results,
+                store_change,
+                opts,
+            );
+        }
+        let _ = client.logout();
+    }
+    outcomes.extend(results.into_iter().map(|(i, o)| (plan[i].path.clone(), o)));
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, (fr, failures)) in outcomes {
         report.folders += 1;
         report.messages += fr.messages;
         report.sent += fr.sent;
@@ -300,41 +360,99 @@ pub(crate) fn store_folders(store: &Store, selection: &Selection) -> Result<Vec<
         .collect())
 }
 
-/// CREATE the targets host2 lacks (parents first when the server insists) and SUBSCRIBE those
-/// subscribed on host1. A folder that cannot be created is a failure and is left out.
+/// CREATE the targets host2 lacks and SUBSCRIBE those subscribed on host1 (and the unchanged
+/// mailboxes in `subscribe_only`), all in one pipelined burst; a CREATE the server refuses is
+/// tried again alone with its parents first (for servers that insist). A folder that cannot be
+/// created is a failure and is left out: returns which targets to push.
 fn prepare_mailboxes(
     client: &mut Client,
     ns: &Namespace,
-    plan: &mut Vec<Target>,
+    plan: &[Target],
+    subscribe_only: &[String],
     opts: &PushOptions,
     report: &mut PushReport,
-) {
-    let mut keep = Vec::with_capacity(plan.len());
-    for mut t in plan.drain(..) {
+) -> Result<Vec<bool>> {
+    let mut keep = vec![true; plan.len()];
+    for t in plan.iter().filter(|t| !t.exists) {
+        report.created.push(t.path.clone());
+    }
+    if opts.dry_run {
+        return Ok(keep);
+    }
+    // (verb, mailbox) and, per command, (target index, is a CREATE).
+    let mut cmds: Vec<(&str, &str)> = Vec::new();
+    let mut owners: Vec<(Option<usize>, bool)> = Vec::new();
+    for (i, t) in plan.iter().enumerate() {
         if !t.exists {
-            report.created.push(t.path.clone());
-            if !opts.dry_run {
-                if let Err(e) = create(client, ns, &t) {
+            cmds.push(("CREATE", &t.mailbox));
+            owners.push((Some(i), true));
+        }
+        if t.want_subscribed && !t.subscribed {
+            cmds.push(("SUBSCRIBE", &t.mailbox));
+            owners.push((Some(i), false));
+        }
+    }
+    for m in subscribe_only {
+        cmds.push(("SUBSCRIBE", m));
+        owners.push((None, false));
+    }
+    if cmds.is_empty() {
+        return Ok(keep);
+    }
+    // CREATE and SUBSCRIBE are idempotent: after a dropped link, send the burst again.
+    let mut retry = Retry::new(opts.retries);
+    let results = loop {
+        match client.mailbox_commands(&cmds) {
+            Ok(r) => break r,
+            Err(e) if is_transient(&e) && retry.failed("host2, creating folders", &e) => {
+                *client = retry.connect(&opts.endpoint, "host2")?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut created_late: Vec<bool> = vec![false; plan.len()];
+    for (k, result) in results.into_iter().enumerate() {
+        let (owner, is_create) = owners[k];
+        let Some(i) = owner else {
+            if let Err(e) = result {
+                ui::warn(&format!("cannot subscribe {} on host2: {e:#}", cmds[k].1));
+            }
+            continue;
+        };
+        let t = &plan[i];
+        if is_create {
+            let outcome = match result {
+                Ok(()) => Ok(()),
+                Err(_) => create(client, ns, t).inspect(|()| created_late[i] = true),
+            };
+            match outcome {
+                Ok(()) => ui::detail(&format!("created {} on host2", t.path)),
+                Err(e) => {
                     report.failures.push(Failure {
                         folder: t.label(),
                         uid: None,
                         reason: format!("cannot create it on host2: {e:#}"),
                     });
                     report.failed += t.folders.len() as u64;
-                    continue;
+                    keep[i] = false;
                 }
-                ui::detail(&format!("created {} on host2", t.path));
+            }
+        } else if !keep[i] {
+            // Not created: nothing to subscribe.
+        } else {
+            // A SUBSCRIBE that came before its mailbox existed (created alone, late) is sent
+            // again now.
+            let result = if result.is_err() && created_late[i] {
+                client.subscribe(&t.mailbox)
+            } else {
+                result
+            };
+            if let Err(e) = result {
+                ui::warn(&format!("cannot subscribe {} on host2: {e:#}", t.path));
             }
         }
-        if t.want_subscribed && !t.subscribed && !opts.dry_run {
-            match client.subscribe(&t.mailbox) {
-                Ok(()) => t.subscribed = true,
-                Err(e) => ui::warn(&format!("cannot subscribe {} on host2: {e:#}", t.path)),
-            }
-        }
-        keep.push(t);
     }
-    *plan = keep;
+    Ok(keep)
 }
 
 fn create(client: &mut Client, ns: &Namespace, t: &Target) -> Result<()> {
@@ -348,23 +466,143 @@ fn create(client: &mut Client, ns: &Namespace, t: &Target) -> Result<()> {
     client.create(&t.mailbox)
 }
 
+/// The report of a target that needs nothing: host2 reports UIDVALIDITY, UIDNEXT, MESSAGES (and
+/// HIGHESTMODSEQ) exactly as the last complete push into it left them, it goes to the same store
+/// folders, none of which (nor any of their message rows) changed since, no APPEND intent is
+/// pending, and `--delete2` is not newly asked for. `None`: push it in full.
+fn unchanged(
+    index: &Index,
+    destination: i64,
+    t: &Target,
+    opts: &PushOptions,
+) -> Result<Option<FolderReport>> {
+    let (true, Some(st)) = (t.exists, &t.status) else {
+        return Ok(None);
+    };
+    let Some(f) = index.mailbox_facts(destination, &t.mailbox)? else {
+        return Ok(None);
+    };
+    let same_host = st.uidvalidity == Some(f.dest_uidvalidity)
+        && st.uidnext == Some(f.dest_uidnext)
+        && st.messages == Some(f.dest_messages)
+        && st.highestmodseq == f.dest_highestmodseq;
+    if !same_host || f.folders != t.folder_key() || (opts.delete2 && !f.delete2) {
+        return Ok(None);
+    }
+    for folder in &t.folders {
+        if folder.change > f.store_change
+            || index.folder_messages_changed_since(folder.id, f.store_change)?
+        {
+            return Ok(None);
+        }
+    }
+    if !index.intents_for(destination, &t.mailbox)?.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(FolderReport {
+        folder: t.label(),
+        mailbox: t.path.clone(),
+        messages: f.store_messages,
+        already: f.store_messages,
+        ..FolderReport::default()
+    }))
+}
+
+/// After the pushes: one LIST-STATUS round trip, and for every mailbox pushed completely whose
+/// state host2 reports exactly as expected (nobody else changed it meanwhile), record the facts
+/// that let the next push skip it. Without LIST-STATUS nothing is recorded.
+fn record_facts(
+    client: &mut Client,
+    index: &mut Index,
+    destination: i64,
+    plan: &[Target],
+    results: &[(usize, Outcome)],
+    store_change: i64,
+    opts: &PushOptions,
+) {
+    let done: Vec<(usize, &FolderReport, HostState)> = results
+        .iter()
+        .filter(|(_, (fr, failures))| failures.is_empty() && fr.failed == 0 && fr.missing() == 0)
+        .filter_map(|(i, (fr, _))| fr.expect.map(|e| (*i, fr, e)))
+        .collect();
+    if done.is_empty() || !client.has_capability("LIST-STATUS") {
+        return;
+    }
+    let listed = match client.list() {
+        Ok(l) => l,
+        Err(e) => {
+            ui::detail(&format!("host2: LIST after the push failed: {e:#}"));
+            return;
+        }
+    };
+    for (i, fr, want) in done {
+        let t = &plan[i];
+        let Some(st) = listed
+            .iter()
+            .find(|mb| mb.raw_name == t.mailbox && !mb.noselect)
+            .and_then(|mb| mb.status.as_ref())
+        else {
+            continue;
+        };
+        let seen = (st.uidvalidity, st.uidnext, st.messages);
+        if seen
+            != (
+                Some(want.uidvalidity),
+                Some(want.uidnext),
+                Some(want.messages),
+            )
+        {
+            ui::detail(&format!(
+                "{}: host2 changed during the push; it will be surveyed again next time",
+                t.label()
+            ));
+            continue;
+        }
+        let facts = MailboxFacts {
+            folders: t.folder_key(),
+            store_change,
+            store_messages: fr.messages,
+            delete2: opts.delete2,
+            dest_uidvalidity: want.uidvalidity,
+            dest_uidnext: want.uidnext,
+            dest_messages: want.messages,
+            dest_highestmodseq: st.highestmodseq,
+        };
+        if let Err(e) = index.set_mailbox_facts(destination, &t.mailbox, &facts) {
+            ui::warn(&format!("{}: {e:#}", t.label()));
+        }
+    }
+}
+
 /// One target's report and failures.
 type Outcome = (FolderReport, Vec<Failure>);
 
+/// Each pushed target's outcome (by index into the plan), and the first connection when it is
+/// still usable.
+type Pushed = (Vec<(usize, Outcome)>, Option<Client>);
+
 /// Push every target, over `opts.jobs` connections: the given client and index serve the first
 /// worker; the others open their own connection and their own handle on the index (SQLite
-/// serialises the writes; the store lock stays with this process).
-fn run_jobs(
+/// serialises the writes; the store lock stays with this process). The extra connections are
+/// opened while the first one runs `prepare` (creating folders), which says which targets to
+/// push. Returns each pushed target's outcome (by index into `plan`) and the first connection
+/// when it is still usable.
+fn run_jobs<P>(
     ctx: &Ctx<'_>,
     client: Client,
     index: &mut Index,
     plan: &[Target],
-) -> Result<Vec<Outcome>> {
-    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..plan.len()).collect());
+    prepare: P,
+) -> Result<Pushed>
+where
+    P: FnOnce(&mut Client) -> Result<Vec<bool>>,
+{
+    let queue: Mutex<VecDeque<usize>> = Mutex::new(VecDeque::new());
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; plan.len()]);
     let jobs = ctx.opts.jobs.clamp(1, plan.len().max(1));
     let index_path = ctx.opts.store.join(INDEX_FILE);
-    let work = |mut client: Client, index: &mut Index| {
+    let gate = RwLock::new(());
+    let work = |mut client: Client, index: &mut Index| -> Option<Client> {
         loop {
             let next = queue.lock().ok().and_then(|mut q| q.pop_front());
             let Some(i) = next else { break };
@@ -379,37 +617,68 @@ fn run_jobs(
                     Err(e) => {
                         // The folders left are reported as not pushed.
                         ui::warn(&format!("reconnecting to host2 failed: {e:#}"));
-                        return;
+                        return None;
                     }
                 }
             }
         }
-        let _ = client.logout();
+        Some(client)
     };
+    let mut keep = vec![false; plan.len()];
+    let mut prepare_error = None;
+    let mut client = Some(client);
     std::thread::scope(|s| {
+        let guard = gate.write().unwrap_or_else(|e| e.into_inner());
         for _ in 1..jobs {
             let work = &work;
+            let gate = &gate;
             let endpoint = &ctx.opts.endpoint;
             let retries = ctx.opts.retries;
             let index_path = &index_path;
             s.spawn(move || {
                 let conn =
                     connect(endpoint, retries).and_then(|c| Ok((c, Index::open(index_path)?)));
+                // Wait for the folders to exist and the queue to be filled.
+                drop(gate.read().unwrap_or_else(|e| e.into_inner()));
                 match conn {
-                    Ok((c, mut idx)) => work(c, &mut idx),
+                    Ok((c, mut idx)) => {
+                        if let Some(c) = work(c, &mut idx) {
+                            let _ = c.logout();
+                        }
+                    }
                     // Fewer connections are still correct; the others take the folders.
                     Err(e) => ui::warn(&format!("an extra connection to host2 failed: {e:#}")),
                 }
             });
         }
-        work(client, index);
+        let mut c = client.take().expect("the first connection");
+        match prepare(&mut c) {
+            Ok(k) => {
+                if let Ok(mut q) = queue.lock() {
+                    q.extend((0..plan.len()).filter(|&i| k[i]));
+                }
+                keep = k;
+            }
+            Err(e) => prepare_error = Some(e),
+        }
+        drop(guard);
+        client = if prepare_error.is_none() {
+            work(c, index)
+        } else {
+            Some(c)
+        };
     });
+    if let Some(e) = prepare_error {
+        return Err(e);
+    }
     let results = results.into_inner().unwrap_or_default();
-    Ok(results
+    let outcomes = results
         .into_iter()
-        .zip(plan)
-        .map(|(r, t)| {
-            r.unwrap_or_else(|| {
+        .enumerate()
+        .filter(|(i, _)| keep[*i])
+        .map(|(i, r)| {
+            let t = &plan[i];
+            let o = r.unwrap_or_else(|| {
                 (
                     FolderReport {
                         folder: t.label(),
@@ -422,7 +691,9 @@ fn run_jobs(
                         reason: "not pushed: the connection to host2 was lost".to_string(),
                     }],
                 )
-            })
+            });
+            (i, o)
         })
-        .collect())
+        .collect();
+    Ok((outcomes, client))
 }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{bail, Result};
 
 use crate::folders::{server_name, store_path};
-use crate::imap::{utf7, MailboxInfo, Namespace};
+use crate::imap::{utf7, MailboxInfo, MailboxStatus, Namespace};
 use crate::store::FolderRow;
 
 /// The folder-mapping options.
@@ -122,9 +122,19 @@ pub struct Target {
     pub want_subscribed: bool,
     /// The store folders, by path.
     pub folders: Vec<FolderRow>,
+    /// host2's MESSAGES, UIDNEXT, UIDVALIDITY (HIGHESTMODSEQ) from LIST-STATUS, when offered.
+    pub status: Option<MailboxStatus>,
 }
 
 impl Target {
+    /// The store folder ids going there, ascending, space-separated (recorded with the
+    /// mailbox's facts: another set of folders means another push).
+    pub fn folder_key(&self) -> String {
+        let mut ids: Vec<i64> = self.folders.iter().map(|f| f.id).collect();
+        ids.sort_unstable();
+        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")
+    }
+
     /// "Sent → Sent Items" (or just the path when unchanged), for reports.
     pub fn label(&self) -> String {
         let from: Vec<&str> = self.folders.iter().map(|f| f.path.as_str()).collect();
@@ -191,6 +201,9 @@ pub fn plan(
                 subscribed: existing.is_some_and(|mb| mb.subscribed),
                 want_subscribed: false,
                 folders: Vec::new(),
+                status: existing
+                    .filter(|mb| !mb.noselect)
+                    .and_then(|mb| mb.status.clone()),
             }
         });
         entry.want_subscribed |= f.subscribed;

@@ -647,8 +647,9 @@ impl Batch<'_> {
         object_known(&self.tx, hash).with_context(self.ctx())
     }
 
-    /// The durability protocol in one call: fsync the object directories written to (so every
-    /// object these rows name survives a crash), then commit.
+    /// The durability protocol in one call: make the objects written since the last sync
+    /// durable and put them in place ([`Objects::sync`](super::objects::Objects::sync)), so
+    /// every object these rows name survives a crash, then commit.
     pub fn commit_after_sync(self, objects: &super::objects::Objects) -> Result<()> {
         objects.sync()?;
         self.commit()

@@ -22,7 +22,7 @@ pub use index::{
 };
 pub use lock::StoreLock;
 pub use objects::{Hash, Objects};
-pub use push_state::{Intent, Mapping, NewIntent};
+pub use push_state::{Intent, MailboxFacts, Mapping, NewIntent};
 
 use objects::create_dir_0700;
 

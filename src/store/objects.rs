@@ -1,7 +1,8 @@
 //! Message objects: `objects/<2 hex>/<64 hex>.zst`, the zstd-compressed bytes of one message,
-//! named by the SHA-256 of the uncompressed bytes. Written once (temp file, fsync, rename).
+//! named by the SHA-256 of the uncompressed bytes. Written once: into a temp file, made durable
+//! together with the other objects of a batch, then renamed into place (see [`Objects`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -83,24 +84,46 @@ impl FromStr for Hash {
     }
 }
 
-/// Directories whose entries changed since the last [`Objects::sync`].
+/// Objects written since the last [`Objects::sync`]: their bytes are in `tmp/`, not yet durable
+/// and not yet under their names in `objects/`.
 #[derive(Default)]
-struct Touched {
-    dirs: BTreeSet<PathBuf>,
-    /// A new `objects/<2 hex>` subdirectory was made, so `objects/` itself needs an fsync.
-    objects_dir: bool,
+struct Pending {
+    /// Hash → (the counter in its temp file's name, compressed size).
+    objects: HashMap<Hash, (u64, u64)>,
+    /// `objects/<2 hex>` directories whose entries the next sync must make durable: renames a
+    /// failed sync left behind, and objects a write found in place (another `Objects` of this
+    /// process, i.e. another pull worker, may have renamed it there without its flush yet).
+    renamed_dirs: BTreeSet<PathBuf>,
+    /// `objects/` itself needs it too (a subdirectory may be new).
+    new_subdir: bool,
+    /// An open descriptor of `objects/`, for `syncfs(2)`. Opened before the first temp file is
+    /// written and kept: the kernel reports a writeback error to a descriptor only if the error
+    /// happened after the descriptor was opened (or nobody saw it yet).
+    #[cfg(target_os = "linux")]
+    dir_fd: Option<File>,
 }
 
 /// The object directory of a store.
+///
+/// Writes are batched for durability: [`Objects::write`] leaves the compressed bytes in a temp
+/// file without fsyncing; [`Objects::sync`] makes everything written since the previous call
+/// durable at once and only then moves it under its name in `objects/`. So a file in
+/// `objects/` is always complete, and one `syncfs(2)` replaces an fsync per object. Pending
+/// objects are visible to [`Objects::contains`] and [`Objects::read`], not at
+/// [`Objects::path`]. If the process ends without a sync, the pending objects are lost
+/// (`Store::open` clears `tmp/`); no index row names them because rows are committed only
+/// after a sync ([`Batch::commit_after_sync`](super::index::Batch::commit_after_sync)).
 pub struct Objects {
     /// `<store>/objects`
     dir: PathBuf,
     /// `<store>/tmp`, on the same file system so rename is atomic.
     tmp: PathBuf,
-    touched: Mutex<Touched>,
-    /// Makes temp names unique within this process; the store lock excludes other processes.
-    counter: AtomicU64,
+    pending: Mutex<Pending>,
 }
+
+/// Makes temp names unique within this process, across all its `Objects` (pull's workers each
+/// have their own on the same store); the store lock excludes other processes.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Objects {
     /// The objects of the store rooted at `store_root`; creates nothing.
@@ -108,8 +131,7 @@ impl Objects {
         Objects {
             dir: store_root.join("objects"),
             tmp: store_root.join("tmp"),
-            touched: Mutex::new(Touched::default()),
-            counter: AtomicU64::new(0),
+            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -118,81 +140,213 @@ impl Objects {
         &self.dir
     }
 
-    /// Where the object named `hash` lives (whether or not it exists).
+    /// Where the object named `hash` lives (whether or not it exists). An object written but
+    /// not yet synced is not there yet (see [`Objects::sync`]).
     pub fn path(&self, hash: &Hash) -> PathBuf {
         let hex = hash.to_hex();
         self.dir.join(&hex[..2]).join(format!("{hex}.zst"))
     }
 
-    /// Whether the object file exists (its content is not checked).
-    pub fn contains(&self, hash: &Hash) -> bool {
-        self.path(hash).is_file()
+    /// Where the pending object with temp counter `n` is.
+    fn tmp_path(&self, hash: &Hash, n: u64) -> PathBuf {
+        self.tmp.join(format!("{hash}.{}.{n}", std::process::id()))
     }
 
-    /// Compress and write `bytes` durably (temp file, fsync, rename) unless the object exists.
-    /// Returns the hash and the compressed size on disk. The rename is made durable by
-    /// [`Objects::sync`], which callers run before committing index rows that name the object.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the object exists, synced or pending (its content is not checked).
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.lock().objects.contains_key(hash) || self.path(hash).is_file()
+    }
+
+    /// Compress `bytes` into a temp file unless the object exists (synced or pending). Returns
+    /// the hash and the compressed size on disk. Nothing is fsynced here: the object becomes
+    /// durable, and moves under [`Objects::path`], at the next [`Objects::sync`], which callers
+    /// run before committing index rows that name it.
     pub fn write(&self, bytes: &[u8]) -> Result<(Hash, u64)> {
         let hash = Hash::of(bytes);
+        if let Some(&(_, stored)) = self.lock().objects.get(&hash) {
+            return Ok((hash, stored));
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let mut p = self.lock();
+            if p.dir_fd.is_none() {
+                let fd = File::open(&self.dir)
+                    .with_context(|| format!("cannot open {}", self.dir.display()))?;
+                p.dir_fd = Some(fd);
+            }
+        }
         let path = self.path(&hash);
         // Objects are immutable: an existing file is the same content (or damage for verify to
-        // find), never something to overwrite.
+        // find), never something to overwrite. It is complete: files get their names only
+        // after their bytes are durable.
         match fs::metadata(&path) {
-            Ok(meta) => return Ok((hash, meta.len())),
+            Ok(meta) => {
+                let mut p = self.lock();
+                let subdir = path.parent().expect("object path has a parent");
+                p.renamed_dirs.insert(subdir.to_path_buf());
+                p.new_subdir = true;
+                return Ok((hash, meta.len()));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot stat object {}", path.display()))
             }
         }
-        let subdir = path.parent().expect("object path has a parent");
-        let new_subdir = create_dir_0700(subdir)?;
 
         let compressed = zstd::bulk::compress(bytes, ZSTD_LEVEL)
             .with_context(|| format!("cannot compress object {hash}"))?;
-        let tmp = self.tmp.join(format!(
-            "{hash}.{}.{}",
-            std::process::id(),
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = write_new_file(&tmp, &compressed).and_then(|()| {
-            fs::rename(&tmp, &path)
-                .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-        });
-        if let Err(e) = written {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp_path(&hash, n);
+        if let Err(e) = write_new_file(&tmp, &compressed) {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-
-        let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-        touched.dirs.insert(subdir.to_path_buf());
-        touched.objects_dir |= new_subdir;
-        Ok((hash, compressed.len() as u64))
+        let stored = compressed.len() as u64;
+        let mut p = self.lock();
+        match p.objects.get(&hash) {
+            // Another thread wrote the same bytes meanwhile: one temp file is enough.
+            Some(&(_, theirs)) => {
+                drop(p);
+                let _ = fs::remove_file(&tmp);
+                Ok((hash, theirs))
+            }
+            None => {
+                p.objects.insert(hash, (n, stored));
+                Ok((hash, stored))
+            }
+        }
     }
 
-    /// fsync every object directory written to since the last call.
+    /// Make every object written since the last call durable and put it under its name:
+    /// flush all their bytes (one `syncfs(2)` of the store's file system on Linux, an fsync per
+    /// temp file elsewhere), rename each temp file into `objects/<2 hex>/`, then make the
+    /// renames durable (a second `syncfs`, or an fsync of each directory that changed).
+    ///
+    /// If flushing the bytes fails, the pending objects are discarded (their temp files
+    /// deleted) and the error returned: their bytes may be lost, and a retried flush could
+    /// wrongly succeed, so they must be written again before any index row names them.
     pub fn sync(&self) -> Result<()> {
-        let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-        let pending = std::mem::take(&mut *touched);
-        let mut result = Ok(());
-        for dir in &pending.dirs {
-            result = result.and_then(|()| fsync_dir(dir));
+        let mut p = self.lock();
+        if p.objects.is_empty() && p.renamed_dirs.is_empty() {
+            return Ok(());
         }
-        if pending.objects_dir {
-            result = result.and_then(|()| fsync_dir(&self.dir));
+        // `renamed_dirs` from before: their files' bytes are durable, their entries need a
+        // flush, which step 3 gives them.
+        let mut objects: Vec<(Hash, u64)> = p.objects.iter().map(|(h, &(n, _))| (*h, n)).collect();
+        objects.sort_unstable();
+
+        // 1. The bytes.
+        if let Err(e) = self.flush_data(&p, &objects) {
+            for (hash, n) in &objects {
+                let _ = fs::remove_file(self.tmp_path(hash, *n));
+            }
+            p.objects.clear();
+            return Err(e.context(format!(
+                "{} object(s) written since the last sync were discarded",
+                objects.len()
+            )));
         }
-        if result.is_err() {
-            // Keep them pending so a retry syncs them again.
-            touched.dirs.extend(pending.dirs);
-            touched.objects_dir |= pending.objects_dir;
+
+        // 2. The names. Each object's bytes are durable now, so a renamed file is complete
+        // even if the rename itself does not survive a crash.
+        let mut made: BTreeSet<PathBuf> = BTreeSet::new();
+        for (hash, n) in &objects {
+            let path = self.path(hash);
+            let subdir = path.parent().expect("object path has a parent");
+            if !made.contains(subdir) {
+                let new = create_dir_0700(subdir)?;
+                p.new_subdir |= new;
+                made.insert(subdir.to_path_buf());
+            }
+            let tmp = self.tmp_path(hash, *n);
+            // Another `Objects` of this process may have put the same object there meanwhile;
+            // the rename then replaces it with identical, equally durable bytes.
+            fs::rename(&tmp, &path).with_context(|| {
+                format!("cannot rename {} to {}", tmp.display(), path.display())
+            })?;
+            p.objects.remove(hash);
+            p.renamed_dirs.insert(subdir.to_path_buf());
         }
-        result
+
+        // 3. The names durable.
+        self.flush_names(&p)?;
+        p.renamed_dirs.clear();
+        p.new_subdir = false;
+        Ok(())
     }
 
-    /// Read, decompress and verify one object; an error names the object when it is missing
-    /// or its content does not hash to its name.
+    /// Step 1 of [`Objects::sync`]: the temp files' bytes durable.
+    fn flush_data(&self, p: &Pending, objects: &[(Hash, u64)]) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Some(done) = self.syncfs(p) {
+            return done;
+        }
+        let _ = p;
+        for (hash, n) in objects {
+            let tmp = self.tmp_path(hash, *n);
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot fsync {}", tmp.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Step 3 of [`Objects::sync`]: the renames durable.
+    fn flush_names(&self, p: &Pending) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Some(done) = self.syncfs(p) {
+            return done;
+        }
+        for dir in &p.renamed_dirs {
+            fsync_dir(dir)?;
+        }
+        if p.new_subdir {
+            fsync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// `syncfs(2)` of the file system holding the store; `None` where the kernel lacks it (or a
+    /// sandbox forbids it), so the caller fsyncs file by file instead.
+    #[cfg(target_os = "linux")]
+    fn syncfs(&self, p: &Pending) -> Option<Result<()>> {
+        let fd = p.dir_fd.as_ref()?;
+        match rustix::fs::syncfs(fd) {
+            Ok(()) => Some(Ok(())),
+            Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => None,
+            Err(e) => {
+                Some(Err(io::Error::from(e)).with_context(|| {
+                    format!("cannot sync the file system of {}", self.dir.display())
+                }))
+            }
+        }
+    }
+
+    /// Read, decompress and verify one object, synced or pending; an error names the object
+    /// when it is missing or its content does not hash to its name.
     pub fn read(&self, hash: &Hash) -> Result<Vec<u8>> {
-        let path = self.path(hash);
-        let compressed = match fs::read(&path) {
+        let pending = self.lock().objects.get(hash).map(|&(n, _)| n);
+        let mut path = self.path(hash);
+        let mut found = None;
+        if let Some(n) = pending {
+            let tmp = self.tmp_path(hash, n);
+            match fs::read(&tmp) {
+                Ok(b) => {
+                    found = Some(b);
+                    path = tmp;
+                }
+                // A sync renamed it meanwhile: read it under its name.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot read object {}", tmp.display()))
+                }
+            }
+        }
+        let compressed = match found.map_or_else(|| fs::read(&path), Ok) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 bail!("object {} is missing", path.display())
@@ -214,8 +368,8 @@ impl Objects {
         Ok(bytes)
     }
 
-    /// Every object file's hash, sorted, from the names alone (content is not read). Files
-    /// that do not fit the layout are yielded as errors naming them, for verify and gc.
+    /// Every synced object file's hash, sorted, from the names alone (content is not read).
+    /// Files that do not fit the layout are yielded as errors naming them, for verify and gc.
     pub fn iter(&self) -> impl Iterator<Item = Result<Hash>> {
         walkdir::WalkDir::new(&self.dir)
             .min_depth(1)
@@ -270,7 +424,8 @@ pub(crate) fn create_dir_0700(dir: &Path) -> Result<bool> {
     }
 }
 
-/// Create `path` (which must not exist) with mode 0600, write `data`, fsync.
+/// Create `path` (which must not exist) with mode 0600 and write `data`; no fsync (the caller
+/// makes it durable, see [`Objects::sync`]).
 fn write_new_file(path: &Path, data: &[u8]) -> Result<()> {
     let ctx = || format!("cannot write {}", path.display());
     let mut f = OpenOptions::new()
@@ -281,8 +436,7 @@ fn write_new_file(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(ctx)?;
     f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
         .with_context(ctx)?;
-    f.write_all(data).with_context(ctx)?;
-    f.sync_all().with_context(ctx)
+    f.write_all(data).with_context(ctx)
 }
 
 /// fsync a directory so the entries created or renamed in it survive a crash.
@@ -333,14 +487,19 @@ mod tests {
             &eight_bit,
             b"\0\r\n.\r\n",
         ];
+        let mut written = vec![];
         for bytes in cases {
             let (h, stored) = o.write(bytes).unwrap();
             assert_eq!(h, Hash::of(bytes));
-            assert_eq!(stored, fs::metadata(o.path(&h)).unwrap().len());
             assert!(o.contains(&h));
             assert_eq!(o.read(&h).unwrap(), bytes);
+            written.push((h, stored, bytes));
         }
         o.sync().unwrap();
+        for (h, stored, bytes) in written {
+            assert_eq!(stored, fs::metadata(o.path(&h)).unwrap().len());
+            assert_eq!(o.read(&h).unwrap(), bytes);
+        }
         assert_eq!(o.iter().collect::<Result<Vec<_>>>().unwrap().len(), 4);
     }
 
@@ -348,10 +507,12 @@ mod tests {
     fn same_bytes_twice_is_one_file_not_rewritten() {
         let (d, o) = objects();
         let (h1, s1) = o.write(b"hello").unwrap();
+        o.sync().unwrap();
         let path = o.path(&h1);
         let old = filetime(&path);
         std::thread::sleep(std::time::Duration::from_millis(20));
         let (h2, s2) = o.write(b"hello").unwrap();
+        o.sync().unwrap();
         assert_eq!((h1, s1), (h2, s2));
         assert_eq!(filetime(&path), old);
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
@@ -368,6 +529,7 @@ mod tests {
     fn corrupt_and_missing_objects_are_named() {
         let (_d, o) = objects();
         let (h, _) = o.write(b"the real message").unwrap();
+        o.sync().unwrap();
         let path = o.path(&h);
         // A valid zstd frame of other bytes under this name.
         fs::write(&path, zstd::bulk::compress(b"something else", 3).unwrap()).unwrap();
@@ -393,6 +555,7 @@ mod tests {
     fn modes_are_0700_and_0600() {
         let (_d, o) = objects();
         let (h, _) = o.write(b"x").unwrap();
+        o.sync().unwrap();
         assert_eq!(mode(&o.path(&h)), 0o600);
         assert_eq!(mode(o.path(&h).parent().unwrap()), 0o700);
     }
@@ -401,6 +564,7 @@ mod tests {
     fn iter_reports_stray_files() {
         let (_d, o) = objects();
         let (h, _) = o.write(b"x").unwrap();
+        o.sync().unwrap();
         fs::write(o.dir().join("stray"), b"").unwrap();
         let wrong_dir = o.dir().join("00");
         create_dir_0700(&wrong_dir).unwrap();
@@ -420,7 +584,95 @@ mod tests {
         let (_d, o) = objects();
         o.write(b"a").unwrap();
         o.sync().unwrap();
-        let t = o.touched.lock().unwrap();
-        assert!(t.dirs.is_empty() && !t.objects_dir);
+        let p = o.lock();
+        assert!(p.objects.is_empty() && p.renamed_dirs.is_empty() && !p.new_subdir);
+    }
+
+    fn entries(dir: &Path) -> usize {
+        fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn pending_objects_are_visible_before_sync_and_in_place_after() {
+        let (d, o) = objects();
+        let (h, stored) = o.write(b"pending message").unwrap();
+        // Not under its name yet, but there for contains and read.
+        assert!(!o.path(&h).exists());
+        assert_eq!(entries(o.dir()), 0, "no objects/xx before sync");
+        assert!(o.contains(&h));
+        assert_eq!(o.read(&h).unwrap(), b"pending message");
+        assert_eq!(o.write(b"pending message").unwrap(), (h, stored));
+        assert_eq!(entries(&d.path().join("tmp")), 1);
+        assert!(o.iter().next().is_none());
+
+        o.sync().unwrap();
+        assert_eq!(fs::metadata(o.path(&h)).unwrap().len(), stored);
+        assert_eq!(mode(&o.path(&h)), 0o600);
+        assert_eq!(mode(o.path(&h).parent().unwrap()), 0o700);
+        assert_eq!(entries(&d.path().join("tmp")), 0);
+        assert!(o.contains(&h));
+        assert_eq!(o.read(&h).unwrap(), b"pending message");
+        assert_eq!(o.iter().collect::<Result<Vec<_>>>().unwrap(), [h]);
+        // Nothing pending: a no-op.
+        o.sync().unwrap();
+    }
+
+    #[test]
+    fn same_bytes_twice_before_sync_is_one_file() {
+        let (d, o) = objects();
+        let a = o.write(b"twice").unwrap();
+        let b = o.write(b"twice").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(entries(&d.path().join("tmp")), 1);
+        o.sync().unwrap();
+        assert_eq!(entries(o.path(&a.0).parent().unwrap()), 1);
+        assert_eq!(entries(o.dir()), 1);
+        assert_eq!(entries(&d.path().join("tmp")), 0);
+    }
+
+    #[test]
+    fn many_objects_one_sync() {
+        let (d, o) = objects();
+        let hashes: Vec<Hash> = (0..600)
+            .map(|i| o.write(format!("message {i}").as_bytes()).unwrap().0)
+            .collect();
+        assert_eq!(entries(&d.path().join("tmp")), 600);
+        o.sync().unwrap();
+        assert_eq!(entries(&d.path().join("tmp")), 0);
+        for (i, h) in hashes.iter().enumerate() {
+            assert_eq!(
+                fs::read(o.path(h))
+                    .map(|z| zstd::stream::decode_all(&z[..]).unwrap())
+                    .unwrap(),
+                format!("message {i}").as_bytes()
+            );
+        }
+        let mut sorted = hashes.clone();
+        sorted.sort();
+        assert_eq!(o.iter().collect::<Result<Vec<_>>>().unwrap(), sorted);
+    }
+
+    #[test]
+    fn crash_before_sync_leaves_no_object_and_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("store");
+        let store = crate::store::Store::open_or_create(&root).unwrap();
+        let (kept, _) = store.objects.write(b"synced").unwrap();
+        store.objects.sync().unwrap();
+        let (lost, _) = store.objects.write(b"never synced").unwrap();
+        assert!(store.objects.contains(&lost));
+        // The process dies here: no sync. (Dropping cleans nothing up, like a crash.)
+        drop(store);
+        assert_eq!(entries(&root.join("tmp")), 1);
+
+        let store = crate::store::Store::open_existing(&root).unwrap();
+        assert!(!store.objects.contains(&lost));
+        assert!(!store.objects.path(&lost).exists());
+        assert_eq!(entries(&root.join("tmp")), 0);
+        assert_eq!(store.objects.read(&kept).unwrap(), b"synced");
+        assert_eq!(
+            store.objects.iter().collect::<Result<Vec<_>>>().unwrap(),
+            [kept]
+        );
     }
 }

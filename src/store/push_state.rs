@@ -59,7 +59,107 @@ pub struct Intent {
     pub created_at: i64,
 }
 
+/// What a host2 mailbox looked like right after a complete push into it (schema 4,
+/// `push_mailboxes`): while host2 still reports the same UIDVALIDITY, UIDNEXT, MESSAGES (and
+/// HIGHESTMODSEQ), and no store row of these folders changed after `store_change`, a push has
+/// nothing to do there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxFacts {
+    /// The store folder ids that go to the mailbox, ascending, space-separated.
+    pub folders: String,
+    /// The store's change number when the push read the store.
+    pub store_change: i64,
+    /// Live store messages of those folders then (all on host2).
+    pub store_messages: u64,
+    /// The push ran with `--delete2` (host2 held nothing else).
+    pub delete2: bool,
+    pub dest_uidvalidity: u32,
+    pub dest_uidnext: u32,
+    pub dest_messages: u32,
+    pub dest_highestmodseq: Option<u64>,
+}
+
 impl Index {
+    /// The facts recorded after the last complete push into `mailbox`, if any.
+    pub fn mailbox_facts(&self, destination: i64, mailbox: &str) -> Result<Option<MailboxFacts>> {
+        self.conn
+            .query_row(
+                "SELECT folders, store_change, store_messages, delete2, dest_uidvalidity,
+                        dest_uidnext, dest_messages, dest_highestmodseq
+                 FROM push_mailboxes WHERE destination_id = ?1 AND mailbox = ?2",
+                params![destination, mailbox],
+                |r| {
+                    Ok(MailboxFacts {
+                        folders: r.get(0)?,
+                        store_change: r.get(1)?,
+                        store_messages: r.get(2)?,
+                        delete2: r.get::<_, i64>(3)? != 0,
+                        dest_uidvalidity: r.get(4)?,
+                        dest_uidnext: r.get(5)?,
+                        dest_messages: r.get(6)?,
+                        dest_highestmodseq: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+                    })
+                },
+            )
+            .optional()
+            .with_context(|| self.push_ctx())
+    }
+
+    /// Record (replace) the facts of `mailbox` after a complete push.
+    pub fn set_mailbox_facts(
+        &mut self,
+        destination: i64,
+        mailbox: &str,
+        facts: &MailboxFacts,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO push_mailboxes (destination_id, mailbox, folders,
+                    store_change, store_messages, delete2, dest_uidvalidity, dest_uidnext,
+                    dest_messages, dest_highestmodseq, pushed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    destination,
+                    mailbox,
+                    facts.folders,
+                    facts.store_change,
+                    facts.store_messages,
+                    facts.delete2 as i64,
+                    facts.dest_uidvalidity,
+                    facts.dest_uidnext,
+                    facts.dest_messages,
+                    facts.dest_highestmodseq.map(|v| v as i64),
+                    now()
+                ],
+            )
+            .with_context(|| self.push_ctx())?;
+        Ok(())
+    }
+
+    /// Forget the facts of `mailbox` (a push into it is starting: until it completes, the
+    /// mailbox is surveyed in full).
+    pub fn forget_mailbox_facts(&mut self, destination: i64, mailbox: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM push_mailboxes WHERE destination_id = ?1 AND mailbox = ?2",
+                params![destination, mailbox],
+            )
+            .with_context(|| self.push_ctx())?;
+        Ok(())
+    }
+
+    /// True when a message row of the folder (live or expunged) took a change number after
+    /// `n`.
+    pub fn folder_messages_changed_since(&self, folder_id: i64, n: i64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE change > ?2 AND folder_id = ?1)",
+                params![folder_id, n],
+                |r| r.get(0),
+            )
+            .with_context(|| self.push_ctx())
+    }
+
     /// The id of the destination (host, user), creating its row when new.
     pub fn destination_id(&mut self, host: &str, user: &str) -> Result<i64> {
         if let Some(id) = self.find_destination(host, user)? {

@@ -149,6 +149,24 @@ CREATE TABLE bundles_applied (
     applied_at   INTEGER NOT NULL
 );
 "#,
+    // 4: push: what each host2 mailbox looked like after its last complete push, so an unchanged
+    // one is recognised from LIST-STATUS alone.
+    r#"
+CREATE TABLE push_mailboxes (
+    destination_id     INTEGER NOT NULL REFERENCES destinations (id),
+    mailbox            TEXT NOT NULL,
+    folders            TEXT NOT NULL,
+    store_change       INTEGER NOT NULL,
+    store_messages     INTEGER NOT NULL,
+    delete2            INTEGER NOT NULL CHECK (delete2 IN (0, 1)),
+    dest_uidvalidity   INTEGER NOT NULL,
+    dest_uidnext       INTEGER NOT NULL,
+    dest_messages      INTEGER NOT NULL,
+    dest_highestmodseq INTEGER,
+    pushed_at          INTEGER NOT NULL,
+    PRIMARY KEY (destination_id, mailbox)
+);
+"#,
 ];
 
 /// The schema version this binary writes.
@@ -273,6 +291,7 @@ mod tests {
                 "meta",
                 "objects",
                 "push_intents",
+                "push_mailboxes",
                 "pushed",
                 "runs"
             ]
