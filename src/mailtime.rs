@@ -2,13 +2,14 @@
 //! the `asctime` date of an mbox `From ` line (`Fri Mar  5 13:03:07 2021`, UTC), and Unix time
 //! (a Maildir file's mtime). Parsing never panics; it returns `None` on anything malformed.
 
-const MONTHS: [&str; 12] = [
+/// IMAP / RFC 5322 month names.
+pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -19,7 +20,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// (year, month 1–12, day) of a day number since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -71,6 +72,18 @@ pub fn parse_internaldate(s: &str) -> Option<i64> {
     let zm: i64 = zone.get(3..5)?.parse().ok()?;
     let local = days_from_civil(year, month, day) * 86_400 + hms(time)?;
     Some(local - sign * (zh * 3600 + zm * 60))
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for Unix time `t`, for people reading a report.
+pub fn format_utc(t: i64) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    let s = t.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// An IMAP date-time in UTC for Unix time `t`: `05-Mar-2021 13:03:07 +0000`.
@@ -125,6 +138,12 @@ pub fn parse_asctime(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_utc_gives_calendar_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_709_210_096), "2024-02-29 12:34:56 UTC");
+    }
 
     #[test]
     fn internaldate_round_trip() {

@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use unicode_width::UnicodeWidthStr;
 
+use crate::mailtime::format_utc;
 use crate::store::Store;
 use crate::ui::human_bytes;
 
@@ -50,7 +51,7 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
     for r in &rows {
         let last = match (r.gone, r.last_pull) {
             (true, _) => "gone from host1".to_string(),
-            (false, Some(t)) => format_time(t),
+            (false, Some(t)) => format_utc(t),
             (false, None) => "never".to_string(),
         };
         // `{:<N}` pads by chars; terminals show CJK names two columns wide.
@@ -74,36 +75,4 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
         human_bytes(stored)
     );
     Ok(())
-}
-
-/// UTC `YYYY-MM-DD HH:MM:SS` from unix seconds (civil-from-days, no time-zone database needed).
-pub fn format_time(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn format_time_gives_utc_calendar_dates() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_time(1_709_210_096), "2024-02-29 12:34:56 UTC");
-    }
 }

@@ -6,48 +6,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use imapferry::imap::{is_transient, AppendMessage, Client, TlsMode};
 
-use common::run::{imapferry, store_messages, Run};
-use common::{endpoint, imap_client, seed, server_messages, Corpus, Dovecot, DovecotConfig};
+use common::run::{assert_store_matches_server, pull_via};
+use common::{endpoint, imap_client, seed, Corpus, Dovecot, DovecotConfig};
 use common::{Affects, Faults, Proxy};
-
-/// `imapferry pull` from `server`'s account `user`, connecting through 127.0.0.1:`port`.
-fn pull_via(port: u16, server: &Dovecot, user: &str, store: &Path, extra: &[&str]) -> Run {
-    imapferry()
-        .arg("pull")
-        .args(["--host1", "127.0.0.1", "--port1"])
-        .arg(port.to_string())
-        .args(["--tls1", "none", "--user1", user, "--store"])
-        .arg(store)
-        .arg("--json")
-        .args(extra)
-        .env("IMAPFERRY_PASSWORD1", server.password(user))
-        .output()
-        .expect("run imapferry")
-        .into()
-}
-
-/// The store holds exactly the server's messages (folders, UIDs, bytes).
-fn assert_store_has_server_bytes(store: &Path, server: &Dovecot, user: &str) {
-    let want = server_messages(server, user);
-    let got = store_messages(store);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>()
-    );
-    for (folder, msgs) in &want {
-        let stored = &got[folder];
-        assert_eq!(stored.len(), msgs.len(), "message count in {folder}");
-        for (s, w) in stored.iter().zip(msgs) {
-            assert_eq!(s.uid, w.uid, "UIDs in {folder}");
-            assert!(s.bytes == w.bytes, "{folder} UID {}: bytes differ", s.uid);
-        }
-    }
-}
 
 /// A deterministic stream of pseudo-random numbers (xorshift64*).
 struct Rng(u64);
@@ -151,7 +116,7 @@ fn pull_through_compress_is_byte_exact_and_the_link_carries_a_fraction_of_the_ma
     // Dovecot's own out= count is taken before its deflate stream: it reports the IMAP text.
     let logged = server.traffic_settled().bytes_out - before.bytes_out;
     eprintln!("Dovecot logged out={logged} for the compressed pull");
-    assert_store_has_server_bytes(&compressed_store, &server, "alice");
+    assert_store_matches_server(&compressed_store, &server, "alice");
 
     let proxy = Proxy::start(server.port(), Faults::default());
     let plain_store = dir.path().join("plain");
@@ -164,7 +129,7 @@ fn pull_through_compress_is_byte_exact_and_the_link_carries_a_fraction_of_the_ma
     )
     .expect_code(0);
     let plain = proxy.bytes_to_client();
-    assert_store_has_server_bytes(&plain_store, &server, "alice");
+    assert_store_matches_server(&plain_store, &server, "alice");
 
     eprintln!(
         "{total} bytes of mail: {plain} bytes on the link without COMPRESS, {compressed} with \
@@ -210,7 +175,7 @@ fn max_bytes_per_second_holds_within_ten_percent_over_ten_seconds() {
         (rate - cap as f64).abs() <= cap as f64 * 0.10,
         "average {rate:.0} B/s is not within 10% of {cap}"
     );
-    assert_store_has_server_bytes(&store, &server, "alice");
+    assert_store_matches_server(&store, &server, "alice");
 }
 
 #[test]
@@ -235,7 +200,7 @@ fn pull_through_25ms_one_way_latency_completes_exactly() {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(run.json()["new"].as_u64(), Some(corpus.len() as u64));
-    assert_store_has_server_bytes(&store, &server, "alice");
+    assert_store_matches_server(&store, &server, "alice");
 }
 
 #[test]

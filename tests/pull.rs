@@ -7,40 +7,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::run::{pull, pull_command, store_messages};
+use common::run::{assert_store_matches_server, pull, pull_command, store_messages};
 use common::*;
-
-/// Assert the store holds exactly what the server serves: same folders, same UIDs, identical
-/// bytes, same flags (as a set) and the same INTERNALDATE string.
-fn assert_store_matches_server(store: &Path, server: &Dovecot, user: &str) {
-    let want = server_messages(server, user);
-    let got = store_messages(store);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "folders differ"
-    );
-    for (folder, msgs) in &want {
-        let stored = &got[folder];
-        assert_eq!(stored.len(), msgs.len(), "message count in {folder}");
-        for (s, w) in stored.iter().zip(msgs) {
-            assert_eq!(s.uid, w.uid, "UIDs in {folder}");
-            assert!(
-                s.bytes == w.bytes,
-                "{folder} UID {}: stored bytes differ from the server's",
-                s.uid
-            );
-            let mut flags = s.flags.clone();
-            flags.sort();
-            assert_eq!(flags, w.flags, "{folder} UID {} flags", s.uid);
-            assert_eq!(
-                s.internaldate, w.internaldate,
-                "{folder} UID {} date",
-                s.uid
-            );
-        }
-    }
-}
 
 /// Live messages in the index, including those of a folder whose pull was interrupted.
 fn count(store: &Path) -> usize {
@@ -412,7 +380,7 @@ fn store_files_are_private() {
 }
 
 #[test]
-fn a_50_mb_message_is_stored_exactly_with_memory_bounded_by_a_small_multiple_of_its_size() {
+fn a_50_mb_message_is_stored_exactly_in_under_64_mib_plus_its_size_of_memory() {
     let server = Dovecot::start_default();
     // 50 MB of base64-like lines: realistic for an attachment and barely compressible.
     let mut big = b"From: big@example.org\r\nSubject: big\r\nMessage-ID: <big@x>\r\n\r\n".to_vec();
@@ -444,9 +412,10 @@ fn a_50_mb_message_is_stored_exactly_with_memory_bounded_by_a_small_multiple_of_
     let r = pull(&server, "alice", &store, &[]).expect_code(0).json();
     let rss = n(&r, "peak_rss_bytes");
     eprintln!("peak RSS pulling a {} byte message: {rss} bytes", big.len());
+    // The target of issue 4: under 64 MiB plus the largest message.
     assert!(
-        rss < 4 * big.len() as u64,
-        "peak RSS {rss} is more than 4 x the message size"
+        rss < (64 << 20) + big.len() as u64,
+        "peak RSS {rss} is more than 64 MiB plus the message size"
     );
     let got = store_messages(&store);
     assert!(got["INBOX"][0].bytes == big, "stored bytes differ");

@@ -3,50 +3,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::run::{imapferry, store_messages, Run};
+use common::run::{assert_store_matches_server, pull_via, store_messages};
 use common::*;
-
-/// `imapferry pull` from `proxy` (in front of `server`) into `store`.
-fn pull_via(proxy: &Proxy, server: &Dovecot, store: &Path, extra: &[&str]) -> Run {
-    imapferry()
-        .args([
-            "pull",
-            "--host1",
-            "127.0.0.1",
-            "--port1",
-            &proxy.port().to_string(),
-        ])
-        .args(["--tls1", "none", "--user1", "alice", "--json", "--store"])
-        .arg(store)
-        .args(extra)
-        .env("IMAPFERRY_PASSWORD1", server.password("alice"))
-        .output()
-        .expect("run imapferry")
-        .into()
-}
-
-fn assert_exact(store: &Path, server: &Dovecot) {
-    let want = server_messages(server, "alice");
-    let got = store_messages(store);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>()
-    );
-    for (folder, msgs) in &want {
-        let stored = &got[folder];
-        assert_eq!(stored.len(), msgs.len(), "{folder}");
-        for (s, w) in stored.iter().zip(msgs) {
-            assert!(
-                s.uid == w.uid && s.bytes == w.bytes,
-                "{folder} UID {}",
-                w.uid
-            );
-        }
-    }
-}
 
 #[test]
 fn pull_through_a_link_that_cuts_every_connection_after_300_kb_completes_exactly() {
@@ -63,7 +23,9 @@ fn pull_through_a_link_that_cuts_every_connection_after_300_kb_completes_exactly
     );
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let r = pull_via(&proxy, &server, &store, &[]).expect_code(0).json();
+    let r = pull_via(proxy.port(), &server, "alice", &store, &[])
+        .expect_code(0)
+        .json();
     eprintln!(
         "{} connections, {} cut; {} messages",
         proxy.connections(),
@@ -75,7 +37,7 @@ fn pull_through_a_link_that_cuts_every_connection_after_300_kb_completes_exactly
         "the proxy should have cut the link many times"
     );
     assert_eq!(r["new"].as_u64().unwrap() as usize, corpus.len());
-    assert_exact(&store, &server);
+    assert_store_matches_server(&store, &server, "alice");
 }
 
 #[test]
@@ -111,7 +73,7 @@ fn a_20_mb_message_arrives_through_a_link_that_cuts_every_2_mb_and_partial_bytes
     let store = dir.path().join("store");
 
     // First with no retries at all: the run stops, but the chunks it got stay on disk.
-    let first = pull_via(&proxy, &server, &store, &["--retries", "0"]);
+    let first = pull_via(proxy.port(), &server, "alice", &store, &["--retries", "0"]);
     assert_ne!(first.code, 0, "a cut with --retries 0 must fail the run");
     let partial: u64 = std::fs::read_dir(store.join("partial"))
         .unwrap()
@@ -123,7 +85,9 @@ fn a_20_mb_message_arrives_through_a_link_that_cuts_every_2_mb_and_partial_bytes
         "the chunks received before the cut are kept"
     );
 
-    let r = pull_via(&proxy, &server, &store, &[]).expect_code(0).json();
+    let r = pull_via(proxy.port(), &server, "alice", &store, &[])
+        .expect_code(0)
+        .json();
     eprintln!("{} connections, {} cuts", proxy.connections(), proxy.cuts());
     assert_eq!(r["new"].as_u64().unwrap(), 1);
     assert!(store_messages(&store)["INBOX"][0].bytes == big);
@@ -152,12 +116,18 @@ fn pull_through_a_link_that_stalls_some_connections_completes_after_timeouts() {
     let store = dir.path().join("store");
     let started = std::time::Instant::now();
     // One connection at a time, so the first two (which stall) carry enough to stall.
-    let r = pull_via(&proxy, &server, &store, &["--timeout", "2", "--jobs", "1"])
-        .expect_code(0)
-        .json();
+    let r = pull_via(
+        proxy.port(),
+        &server,
+        "alice",
+        &store,
+        &["--timeout", "2", "--jobs", "1"],
+    )
+    .expect_code(0)
+    .json();
     eprintln!("stalled twice; finished in {:?}", started.elapsed());
     assert!(proxy.stalls() >= 2);
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(r["new"].as_u64().unwrap() as usize, corpus.len());
-    assert_exact(&store, &server);
+    assert_store_matches_server(&store, &server, "alice");
 }

@@ -182,32 +182,8 @@ pub fn server_messages(d: &Dovecot, user: &str) -> BTreeMap<String, Vec<ServerMe
 /// Seconds since the Unix epoch of an IMAP date-time such as `05-Mar-2021 14:03:07 +0100`
 /// (also accepts a leading space instead of the day's first digit). Panics on malformed input.
 pub fn internaldate_to_unix(s: &str) -> i64 {
-    let bad = || -> ! { panic!("malformed INTERNALDATE {s:?}") };
-    let mut it = s.split_whitespace();
-    let (date, time, zone) = match (it.next(), it.next(), it.next()) {
-        (Some(d), Some(t), Some(z)) => (d, t, z),
-        _ => bad(),
-    };
-    let dparts: Vec<&str> = date.split('-').collect();
-    let tparts: Vec<&str> = time.split(':').collect();
-    if dparts.len() != 3 || tparts.len() != 3 || zone.len() != 5 {
-        bad();
-    }
-    let num = |x: &str| -> i64 { x.trim().parse().unwrap_or_else(|_| bad()) };
-    let month = super::corpus::MONTHS
-        .iter()
-        .position(|m| m.eq_ignore_ascii_case(dparts[1]))
-        .unwrap_or_else(|| bad()) as i64
-        + 1;
-    let days = super::corpus::days_from_civil(num(dparts[2]), month, num(dparts[0]));
-    let local = days * 86400 + num(tparts[0]) * 3600 + num(tparts[1]) * 60 + num(tparts[2]);
-    let sign = match &zone[..1] {
-        "+" => 1,
-        "-" => -1,
-        _ => bad(),
-    };
-    let offset = sign * (num(&zone[1..3]) * 3600 + num(&zone[3..5]) * 60);
-    local - offset
+    imapferry::mailtime::parse_internaldate(s)
+        .unwrap_or_else(|| panic!("malformed INTERNALDATE {s:?}"))
 }
 
 /// Assert that `user`'s account on `d` holds exactly `corpus`: every corpus folder exists with

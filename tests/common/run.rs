@@ -69,16 +69,35 @@ pub fn imapferry() -> Command {
 /// `imapferry pull` from `server` (plaintext on loopback) as `user` into `store`, with `--json`
 /// and any `extra` arguments.
 pub fn pull_command(server: &Dovecot, user: &str, store: &Path, extra: &[&str]) -> Command {
+    pull_command_via(server.port(), server, user, store, extra)
+}
+
+/// Like [`pull_command`], connecting to 127.0.0.1:`port` (a proxy in front of `server`).
+pub fn pull_command_via(
+    port: u16,
+    server: &Dovecot,
+    user: &str,
+    store: &Path,
+    extra: &[&str],
+) -> Command {
     let mut c = imapferry();
     c.arg("pull")
         .args(["--host1", "127.0.0.1", "--port1"])
-        .arg(server.port().to_string())
+        .arg(port.to_string())
         .args(["--tls1", "none", "--user1", user, "--store"])
         .arg(store)
         .arg("--json")
         .args(extra)
         .env("IMAPFERRY_PASSWORD1", server.password(user));
     c
+}
+
+/// Run a pull through 127.0.0.1:`port` and return what it did.
+pub fn pull_via(port: u16, server: &Dovecot, user: &str, store: &Path, extra: &[&str]) -> Run {
+    pull_command_via(port, server, user, store, extra)
+        .output()
+        .expect("run imapferry")
+        .into()
 }
 
 /// Run a pull and return what it did.
@@ -126,4 +145,36 @@ pub fn store_messages(dir: &Path) -> BTreeMap<String, Vec<StoredMessage>> {
         out.insert(folder.path, msgs);
     }
     out
+}
+
+/// Assert the store holds exactly what the server serves: same folders, same UIDs, identical
+/// bytes, same flags (as a set) and the same INTERNALDATE string.
+pub fn assert_store_matches_server(store: &Path, server: &Dovecot, user: &str) {
+    let want = super::imap::server_messages(server, user);
+    let got = store_messages(store);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "folders differ"
+    );
+    for (folder, msgs) in &want {
+        let stored = &got[folder];
+        assert_eq!(stored.len(), msgs.len(), "message count in {folder}");
+        for (s, w) in stored.iter().zip(msgs) {
+            assert_eq!(s.uid, w.uid, "UIDs in {folder}");
+            assert!(
+                s.bytes == w.bytes,
+                "{folder} UID {}: stored bytes differ from the server's",
+                s.uid
+            );
+            let mut flags = s.flags.clone();
+            flags.sort();
+            assert_eq!(flags, w.flags, "{folder} UID {} flags", s.uid);
+            assert_eq!(
+                s.internaldate, w.internaldate,
+                "{folder} UID {} date",
+                s.uid
+            );
+        }
+    }
 }
