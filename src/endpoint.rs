@@ -56,6 +56,14 @@ pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
 
 /// Apply `--no-compress` and `--max-bytes-per-second` to an endpoint. Call once per run: the
 /// rate cap is shared by every connection made from clones of `ep`.
+/// The endpoint of one side with the shared network options applied (deadline, COMPRESS,
+/// rate cap).
+pub fn endpoint_for(args: ConnArgs, net: &NetArgs) -> Result<Endpoint> {
+    let mut ep = endpoint(&args, Duration::from_secs(net.timeout))?;
+    apply_net(&mut ep, net);
+    Ok(ep)
+}
+
 pub fn apply_net(ep: &mut Endpoint, net: &NetArgs) {
     ep.compress = !net.no_compress;
     ep.rate_limit = net.max_bytes_per_second.map(RateLimit::new);

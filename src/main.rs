@@ -4,15 +4,14 @@
 //! bad usage; 3 when the run finished but some messages or folders failed (each is listed).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 
 use imapferry::check::{self, CheckOptions};
 use imapferry::cli::{CheckArgs, Cli, Command, MapArgs, OutputArgs, PushArgs};
-use imapferry::endpoint::{apply_net, endpoint};
+use imapferry::endpoint::endpoint_for;
 use imapferry::folders::Selection;
-use imapferry::pull::{self, PullOptions};
+use imapferry::pull::{self, Failure, PullOptions};
 use imapferry::push::targets::MapRules;
 use imapferry::push::{self, PushOptions};
 use imapferry::{status, ui};
@@ -28,6 +27,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every message or folder that could not be moved, on stderr: nothing fails silently.
+fn print_failures(failures: &[Failure]) {
+    for f in failures {
+        match f.uid {
+            Some(uid) => eprintln!("failed: {} UID {uid}: {}", f.folder, f.reason),
+            None => eprintln!("failed: {}: {}", f.folder, f.reason),
+        }
+    }
+}
+
 fn set_output(o: &OutputArgs) {
     ui::set_verbosity(if o.quiet { 0 } else { 1 + o.verbose });
 }
@@ -36,8 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Pull(a) => {
             set_output(&a.output);
-            let mut ep = endpoint(&a.host1.into(), Duration::from_secs(a.net.timeout))?;
-            apply_net(&mut ep, &a.net);
+            let ep = endpoint_for(a.host1.into(), &a.net)?;
             let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
             let mut opts = PullOptions::new(ep, a.store, selection);
             opts.batch_bytes = a.tuning.batch_bytes;
@@ -48,12 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.chunk_threshold = a.tuning.chunk_threshold;
             opts.chunk_bytes = a.tuning.chunk_bytes.max(1);
             let report = pull::run(&opts)?;
-            for f in &report.failures {
-                match f.uid {
-                    Some(uid) => eprintln!("failed: {} UID {uid}: {}", f.folder, f.reason),
-                    None => eprintln!("failed: {}: {}", f.folder, f.reason),
-                }
-            }
+            print_failures(&report.failures);
             if a.output.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -93,8 +96,7 @@ fn push_command(a: PushArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let mut ep = endpoint(&a.host2.into(), Duration::from_secs(a.net.timeout))?;
-    apply_net(&mut ep, &a.net);
+    let ep = endpoint_for(a.host2.into(), &a.net)?;
     let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
     let mut opts = PushOptions::new(ep, a.store, selection);
     opts.rules = rules;
@@ -105,12 +107,7 @@ fn push_command(a: PushArgs) -> anyhow::Result<ExitCode> {
     opts.batch_messages = a.tuning.batch_messages.max(1);
     opts.retries = a.net.retries;
     let report = push::run(&opts)?;
-    for f in &report.failures {
-        match f.uid {
-            Some(uid) => eprintln!("failed: {} UID {uid}: {}", f.folder, f.reason),
-            None => eprintln!("failed: {}: {}", f.folder, f.reason),
-        }
-    }
+    print_failures(&report.failures);
     if a.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -131,8 +128,7 @@ fn check_command(a: CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let mut ep = endpoint(&a.host2.into(), Duration::from_secs(a.net.timeout))?;
-    apply_net(&mut ep, &a.net);
+    let ep = endpoint_for(a.host2.into(), &a.net)?;
     let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
     let report = check::run(&CheckOptions {
         endpoint: ep,
