@@ -1027,19 +1027,23 @@ fn report(rows: &[Row], cases: &[Case], host1s: &[(Account, u64, u64)]) -> Strin
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick | --full]");
+    eprintln!("usage: bench [--quick | --full | --standard] [--only CASE]");
     std::process::exit(2)
 }
 
 fn main() {
     let mut level = Level::Standard;
-    for a in std::env::args().skip(1) {
-        level = match a.as_str() {
-            "--quick" => Level::Quick,
-            "--full" => Level::Full,
-            "--standard" => Level::Standard,
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => level = Level::Quick,
+            "--full" => level = Level::Full,
+            "--standard" => level = Level::Standard,
+            // One case by name (e.g. 100k-loopback), to measure a change quickly.
+            "--only" => only = Some(args.next().unwrap_or_else(|| usage())),
             _ => usage(),
-        };
+        }
     }
     let binary = binary();
     assert!(
@@ -1048,7 +1052,13 @@ fn main() {
         binary.display()
     );
     let started = Instant::now();
-    let cases = cases(level);
+    let mut cases = cases(level);
+    if let Some(name) = &only {
+        cases.retain(|c| c.name == name.as_str());
+        if cases.is_empty() {
+            usage();
+        }
+    }
     let work = Work {
         dir: tempfile::Builder::new()
             .prefix("imapferry-bench-")
