@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use common::corpus::{Rng, WORDS};
 use common::run::binary;
 use common::*;
 
@@ -503,55 +504,10 @@ fn start_host1(account: Account) -> Host1 {
     host1
 }
 
-/// splitmix64, for the generated account (same as the harness's, kept local).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const WORDS: &[&str] = &[
-    "meeting",
-    "report",
-    "invoice",
-    "budget",
-    "please",
-    "review",
-    "the",
-    "attached",
-    "draft",
-    "quarter",
-    "deadline",
-    "project",
-    "server",
-    "migration",
-    "mailbox",
-    "thanks",
-    "regards",
-    "schedule",
-    "tomorrow",
-    "update",
-    "release",
-    "backup",
-    "folder",
-    "customer",
-    "question",
-];
-
 /// One small plain-text message (LF line endings, as Maildir holds them; Dovecot serves CRLF).
 fn bulk_message(rng: &mut Rng, folder: usize, n: usize, date: i64) -> String {
     let mut m = String::new();
-    let id = rng.next();
+    let id = rng.next_u64();
     let _ = write!(
         m,
         "Return-Path: <list-{folder}@example.org>\n\

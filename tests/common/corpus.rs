@@ -166,11 +166,12 @@ impl Stamp {
     }
 }
 
-/// splitmix64: tiny, deterministic, good enough for test data.
-struct Rng(u64);
+/// splitmix64: tiny, deterministic, good enough for test data (the benchmark's generated account
+/// uses it too).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -179,7 +180,7 @@ impl Rng {
     }
 
     /// Uniform in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
 
@@ -250,7 +251,8 @@ const DOMAINS: &[&str] = &[
     "beispiel.de",
     "test.jp",
 ];
-const WORDS: &[&str] = &[
+/// Words of message bodies and subjects.
+pub const WORDS: &[&str] = &[
     "meeting",
     "report",
     "invoice",
