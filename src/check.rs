@@ -132,7 +132,10 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport> {
         if !t.exists {
             let msgs = survey::load_store(&store.index, t)?;
             fc.store = msgs.len() as u64;
-            fc.missing = msgs.iter().map(|m| (m.folder.clone(), m.row.uid)).collect();
+            fc.missing = msgs
+                .iter()
+                .map(|m| (m.folder.to_string(), m.row.uid))
+                .collect();
         } else {
             let sel = client.select(&t.mailbox, true)?;
             let host = survey::list_host(&mut client, sel.exists)?;
@@ -154,7 +157,7 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport> {
             fc.missing = sv
                 .missing
                 .iter()
-                .map(|&i| (sv.store[i].folder.clone(), sv.store[i].row.uid))
+                .map(|&i| (sv.store[i].folder.to_string(), sv.store[i].row.uid))
                 .collect();
             fc.extra = sv.extras.clone();
             for (i, m) in &sv.present {
@@ -165,11 +168,11 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport> {
                 let (want, _) = storable_flags(&s.row.flags, &sel.permanent_flags);
                 if !survey::same_flags(&want, &h.flags) {
                     fc.flag_differences
-                        .push((s.folder.clone(), s.row.uid, m.dest_uid));
+                        .push((s.folder.to_string(), s.row.uid, m.dest_uid));
                 }
-                if h.size.is_some_and(|size| size != s.identity.size) {
+                if h.size.is_some_and(|size| size != s.row.size) {
                     fc.size_differences
-                        .push((s.folder.clone(), s.row.uid, m.dest_uid));
+                        .push((s.folder.to_string(), s.row.uid, m.dest_uid));
                 }
             }
         }

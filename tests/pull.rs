@@ -382,30 +382,9 @@ fn store_files_are_private() {
 #[test]
 fn a_50_mb_message_is_stored_exactly_in_under_64_mib_plus_its_size_of_memory() {
     let server = Dovecot::start_default();
-    // 50 MB of base64-like lines: realistic for an attachment and barely compressible.
-    let mut big = b"From: big@example.org\r\nSubject: big\r\nMessage-ID: <big@x>\r\n\r\n".to_vec();
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    while big.len() < 50_000_000 {
-        for _ in 0..76 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            big.push(ALPHABET[(x % 64) as usize]);
-        }
-        big.extend_from_slice(b"\r\n");
-    }
-    let mut c = imap_client(&server, "alice");
-    c.append_many(
-        "INBOX",
-        &[imapferry::imap::AppendMessage {
-            flags: &[],
-            internaldate: None,
-            bytes: &big,
-        }],
-    )
-    .unwrap();
-    c.logout().unwrap();
+    let corpus = Corpus::one_large(50_000_000);
+    seed(&server, "alice", &corpus);
+    let big = &corpus.messages[0].bytes;
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
@@ -418,7 +397,7 @@ fn a_50_mb_message_is_stored_exactly_in_under_64_mib_plus_its_size_of_memory() {
         "peak RSS {rss} is more than 64 MiB plus the message size"
     );
     let got = store_messages(&store);
-    assert!(got["INBOX"][0].bytes == big, "stored bytes differ");
+    assert!(got["INBOX"][0].bytes == *big, "stored bytes differ");
 }
 
 #[test]

@@ -176,6 +176,24 @@ fn push_is_exact_a_repush_sends_nothing_and_check_sees_a_removed_message() {
 }
 
 #[test]
+fn a_50_mb_message_is_pushed_exactly_in_under_64_mib_plus_its_size_of_memory() {
+    let corpus = Corpus::one_large(50_000_000);
+    let (h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config());
+    let r = push(&h2, &store, &[]).expect_code(0).json();
+    assert_eq!(n(&r, "sent"), 1);
+    let rss = n(&r, "peak_rss_bytes");
+    let size = corpus.messages[0].bytes.len() as u64;
+    eprintln!("peak RSS pushing a {size} byte message: {rss} bytes");
+    // The target of issue 4: under 64 MiB plus the largest message.
+    assert!(
+        rss < (64 << 20) + size,
+        "peak RSS {rss} is more than 64 MiB plus the message size"
+    );
+    assert_host2_matches_host1(&h1, &h2);
+}
+
+#[test]
 fn messages_already_on_host2_are_recognised_and_not_appended_again() {
     let corpus = Corpus::small();
     let (h1, _dir, store) = pulled(&corpus);

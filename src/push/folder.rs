@@ -3,6 +3,7 @@
 //! `--delete2` remove what the store no longer holds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -123,8 +124,9 @@ fn folder_line(fr: &FolderReport, dry: bool) -> String {
 }
 
 /// A store message on its way to host2.
-struct Outgoing {
-    msg: StoreMsg,
+#[derive(Clone)]
+struct Outgoing<'s> {
+    msg: &'s StoreMsg,
     flags: Vec<String>,
 }
 
@@ -335,47 +337,34 @@ impl Pusher<'_, '_> {
             return Ok(sel.uidnext);
         }
         let mut dropped: BTreeSet<String> = BTreeSet::new();
-        let outgoing: Vec<Outgoing> = sv
-            .missing
-            .iter()
-            .map(|&i| {
-                let msg = sv.store[i].clone();
-                let (flags, lost) = storable_flags(&msg.row.flags, &sel.permanent_flags);
-                dropped.extend(lost);
-                Outgoing { msg, flags }
-            })
-            .collect();
         let mut claimed: BTreeSet<u32> = sv.present.iter().map(|(_, m)| m.dest_uid).collect();
         let mut lower = sel.uidnext.unwrap_or(1);
-        let mut retry = Vec::new();
-        for batch in batches(
-            outgoing,
-            self.ctx.opts.batch_bytes,
-            self.ctx.opts.batch_messages,
-        ) {
+        let (max_bytes, max_count) = (self.ctx.opts.batch_bytes, self.ctx.opts.batch_messages);
+        let missing: Vec<&StoreMsg> = sv.missing.iter().map(|&i| &sv.store[i]).collect();
+        let mut retry: Vec<Outgoing<'_>> = Vec::new();
+        // Each batch is built when it is sent, so only one batch's flags and bytes are held.
+        for range in batches(missing.iter().map(|m| m.row.size), max_bytes, max_count) {
+            let batch = missing[range]
+                .iter()
+                .map(|&msg| {
+                    let (flags, lost) = storable_flags(&msg.row.flags, &sel.permanent_flags);
+                    dropped.extend(lost);
+                    Outgoing { msg, flags }
+                })
+                .collect();
             retry.extend(self.send_batch(dest, sel, batch, &mut lower, &mut claimed)?);
         }
         // Rejected with keywords: once more with system flags only.
-        let retry: Vec<Outgoing> = retry
-            .into_iter()
-            .map(|mut o| {
-                let (system, keywords): (Vec<String>, Vec<String>) =
-                    o.flags.drain(..).partition(|f| f.starts_with('\\'));
-                dropped.extend(keywords);
-                o.flags = system;
-                o
-            })
-            .collect();
-        for batch in batches(
-            retry,
-            self.ctx.opts.batch_bytes,
-            self.ctx.opts.batch_messages,
-        ) {
+        for o in &mut retry {
+            let (system, keywords): (Vec<String>, Vec<String>) =
+                o.flags.drain(..).partition(|f| f.starts_with('\\'));
+            dropped.extend(keywords);
+            o.flags = system;
+        }
+        for range in batches(retry.iter().map(|o| o.msg.row.size), max_bytes, max_count) {
+            let batch = retry[range].to_vec();
             for o in self.send_batch(dest, sel, batch, &mut lower, &mut claimed)? {
-                self.fail(
-                    &o.msg,
-                    "host2 rejected it even without keywords".to_string(),
-                );
+                self.fail(o.msg, "host2 rejected it even without keywords".to_string());
             }
         }
         self.fr.dropped_keywords = dropped.into_iter().collect();
@@ -383,20 +372,20 @@ impl Pusher<'_, '_> {
     }
 
     /// Send one batch; returns the messages host2 rejected that had keywords (to retry).
-    fn send_batch(
+    fn send_batch<'s>(
         &mut self,
         dest: i64,
         sel: &Selected,
-        batch: Vec<Outgoing>,
+        batch: Vec<Outgoing<'s>>,
         lower: &mut u32,
         claimed: &mut BTreeSet<u32>,
-    ) -> Result<Vec<Outgoing>> {
+    ) -> Result<Vec<Outgoing<'s>>> {
         // Read (and verify) the bytes first: an unreadable object is this message's failure.
-        let mut items: Vec<(Outgoing, Vec<u8>)> = Vec::with_capacity(batch.len());
+        let mut items: Vec<(Outgoing<'s>, Vec<u8>)> = Vec::with_capacity(batch.len());
         for o in batch {
             match self.ctx.objects.read(&o.msg.row.hash) {
                 Ok(bytes) => items.push((o, bytes)),
-                Err(e) => self.fail(&o.msg, format!("cannot read it from the store: {e:#}")),
+                Err(e) => self.fail(o.msg, format!("cannot read it from the store: {e:#}")),
             }
         }
         if items.is_empty() {
@@ -445,7 +434,7 @@ impl Pusher<'_, '_> {
                     if items[k].0.flags.iter().any(|f| !f.starts_with('\\')) {
                         retry_idx.push(k);
                     } else {
-                        self.fail(&items[k].0.msg, format!("host2 rejected the APPEND: {why}"));
+                        self.fail(items[k].0.msg, format!("host2 rejected the APPEND: {why}"));
                     }
                 }
             }
@@ -469,7 +458,7 @@ impl Pusher<'_, '_> {
             for k in lost {
                 // The next run recognises it by identity if it is there after all.
                 self.fail(
-                    &items[k].0.msg,
+                    items[k].0.msg,
                     "host2 accepted the APPEND but the message was not found afterwards"
                         .to_string(),
                 );
@@ -488,7 +477,7 @@ impl Pusher<'_, '_> {
         self.fr.bytes += sent_bytes;
         self.ctx.progress.advance(sent_bytes);
         let mut retry = Vec::new();
-        let mut items: Vec<Option<(Outgoing, Vec<u8>)>> = items.into_iter().map(Some).collect();
+        let mut items: Vec<Option<(Outgoing<'s>, Vec<u8>)>> = items.into_iter().map(Some).collect();
         for k in retry_idx {
             if let Some((o, _)) = items[k].take() {
                 retry.push(o);
@@ -497,7 +486,7 @@ impl Pusher<'_, '_> {
         Ok(retry)
     }
 
-    fn mapping(&self, o: &Outgoing, sel: &Selected, dest_uid: u32) -> Mapping {
+    fn mapping(&self, o: &Outgoing<'_>, sel: &Selected, dest_uid: u32) -> Mapping {
         Mapping {
             folder_id: o.msg.folder_id,
             uidvalidity: o.msg.row.uidvalidity,
@@ -614,29 +603,49 @@ impl Pusher<'_, '_> {
             msg.folder, msg.row.uid
         ));
         self.failures.push(Failure {
-            folder: msg.folder.clone(),
+            folder: msg.folder.to_string(),
             uid: Some(msg.row.uid),
             reason,
         });
     }
 }
 
-/// Split into batches of at most `max_bytes` (a larger message alone) and `max_count`.
-fn batches(items: Vec<Outgoing>, max_bytes: u64, max_count: usize) -> Vec<Vec<Outgoing>> {
+/// Split messages of these sizes into consecutive ranges of at most `max_bytes` (a larger
+/// message alone) and `max_count` messages.
+fn batches(
+    sizes: impl Iterator<Item = u64>,
+    max_bytes: u64,
+    max_count: usize,
+) -> Vec<Range<usize>> {
     let mut out = Vec::new();
-    let mut cur: Vec<Outgoing> = Vec::new();
-    let mut bytes = 0u64;
-    for o in items {
-        let size = o.msg.row.size;
-        if !cur.is_empty() && (bytes + size > max_bytes || cur.len() >= max_count.max(1)) {
-            out.push(std::mem::take(&mut cur));
-            bytes = 0;
+    let (mut start, mut end, mut bytes) = (0, 0, 0u64);
+    for size in sizes {
+        if end > start && (bytes + size > max_bytes || end - start >= max_count.max(1)) {
+            out.push(start..end);
+            (start, bytes) = (end, 0);
         }
         bytes += size;
-        cur.push(o);
+        end += 1;
     }
-    if !cur.is_empty() {
-        out.push(cur);
+    if end > start {
+        out.push(start..end);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batches;
+
+    #[test]
+    fn batches_are_bounded_by_bytes_and_count_and_a_large_message_goes_alone() {
+        let sizes = [3, 3, 3, 10, 1, 1, 1, 1, 1];
+        assert_eq!(
+            batches(sizes.into_iter(), 7, 3),
+            [0..2, 2..3, 3..4, 4..7, 7..9]
+        );
+        assert!(batches(std::iter::empty(), 7, 3).is_empty());
+        // A count of 0 still moves one message per batch.
+        assert_eq!(batches([1, 1].into_iter(), 7, 0), [0..1, 1..2]);
+    }
 }

@@ -136,6 +136,8 @@ pub struct PushReport {
     pub seconds: f64,
     /// Bytes per second appended.
     pub rate: f64,
+    /// Peak resident memory of the process, for benchmarks and the large-message test.
+    pub peak_rss_bytes: Option<u64>,
     /// True when host2 holds every store message of the pushed folders.
     pub complete: bool,
     pub verdict: String,
@@ -303,6 +305,7 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
     }
     report.seconds = started.elapsed().as_secs_f64();
     report.rate = report.bytes as f64 / report.seconds.max(0.001);
+    report.peak_rss_bytes = ui::peak_rss_bytes();
     let missing: u64 = report.per_folder.iter().map(FolderReport::missing).sum();
     report.complete = !opts.dry_run && missing == 0 && report.failures.is_empty();
     report.verdict = if opts.dry_run {

@@ -2,7 +2,9 @@
 //! messages are present (by the push state first, then by [`Identity`]), which are missing, and
 //! which host2 messages match no live store message. Shared by `push` and `check`.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use anyhow::Result;
 
@@ -12,14 +14,15 @@ use crate::imap::uidset::compact;
 use crate::imap::Client;
 use crate::store::{HeaderFacts, Index, Mapping, MessageRow};
 
-/// One live store message of a target.
+/// One live store message of a target. Its [`Identity`] is read only when host2 holds messages
+/// the push state does not explain: a 10,000-message folder going to a new mailbox never needs
+/// it, and holding it for every message of every connection cost megabytes.
 #[derive(Debug, Clone)]
 pub struct StoreMsg {
-    /// Store folder path.
-    pub folder: String,
+    /// Store folder path (shared by the folder's messages).
+    pub folder: Arc<str>,
     pub folder_id: i64,
     pub row: MessageRow,
-    pub identity: Identity,
 }
 
 impl StoreMsg {
@@ -57,26 +60,47 @@ pub struct Survey {
     pub stale: Vec<(i64, u32, u32)>,
 }
 
-/// The live messages of the target's store folders with their identities, by folder then UID.
+/// The live messages of the target's store folders, by folder then UID.
 pub fn load_store(index: &Index, target: &Target) -> Result<Vec<StoreMsg>> {
     let mut out = Vec::new();
     for f in &target.folders {
         let Some(uv) = f.state.uidvalidity else {
             continue;
         };
-        let facts = index.live_facts(f.id, uv)?;
-        for row in index.live_messages(f.id, uv)? {
-            let identity = match facts.get(&row.uid) {
-                Some((size, facts)) => Identity::new(*size, facts),
-                None => Identity::new(row.size, &HeaderFacts::default()),
-            };
-            out.push(StoreMsg {
-                folder: f.path.clone(),
-                folder_id: f.id,
-                row,
-                identity,
-            });
+        let folder: Arc<str> = Arc::from(f.path.as_str());
+        out.extend(
+            index
+                .live_messages(f.id, uv)?
+                .into_iter()
+                .map(|row| StoreMsg {
+                    folder: Arc::clone(&folder),
+                    folder_id: f.id,
+                    row,
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// The identities of `store[i]` for each `i` of `wanted`, in that order.
+fn identities(
+    index: &Index,
+    store: &[StoreMsg],
+    wanted: &[usize],
+) -> Result<Vec<(usize, Identity)>> {
+    let mut facts: BTreeMap<(i64, u32), _> = BTreeMap::new();
+    let mut out = Vec::with_capacity(wanted.len());
+    for &i in wanted {
+        let row = &store[i].row;
+        let key = (row.folder_id, row.uidvalidity);
+        if let Entry::Vacant(e) = facts.entry(key) {
+            e.insert(index.live_facts(row.folder_id, row.uidvalidity)?);
         }
+        let identity = match facts[&key].get(&row.uid) {
+            Some((size, facts)) => Identity::new(*size, facts),
+            None => Identity::new(row.size, &HeaderFacts::default()),
+        };
+        out.push((i, identity));
     }
     Ok(out)
 }
@@ -163,10 +187,7 @@ pub fn survey(
         })?;
         host_ids.sort_by_key(|(u, _)| *u);
         let seen: BTreeSet<u32> = host_ids.iter().map(|(u, _)| *u).collect();
-        let wanted: Vec<(usize, Identity)> = unmapped
-            .iter()
-            .map(|&i| (i, store[i].identity.clone()))
-            .collect();
+        let wanted = identities(index, &store, &unmapped)?;
         let (pairs, missing, mut extras) = match_identities(&wanted, &host_ids);
         // Messages whose header could not be read are not ours to judge as matching.
         extras.extend(unexplained.iter().filter(|u| !seen.contains(u)));

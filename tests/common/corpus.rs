@@ -99,6 +99,28 @@ impl Corpus {
         c
     }
 
+    /// An INBOX holding one message of about `len` bytes: a short header and base64-like
+    /// lines, realistic for an attachment and barely compressible (for the memory tests).
+    pub fn one_large(len: usize) -> Corpus {
+        let mut bytes =
+            b"From: big@example.org\r\nSubject: big\r\nMessage-ID: <big@x>\r\n\r\n".to_vec();
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        while bytes.len() < len {
+            bytes.extend((0..76).map(|_| ALPHABET[rng.below(64) as usize]));
+            bytes.extend_from_slice(b"\r\n");
+        }
+        Corpus {
+            folders: vec!["INBOX".to_string()],
+            messages: vec![CorpusMessage {
+                folder: "INBOX".to_string(),
+                bytes,
+                flags: vec!["\\Seen".to_string()],
+                internaldate: "05-Mar-2021 14:03:07 +0100".to_string(),
+            }],
+        }
+    }
+
     /// Messages grouped by folder, each group in APPEND order. Folders without messages are
     /// left out.
     pub fn by_folder(&self) -> BTreeMap<String, Vec<&CorpusMessage>> {
