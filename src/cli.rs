@@ -194,6 +194,13 @@ pub struct FolderArgs {
     pub excludes: Vec<String>,
 }
 
+impl FolderArgs {
+    /// The folders these options select.
+    pub fn selection(&self) -> anyhow::Result<crate::folders::Selection> {
+        crate::folders::Selection::new(&self.folders, &self.excludes)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct PullArgs {
     #[command(flatten)]

@@ -10,7 +10,6 @@ use clap::Parser;
 use imapferry::check::{self, CheckOptions};
 use imapferry::cli::{CheckArgs, Cli, Command, MapArgs, OutputArgs, PushArgs};
 use imapferry::endpoint::endpoint_for;
-use imapferry::folders::Selection;
 use imapferry::pull::{self, Failure, PullOptions};
 use imapferry::push::targets::MapRules;
 use imapferry::push::{self, PushOptions};
@@ -46,7 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pull(a) => {
             set_output(&a.output);
             let ep = endpoint_for(a.host1.into(), &a.net)?;
-            let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
+            let selection = a.folders.selection()?;
             let mut opts = PullOptions::new(ep, a.store, selection);
             opts.batch_bytes = a.tuning.batch_bytes;
             opts.depth = a.tuning.depth.max(1);
@@ -97,7 +96,7 @@ fn push_command(a: PushArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let ep = endpoint_for(a.host2.into(), &a.net)?;
-    let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
+    let selection = a.folders.selection()?;
     let mut opts = PushOptions::new(ep, a.store, selection);
     opts.rules = rules;
     opts.delete2 = a.delete2;
@@ -129,7 +128,7 @@ fn check_command(a: CheckArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let ep = endpoint_for(a.host2.into(), &a.net)?;
-    let selection = Selection::new(&a.folders.folders, &a.folders.excludes)?;
+    let selection = a.folders.selection()?;
     let report = check::run(&CheckOptions {
         endpoint: ep,
         store: a.store,
