@@ -116,7 +116,11 @@ fn host2_total(h2: &Dovecot) -> usize {
 
 /// Seed host1 with `corpus` and pull it into a new store.
 fn pulled(corpus: &Corpus) -> (Dovecot, tempfile::TempDir, std::path::PathBuf) {
-    let h1 = host1();
+    pulled_from(host1(), corpus)
+}
+
+/// Seed `h1` with `corpus` and pull it into a new store.
+fn pulled_from(h1: Dovecot, corpus: &Corpus) -> (Dovecot, tempfile::TempDir, std::path::PathBuf) {
     seed(&h1, "alice", corpus);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
@@ -191,6 +195,58 @@ fn a_50_mb_message_is_pushed_exactly_in_under_64_mib_plus_its_size_of_memory() {
         "peak RSS {rss} is more than 64 MiB plus the message size"
     );
     assert_host2_matches_host1(&h1, &h2);
+}
+
+#[test]
+fn folder_names_holding_host2s_separator_stay_one_folder_with_an_underscore() {
+    // host1 separates levels with `/`, so `.` is an ordinary character there; on host2 it
+    // separates levels.
+    let rename = [
+        ("Archive", "Dr. Jones"),
+        ("Archive/2024", "Dr. Jones/v1.2"),
+        ("Entwürfe", "Notes..."),
+    ];
+    let mut corpus = Corpus::small();
+    for f in corpus.folders.iter_mut() {
+        if let Some((_, to)) = rename.iter().find(|(from, _)| f == from) {
+            *f = to.to_string();
+        }
+    }
+    for m in corpus.messages.iter_mut() {
+        if let Some((_, to)) = rename.iter().find(|(from, _)| m.folder == *from) {
+            m.folder = to.to_string();
+        }
+    }
+    // Maildir++ (the harness's default) cannot hold `.` in a folder name.
+    let h1 = Dovecot::start(DovecotConfig::new().standard_special_use().fs_layout());
+    let (h1, _dir, store) = pulled_from(h1, &corpus);
+    let h2 = Dovecot::start(host2_config());
+    let r = push(&h2, &store, &[]).expect_code(0).json();
+    assert_eq!(n(&r, "sent") as usize, corpus.len());
+    let renamed: Vec<(String, String)> = serde_json::from_value(r["renamed"].clone()).unwrap();
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        renamed,
+        [
+            pair("Dr. Jones", "Dr_ Jones"),
+            pair("Dr. Jones/v1.2", "Dr_ Jones/v1_2"),
+            pair("Notes...", "Notes___"),
+        ]
+    );
+    let want = contents(
+        &h1,
+        &[
+            ("Sent", "Sent Items"),
+            ("Dr. Jones", "Dr_ Jones"),
+            ("Dr. Jones/v1.2", "Dr_ Jones/v1_2"),
+            ("Notes...", "Notes___"),
+        ],
+    );
+    assert_eq!(contents(&h2, &[]), want);
+    // The renamed folders are found again: nothing is sent twice, check agrees.
+    let again = push(&h2, &store, &[]).expect_code(0).json();
+    assert_eq!(n(&again, "sent"), 0);
+    check(&h2, &store).expect_code(0);
 }
 
 #[test]

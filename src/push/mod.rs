@@ -124,6 +124,9 @@ pub struct PushReport {
     pub folders: u64,
     /// Folders created on host2 (with `--dry-run`: to create), host2 paths.
     pub created: Vec<String>,
+    /// host2 paths whose level names held host2's separator, which became `_`: (as mapped, as
+    /// used).
+    pub renamed: Vec<(String, String)>,
     pub messages: u64,
     pub sent: u64,
     pub already: u64,
@@ -213,6 +216,15 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
         }
     };
     let plan = targets::plan(&folders, &opts.rules, &ns, &listed);
+    for t in &plan {
+        if let (Some(from), Some(sep)) = (&t.escaped_from, ns.separator) {
+            ui::info(&format!(
+                "{from:?} is {:?} on host2: {sep:?} separates folder levels there",
+                t.path
+            ));
+            report.renamed.push((from.clone(), t.path.clone()));
+        }
+    }
     // Nothing changes the store while we hold its lock: this bounds every change we push.
     let store_change = store.index.current_change()?;
     let destination = if opts.dry_run {

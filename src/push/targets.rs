@@ -8,7 +8,11 @@
 //!    and with `--dest-root`, which asks for everything under one folder);
 //! 3. otherwise the same path;
 //! 4. then `--dest-root D` puts the result under `D`, INBOX included (`D/INBOX`), like imapsync's
-//!    `--subfolder2`.
+//!    `--subfolder2`;
+//! 5. a level whose name holds host2's separator (`Dr. Jones` or `v1.2` on a server that
+//!    separates levels with `.`) gets `_` in its place (`Dr_ Jones`), so it stays one folder
+//!    instead of becoming a hierarchy (or an invalid name, for `Notes...`). Each such folder is
+//!    reported by the push.
 //!
 //! The host2 path is then turned into host2's name with its separator and personal-namespace
 //! prefix ([`crate::folders::server_name`]) and encoded in modified UTF-7; a mailbox host2 already
@@ -124,6 +128,9 @@ pub struct Target {
     pub folders: Vec<FolderRow>,
     /// host2's MESSAGES, UIDNEXT, UIDVALIDITY (HIGHESTMODSEQ) from LIST-STATUS, when offered.
     pub status: Option<MailboxStatus>,
+    /// The host2 path before host2's separator was replaced in level names (step 5 above), when
+    /// it was.
+    pub escaped_from: Option<String>,
 }
 
 impl Target {
@@ -189,6 +196,9 @@ pub fn plan(
                 }
             }
         }
+        let escaped = escape_separator(&path, ns.separator);
+        let escaped_from = (escaped != path).then_some(path);
+        let path = escaped;
         let entry = targets.entry(path.clone()).or_insert_with(|| {
             let existing = listed.get(&path);
             Target {
@@ -204,12 +214,21 @@ pub fn plan(
                 status: existing
                     .filter(|mb| !mb.noselect)
                     .and_then(|mb| mb.status.clone()),
+                escaped_from,
             }
         });
         entry.want_subscribed |= f.subscribed;
         entry.folders.push(f.clone());
     }
     targets.into_values().collect()
+}
+
+/// `path` (levels joined by `/`) with host2's `separator` replaced by `_` inside level names.
+fn escape_separator(path: &str, separator: Option<char>) -> String {
+    match separator {
+        Some(sep) if sep != '/' => path.replace(sep, "_"),
+        _ => path.to_string(),
+    }
 }
 
 /// The host2 names of the ancestors of `path` (outermost first), for servers that need parents
@@ -316,6 +335,38 @@ mod tests {
         assert_eq!(
             ancestor_mailboxes("a/b/c", &dot()),
             ["INBOX.a".to_string(), "INBOX.a.b".to_string()]
+        );
+    }
+
+    #[test]
+    fn host2s_separator_inside_a_level_name_becomes_an_underscore() {
+        let rules = MapRules::parse(&[], None, false).unwrap();
+        let t = plan(
+            &[folder("Archive/Dr. Jones", None), folder("Notes...", None)],
+            &rules,
+            &dot(),
+            &[],
+        );
+        let got: Vec<(&str, &str, Option<&str>)> = t
+            .iter()
+            .map(|t| {
+                (
+                    t.path.as_str(),
+                    t.mailbox.as_str(),
+                    t.escaped_from.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "Archive/Dr_ Jones",
+                    "INBOX.Archive.Dr_ Jones",
+                    Some("Archive/Dr. Jones")
+                ),
+                ("Notes___", "INBOX.Notes___", Some("Notes...")),
+            ]
         );
     }
 }

@@ -85,6 +85,9 @@ pub struct DovecotConfig {
     pub users: Vec<(String, String)>,
     /// Raw configuration text appended at the end of `dovecot.conf`.
     pub extra: String,
+    /// Maildir with `LAYOUT=fs` (one directory level per folder level) instead of Maildir++,
+    /// whose folder names cannot hold `.`.
+    pub fs_layout: bool,
 }
 
 impl Default for DovecotConfig {
@@ -97,6 +100,7 @@ impl Default for DovecotConfig {
             imap_capability: None,
             users: vec![("alice".to_string(), "secret1".to_string())],
             extra: String::new(),
+            fs_layout: false,
         }
     }
 }
@@ -110,6 +114,12 @@ impl DovecotConfig {
     /// Choose the namespace style.
     pub fn namespace(mut self, style: NamespaceStyle) -> Self {
         self.namespace = style;
+        self
+    }
+
+    /// Store mail with `LAYOUT=fs`, so that (with the `Slash` style) folder names may hold `.`.
+    pub fn fs_layout(mut self) -> Self {
+        self.fs_layout = true;
         self
     }
 
@@ -409,7 +419,8 @@ impl Dovecot {
         writeln!(w, "shutdown_clients = yes").unwrap();
         writeln!(w, "disable_plaintext_auth = no").unwrap();
         writeln!(w, "auth_mechanisms = plain login").unwrap();
-        writeln!(w, "mail_location = maildir:~/Maildir").unwrap();
+        let layout = if cfg.fs_layout { ":LAYOUT=fs" } else { "" };
+        writeln!(w, "mail_location = maildir:~/Maildir{layout}").unwrap();
         writeln!(w, "mail_max_userip_connections = 50").unwrap();
         // Throwaway data: don't pay for fsync on every APPEND.
         writeln!(w, "mail_fsync = never").unwrap();
