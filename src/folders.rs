@@ -7,7 +7,9 @@ use regex::Regex;
 use crate::imap::Namespace;
 
 /// The store path of a server mailbox: UTF-8 `name` (already decoded from modified UTF-7) with the
-/// personal-namespace prefix removed and levels joined by `/`. INBOX is always `INBOX`.
+/// personal-namespace prefix removed and levels joined by `/`. INBOX is always `INBOX`. A `/`
+/// inside a level name (a server separating levels with another character) becomes `_`, so that
+/// `a/b` (one level) and `a.b` (two levels) on a `.` server do not share the path `a/b`.
 pub fn store_path(name: &str, separator: Option<char>, ns: &Namespace) -> String {
     if name.eq_ignore_ascii_case("INBOX") {
         return "INBOX".to_string();
@@ -19,7 +21,7 @@ pub fn store_path(name: &str, separator: Option<char>, ns: &Namespace) -> String
         _ => name,
     };
     match separator {
-        Some(sep) if sep != '/' => rest.replace(sep, "/"),
+        Some(sep) if sep != '/' => rest.replace('/', "_").replace(sep, "/"),
         _ => rest.to_string(),
     }
 }
@@ -103,6 +105,7 @@ mod tests {
         );
         assert_eq!(store_path("INBOX", Some('.'), &n), "INBOX");
         assert_eq!(store_path("inbox", Some('.'), &n), "INBOX");
+        assert_eq!(store_path("INBOX.a/b.c", Some('.'), &n), "a_b/c");
         assert_eq!(server_name("Archive/2024", &n), "INBOX.Archive.2024");
         assert_eq!(server_name("INBOX", &n), "INBOX");
     }

@@ -428,12 +428,26 @@ fn sync_folder_list(
 ) -> Result<Vec<(FolderRow, Option<MailboxStatus>)>> {
     let mailboxes = client.list()?;
     let mut listed: BTreeMap<String, Option<MailboxStatus>> = BTreeMap::new();
+    let mut names: BTreeMap<String, &str> = BTreeMap::new();
     for mb in &mailboxes {
         if mb.noselect {
             // Containers only; push recreates them implicitly with their children.
             continue;
         }
         let path = store_path(&mb.name, mb.separator, ns);
+        if let Some(first) = names.get(path.as_str()) {
+            // Two mailboxes, one store folder: merging them would mix two UID spaces.
+            report.failures.push(Failure {
+                folder: mb.name.clone(),
+                uid: None,
+                reason: format!(
+                    "not pulled: its store path {path:?} is already host1's folder {first:?} \
+                     (rename one of them on host1)"
+                ),
+            });
+            continue;
+        }
+        names.insert(path.clone(), &mb.name);
         listed.insert(path.clone(), mb.status.clone());
         if !opts.selection.includes(&path) {
             continue;

@@ -237,6 +237,62 @@ fn inbox_dot_namespace_is_stored_with_slash_paths_and_no_prefix() {
     assert_store_matches_server(&store, &server, "alice");
 }
 
+#[test]
+fn a_slash_inside_a_folder_name_on_a_dot_server_is_kept_apart_and_a_path_clash_is_reported() {
+    // listescape lets Dovecot keep `/` in a level name when `.` separates levels.
+    let server = Dovecot::start(
+        DovecotConfig::new()
+            .namespace(NamespaceStyle::InboxDot)
+            .extra_config("mail_plugins = $mail_plugins listescape"),
+    );
+    let mut c = imap_client(&server, "alice");
+    let msg = |s: &str| format!("From: a@example.org\r\nSubject: {s}\r\n\r\n{s}\r\n").into_bytes();
+    // `a/b` is one level; `a.c` is `a` with a child `c`; `x/y` and `x_y` share a store path.
+    for (mailbox, subject) in [
+        ("INBOX.a/b", "one level"),
+        ("INBOX.a.c", "two levels"),
+        ("INBOX.x/y", "slash"),
+        ("INBOX.x_y", "underscore"),
+    ] {
+        c.create(mailbox).unwrap();
+        let bytes = msg(subject);
+        c.append_many(
+            mailbox,
+            &[imapferry::imap::AppendMessage {
+                flags: &[],
+                internaldate: None,
+                bytes: &bytes,
+            }],
+        )
+        .unwrap();
+    }
+    c.logout().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let r = pull(&server, "alice", &store, &[]).expect_code(3).json();
+    let failures = r["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let reason = failures[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("x_y"), "{reason}");
+    let got = store_messages(&store);
+    let subject = |path: &str| {
+        let m = &got[path];
+        assert_eq!(m.len(), 1, "{path}");
+        String::from_utf8_lossy(&m[0].bytes).into_owned()
+    };
+    assert!(subject("a_b").contains("one level"));
+    assert!(subject("a/c").contains("two levels"));
+    // One of the clashing pair, whole; the other named in the failure.
+    let pulled = subject("x_y");
+    let other = failures[0]["folder"].as_str().unwrap();
+    assert!(
+        (pulled.contains("slash") && other == "INBOX.x_y")
+            || (pulled.contains("underscore") && other == "INBOX.x/y"),
+        "pulled {pulled:?}, failed {other}"
+    );
+}
+
 fn tls_pull(server: &Dovecot, store: &Path, args: &[&str]) -> common::run::Run {
     let mut c = common::run::imapferry();
     c.arg("pull")
