@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::folders::{store_path, Selection};
 use crate::imap::uidset::compact as uid_set;
+use crate::imap::without_recent;
 use crate::imap::{is_transient, Client, Endpoint, Fetched, MailboxStatus, Namespace};
 use crate::retry::Retry;
 use crate::store::partial::Partials;
@@ -848,14 +849,6 @@ fn pull_folder(
     let mut batch = local.index.batch()?;
     batch.set_folder_state(folder.id, &state, now())?;
     batch.commit()
-}
-
-fn without_recent(flags: &[String]) -> Vec<String> {
-    flags
-        .iter()
-        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-        .cloned()
-        .collect()
 }
 
 fn same_flags(a: &[String], b: &[String]) -> bool {

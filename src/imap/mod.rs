@@ -36,3 +36,12 @@ pub use conn::{Endpoint, Secret, TlsMode, Traffic};
 pub use error::{is_transient, ErrorKind, WireError};
 pub use ratelimit::RateLimit;
 pub use response::MailboxStatus;
+
+/// Flags without `\Recent`: a session flag, never stored or copied.
+pub fn without_recent(flags: &[String]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .cloned()
+        .collect()
+}

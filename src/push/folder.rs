@@ -13,7 +13,7 @@ use super::survey::{self, storable_flags, StoreMsg, Survey};
 use super::targets::Target;
 use super::{Ctx, FolderReport, HostState};
 use crate::imap::uidset::compact;
-use crate::imap::{is_transient, AppendMessage, AppendOutcome, Client, Selected};
+use crate::imap::{is_transient, without_recent, AppendMessage, AppendOutcome, Client, Selected};
 use crate::pull::Failure;
 use crate::retry::Retry;
 use crate::store::{Hash, Index, Mapping, NewIntent};
@@ -319,7 +319,7 @@ impl Pusher<'_, '_> {
         self.client
             .uid_fetch_bodies(&uids, &sizes, 8 << 20, 2, &mut |f| {
                 if let Some(body) = &f.body {
-                    let flags = survey::without_recent(f.flags.as_deref().unwrap_or_default());
+                    let flags = without_recent(f.flags.as_deref().unwrap_or_default());
                     out.insert(f.uid, (Hash::of(body), flags));
                 }
                 Ok(())

@@ -11,7 +11,7 @@ use anyhow::Result;
 use super::identity::{match_identities, Identity};
 use super::targets::Target;
 use crate::imap::uidset::compact;
-use crate::imap::Client;
+use crate::imap::{without_recent, Client};
 use crate::store::{HeaderFacts, Index, Mapping, MessageRow};
 
 /// One live store message of a target. Its [`Identity`] is read only when host2 holds messages
@@ -221,15 +221,6 @@ pub fn survey(
     }
     sv.store = store;
     Ok(sv)
-}
-
-/// Flags without `\Recent` (a session flag, never copied).
-pub fn without_recent(flags: &[String]) -> Vec<String> {
-    flags
-        .iter()
-        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-        .cloned()
-        .collect()
 }
 
 /// The flags host2 can keep for good: all when PERMANENTFLAGS has `\*` or was not sent, else
