@@ -788,29 +788,22 @@ fn pull_folder(
     for &(uid, size) in &large {
         let chunk = *chunked.entry(uid).or_insert(opts.chunk_bytes);
         let mut part = partials.begin(folder.id, uv, uid, size)?;
-        let mut gone = false;
-        loop {
-            let offset = part.len();
-            let fetched = client.uid_fetch_partial(uid, offset, chunk);
-            let fetched = match fetched {
-                Ok(f) => f,
-                Err(e) => {
-                    // Smaller chunks next time, in case the link cannot carry this many bytes.
-                    chunked.insert(uid, (chunk / 2).max(MIN_CHUNK));
-                    return Err(e);
-                }
-            };
-            let Some(bytes) = fetched else {
-                gone = true;
-                break;
-            };
-            part.append(&bytes)?;
-            fr.chunk_bytes += bytes.len() as u64;
-            // A short chunk is the end (RFC822.SIZE is only a hint on some servers).
-            if (bytes.len() as u64) < chunk {
-                break;
+        let offset = part.len();
+        let fetched = client.uid_fetch_partials(uid, offset, chunk, size, opts.depth, &mut |b| {
+            // Each piece is kept in partial/ as it comes, so a broken link loses at most the
+            // pieces in flight.
+            part.append(b)?;
+            fr.chunk_bytes += b.len() as u64;
+            Ok(())
+        });
+        let gone = match fetched {
+            Ok(seen) => !seen,
+            Err(e) => {
+                // Smaller chunks next time, in case the link cannot carry this many bytes.
+                chunked.insert(uid, (chunk / 2).max(MIN_CHUNK));
+                return Err(e);
             }
-        }
+        };
         if !gone {
             let body = part.read_all()?;
             accept(

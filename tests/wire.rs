@@ -201,7 +201,7 @@ fn compress_is_not_used_when_the_endpoint_disables_it() {
 }
 
 #[test]
-fn partial_fetch_returns_exact_slices_empty_past_the_end_and_none_for_a_missing_uid() {
+fn pipelined_partial_fetches_reassemble_exactly_end_on_a_short_piece_and_see_a_missing_uid() {
     let d = Dovecot::start(DovecotConfig::new().compress());
     let mut c = Client::connect(&endpoint(&d, "alice", TlsMode::None)).unwrap();
     let mut big = Vec::new();
@@ -227,29 +227,34 @@ fn partial_fetch_returns_exact_slices_empty_past_the_end_and_none_for_a_missing_
         panic!("{:?}", out[0]);
     };
     c.select("INBOX", true).unwrap();
-    let chunk = 1 << 20;
-    let mut got = Vec::new();
-    let mut offset = 0u64;
-    loop {
-        let piece = c.uid_fetch_partial(uid, offset, chunk).unwrap().unwrap();
-        assert!(piece.len() as u64 <= chunk);
-        if piece.is_empty() {
-            break;
-        }
-        offset += piece.len() as u64;
-        got.extend_from_slice(&piece);
-    }
-    assert!(
-        got == msg,
-        "reassembled {} of {} bytes",
-        got.len(),
-        msg.len()
-    );
-    assert_eq!(
-        c.uid_fetch_partial(uid, 5, 10).unwrap().unwrap(),
-        msg[5..15].to_vec()
-    );
-    assert_eq!(c.uid_fetch_partial(uid + 1000, 0, 10).unwrap(), None);
+    let size = msg.len() as u64;
+    let fetch = |c: &mut Client, uid: u32, offset: u64, chunk: u64, hint: u64, depth: usize| {
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        let seen = c
+            .uid_fetch_partials(uid, offset, chunk, hint, depth, &mut |p| {
+                pieces.push(p.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        (seen, pieces)
+    };
+    // Four 1 MiB pieces in flight; the last one is short.
+    let (seen, pieces) = fetch(&mut c, uid, 0, 1 << 20, size, 4);
+    assert!(seen);
+    assert!(pieces.iter().all(|p| p.len() as u64 <= 1 << 20));
+    assert!(pieces.concat() == msg, "reassembled with depth 4");
+    // A size hint that is too small (an estimate) still brings the whole message.
+    let (_, pieces) = fetch(&mut c, uid, 0, 1 << 20, 1000, 4);
+    assert!(pieces.concat() == msg, "reassembled with a low size hint");
+    // From an offset: the tail only, in 10-byte pieces and a short last one.
+    let (_, pieces) = fetch(&mut c, uid, size - 25, 10, size, 8);
+    assert_eq!(pieces.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
+    assert_eq!(pieces.concat(), msg[msg.len() - 25..].to_vec());
+    // A length that is a multiple of the chunk ends with an empty piece.
+    let (_, pieces) = fetch(&mut c, uid, size - 20, 10, size, 8);
+    assert_eq!(pieces.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 0]);
+    // No such message: nothing, and `false`.
+    assert_eq!(fetch(&mut c, uid + 1000, 0, 10, 100, 4), (false, vec![]));
     c.logout().unwrap();
 }
 

@@ -1,7 +1,7 @@
 //! A logged-in IMAP session and the commands imapferry sends.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
@@ -68,6 +68,8 @@ pub struct Fetched {
     pub modseq: Option<u64>,
     /// `BODY[]` (or `BODY[]<offset>` / `BODY[HEADER]`) bytes, exactly as sent.
     pub body: Option<Vec<u8>>,
+    /// The offset of a partial `BODY[]<origin>` the server stated.
+    pub origin: Option<u64>,
 }
 
 /// One message to APPEND.
@@ -566,42 +568,135 @@ impl Client {
         )
     }
 
-    /// `UID FETCH uid (UID BODY.PEEK[]<offset.len>)`: up to `len` bytes of the message from
-    /// byte `offset` (fewer at its end, none past it), for fetching a big message in pieces
-    /// that each fit through a link that drops. `None` when the mailbox has no message `uid`.
-    pub fn uid_fetch_partial(
+    /// Message `uid` from byte `offset` on, as `BODY.PEEK[]<offset.chunk>` pieces with up to
+    /// `depth` commands in flight (a long link pays one round trip per `depth` pieces, not per
+    /// piece), handed to `on_piece` in order until the first short piece, which is the end.
+    /// `size_hint` (RFC822.SIZE) bounds how far ahead pieces are asked for; the end is still
+    /// found by a short piece, since some servers' sizes are only estimates.
+    ///
+    /// Pieces are put in place by the origin the server states (`BODY[]<origin>`), so they
+    /// cannot be put together in the wrong order; until the first piece shows that the server
+    /// states it, one command is in flight. Returns `false` when the server sent nothing for
+    /// the UID (expunged).
+    pub fn uid_fetch_partials(
         &mut self,
         uid: u32,
         offset: u64,
-        len: u64,
-    ) -> Result<Option<Vec<u8>>> {
-        if len == 0 {
-            bail!("uid_fetch_partial: length must be at least 1");
+        chunk: u64,
+        size_hint: u64,
+        depth: usize,
+        on_piece: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<bool> {
+        if chunk == 0 {
+            bail!("uid_fetch_partials: the chunk must be at least 1 byte");
         }
         if uid == 0 {
-            bail!("uid_fetch_partial: UID 0 is not a message");
+            bail!("uid_fetch_partials: UID 0 is not a message");
         }
-        let cmd = format!("UID FETCH {uid} (UID BODY.PEEK[]<{offset}.{len}>)");
-        let mut seen = false;
-        let mut body = None;
-        self.run(&[text(&cmd)], &mut |u| {
-            if let Untagged::Fetch {
-                uid: Some(got),
-                item,
-                ..
-            } = u
+        let mut window = 1;
+        let (mut next_send, mut next_deliver) = (offset, offset);
+        let mut pieces: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut in_flight: VecDeque<(String, u64)> = VecDeque::new();
+        let (mut seen, mut ended) = (false, false);
+        let mut failure: Option<anyhow::Error> = None;
+        loop {
+            while failure.is_none()
+                && !ended
+                && in_flight.len() < window
+                && (in_flight.is_empty() || next_send < size_hint)
             {
-                if got == uid {
+                let cmd = format!("UID FETCH {uid} (UID BODY.PEEK[]<{next_send}.{chunk}>)");
+                let sent = self.send(&[text(&cmd)])?;
+                in_flight.push_back((sent.tag, next_send));
+                next_send += chunk;
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            match self.read()? {
+                Response::Untagged(Untagged::Fetch {
+                    uid: Some(got),
+                    item,
+                    ..
+                }) if got == uid => {
                     seen = true;
-                    if item.body.is_some() {
-                        body = item.body;
+                    let Some(body) = item.body else {
+                        continue; // a flag update; a NIL body is settled by the tagged OK
+                    };
+                    let at = match item.origin {
+                        Some(o) => {
+                            window = depth.max(1);
+                            o
+                        }
+                        None if in_flight.len() == 1 => in_flight[0].1,
+                        None => {
+                            failure.get_or_insert_with(|| {
+                                anyhow!(
+                                    "{}: UID FETCH {uid}: a partial body without its origin",
+                                    self.label
+                                )
+                            });
+                            continue;
+                        }
+                    };
+                    if at >= next_deliver {
+                        pieces.insert(at, body);
                     }
                 }
+                Response::Untagged(_) => {}
+                Response::Tagged {
+                    tag,
+                    status,
+                    code,
+                    text: t,
+                } => {
+                    let Some(pos) = in_flight.iter().position(|(x, _)| *x == tag) else {
+                        wire_log!(1, "{}: ignoring response to unknown tag {tag}", self.label);
+                        continue;
+                    };
+                    let (_, at) = in_flight.remove(pos).unwrap_or_default();
+                    if status != Status::Ok {
+                        failure.get_or_insert_with(|| {
+                            wire_error(
+                                ErrorKind::Rejected {
+                                    code: code_name(&code),
+                                    text: t.clone(),
+                                },
+                                format!(
+                                    "{}: UID FETCH {uid} (BODY.PEEK[]<{at}.{chunk}>) failed: \
+                                     {status} {t}",
+                                    self.label
+                                ),
+                            )
+                        });
+                    } else if !seen {
+                        ended = true; // nothing for this UID: expunged
+                    } else if at >= next_deliver {
+                        // Past the end the server answers "" or NIL: an empty piece.
+                        pieces.entry(at).or_default();
+                    }
+                }
+                Response::Continuation(t) => bail!(
+                    "{}: unexpected continuation request during UID FETCH: {t}",
+                    self.label
+                ),
+                Response::Bye(t) => return Err(self.bye(None, &t)),
             }
-            Ok(())
-        })?;
-        // The server answers `BODY[]<offset> ""` (or NIL) past the end: an empty piece.
-        Ok(seen.then(|| body.unwrap_or_default()))
+            while failure.is_none() && !ended {
+                let Some(piece) = pieces.remove(&next_deliver) else {
+                    break;
+                };
+                if let Err(e) = on_piece(&piece) {
+                    failure = Some(e);
+                }
+                next_deliver += piece.len() as u64;
+                ended = (piece.len() as u64) < chunk;
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(seen),
+        }
     }
 
     /// CREATE a mailbox (raw, already encoded name). An existing mailbox

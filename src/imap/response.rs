@@ -345,9 +345,13 @@ fn convert(buf: &[u8], resp: ip::Response<'_>) -> Option<Response> {
                     }
                     ip::AttributeValue::Rfc822Size(n) => item.size = Some(u64::from(n)),
                     ip::AttributeValue::ModSeq(m) => item.modseq = Some(m),
-                    ip::AttributeValue::BodySection { data, .. }
-                    | ip::AttributeValue::Rfc822(data)
-                    | ip::AttributeValue::Rfc822Header(data) => {
+                    ip::AttributeValue::BodySection { data, index, .. } => {
+                        item.origin = index.map(u64::from);
+                        if let Some(d) = data {
+                            item.body = Some(exact(buf, &d).into_owned());
+                        }
+                    }
+                    ip::AttributeValue::Rfc822(data) | ip::AttributeValue::Rfc822Header(data) => {
                         if let Some(d) = data {
                             item.body = Some(exact(buf, &d).into_owned());
                         }
