@@ -6,7 +6,7 @@
 //! after their objects are durable, so a kill loses at most the batch in flight and nothing
 //! committed is fetched again. An unchanged folder costs one EXAMINE.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -16,8 +16,9 @@ use serde::Serialize;
 
 use crate::folders::{store_path, Selection};
 use crate::imap::uidset::compact as uid_set;
-use crate::imap::without_recent;
-use crate::imap::{is_transient, Client, Endpoint, Fetched, MailboxStatus, Namespace};
+use crate::imap::{
+    is_transient, without_recent, Client, Endpoint, Fetched, MailboxInfo, MailboxStatus, Namespace,
+};
 use crate::retry::Retry;
 use crate::store::partial::Partials;
 use crate::store::{
@@ -428,31 +429,48 @@ fn sync_folder_list(
     report: &mut PullReport,
 ) -> Result<Vec<(FolderRow, Option<MailboxStatus>)>> {
     let mailboxes = client.list()?;
+    // Selectable mailboxes by store path, in LIST order. Containers are left out: push
+    // recreates them implicitly with their children.
+    let mut by_path: BTreeMap<String, Vec<&MailboxInfo>> = BTreeMap::new();
+    for mb in mailboxes.iter().filter(|mb| !mb.noselect) {
+        by_path
+            .entry(store_path(&mb.name, mb.separator, ns))
+            .or_default()
+            .push(mb);
+    }
+    let known: HashMap<String, String> = store
+        .index
+        .folders()?
+        .into_iter()
+        .map(|f| (f.path, f.raw_name))
+        .collect();
     let mut listed: BTreeMap<String, Option<MailboxStatus>> = BTreeMap::new();
-    let mut names: BTreeMap<String, &str> = BTreeMap::new();
-    for mb in &mailboxes {
-        if mb.noselect {
-            // Containers only; push recreates them implicitly with their children.
+    for (path, mbs) in by_path {
+        if !opts.selection.includes(&path) {
+            listed.insert(path, None);
             continue;
         }
-        let path = store_path(&mb.name, mb.separator, ns);
-        if let Some(first) = names.get(path.as_str()) {
-            // Two mailboxes, one store folder: merging them would mix two UID spaces.
+        // Two mailboxes, one store path (`x/y` and `x_y` on a `.` server): merging them would
+        // mix two UID spaces. The one the store already holds there keeps it, else the one
+        // whose name needed no `_`; the other is reported.
+        let keep = mbs
+            .iter()
+            .position(|mb| known.get(&path) == Some(&mb.raw_name))
+            .or_else(|| mbs.iter().position(|mb| !escaped_slash(mb)))
+            .unwrap_or(0);
+        for (_, mb) in mbs.iter().enumerate().filter(|(i, _)| *i != keep) {
             report.failures.push(Failure {
                 folder: mb.name.clone(),
                 uid: None,
                 reason: format!(
-                    "not pulled: its store path {path:?} is already host1's folder {first:?} \
-                     (rename one of them on host1)"
+                    "not pulled: its store path {path:?} is host1's folder {:?} \
+                     (rename one of them on host1)",
+                    mbs[keep].name
                 ),
             });
-            continue;
         }
-        names.insert(path.clone(), &mb.name);
+        let mb = mbs[keep];
         listed.insert(path.clone(), mb.status.clone());
-        if !opts.selection.includes(&path) {
-            continue;
-        }
         store.index.upsert_folder(
             &path,
             &mb.raw_name,
@@ -486,6 +504,11 @@ fn sync_folder_list(
         }
     }
     Ok(covered)
+}
+
+/// Whether `mb`'s store path has `_` for a `/` inside a level name.
+fn escaped_slash(mb: &MailboxInfo) -> bool {
+    mb.separator.is_some_and(|sep| sep != '/') && mb.name.contains('/')
 }
 
 /// A UID and its RFC822.SIZE.

@@ -223,6 +223,15 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
                 t.path
             ));
             report.renamed.push((from.clone(), t.path.clone()));
+            if t.folders.len() > 1 {
+                let paths: Vec<&str> = t.folders.iter().map(|f| f.path.as_str()).collect();
+                ui::warn(&format!(
+                    "store folders {} all go to {:?} on host2 (use --folder-map to keep them \
+                     apart)",
+                    paths.join(", "),
+                    t.path
+                ));
+            }
         }
     }
     // Nothing changes the store while we hold its lock: this bounds every change we push.

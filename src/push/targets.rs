@@ -11,8 +11,9 @@
 //!    `--subfolder2`;
 //! 5. a level whose name holds host2's separator (`Dr. Jones` or `v1.2` on a server that
 //!    separates levels with `.`) gets `_` in its place (`Dr_ Jones`), so it stays one folder
-//!    instead of becoming a hierarchy (or an invalid name, for `Notes...`). Each such folder is
-//!    reported by the push.
+//!    instead of becoming a hierarchy (or an invalid name, for `Notes...`), unless host2
+//!    already has a mailbox under the unescaped name (left by another tool or an earlier
+//!    push), which then keeps receiving it. Each renamed folder is reported by the push.
 //!
 //! The host2 path is then turned into host2's name with its separator and personal-namespace
 //! prefix ([`crate::folders::server_name`]) and encoded in modified UTF-7; a mailbox host2 already
@@ -163,6 +164,7 @@ pub fn plan(
     host2: &[MailboxInfo],
 ) -> Vec<Target> {
     let mut listed: HashMap<String, &MailboxInfo> = HashMap::new();
+    let mut by_name: HashMap<&str, &MailboxInfo> = HashMap::new();
     let mut roles: HashMap<String, String> = HashMap::new();
     for mb in host2 {
         let p = store_path(&mb.name, mb.separator, ns);
@@ -170,7 +172,16 @@ pub fn plan(
             roles.entry(role.to_ascii_lowercase()).or_insert(p.clone());
         }
         listed.insert(p, mb);
+        by_name.insert(&mb.name, mb);
     }
+    // The exact name first: two host2 names can share a path (`x/y` and `x_y` on a `.` server).
+    let lookup = |path: &str| {
+        by_name
+            .get(server_name(path, ns).as_str())
+            .or_else(|| listed.get(path))
+            .copied()
+    };
+    let selectable = |path: &str| lookup(path).is_some_and(|mb| !mb.noselect);
     // Store folders with a role whose subfolders should follow them under automap.
     let role_roots: Vec<(&str, &str)> = folders
         .iter()
@@ -197,10 +208,16 @@ pub fn plan(
             }
         }
         let escaped = escape_separator(&path, ns.separator);
-        let escaped_from = (escaped != path).then_some(path);
-        let path = escaped;
+        // A mailbox host2 already has under the unescaped name (from another tool, or an
+        // earlier push) keeps receiving the folder: a new one would get every message again.
+        let keep_unescaped = selectable(&path) && !selectable(&escaped);
+        let (path, escaped_from) = if escaped != path && !keep_unescaped {
+            (escaped, Some(path))
+        } else {
+            (path, None)
+        };
         let entry = targets.entry(path.clone()).or_insert_with(|| {
-            let existing = listed.get(&path);
+            let existing = lookup(&path);
             Target {
                 mailbox: match existing {
                     Some(mb) => mb.raw_name.clone(),
@@ -214,9 +231,10 @@ pub fn plan(
                 status: existing
                     .filter(|mb| !mb.noselect)
                     .and_then(|mb| mb.status.clone()),
-                escaped_from,
+                escaped_from: None,
             }
         });
+        entry.escaped_from = entry.escaped_from.take().or(escaped_from);
         entry.want_subscribed |= f.subscribed;
         entry.folders.push(f.clone());
     }
@@ -368,5 +386,40 @@ mod tests {
                 ("Notes___", "INBOX.Notes___", Some("Notes...")),
             ]
         );
+        // host2 already has the two-level `Dr` / ` Jones` (another tool made it): used as is.
+        // `x/y` and `x_y` share a path on host2; the store's `x_y` goes to the exact name.
+        let mut slash = mb("INBOX.x/y", None);
+        slash.raw_name = "INBOX.x/y".into();
+        let host2 = [mb("INBOX.Dr. Jones", None), mb("INBOX.x_y", None), slash];
+        let t = plan(
+            &[folder("Dr. Jones", None), folder("x_y", None)],
+            &rules,
+            &dot(),
+            &host2,
+        );
+        let got: Vec<(&str, &str, bool, Option<&str>)> = t
+            .iter()
+            .map(|t| {
+                let from = t.escaped_from.as_deref();
+                (t.path.as_str(), t.mailbox.as_str(), t.exists, from)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Dr. Jones", "INBOX.Dr. Jones", true, None),
+                ("x_y", "INBOX.x_y", true, None)
+            ]
+        );
+        // `a.b` and `a_b` meet on host2: one target, both folders, marked as renamed.
+        let t = plan(
+            &[folder("a.b", None), folder("a_b", None)],
+            &rules,
+            &dot(),
+            &[],
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].folders.len(), 2);
+        assert_eq!(t[0].escaped_from.as_deref(), Some("a.b"));
     }
 }
