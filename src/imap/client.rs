@@ -524,22 +524,12 @@ impl Client {
                     code,
                     text: t,
                 } => {
-                    let Some(pos) = in_flight.iter().position(|(x, _)| *x == tag) else {
-                        wire_log!(1, "{}: ignoring response to unknown tag {tag}", self.label);
-                        continue;
-                    };
-                    let (_, set) = in_flight.remove(pos).unwrap_or_default();
-                    if status != Status::Ok && failure.is_none() {
-                        failure = Some(wire_error(
-                            ErrorKind::Rejected {
-                                code: code_name(&code),
-                                text: t.clone(),
-                            },
-                            format!(
-                                "{}: UID FETCH {set} (BODY.PEEK[]) failed: {status} {t}",
-                                self.label
-                            ),
-                        ));
+                    let done =
+                        self.pipelined_done(&mut in_flight, &tag, status, &code, &t, |set| {
+                            format!("UID FETCH {set} (BODY.PEEK[])")
+                        });
+                    if let Some((_, Some(e))) = done {
+                        failure.get_or_insert(e);
                     }
                 }
                 Response::Continuation(t) => bail!(
@@ -650,25 +640,14 @@ impl Client {
                     code,
                     text: t,
                 } => {
-                    let Some(pos) = in_flight.iter().position(|(x, _)| *x == tag) else {
-                        wire_log!(1, "{}: ignoring response to unknown tag {tag}", self.label);
+                    let done = self.pipelined_done(&mut in_flight, &tag, status, &code, &t, |at| {
+                        format!("UID FETCH {uid} (BODY.PEEK[]<{at}.{chunk}>)")
+                    });
+                    let Some((at, refused)) = done else {
                         continue;
                     };
-                    let (_, at) = in_flight.remove(pos).unwrap_or_default();
-                    if status != Status::Ok {
-                        failure.get_or_insert_with(|| {
-                            wire_error(
-                                ErrorKind::Rejected {
-                                    code: code_name(&code),
-                                    text: t.clone(),
-                                },
-                                format!(
-                                    "{}: UID FETCH {uid} (BODY.PEEK[]<{at}.{chunk}>) failed: \
-                                     {status} {t}",
-                                    self.label
-                                ),
-                            )
-                        });
+                    if let Some(e) = refused {
+                        failure.get_or_insert(e);
                     } else if !seen {
                         ended = true; // nothing for this UID: expunged
                     } else if at >= next_deliver {
@@ -1141,6 +1120,39 @@ impl Client {
             return Err(self.failed(&sent, &done));
         }
         Ok(done)
+    }
+
+    /// The tagged completion `tag` of one of the pipelined commands `in_flight` (tag, what it
+    /// asked for): removes it and returns what it asked for, with the error when the server
+    /// refused it (`describe` names the command). `None` for a tag we did not send.
+    fn pipelined_done<T: Default>(
+        &self,
+        in_flight: &mut VecDeque<(String, T)>,
+        tag: &str,
+        status: Status,
+        code: &Option<Code>,
+        text: &str,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Option<(T, Option<anyhow::Error>)> {
+        let Some(pos) = in_flight.iter().position(|(x, _)| x == tag) else {
+            wire_log!(1, "{}: ignoring response to unknown tag {tag}", self.label);
+            return None;
+        };
+        let (_, asked) = in_flight.remove(pos).unwrap_or_default();
+        let refused = (status != Status::Ok).then(|| {
+            wire_error(
+                ErrorKind::Rejected {
+                    code: code_name(code),
+                    text: text.to_string(),
+                },
+                format!(
+                    "{}: {} failed: {status} {text}",
+                    self.label,
+                    describe(&asked)
+                ),
+            )
+        });
+        Some((asked, refused))
     }
 
     fn failed(&self, sent: &Sent, done: &Done) -> anyhow::Error {
