@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, OptionalExtension, Row};
 
-use super::index::{next_change, now, Batch, FolderRow, Index};
+use super::index::{folder_at, next_change, now, Batch, FolderRow, Index};
 use super::objects::Hash;
 
 /// One bundle this store wrote.
@@ -199,31 +199,7 @@ impl Batch<'_> {
         let path = self.path;
         let ctx = || format!("index {}: folder {:?}", path.display(), f.path);
         let sep = f.separator.map(String::from);
-        let existing = self
-            .tx
-            .query_row(
-                "SELECT id, raw_name, separator, role, subscribed, uidvalidity, uidnext,
-                        highestmodseq, gone_at FROM folders WHERE path = ?1",
-                [&f.path],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, bool>(4)?,
-                        (
-                            r.get::<_, Option<u32>>(5)?,
-                            r.get::<_, Option<u32>>(6)?,
-                            r.get::<_, Option<u64>>(7)?,
-                        ),
-                        r.get::<_, Option<i64>>(8)?,
-                    ))
-                },
-            )
-            .optional()
-            .with_context(ctx)?;
-        let state = (f.state.uidvalidity, f.state.uidnext, f.state.highestmodseq);
+        let existing = folder_at(&self.tx, &f.path).with_context(ctx)?;
         let gone = f.gone_at.is_some();
         match existing {
             None => {
@@ -239,9 +215,9 @@ impl Batch<'_> {
                             sep,
                             f.role,
                             f.subscribed,
-                            state.0,
-                            state.1,
-                            state.2,
+                            f.state.uidvalidity,
+                            f.state.uidnext,
+                            f.state.highestmodseq,
                             f.last_pull,
                             gone.then(now),
                             change
@@ -250,12 +226,13 @@ impl Batch<'_> {
                     .with_context(ctx)?;
                 Ok(self.tx.last_insert_rowid())
             }
-            Some((id, raw, old_sep, role, sub, old_state, gone_at)) => {
-                let same = raw == f.raw_name
-                    && old_sep == sep
-                    && role == f.role
-                    && sub == f.subscribed
-                    && old_state == state
+            Some(old) => {
+                let (id, gone_at) = (old.id, old.gone_at);
+                let same = old.raw_name == f.raw_name
+                    && old.separator == f.separator
+                    && old.role == f.role
+                    && old.subscribed == f.subscribed
+                    && old.state == f.state
                     && gone_at.is_some() == gone;
                 if same {
                     self.tx
@@ -280,9 +257,9 @@ impl Batch<'_> {
                             sep,
                             f.role,
                             f.subscribed,
-                            state.0,
-                            state.1,
-                            state.2,
+                            f.state.uidvalidity,
+                            f.state.uidnext,
+                            f.state.highestmodseq,
                             f.last_pull,
                             gone_at,
                             change

@@ -219,24 +219,7 @@ impl Index {
         let ctx = ctx_of(&self.path);
         let tx = write_tx(&mut self.conn, &self.path)?;
         let sep = separator.map(String::from);
-        let existing = tx
-            .query_row(
-                "SELECT id, raw_name, separator, role, subscribed, gone_at
-                 FROM folders WHERE path = ?1",
-                [path],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, bool>(4)?,
-                        r.get::<_, Option<i64>>(5)?,
-                    ))
-                },
-            )
-            .optional()
-            .with_context(ctx)?;
+        let existing = folder_at(&tx, path).with_context(ctx)?;
         let id = match existing {
             None => {
                 let change = next_change(&tx).with_context(ctx)?;
@@ -248,12 +231,13 @@ impl Index {
                 .with_context(ctx)?;
                 tx.last_insert_rowid()
             }
-            Some((id, old_raw, old_sep, old_role, old_sub, gone_at)) => {
-                let same = old_raw == raw_name
-                    && old_sep == sep
-                    && old_role.as_deref() == role
-                    && old_sub == subscribed
-                    && gone_at.is_none();
+            Some(old) => {
+                let id = old.id;
+                let same = old.raw_name == raw_name
+                    && old.separator == separator
+                    && old.role.as_deref() == role
+                    && old.subscribed == subscribed
+                    && old.gone_at.is_none();
                 if !same {
                     let change = next_change(&tx).with_context(ctx)?;
                     tx.execute(
@@ -745,6 +729,11 @@ fn folder_rows<P: rusqlite::Params>(
     let mut st = conn.prepare_cached(&format!("SELECT {FOLDER_COLS} FROM folders {tail}"))?;
     let rows = st.query_map(params, folder_from_row)?;
     rows.collect()
+}
+
+/// The folder at `path`, if any.
+pub(super) fn folder_at(conn: &Connection, path: &str) -> rusqlite::Result<Option<FolderRow>> {
+    Ok(folder_rows(conn, "WHERE path = ?1", [path])?.pop())
 }
 
 fn folder_from_row(r: &Row<'_>) -> rusqlite::Result<FolderRow> {
