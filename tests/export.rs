@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::offline::{assert_same_contents, push, run, server_contents, store_contents};
-use common::run::{pull, store_messages};
+use common::run::{pulled_store, store_messages};
 use common::*;
 
 fn s(p: &Path) -> &str {
@@ -33,9 +33,7 @@ fn maildir_export_is_read_back_by_dovecot_identically_and_imports_then_pushes_ex
     let host1 = Dovecot::start(DovecotConfig::new().standard_special_use());
     let corpus = Corpus::standard();
     seed(&host1, "alice", &corpus);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&host1, "alice", &store, &[]).expect_code(0);
+    let (dir, store) = pulled_store(&host1);
     let want = store_contents(&store);
 
     let out = dir.path().join("maildir");
@@ -81,29 +79,19 @@ fn maildir_export_is_read_back_by_dovecot_identically_and_imports_then_pushes_ex
 
     // Import that Maildir into a new store, push it to a new server: host1's mail, exactly.
     let imported = dir.path().join("imported");
-    let r = run(&[
+    let import = [
         "import",
         "--store",
         s(&imported),
         "--maildir",
         s(&out),
         "--json",
-    ])
-    .expect_code(0)
-    .json();
+    ];
+    let r = run(&import).expect_code(0).json();
     assert_eq!(r["added"].as_u64().unwrap() as usize, corpus.len());
     assert_same_contents(&store_contents(&imported), &want, "imported store");
     // Importing the same tree again adds nothing.
-    let r = run(&[
-        "import",
-        "--store",
-        s(&imported),
-        "--maildir",
-        s(&out),
-        "--json",
-    ])
-    .expect_code(0)
-    .json();
+    let r = run(&import).expect_code(0).json();
     assert_eq!(
         (r["added"].as_u64(), r["skipped"].as_u64()),
         (Some(0), Some(corpus.len() as u64))
@@ -128,9 +116,7 @@ fn mbox_export_reads_back_byte_for_byte_and_imports() {
     let host1 = Dovecot::start_default();
     let corpus = Corpus::small();
     seed(&host1, "alice", &corpus);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&host1, "alice", &store, &[]).expect_code(0);
+    let (dir, store) = pulled_store(&host1);
 
     let out = dir.path().join("mbox");
     run(&[

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::run::{assert_store_matches_server, pull, pull_command, store_messages};
+use common::run::{assert_store_matches_server, pull, pull_command, pulled_store, store_messages};
 use common::*;
 
 /// Live messages in the index, including those of a folder whose pull was interrupted.
@@ -69,9 +69,7 @@ fn status_lists_each_folder_with_its_counts() {
     let server = Dovecot::start_default();
     let corpus = Corpus::small();
     seed(&server, "alice", &corpus);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&server, "alice", &store, &[]).expect_code(0);
+    let (_dir, store) = pulled_store(&server);
     let out = common::run::imapferry()
         .args(["status", "--json", "--store"])
         .arg(&store)
@@ -100,9 +98,7 @@ fn incremental_pull_records_new_mail_flag_changes_and_expunges() {
     let server = Dovecot::start_default();
     let corpus = Corpus::small();
     seed(&server, "alice", &corpus);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&server, "alice", &store, &[]).expect_code(0);
+    let (_dir, store) = pulled_store(&server);
 
     // Change the account: two new messages, flags on two, one expunge.
     let mut c = imap_client(&server, "alice");
@@ -141,9 +137,7 @@ fn uidvalidity_change_reindexes_the_folder_without_downloading_bodies_again() {
     let server = Dovecot::start_default();
     let corpus = Corpus::small();
     seed(&server, "alice", &corpus);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&server, "alice", &store, &[]).expect_code(0);
+    let (_dir, store) = pulled_store(&server);
     let inbox = corpus.by_folder()["INBOX"].len() as u64;
 
     server.doveadm(&[
@@ -222,9 +216,7 @@ fn inbox_dot_namespace_is_stored_with_slash_paths_and_no_prefix() {
     let server = Dovecot::start(DovecotConfig::new().namespace(NamespaceStyle::InboxDot));
     let corpus = Corpus::small();
     seed(&server, "alice", &corpus);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&server, "alice", &store, &[]).expect_code(0);
+    let (_dir, store) = pulled_store(&server);
     let got = store_messages(&store);
     for folder in &corpus.folders {
         assert!(
@@ -264,9 +256,7 @@ fn a_slash_inside_a_folder_name_on_a_dot_server_is_kept_apart_and_a_path_clash_i
     add("INBOX.a/b", "one level");
     add("INBOX.a.c", "two levels");
     add("INBOX.x/y", "slash");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&server, "alice", &store, &[]).expect_code(0);
+    let (dir, store) = pulled_store(&server);
     let subject_in = |store: &Path, path: &str| {
         let got = store_messages(store);
         let m = &got[path];
@@ -421,9 +411,7 @@ fn store_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let server = Dovecot::start_default();
     seed(&server, "alice", &Corpus::small());
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&server, "alice", &store, &[]).expect_code(0);
+    let (_dir, store) = pulled_store(&server);
     for entry in walkdir::WalkDir::new(&store)
         .into_iter()
         .filter_map(Result::ok)

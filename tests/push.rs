@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::run::{imapferry, pull, Run};
+use common::run::{imapferry, pull, pulled_store, Run};
 use common::*;
 
 fn host1() -> Dovecot {
@@ -122,9 +122,7 @@ fn pulled(corpus: &Corpus) -> (Dovecot, tempfile::TempDir, std::path::PathBuf) {
 /// Seed `h1` with `corpus` and pull it into a new store.
 fn pulled_from(h1: Dovecot, corpus: &Corpus) -> (Dovecot, tempfile::TempDir, std::path::PathBuf) {
     seed(&h1, "alice", corpus);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&h1, "alice", &store, &[]).expect_code(0);
+    let (dir, store) = pulled_store(&h1);
     (h1, dir, store)
 }
 

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::offline::run;
-use common::run::pull;
+use common::run::pulled_store;
 use common::*;
 use imapferry::store::Store;
 
@@ -40,9 +40,7 @@ fn verify(store: &Path, extra: &[&str]) -> common::run::Run {
 fn verify_finds_a_corrupted_object_by_folder_and_uid_and_gc_frees_only_on_request() {
     let server = Dovecot::start_default();
     seed(&server, "alice", &Corpus::small());
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&server, "alice", &store, &[]).expect_code(0);
+    let (dir, store) = pulled_store(&server);
 
     let ok = verify(&store, &[]).expect_code(0);
     assert!(ok.stderr.contains("no problems"), "{}", ok.stderr);

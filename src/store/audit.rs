@@ -20,32 +20,24 @@ pub struct ObjectRow {
 impl Index {
     /// Every `objects` row, by hash.
     pub fn object_rows(&self) -> Result<Vec<ObjectRow>> {
-        let run = || -> rusqlite::Result<Vec<ObjectRow>> {
-            let mut st = self
-                .conn
-                .prepare("SELECT hash, size, stored_size FROM objects ORDER BY hash")?;
-            let rows = st.query_map([], |r| {
-                Ok(ObjectRow {
-                    hash: r.get(0)?,
-                    size: r.get(1)?,
-                    stored_size: r.get(2)?,
-                })
-            })?;
-            rows.collect()
-        };
-        run().with_context(|| self.audit_ctx())
+        self.objects_where("")
     }
 
     /// `objects` rows that no `messages` row (live or expunged) and no `push_intents` row names:
     /// what `gc` may remove.
     pub fn unreferenced_object_rows(&self) -> Result<Vec<ObjectRow>> {
+        self.objects_where(
+            "WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.hash = o.hash)
+               AND NOT EXISTS (SELECT 1 FROM push_intents p WHERE p.hash = o.hash)",
+        )
+    }
+
+    /// `objects` rows (table alias `o`) matching `filter`, by hash.
+    fn objects_where(&self, filter: &str) -> Result<Vec<ObjectRow>> {
         let run = || -> rusqlite::Result<Vec<ObjectRow>> {
-            let mut st = self.conn.prepare(
-                "SELECT o.hash, o.size, o.stored_size FROM objects o
-                 WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.hash = o.hash)
-                   AND NOT EXISTS (SELECT 1 FROM push_intents p WHERE p.hash = o.hash)
-                 ORDER BY o.hash",
-            )?;
+            let mut st = self.conn.prepare(&format!(
+                "SELECT o.hash, o.size, o.stored_size FROM objects o {filter} ORDER BY o.hash"
+            ))?;
             let rows = st.query_map([], |r| {
                 Ok(ObjectRow {
                     hash: r.get(0)?,

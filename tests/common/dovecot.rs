@@ -263,20 +263,13 @@ pub fn running_as_root() -> bool {
 }
 
 fn command_stdout(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    String::from_utf8_lossy(&checked_output(program, args).stdout)
+        .trim()
+        .to_string()
 }
 
-fn run_checked(program: &str, args: &[&str]) {
+/// Run `program`, panicking with its output unless it succeeds.
+fn checked_output(program: &str, args: &[&str]) -> std::process::Output {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -288,6 +281,7 @@ fn run_checked(program: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
 }
 
 /// Two distinct free loopback ports (bound together, then released).
@@ -600,7 +594,7 @@ impl Dovecot {
     pub fn fix_ownership(&self) {
         if self.owner.root {
             let home = self.dir.path().join("home");
-            run_checked(
+            checked_output(
                 "chown",
                 &[
                     "-R",
@@ -795,7 +789,7 @@ pub fn parse_traffic(log: &str) -> Traffic {
 fn make_self_signed_cert(dir: &Path) -> PathBuf {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
-    run_checked(
+    checked_output(
         "openssl",
         &[
             "req",

@@ -108,6 +108,15 @@ pub fn pull(server: &Dovecot, user: &str, store: &Path, extra: &[&str]) -> Run {
         .into()
 }
 
+/// A store in a new temporary directory, pulled from `server`'s `alice` (exit status 0). Keep
+/// the directory alive as long as the store is used.
+pub fn pulled_store(server: &Dovecot) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("store");
+    pull(server, "alice", &store, &[]).expect_code(0);
+    (dir, store)
+}
+
 /// One message as the store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
