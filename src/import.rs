@@ -31,7 +31,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::imap::utf7;
-use crate::mailtime::{format_internaldate, parse_asctime};
+use crate::mailtime::{parse_asctime, InternalDate};
 use crate::store::index::now;
 use crate::store::{FolderRow, FolderState, HeaderFacts, NewMessage, Store};
 use crate::ui::{self, human_bytes};
@@ -457,7 +457,7 @@ fn import_folder(
                 hash,
                 size: bytes.len() as u64,
                 flags: item.flags,
-                internaldate: format_internaldate(item.time),
+                internaldate: InternalDate::from_unix(item.time),
             },
             stored,
             facts,

@@ -2,6 +2,8 @@
 //! the `asctime` date of an mbox `From ` line (`Fri Mar  5 13:03:07 2021`, UTC), and Unix time
 //! (a Maildir file's mtime). Parsing never panics; it returns `None` on anything malformed.
 
+use std::fmt;
+
 /// IMAP / RFC 5322 month names.
 pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -50,28 +52,178 @@ fn hms(s: &str) -> Option<i64> {
     Some(h * 3600 + m * 60 + sec)
 }
 
-/// Unix time of an IMAP date-time such as `05-Mar-2021 14:03:07 +0100` (a leading space for
-/// the day is accepted).
-pub fn parse_internaldate(s: &str) -> Option<i64> {
-    let mut it = s.split_whitespace();
-    let (date, time, zone) = (it.next()?, it.next()?, it.next()?);
-    let mut d = date.split('-');
-    let (day, month, year) = (d.next()?, d.next()?, d.next()?);
-    let day: i64 = day.trim().parse().ok()?;
-    let year: i64 = year.parse().ok()?;
-    let month = month_number(month)?;
-    if !(1..=31).contains(&day) || zone.len() != 5 {
-        return None;
+/// An IMAP INTERNALDATE (RFC 3501 `date-time`): a calendar date and time of day in the zone
+/// of its offset. Servers send it and APPEND takes it; everything from a server, a bundle or a
+/// file is parsed into this type, and only its own rendering ([`fmt::Display`]) ever goes into
+/// a command, so no byte a server chose can reach host2 as protocol text.
+///
+/// Parsing is strict: exactly `DD-Mon-YYYY HH:MM:SS +HHMM` (a day below 10 may have a leading
+/// space or zero instead), a real calendar day, hours below 24, a zone of at most ±23:59.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InternalDate {
+    year: u16,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    /// Minutes east of UTC.
+    zone: i16,
+}
+
+impl InternalDate {
+    /// The strict parse of `s` (see the type); `None` for anything else, trailing or leading
+    /// bytes included.
+    pub fn parse(s: &str) -> Option<InternalDate> {
+        Self::parse_bytes(s.as_bytes())
     }
-    let sign = match zone.as_bytes()[0] {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let zh: i64 = zone.get(1..3)?.parse().ok()?;
-    let zm: i64 = zone.get(3..5)?.parse().ok()?;
-    let local = days_from_civil(year, month, day) * 86_400 + hms(time)?;
-    Some(local - sign * (zh * 3600 + zm * 60))
+
+    /// [`InternalDate::parse`] of bytes as a server sent them.
+    pub fn parse_bytes(b: &[u8]) -> Option<InternalDate> {
+        if b.len() != 26 {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            let d = &b[r];
+            d.iter()
+                .all(u8::is_ascii_digit)
+                .then(|| d.iter().fold(0u32, |n, &c| n * 10 + u32::from(c - b'0')))
+        };
+        let day = match b[0] {
+            b' ' | b'0' => num(1..2)?,
+            _ => num(0..2)?,
+        };
+        let month = MONTHS
+            .iter()
+            .position(|m| m.as_bytes().eq_ignore_ascii_case(&b[3..6]))? as u8
+            + 1;
+        let year = num(7..11)?;
+        let (hour, minute, second) = (num(12..14)?, num(15..17)?, num(18..20)?);
+        let sign: i16 = match b[21] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let (zh, zm) = (num(22..24)?, num(24..26)?);
+        let punct = [
+            (2, b'-'),
+            (6, b'-'),
+            (11, b' '),
+            (14, b':'),
+            (17, b':'),
+            (20, b' '),
+        ];
+        if punct.iter().any(|&(i, c)| b[i] != c)
+            || year == 0
+            || day == 0
+            || day > days_in_month(i64::from(year), i64::from(month)) as u32
+            || hour > 23
+            || minute > 59
+            || second > 60
+            || zh > 23
+            || zm > 59
+        {
+            return None;
+        }
+        Some(InternalDate {
+            year: year as u16,
+            month,
+            day: day as u8,
+            hour: hour as u8,
+            minute: minute as u8,
+            second: second as u8,
+            zone: sign * (zh as i16 * 60 + zm as i16),
+        })
+    }
+
+    /// Unix time `t` as an INTERNALDATE in UTC (`+0000`). Years are clamped to 1–9999.
+    pub fn from_unix(t: i64) -> InternalDate {
+        let t = t.clamp(MIN_UNIX, MAX_UNIX);
+        let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+        let s = t.rem_euclid(86_400);
+        InternalDate {
+            year: y as u16,
+            month: m as u8,
+            day: d as u8,
+            hour: (s / 3600) as u8,
+            minute: (s / 60 % 60) as u8,
+            second: (s % 60) as u8,
+            zone: 0,
+        }
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix(&self) -> i64 {
+        let local = days_from_civil(
+            i64::from(self.year),
+            i64::from(self.month),
+            i64::from(self.day),
+        ) * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second);
+        local - i64::from(self.zone) * 60
+    }
+
+    /// The year as written.
+    pub fn year(&self) -> u16 {
+        self.year
+    }
+}
+
+impl fmt::Display for InternalDate {
+    /// `05-Mar-2021 14:03:07 +0100`: always 26 characters, ASCII, no quote, no line break.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (sign, zone) = if self.zone < 0 {
+            ('-', -self.zone)
+        } else {
+            ('+', self.zone)
+        };
+        write!(
+            f,
+            "{:02}-{}-{:04} {:02}:{:02}:{:02} {sign}{:02}{:02}",
+            self.day,
+            MONTHS[usize::from(self.month - 1)],
+            self.year,
+            self.hour,
+            self.minute,
+            self.second,
+            zone / 60,
+            zone % 60
+        )
+    }
+}
+
+impl std::str::FromStr for InternalDate {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<InternalDate> {
+        InternalDate::parse(s).ok_or_else(|| {
+            anyhow::anyhow!(
+                "not an IMAP date-time (want DD-Mon-YYYY HH:MM:SS +HHMM): {}",
+                crate::ui::printable(s)
+            )
+        })
+    }
+}
+
+/// 0001-01-01 00:00:00 UTC and 9999-12-31 23:59:59 UTC.
+const MIN_UNIX: i64 = -62_135_596_800;
+const MAX_UNIX: i64 = 253_402_300_799;
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Unix time of a strict IMAP date-time such as `05-Mar-2021 14:03:07 +0100` (see
+/// [`InternalDate`]).
+pub fn parse_internaldate(s: &str) -> Option<i64> {
+    InternalDate::parse(s).map(|d| d.unix())
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for Unix time `t`, for people reading a report.
@@ -88,15 +240,7 @@ pub fn format_utc(t: i64) -> String {
 
 /// An IMAP date-time in UTC for Unix time `t`: `05-Mar-2021 13:03:07 +0000`.
 pub fn format_internaldate(t: i64) -> String {
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    let s = t.rem_euclid(86_400);
-    format!(
-        "{d:02}-{}-{y:04} {:02}:{:02}:{:02} +0000",
-        MONTHS[(m - 1) as usize],
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    InternalDate::from_unix(t).to_string()
 }
 
 /// The `asctime` form of Unix time `t` in UTC, as mbox `From ` lines carry it:
@@ -160,6 +304,53 @@ mod tests {
             "x y z",
         ] {
             assert_eq!(parse_internaldate(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn internaldate_is_strict_and_renders_only_safe_text() {
+        let d = InternalDate::parse("05-Mar-2021 14:03:07 +0100").unwrap();
+        assert_eq!(d.to_string(), "05-Mar-2021 14:03:07 +0100");
+        assert_eq!(d.unix(), 1_614_949_387);
+        assert_eq!(
+            InternalDate::parse(" 5-mar-2021 14:03:07 +0100").unwrap(),
+            d,
+            "a leading space and any case of the month are RFC 3501"
+        );
+        for bad in [
+            "05-Mar-2021 14:03:07 +0100\r\nX1 DELETE INBOX.Victim",
+            "05-Mar-2021 14:03:07 +0100 ",
+            " 05-Mar-2021 14:03:07 +0100",
+            "05-Mar-2021  14:03:07 +0100",
+            "31-Feb-2021 14:03:07 +0100",
+            "29-Feb-2021 14:03:07 +0100",
+            "05-Mar-2021 24:00:00 +0100",
+            "05-Mar-2021 14:03:07 +2400",
+            "05-Mar-2021 14:03:07 0100",
+            "05-Mar-0000 14:03:07 +0100",
+            "5-Mar-2021 14:03:07 +0100",
+            "05-Mar-2021 14:03:07 +01\"0",
+            "",
+        ] {
+            assert_eq!(InternalDate::parse(bad), None, "{bad:?}");
+        }
+        assert!(InternalDate::parse("29-Feb-2024 23:59:60 -1259").is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_parsed_date_renders_to_itself_and_never_to_protocol_text(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 26..=26),
+            t in MIN_UNIX..MAX_UNIX,
+        ) {
+            if let Some(d) = InternalDate::parse_bytes(&bytes) {
+                let s = d.to_string();
+                proptest::prop_assert_eq!(InternalDate::parse(&s), Some(d));
+                proptest::prop_assert!(s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'));
+            }
+            let d = InternalDate::from_unix(t);
+            proptest::prop_assert_eq!(d.unix(), t);
+            proptest::prop_assert_eq!(InternalDate::parse(&d.to_string()), Some(d));
         }
     }
 

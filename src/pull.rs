@@ -524,6 +524,8 @@ struct Pending {
     bytes: u64,
     /// UIDs whose bodies arrived in this attempt.
     received: BTreeSet<u32>,
+    /// UIDs that arrived but cannot be stored, with the reason.
+    invalid: Vec<(u32, String)>,
 }
 
 impl Pending {
@@ -666,7 +668,9 @@ fn pull_folder(
             let (Some(header), Some(meta)) = (&f.body, new_meta.get(&f.uid)) else {
                 continue;
             };
-            let Some(size) = meta.size.or(f.size) else {
+            let (Some(size), Some(Ok(internaldate))) =
+                (meta.size.or(f.size), meta.internaldate.clone())
+            else {
                 continue;
             };
             let facts = HeaderFacts::parse(header);
@@ -678,7 +682,7 @@ fn pull_folder(
                     hash,
                     size,
                     flags: without_recent(meta.flags.as_deref().unwrap_or_default()),
-                    internaldate: meta.internaldate.clone().unwrap_or_default(),
+                    internaldate,
                 });
             }
         }
@@ -731,6 +735,7 @@ fn pull_folder(
         rows: Vec::new(),
         bytes: 0,
         received: BTreeSet::new(),
+        invalid: Vec::new(),
     };
     let Local {
         index: store_index,
@@ -752,6 +757,22 @@ fn pull_folder(
                 folder.path, f.uid
             ));
         }
+        let internaldate = match f.internaldate.clone().or_else(|| meta.internaldate.clone()) {
+            Some(Ok(d)) => d,
+            bad => {
+                let sent = match bad {
+                    Some(Err(v)) => v,
+                    _ => "nothing".to_string(),
+                };
+                pending.invalid.push((
+                    f.uid,
+                    format!(
+                        "host1 sent {sent} as its INTERNALDATE, not an IMAP date-time; not stored"
+                    ),
+                ));
+                return Ok(());
+            }
+        };
         let (hash, stored) = objects.write(&body).with_context(|| {
             format!("{}: UID {}: cannot write to the store", folder.path, f.uid)
         })?;
@@ -760,11 +781,6 @@ fn pull_folder(
             .flags
             .as_deref()
             .or(meta.flags.as_deref())
-            .unwrap_or_default();
-        let internaldate = f
-            .internaldate
-            .clone()
-            .or_else(|| meta.internaldate.clone())
             .unwrap_or_default();
         pending.rows.push((
             NewMessage {
@@ -844,7 +860,15 @@ fn pull_folder(
         chunked.remove(&uid);
     }
     let uids: Vec<u32> = all.iter().map(|(u, _)| *u).collect();
-    let mut complete = true;
+    let mut complete = pending.invalid.is_empty();
+    for (uid, reason) in pending.invalid.drain(..) {
+        fr.failed += 1;
+        failures.push(Failure {
+            folder: folder.path.clone(),
+            uid: Some(uid),
+            reason,
+        });
+    }
     for uid in uids.iter().filter(|u| !pending.received.contains(u)) {
         complete = false;
         fr.failed += 1;

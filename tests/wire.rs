@@ -94,8 +94,8 @@ fn round_trip(c: &mut Client, mailbox_utf8: &str) {
     let sizes: Vec<u64> = uids.iter().map(|u| meta[u].size.unwrap()).collect();
     let last = &meta[&uids[uids.len() - 1]];
     assert_eq!(
-        last.internaldate.as_deref(),
-        Some("17-Jul-1996 09:44:25 +0000")
+        last.internaldate.clone().map(|d| d.unwrap().to_string()),
+        Some("17-Jul-1996 09:44:25 +0000".to_string())
     );
     let fl = last.flags.clone().unwrap();
     assert!(fl.contains(&"\\Seen".to_string()) && fl.contains(&"$Forwarded".to_string()));

@@ -17,6 +17,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::mailtime::InternalDate;
 use crate::store::bundles::{BundleApplied, BundleMade};
 use crate::store::index::now;
 use crate::store::{FolderRow, FolderState, Hash, HeaderFacts, NewMessage, Store};
@@ -429,6 +430,10 @@ fn apply_one(store: &mut Store, files: &[PathBuf]) -> Result<ApplyReport> {
     for m in &checked.messages {
         let id = folder_id(&batch, &mut ids, &m.folder, &name)?;
         let hash: Hash = m.hash.parse()?;
+        let internaldate: InternalDate = m
+            .internaldate
+            .parse()
+            .with_context(|| format!("{name}: message UID {} of {}", m.uid, m.folder))?;
         batch.add_message(
             id,
             &NewMessage {
@@ -437,7 +442,7 @@ fn apply_one(store: &mut Store, files: &[PathBuf]) -> Result<ApplyReport> {
                 hash,
                 size: m.size,
                 flags: m.flags.clone(),
-                internaldate: m.internaldate.clone(),
+                internaldate,
             },
         )?;
     }

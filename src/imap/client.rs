@@ -14,6 +14,7 @@ use super::quote;
 use super::response::{self, Code, MailboxStatus, Response, Status, Untagged};
 use super::uidset;
 use super::utf7;
+use crate::mailtime::InternalDate;
 
 /// One mailbox from LIST.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +63,9 @@ pub struct Fetched {
     pub uid: u32,
     /// Flags as sent, e.g. `\Seen`, `$Forwarded`; `\Recent` included if the server sent it.
     pub flags: Option<Vec<String>>,
-    /// INTERNALDATE exactly as sent, e.g. `17-Jul-1996 02:44:25 -0700`.
-    pub internaldate: Option<String>,
+    /// INTERNALDATE, parsed; `Err` holds what the server sent instead (printable) when it is not
+    /// an IMAP date-time (`NIL` included).
+    pub internaldate: Option<Result<InternalDate, String>>,
     pub size: Option<u64>,
     pub modseq: Option<u64>,
     /// `BODY[]` (or `BODY[]<offset>` / `BODY[HEADER]`) bytes, exactly as sent.

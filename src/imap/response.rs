@@ -15,6 +15,7 @@ use std::io::{self, BufRead, Read};
 use imap_proto::types as ip;
 
 use super::client::Fetched;
+use crate::mailtime::InternalDate;
 
 /// Longest line (outside literals) we accept, so a broken server cannot make us grow forever.
 const MAX_LINE: usize = 64 << 20;
@@ -340,8 +341,7 @@ fn convert(buf: &[u8], resp: ip::Response<'_>) -> Option<Response> {
                         item.flags = Some(f.into_iter().map(Cow::into_owned).collect())
                     }
                     ip::AttributeValue::InternalDate(d) => {
-                        item.internaldate =
-                            Some(String::from_utf8_lossy(&exact(buf, d.as_bytes())).into_owned())
+                        item.internaldate = Some(internaldate(&exact(buf, d.as_bytes())))
                     }
                     ip::AttributeValue::Rfc822Size(n) => item.size = Some(u64::from(n)),
                     ip::AttributeValue::ModSeq(m) => item.modseq = Some(m),
@@ -516,8 +516,9 @@ fn fetch_from_toks(seq: u32, items: Vec<Tok<'_>>) -> Result<Untagged, String> {
             (b"UID", Tok::Atom(v)) => uid = Some(atoi(v).ok_or("bad UID")?),
             (b"RFC822.SIZE", Tok::Atom(v)) => item.size = Some(atoi(v).ok_or("bad RFC822.SIZE")?),
             (b"FLAGS", Tok::List(fl)) => item.flags = Some(fl.iter().map(Tok::lossy).collect()),
-            (b"INTERNALDATE", Tok::Str(s)) => {
-                item.internaldate = Some(String::from_utf8_lossy(&s).into_owned())
+            (b"INTERNALDATE", Tok::Str(s)) => item.internaldate = Some(internaldate(&s)),
+            (b"INTERNALDATE", other) => {
+                item.internaldate = Some(Err(other.lossy()));
             }
             (b"MODSEQ", Tok::List(l)) => {
                 if let Some(Tok::Atom(v)) = l.first() {
@@ -790,6 +791,14 @@ impl<'a> Lexer<'a> {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
+/// An INTERNALDATE value parsed, or what was sent instead (printable, for the report).
+fn internaldate(b: &[u8]) -> Result<InternalDate, String> {
+    InternalDate::parse_bytes(b).ok_or_else(|| {
+        let shown: String = String::from_utf8_lossy(&b[..b.len().min(80)]).into_owned();
+        format!("{:?}", crate::ui::printable(&shown))
+    })
+}
+
 fn atoi<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
@@ -962,8 +971,8 @@ mod tests {
                 Some(vec!["\\Seen".to_string(), "$Forwarded".to_string()])
             );
             assert_eq!(
-                item.internaldate.as_deref(),
-                Some("17-Jul-1996 02:44:25 -0700")
+                item.internaldate.unwrap().unwrap().to_string(),
+                "17-Jul-1996 02:44:25 -0700"
             );
             assert_eq!(item.size, Some(body.len() as u64));
             assert_eq!(item.modseq, Some(12345));
@@ -993,8 +1002,13 @@ mod tests {
         let (_, uid, item) = fetch_of(b"* 2 FETCH (UID 5 INTERNALDATE NIL BODY[] {2}\r\nhi)\r\n");
         assert_eq!(
             (uid, item.internaldate, item.body.as_deref()),
-            (Some(5), None, Some(&b"hi"[..]))
+            (Some(5), Some(Err("NIL".into())), Some(&b"hi"[..]))
         );
+        // A date with protocol text in it is not a date.
+        let (_, _, item) = fetch_of(
+            b"* 2 FETCH (UID 5 INTERNALDATE {39}\r\n01-Jan-2025 00:00:00 +0000\r\nX1 DELETE x)\r\n",
+        );
+        assert!(matches!(item.internaldate, Some(Err(_))), "{item:?}");
         // 8-bit flag keyword: imap-proto refuses, hand parser takes it.
         let (_, uid, item) =
             fetch_of("* 2 FETCH (UID 6 FLAGS (\\Seen caf\u{e9}) BODY[] {2}\r\nhi)\r\n".as_bytes());

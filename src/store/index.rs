@@ -21,6 +21,7 @@ use rusqlite::{
 use super::facts::HeaderFacts;
 use super::objects::{Hash, FILE_MODE};
 use super::schema;
+use crate::mailtime::InternalDate;
 
 /// A folder as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,8 @@ pub struct MessageRow {
     pub size: u64,
     /// Flags without `\Recent`, in the order the server sent them.
     pub flags: Vec<String>,
-    /// INTERNALDATE as the server sent it, zone included.
+    /// INTERNALDATE as the store holds it (`DD-Mon-YYYY HH:MM:SS +HHMM` as written by this
+    /// version; parse it with [`InternalDate::parse`] before use: a store may come from a disk).
     pub internaldate: String,
     pub first_seen: i64,
     pub expunged_at: Option<i64>,
@@ -76,7 +78,8 @@ pub struct NewMessage {
     pub hash: Hash,
     pub size: u64,
     pub flags: Vec<String>,
-    pub internaldate: String,
+    /// Parsed, so the store only ever holds dates in the one form push can send.
+    pub internaldate: InternalDate,
 }
 
 /// Counts recorded for one run.
@@ -470,12 +473,13 @@ impl Batch<'_> {
     pub fn add_message(&mut self, folder_id: i64, m: &NewMessage) -> Result<()> {
         let flags = clean_flags(&m.flags)?;
         let joined = flags.join(" ");
+        let internaldate = m.internaldate.to_string();
         let old = message(&self.tx, folder_id, m.uidvalidity, m.uid).with_context(self.ctx())?;
         if let Some(old) = old {
             if old.hash == m.hash
                 && old.size == m.size
                 && old.flags == flags
-                && old.internaldate == m.internaldate
+                && old.internaldate == internaldate
                 && old.expunged_at.is_none()
             {
                 return Ok(());
@@ -500,7 +504,7 @@ impl Batch<'_> {
                     m.hash,
                     m.size,
                     joined,
-                    m.internaldate,
+                    internaldate,
                     now(),
                     change
                 ])
@@ -864,7 +868,7 @@ mod tests {
             hash: Hash::of(body),
             size: body.len() as u64,
             flags: strs(flags),
-            internaldate: "01-Apr-2025 10:00:00 +0200".into(),
+            internaldate: "01-Apr-2025 10:00:00 +0200".parse().unwrap(),
         }
     }
 

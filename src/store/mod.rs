@@ -179,7 +179,7 @@ mod tests {
             hash: h,
             size: 2,
             flags: vec![],
-            internaldate: "01-Jan-2025 00:00:00 +0000".into(),
+            internaldate: "01-Jan-2025 00:00:00 +0000".parse().unwrap(),
         };
         b.add_message(f, &m).unwrap();
         b.commit_after_sync(&store.objects).unwrap();

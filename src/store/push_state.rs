@@ -411,7 +411,7 @@ mod tests {
                 hash: h,
                 size: 1,
                 flags: vec!["\\Seen".into()],
-                internaldate: "01-Jan-2025 00:00:00 +0000".into(),
+                internaldate: "01-Jan-2025 00:00:00 +0000".parse().unwrap(),
             },
         )
         .unwrap();

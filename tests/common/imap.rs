@@ -166,7 +166,11 @@ pub fn server_messages(d: &Dovecot, user: &str) -> BTreeMap<String, Vec<ServerMe
                         uid: f.uid,
                         bytes: f.body.expect("BODY[] in FETCH response"),
                         flags,
-                        internaldate: f.internaldate.expect("INTERNALDATE in FETCH response"),
+                        internaldate: f
+                            .internaldate
+                            .expect("INTERNALDATE in FETCH response")
+                            .expect("a valid INTERNALDATE")
+                            .to_string(),
                     });
                     Ok(())
                 })
