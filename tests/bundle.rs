@@ -112,7 +112,8 @@ fn change_account(server: &Dovecot, tag: &str) {
         "INBOX",
         &[AppendMessage {
             flags: &flags,
-            internaldate: Some("01-Feb-2025 10:00:00 +0100"),
+            internaldate: Some("01-Feb-2025 10:00:00 +0100".parse().unwrap()),
+            synchronizing: false,
             bytes: &body,
         }],
     )
@@ -124,6 +125,7 @@ fn change_account(server: &Dovecot, tag: &str) {
         &[AppendMessage {
             flags: &[],
             internaldate: None,
+            synchronizing: false,
             bytes: format!("Subject: in {folder}\r\n\r\nx\r\n").as_bytes(),
         }],
     )

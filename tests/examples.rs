@@ -72,6 +72,7 @@ fn staged_migration_walkthrough_moves_the_account_in_two_rounds() {
         &[imapferry::imap::AppendMessage {
             flags: &[],
             internaldate: None,
+            synchronizing: false,
             bytes: b"Subject: later\r\n\r\narrived after round 1\r\n",
         }],
     )

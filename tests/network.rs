@@ -93,6 +93,7 @@ fn append_to_inbox(d: &Dovecot, user: &str, msgs: &[Vec<u8>]) {
         .map(|m| AppendMessage {
             flags: &flags,
             internaldate: None,
+            synchronizing: false,
             bytes: m,
         })
         .collect();

@@ -107,12 +107,14 @@ fn incremental_pull_records_new_mail_flag_changes_and_expunges() {
     let msgs = [
         imapferry::imap::AppendMessage {
             flags: &flags,
-            internaldate: Some("01-Feb-2024 10:00:00 +0000"),
+            internaldate: Some("01-Feb-2024 10:00:00 +0000".parse().unwrap()),
+            synchronizing: false,
             bytes: &extra,
         },
         imapferry::imap::AppendMessage {
             flags: &[],
             internaldate: None,
+            synchronizing: false,
             bytes: b"Subject: no message-id\r\n\r\nbody\r\n",
         },
     ];
@@ -246,6 +248,7 @@ fn a_slash_inside_a_folder_name_on_a_dot_server_is_kept_apart_and_a_path_clash_i
             &[imapferry::imap::AppendMessage {
                 flags: &[],
                 internaldate: None,
+                synchronizing: false,
                 bytes: bytes.as_bytes(),
             }],
         )

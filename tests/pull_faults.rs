@@ -56,6 +56,7 @@ fn a_20_mb_message_arrives_through_a_link_that_cuts_every_2_mb_and_partial_bytes
     let msg = imapferry::imap::AppendMessage {
         flags: &[],
         internaldate: None,
+        synchronizing: false,
         bytes: &big,
     };
     c.append_many("INBOX", &[msg]).unwrap();

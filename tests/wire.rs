@@ -65,7 +65,8 @@ fn round_trip(c: &mut Client, mailbox_utf8: &str) {
         .iter()
         .map(|m| AppendMessage {
             flags: &flags,
-            internaldate: Some("17-Jul-1996 09:44:25 +0000"),
+            internaldate: Some("17-Jul-1996 09:44:25 +0000".parse().unwrap()),
+            synchronizing: false,
             bytes: m,
         })
         .collect();
@@ -219,6 +220,7 @@ fn pipelined_partial_fetches_reassemble_exactly_end_on_a_short_piece_and_see_a_m
             &[AppendMessage {
                 flags: &flags,
                 internaldate: None,
+                synchronizing: false,
                 bytes: &msg,
             }],
         )
@@ -243,9 +245,17 @@ fn pipelined_partial_fetches_reassemble_exactly_end_on_a_short_piece_and_see_a_m
     assert!(seen);
     assert!(pieces.iter().all(|p| p.len() as u64 <= 1 << 20));
     assert!(pieces.concat() == msg, "reassembled with depth 4");
-    // A size hint that is too small (an estimate) still brings the whole message.
-    let (_, pieces) = fetch(&mut c, uid, 0, 1 << 20, 1000, 4);
-    assert!(pieces.concat() == msg, "reassembled with a low size hint");
+    // A declared size far too small: pieces stop at the size plus its margin, and that is an
+    // error the caller can tell apart (it fetches the message whole instead).
+    let mut got = 0u64;
+    let e = c
+        .uid_fetch_partials(uid, 0, 1 << 20, 1000, 4, &mut |p| {
+            got += p.len() as u64;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(imapferry::imap::is_protocol(&e), "{e:#}");
+    assert!(got <= 1000 + imapferry::imap::body_margin(1000), "{got}");
     // From an offset: the tail only, in 10-byte pieces and a short last one.
     let (_, pieces) = fetch(&mut c, uid, size - 25, 10, size, 8);
     assert_eq!(pieces.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);

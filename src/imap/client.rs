@@ -1,7 +1,7 @@
 //! A logged-in IMAP session and the commands imapferry sends.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
@@ -78,9 +78,39 @@ pub struct Fetched {
 #[derive(Debug, Clone)]
 pub struct AppendMessage<'a> {
     pub flags: &'a [String],
-    /// INTERNALDATE in IMAP date-time form, e.g. `17-Jul-1996 02:44:25 -0700`.
-    pub internaldate: Option<&'a str>,
+    pub internaldate: Option<InternalDate>,
     pub bytes: &'a [u8],
+    /// Send the message as a synchronizing literal even when the server offers LITERAL+, so that
+    /// a refusal of the command line comes before any byte of the message (used to retry a
+    /// message whose APPEND was answered BAD).
+    pub synchronizing: bool,
+}
+
+/// A NO or BAD answer, typed: callers branch on it (throttling is waited out, a refused
+/// message is listed), never on its text alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: Status,
+    /// The response code's keyword, upper-cased (`THROTTLED`, `TOOBIG`, `OVERQUOTA`, ...).
+    pub code: Option<String>,
+    pub text: String,
+}
+
+impl Refusal {
+    /// The server asks to come back later (see [`super::error::answer_is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        super::error::answer_is_transient(self.code.as_deref(), &self.text)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = crate::ui::printable(&self.text);
+        match &self.code {
+            Some(c) => write!(f, "{} [{c}] {text}", self.status),
+            None => write!(f, "{} {text}", self.status),
+        }
+    }
 }
 
 /// Result of one APPEND.
@@ -91,9 +121,17 @@ pub enum AppendOutcome {
         uidvalidity: Option<u32>,
         uid: Option<u32>,
     },
-    /// NO/BAD from the server, with its text.
-    Rejected(String),
+    /// NO/BAD from the server.
+    Refused(Refusal),
+    /// No answer: the connection was closed on purpose first (the server answered BAD to an
+    /// earlier APPEND whose message was already on its way, and might read the bytes that
+    /// follow as commands). The message may or may not have been stored.
+    Unanswered,
 }
+
+/// Dates outside these years go with a synchronizing literal: a server that refuses such a
+/// date (32-bit clocks, dates before 1970) then refuses before the message bytes are sent.
+const SAFE_YEARS: std::ops::RangeInclusive<u16> = 1971..=2037;
 
 /// Most commands in flight during `append_many` before we stop and read replies; keeps the
 /// server's replies (which it writes while we keep writing) far below any socket buffer.
@@ -109,6 +147,9 @@ enum Part<'a> {
     Text(Cow<'a, [u8]>),
     /// A literal (`{N}`/`{N+}` then the bytes); logged as `{N}`.
     Literal(&'a [u8]),
+    /// A literal always sent synchronizing (`{N}`, then wait for `+`): the server can refuse
+    /// the command before any byte of it arrives.
+    SyncLiteral(&'a [u8]),
     /// Secret text, logged as `<secret>`.
     SecretText(Cow<'a, [u8]>),
     /// Secret literal, logged as `<secret>`.
@@ -139,6 +180,9 @@ fn secret_arg(s: &[u8]) -> Part<'_> {
 struct Sent {
     tag: String,
     display: String,
+    /// A non-synchronizing literal went out with it: if the server refuses the command line
+    /// with BAD, it may read the literal's lines as commands.
+    nonsync: bool,
 }
 
 /// What a command's tagged completion said.
@@ -177,6 +221,29 @@ pub struct Client {
     logging_out: bool,
     /// Upper-cased capabilities to ignore (see [`ConnectOptions`]).
     hidden: HashSet<String>,
+    /// Most bytes one response may hold now ([`response::read_response`]): the default, or
+    /// more while message bodies of a known size are expected.
+    response_limit: u64,
+    /// Responses since the last tagged completion that answered nothing asked.
+    unsolicited: u32,
+    /// Set when the connection can no longer be trusted to be in step with the server (a BAD
+    /// to a command whose literal was already on its way): every later command fails with it.
+    broken: Option<String>,
+}
+
+/// Most responses that answer nothing asked (untagged chatter, FETCH for UIDs not asked for)
+/// one command may bring: a server streaming such responses must not keep a run alive forever.
+const MAX_UNSOLICITED: u32 = 100_000;
+
+/// Extra bytes a message body may have beyond its RFC822.SIZE before the response is refused
+/// (servers' sizes are sometimes estimates): a quarter of the size plus 1 MiB.
+pub fn body_margin(size: u64) -> u64 {
+    size / 4 + (1 << 20)
+}
+
+/// The response limit while bodies of at most `largest` bytes (RFC822.SIZE) are expected.
+fn body_limit(largest: u64) -> u64 {
+    response::DEFAULT_RESPONSE_LIMIT.max(largest.saturating_add(body_margin(largest)) + (64 << 10))
 }
 
 impl Client {
@@ -208,6 +275,9 @@ impl Client {
             backlog: VecDeque::new(),
             buf: Vec::new(),
             logging_out: false,
+            response_limit: response::DEFAULT_RESPONSE_LIMIT,
+            unsolicited: 0,
+            broken: None,
             hidden: opts
                 .hide_capabilities
                 .iter()
@@ -418,13 +488,20 @@ impl Client {
         if let Some(code) = &done.code {
             on_code(code, &mut sel, &mut uidvalidity);
         }
-        sel.uidvalidity = uidvalidity.ok_or_else(|| {
-            anyhow!(
-                "{}: SELECT {}: server sent no UIDVALIDITY",
-                self.label,
-                quote::display(raw_name.as_bytes())
-            )
-        })?;
+        sel.uidvalidity = match uidvalidity {
+            Some(v) if v > 0 => v,
+            got => {
+                return Err(self.protocol_error(format!(
+                    "SELECT {}: the server sent {} (RFC 3501 requires a non-zero UIDVALIDITY)",
+                    quote::display(raw_name.as_bytes()),
+                    if got.is_some() {
+                        "UIDVALIDITY 0"
+                    } else {
+                        "no UIDVALIDITY"
+                    }
+                )))
+            }
+        };
         Ok(sel)
     }
 
@@ -437,6 +514,8 @@ impl Client {
             }
             Ok(())
         })?;
+        // UID 0 names no message (RFC 3501 2.3.1.1).
+        uids.retain(|&u| u != 0);
         uids.sort_unstable();
         uids.dedup();
         Ok(uids)
@@ -467,13 +546,16 @@ impl Client {
     }
 
     /// Fetch `BODY.PEEK[]` (plus UID FLAGS INTERNALDATE RFC822.SIZE) of `uids`, pipelining
-    /// several UID FETCH commands of at most `batch_bytes` each (sizes from `sizes`, same order)
-    /// with at most `depth` in flight. `f` is called once per message as it arrives; memory
-    /// holds one message at a time.
+    /// several UID FETCH commands of at most `batch_bytes` each (sizes from `sizes`, same order:
+    /// their RFC822.SIZE) with at most `depth` in flight. `f` is called once per message as it
+    /// arrives; memory holds one message at a time, and a body larger than its size plus
+    /// [`body_margin`] is refused.
     ///
-    /// Responses without a UID or without a body (unsolicited flag changes) are not passed to
-    /// `f`. If `f` fails, no more commands are sent, the ones in flight are drained, and its
-    /// error is returned.
+    /// Only the first body of each asked UID reaches `f`; UIDs the server sent more than once
+    /// are returned (their first body cannot be trusted either: callers fail them). Responses
+    /// without a body (unsolicited flag changes) or for UIDs not asked are skipped. If `f`
+    /// fails, no more commands are sent, the ones in flight are drained, and its error is
+    /// returned.
     pub fn uid_fetch_bodies(
         &mut self,
         uids: &[u32],
@@ -481,7 +563,7 @@ impl Client {
         batch_bytes: u64,
         depth: usize,
         f: &mut dyn FnMut(Fetched) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Vec<u32>> {
         if uids.len() != sizes.len() {
             bail!(
                 "uid_fetch_bodies: {} UIDs but {} sizes",
@@ -489,8 +571,25 @@ impl Client {
                 sizes.len()
             );
         }
+        let largest = sizes.iter().copied().max().unwrap_or(0);
+        self.with_body_limit(largest, |c| {
+            c.fetch_bodies(uids, sizes, batch_bytes, depth, f)
+        })
+    }
+
+    fn fetch_bodies(
+        &mut self,
+        uids: &[u32],
+        sizes: &[u64],
+        batch_bytes: u64,
+        depth: usize,
+        f: &mut dyn FnMut(Fetched) -> Result<()>,
+    ) -> Result<Vec<u32>> {
         let batches = batch_uids(uids, sizes, batch_bytes);
         let depth = depth.max(1);
+        let asked: HashSet<u32> = uids.iter().copied().collect();
+        let mut delivered: HashSet<u32> = HashSet::new();
+        let mut repeated: BTreeSet<u32> = BTreeSet::new();
         let mut next = 0;
         let mut in_flight: VecDeque<(String, String)> = VecDeque::new();
         let mut failure: Option<anyhow::Error> = None;
@@ -512,7 +611,11 @@ impl Client {
                     mut item,
                     ..
                 }) if item.body.is_some() => {
-                    if failure.is_none() {
+                    if !asked.contains(&uid) {
+                        self.note_unsolicited()?;
+                    } else if !delivered.insert(uid) {
+                        repeated.insert(uid);
+                    } else if failure.is_none() {
                         item.uid = uid;
                         if let Err(e) = f(item) {
                             failure = Some(e);
@@ -520,6 +623,11 @@ impl Client {
                     }
                 }
                 Response::Untagged(_) => {}
+                Response::Unreadable(why) => {
+                    failure.get_or_insert_with(|| {
+                        self.protocol_error(format!("UID FETCH (BODY.PEEK[]): {why}"))
+                    });
+                }
                 Response::Tagged {
                     tag,
                     status,
@@ -543,7 +651,7 @@ impl Client {
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(repeated.into_iter().collect()),
         }
     }
 
@@ -563,19 +671,21 @@ impl Client {
     /// Message `uid` from byte `offset` on, as `BODY.PEEK[]<offset.chunk>` pieces with up to
     /// `depth` commands in flight (a long link pays one round trip per `depth` pieces, not per
     /// piece), handed to `on_piece` in order until the first short piece, which is the end.
-    /// `size_hint` (RFC822.SIZE) bounds how far ahead pieces are asked for; the end is still
-    /// found by a short piece, since some servers' sizes are only estimates.
+    /// Returns `false` when the server sent nothing for the UID (expunged).
     ///
-    /// Pieces are put in place by the origin the server states (`BODY[]<origin>`), so they
-    /// cannot be put together in the wrong order; until the first piece shows that the server
-    /// states it, one command is in flight. Returns `false` when the server sent nothing for
-    /// the UID (expunged).
+    /// Bounded by `declared` (RFC822.SIZE): no piece is asked for at or beyond `declared` plus
+    /// [`body_margin`], so a server that never sends a short piece costs at most that many
+    /// bytes and requests. Each piece must answer a request in flight (the origin the server
+    /// states, `BODY[]<origin>`, or the only request in flight when it states none) and be no
+    /// longer than asked; anything else is a [`ErrorKind::Protocol`] error (callers fetch the
+    /// message whole instead). Until the first piece shows that the server states origins, one
+    /// command is in flight.
     pub fn uid_fetch_partials(
         &mut self,
         uid: u32,
         offset: u64,
         chunk: u64,
-        size_hint: u64,
+        declared: u64,
         depth: usize,
         on_piece: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<bool> {
@@ -585,24 +695,50 @@ impl Client {
         if uid == 0 {
             bail!("uid_fetch_partials: UID 0 is not a message");
         }
-        let mut window = 1;
-        let (mut next_send, mut next_deliver) = (offset, offset);
-        let mut pieces: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-        let mut in_flight: VecDeque<(String, u64)> = VecDeque::new();
-        let (mut seen, mut ended) = (false, false);
+        let mut p = Partials {
+            uid,
+            chunk,
+            end: declared.saturating_add(body_margin(declared)),
+            depth: depth.max(1),
+            window: 1,
+            next_send: offset,
+            next_deliver: offset,
+            pieces: BTreeMap::new(),
+            asked: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            seen: false,
+            ended: false,
+        };
+        let limit = chunk.saturating_add(64 << 10);
+        let before = self.response_limit;
+        self.response_limit = limit.max(response::DEFAULT_RESPONSE_LIMIT.min(limit));
+        let r = self.partials_loop(&mut p, on_piece);
+        self.response_limit = before;
+        r
+    }
+
+    fn partials_loop(
+        &mut self,
+        p: &mut Partials,
+        on_piece: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<bool> {
+        let (uid, chunk) = (p.uid, p.chunk);
         let mut failure: Option<anyhow::Error> = None;
         loop {
             while failure.is_none()
-                && !ended
-                && in_flight.len() < window
-                && (in_flight.is_empty() || next_send < size_hint)
+                && !p.ended
+                && p.in_flight.len() < p.window
+                && p.next_send < p.end
             {
-                let cmd = format!("UID FETCH {uid} (UID BODY.PEEK[]<{next_send}.{chunk}>)");
+                // The last request stops at the bound: no byte past it is ever asked for.
+                let len = chunk.min(p.end - p.next_send);
+                let cmd = format!("UID FETCH {uid} (UID BODY.PEEK[]<{}.{len}>)", p.next_send);
                 let sent = self.send(&[text(&cmd)])?;
-                in_flight.push_back((sent.tag, next_send));
-                next_send += chunk;
+                p.in_flight.push_back((sent.tag, p.next_send));
+                p.asked.insert(p.next_send, len);
+                p.next_send += len;
             }
-            if in_flight.is_empty() {
+            if p.in_flight.is_empty() {
                 break;
             }
             match self.read()? {
@@ -611,50 +747,43 @@ impl Client {
                     item,
                     ..
                 }) if got == uid => {
-                    seen = true;
+                    p.seen = true;
                     let Some(body) = item.body else {
                         continue; // a flag update; a NIL body is settled by the tagged OK
                     };
-                    let at = match item.origin {
-                        Some(o) => {
-                            window = depth.max(1);
-                            o
-                        }
-                        None if in_flight.len() == 1 => in_flight[0].1,
-                        None => {
-                            failure.get_or_insert_with(|| {
-                                anyhow!(
-                                    "{}: UID FETCH {uid}: a partial body without its origin",
-                                    self.label
-                                )
-                            });
-                            continue;
-                        }
-                    };
-                    if at >= next_deliver {
-                        pieces.insert(at, body);
+                    if let Err(why) = p.place(body, item.origin) {
+                        failure.get_or_insert_with(|| {
+                            self.protocol_error(format!("UID FETCH {uid} (BODY.PEEK[]<…>): {why}"))
+                        });
                     }
                 }
+                Response::Untagged(Untagged::Fetch { .. }) => self.note_unsolicited()?,
                 Response::Untagged(_) => {}
+                Response::Unreadable(why) => {
+                    failure.get_or_insert_with(|| {
+                        self.protocol_error(format!("UID FETCH {uid}: {why}"))
+                    });
+                }
                 Response::Tagged {
                     tag,
                     status,
                     code,
                     text: t,
                 } => {
-                    let done = self.pipelined_done(&mut in_flight, &tag, status, &code, &t, |at| {
-                        format!("UID FETCH {uid} (BODY.PEEK[]<{at}.{chunk}>)")
-                    });
+                    let done =
+                        self.pipelined_done(&mut p.in_flight, &tag, status, &code, &t, |at| {
+                            format!("UID FETCH {uid} (BODY.PEEK[]<{at}.{chunk}>)")
+                        });
                     let Some((at, refused)) = done else {
                         continue;
                     };
                     if let Some(e) = refused {
                         failure.get_or_insert(e);
-                    } else if !seen {
-                        ended = true; // nothing for this UID: expunged
-                    } else if at >= next_deliver {
+                    } else if !p.seen {
+                        p.ended = true; // nothing for this UID: expunged
+                    } else if at >= p.next_deliver && p.asked.contains_key(&at) {
                         // Past the end the server answers "" or NIL: an empty piece.
-                        pieces.entry(at).or_default();
+                        p.pieces.entry(at).or_default();
                     }
                 }
                 Response::Continuation(t) => bail!(
@@ -663,20 +792,28 @@ impl Client {
                 ),
                 Response::Bye(t) => return Err(self.bye(None, &t)),
             }
-            while failure.is_none() && !ended {
-                let Some(piece) = pieces.remove(&next_deliver) else {
+            while failure.is_none() && !p.ended {
+                let Some(piece) = p.pieces.remove(&p.next_deliver) else {
                     break;
                 };
                 if let Err(e) = on_piece(&piece) {
                     failure = Some(e);
                 }
-                next_deliver += piece.len() as u64;
-                ended = (piece.len() as u64) < chunk;
+                let asked = p.asked.remove(&p.next_deliver).unwrap_or(chunk);
+                p.next_deliver += piece.len() as u64;
+                p.ended = (piece.len() as u64) < asked;
+            }
+            if failure.is_none() && !p.ended && p.in_flight.is_empty() && p.next_send >= p.end {
+                failure = Some(self.protocol_error(format!(
+                    "UID FETCH {uid}: more than RFC822.SIZE plus a margin ({} bytes) and still \
+                     no end",
+                    p.end
+                )));
             }
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok(seen),
+            None => Ok(p.seen),
         }
     }
 
@@ -752,6 +889,9 @@ impl Client {
                     });
                 }
                 Response::Untagged(_) => {}
+                Response::Unreadable(why) => {
+                    return Err(self.protocol_error(format!("mailbox commands: {why}")))
+                }
                 Response::Continuation(t) => bail!(
                     "{}: unexpected continuation request during mailbox commands: {t}",
                     self.label
@@ -770,60 +910,146 @@ impl Client {
     ///
     /// One APPEND per message (not MULTIAPPEND), so one rejected message does not reject the
     /// others. `\Recent` is dropped from the flags (the server sets it), as are flags that are
-    /// not valid atoms.
+    /// not valid atoms; the date is rendered from its type. If the server answers BAD to an
+    /// APPEND whose message went as a non-synchronizing literal, it may be reading that
+    /// message's lines as commands: the connection is closed at once, that message is
+    /// [`AppendOutcome::Refused`] and every later one [`AppendOutcome::Unanswered`]; the client
+    /// is unusable afterwards.
     pub fn append_many(
         &mut self,
         raw_name: &str,
         msgs: &[AppendMessage<'_>],
     ) -> Result<Vec<AppendOutcome>> {
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; msgs.len()];
-        // (tag, index, literal size)
-        let mut in_flight: VecDeque<(String, usize, u64)> = VecDeque::new();
-        let mut bytes_in_flight = 0u64;
+        let mut flight = AppendFlight::default();
         for (i, m) in msgs.iter().enumerate() {
-            while !in_flight.is_empty()
-                && (in_flight.len() >= MAX_APPENDS_IN_FLIGHT
-                    || bytes_in_flight + m.bytes.len() as u64 > MAX_APPEND_BYTES_IN_FLIGHT)
+            while !flight.in_flight.is_empty()
+                && (flight.in_flight.len() >= MAX_APPENDS_IN_FLIGHT
+                    || flight.bytes + m.bytes.len() as u64 > MAX_APPEND_BYTES_IN_FLIGHT)
             {
-                self.read_append_reply(&mut in_flight, &mut bytes_in_flight, &mut outcomes)?;
+                self.read_append_reply(&mut flight, &mut outcomes)?;
             }
-            let flags: Vec<&str> = m
-                .flags
-                .iter()
-                .map(String::as_str)
-                .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                .filter(|f| {
-                    let ok = valid_flag(f);
-                    if !ok {
-                        wire_log!(1, "{}: dropping invalid flag {f:?}", self.label);
-                    }
-                    ok
-                })
-                .collect();
-            let mut head = format!(" ({})", flags.join(" "));
-            if let Some(d) = m.internaldate {
-                head.push(' ');
-                head.push_str(&String::from_utf8_lossy(&quote::quoted(d.as_bytes())));
+            if self.broken.is_some() {
+                break;
             }
-            head.push(' ');
-            let parts = [
-                text("APPEND "),
-                arg(raw_name.as_bytes()),
-                text(&head),
-                Part::Literal(m.bytes),
-            ];
-            let sent = self.send(&parts)?;
-            in_flight.push_back((sent.tag, i, m.bytes.len() as u64));
-            bytes_in_flight += m.bytes.len() as u64;
+            let sent = self.send_append(raw_name, m)?;
+            flight
+                .in_flight
+                .push_back((sent.tag, i, m.bytes.len() as u64, sent.nonsync));
+            flight.bytes += m.bytes.len() as u64;
         }
-        while !in_flight.is_empty() {
-            self.read_append_reply(&mut in_flight, &mut bytes_in_flight, &mut outcomes)?;
+        while !flight.in_flight.is_empty() && self.broken.is_none() {
+            self.read_append_reply(&mut flight, &mut outcomes)?;
+        }
+        if self.broken.is_some() {
+            return Ok(outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or(AppendOutcome::Unanswered))
+                .collect());
         }
         outcomes
             .into_iter()
             .enumerate()
             .map(|(i, o)| o.ok_or_else(|| anyhow!("{}: no reply to APPEND #{i}", self.label)))
             .collect()
+    }
+
+    /// Send one APPEND command.
+    fn send_append(&mut self, raw_name: &str, m: &AppendMessage<'_>) -> Result<Sent> {
+        let flags: Vec<&str> = m
+            .flags
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+            .filter(|f| {
+                let ok = valid_flag(f);
+                if !ok {
+                    wire_log!(
+                        1,
+                        "{}: dropping invalid flag {:?}",
+                        self.label,
+                        crate::ui::printable(f)
+                    );
+                }
+                ok
+            })
+            .collect();
+        let mut head = format!(" ({})", flags.join(" "));
+        if let Some(d) = &m.internaldate {
+            // The type renders only `DD-Mon-YYYY HH:MM:SS +HHMM`: nothing to escape.
+            head.push_str(&format!(" \"{d}\""));
+        }
+        head.push(' ');
+        let odd_date = m
+            .internaldate
+            .is_some_and(|d| !SAFE_YEARS.contains(&d.year()));
+        let body = if m.synchronizing || odd_date {
+            Part::SyncLiteral(m.bytes)
+        } else {
+            Part::Literal(m.bytes)
+        };
+        self.send(&[text("APPEND "), arg(raw_name.as_bytes()), text(&head), body])
+    }
+
+    fn read_append_reply(
+        &mut self,
+        flight: &mut AppendFlight,
+        outcomes: &mut [Option<AppendOutcome>],
+    ) -> Result<()> {
+        match self.read()? {
+            Response::Tagged {
+                tag,
+                status,
+                code,
+                text,
+            } => {
+                let Some(pos) = flight.in_flight.iter().position(|(t, ..)| *t == tag) else {
+                    wire_log!(1, "{}: ignoring response to unknown tag {tag}", self.label);
+                    return Ok(());
+                };
+                let (_, idx, size, nonsync) = flight.in_flight.remove(pos).unwrap_or_default();
+                flight.bytes = flight.bytes.saturating_sub(size);
+                let outcome = if status == Status::Ok {
+                    match code {
+                        Some(Code::AppendUid { uidvalidity, uid }) => AppendOutcome::Ok {
+                            uidvalidity: Some(uidvalidity),
+                            uid,
+                        },
+                        _ => AppendOutcome::Ok {
+                            uidvalidity: None,
+                            uid: None,
+                        },
+                    }
+                } else {
+                    AppendOutcome::Refused(Refusal {
+                        status,
+                        code: code_name(&code),
+                        text,
+                    })
+                };
+                if let Some(slot) = outcomes.get_mut(idx) {
+                    *slot = Some(outcome);
+                }
+                if status == Status::Bad && nonsync {
+                    // Its message followed the command line without waiting: the server may
+                    // now be reading it as commands. Nothing more may reach it.
+                    let e = self.poison(format!(
+                        "{}: APPEND answered BAD after its message was sent; connection closed \
+                         so that no line of the message can be taken for a command",
+                        self.label
+                    ));
+                    wire_log!(1, "{e:#}");
+                }
+                Ok(())
+            }
+            Response::Untagged(_) => Ok(()),
+            Response::Unreadable(why) => Err(self.protocol_error(format!("APPEND: {why}"))),
+            Response::Continuation(t) => bail!(
+                "{}: unexpected continuation request during APPEND: {t}",
+                self.label
+            ),
+            Response::Bye(t) => Err(self.bye(None, &t)),
+        }
     }
 
     /// Send one command line as given (tag added, no literals) and wait for its completion;
@@ -1045,24 +1271,37 @@ impl Client {
         let mut display = String::new();
         let mut line: Vec<u8> = format!("{tag} ").into_bytes();
         let mut aborted = false;
+        let mut any_nonsync = false;
         for p in parts {
             match p {
-                Part::Text(t) => {
+                Part::Text(t) | Part::SecretText(t) => {
+                    // Protocol text ends only where we end it: a line break inside would start
+                    // a command the server did not get from us.
+                    if t.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+                        bail!(
+                            "{}: internal error: a line break inside command text (refused)",
+                            self.label
+                        );
+                    }
                     line.extend_from_slice(t);
-                    display.push_str(&String::from_utf8_lossy(t));
+                    if matches!(p, Part::Text(_)) {
+                        display.push_str(&String::from_utf8_lossy(t));
+                    } else {
+                        display.push_str("<secret>");
+                    }
                 }
-                Part::SecretText(t) => {
-                    line.extend_from_slice(t);
-                    display.push_str("<secret>");
-                }
-                Part::Literal(_) | Part::SecretLiteral(_) => {
-                    let (data, secret): (&[u8], bool) = match p {
-                        Part::Literal(l) => (l, false),
-                        Part::SecretLiteral(l) => (l, true),
+                Part::Literal(_) | Part::SecretLiteral(_) | Part::SyncLiteral(_) => {
+                    let (data, secret, force_sync): (&[u8], bool, bool) = match p {
+                        Part::Literal(l) => (l, false, false),
+                        Part::SecretLiteral(l) => (l, true, false),
+                        Part::SyncLiteral(l) => (l, false, true),
                         _ => unreachable!(),
                     };
-                    let nonsync = self.has_capability("LITERAL+")
-                        || (self.has_capability("LITERAL-") && data.len() <= LITERAL_MINUS_MAX);
+                    let nonsync = !force_sync
+                        && (self.has_capability("LITERAL+")
+                            || (self.has_capability("LITERAL-")
+                                && data.len() <= LITERAL_MINUS_MAX));
+                    any_nonsync |= nonsync;
                     let plus = if nonsync { "+" } else { "" };
                     line.extend_from_slice(format!("{{{}{plus}}}\r\n", data.len()).as_bytes());
                     if secret {
@@ -1089,7 +1328,11 @@ impl Client {
             self.flush()?;
         }
         wire_log!(2, "{} C: {tag} {display}", self.label);
-        Ok(Sent { tag, display })
+        Ok(Sent {
+            tag,
+            display,
+            nonsync: any_nonsync,
+        })
     }
 
     /// Wait for `+` after a synchronizing literal. Returns false if the command was completed
@@ -1213,6 +1456,11 @@ impl Client {
                     }
                     wire_log!(1, "{}: ignoring response to unknown tag {tag}", self.label);
                 }
+                Response::Unreadable(why) => {
+                    failure.get_or_insert_with(|| {
+                        self.protocol_error(format!("{}: {why}", sent.display))
+                    });
+                }
                 Response::Continuation(t) => bail!(
                     "{}: {}: unexpected continuation request: {t}",
                     self.label,
@@ -1240,57 +1488,6 @@ impl Client {
         Ok(())
     }
 
-    fn read_append_reply(
-        &mut self,
-        in_flight: &mut VecDeque<(String, usize, u64)>,
-        bytes_in_flight: &mut u64,
-        outcomes: &mut [Option<AppendOutcome>],
-    ) -> Result<()> {
-        match self.read()? {
-            Response::Tagged {
-                tag,
-                status,
-                code,
-                text,
-            } => {
-                let Some(pos) = in_flight.iter().position(|(t, _, _)| *t == tag) else {
-                    wire_log!(1, "{}: ignoring response to unknown tag {tag}", self.label);
-                    return Ok(());
-                };
-                let (_, idx, size) = in_flight.remove(pos).unwrap_or_default();
-                *bytes_in_flight = bytes_in_flight.saturating_sub(size);
-                let outcome = if status == Status::Ok {
-                    match code {
-                        Some(Code::AppendUid { uidvalidity, uid }) => AppendOutcome::Ok {
-                            uidvalidity: Some(uidvalidity),
-                            uid,
-                        },
-                        _ => AppendOutcome::Ok {
-                            uidvalidity: None,
-                            uid: None,
-                        },
-                    }
-                } else {
-                    // Keep the code: it tells a throttled APPEND from a refused message.
-                    match code_name(&code) {
-                        Some(c) => AppendOutcome::Rejected(format!("{status} [{c}] {text}")),
-                        None => AppendOutcome::Rejected(format!("{status} {text}")),
-                    }
-                };
-                if let Some(slot) = outcomes.get_mut(idx) {
-                    *slot = Some(outcome);
-                }
-                Ok(())
-            }
-            Response::Untagged(_) => Ok(()),
-            Response::Continuation(t) => bail!(
-                "{}: unexpected continuation request during APPEND: {t}",
-                self.label
-            ),
-            Response::Bye(t) => Err(self.bye(None, &t)),
-        }
-    }
-
     /// Next response: from the backlog, else from the socket.
     fn read(&mut self) -> Result<Response> {
         if let Some(r) = self.backlog.pop_front() {
@@ -1299,16 +1496,30 @@ impl Client {
         self.read_wire()
     }
 
-    /// Next parseable response from the socket. Unparseable untagged responses are logged and
-    /// skipped. Capabilities are learned from any response that carries them.
+    /// Next response from the socket. An untagged response that cannot be parsed is
+    /// [`Response::Unreadable`] when it is of a kind that carries mailbox state (FETCH, SEARCH,
+    /// LIST, STATUS, EXISTS, ...: the command waiting for it must fail, never read it as
+    /// "nothing there"); others are logged and skipped. Capabilities are learned from any
+    /// response that carries them.
     fn read_wire(&mut self) -> Result<Response> {
+        if let Some(why) = &self.broken {
+            return Err(wire_error(ErrorKind::Connection, why.clone()));
+        }
         // Don't keep a huge buffer around after one big message.
         if self.buf.capacity() > 32 << 20 {
             self.buf = Vec::new();
         }
         loop {
-            let got = response::read_response(&mut self.conn, &mut self.buf)
-                .with_context(|| format!("{}: reading response", self.label))?;
+            let got = response::read_response(&mut self.conn, &mut self.buf, self.response_limit)
+                .map_err(|e| {
+                let kind = if e.kind() == std::io::ErrorKind::InvalidData {
+                    ErrorKind::Protocol
+                } else {
+                    return anyhow::Error::new(e)
+                        .context(format!("{}: reading response", self.label));
+                };
+                wire_error(kind, format!("{}: reading response: {e}", self.label))
+            })?;
             if !got {
                 let msg = if self.logging_out {
                     format!("{}: connection closed", self.label)
@@ -1317,59 +1528,130 @@ impl Client {
                 };
                 return Err(wire_error(ErrorKind::Connection, msg));
             }
-            let r = match response::parse(&self.buf) {
+            let head = response::head(&self.buf);
+            let r = match response::parse_owned(&mut self.buf) {
                 Ok(r) => r,
+                Err(reason) if response::carries_state(&self.buf) => {
+                    return Ok(Response::Unreadable(reason));
+                }
                 Err(reason) => {
-                    wire_log!(2, "{}: skipping response: {reason}", self.label);
+                    wire_log!(1, "{}: skipping response: {reason}", self.label);
+                    self.note_unsolicited()?;
                     continue;
                 }
             };
             if crate::ui::verbosity() > 2 && !matches!(r, Response::Tagged { .. }) {
-                wire_log!(2, "{} S: {}", self.label, response::head(&self.buf));
+                wire_log!(2, "{} S: {}", self.label, crate::ui::printable(&head));
             }
-            match &r {
-                Response::Untagged(Untagged::Capability(c))
-                | Response::Untagged(Untagged::Status {
-                    code: Some(Code::Capability(c)),
-                    ..
-                })
-                | Response::Tagged {
-                    code: Some(Code::Capability(c)),
-                    status: Status::Ok,
-                    ..
-                } => {
-                    self.caps = c
-                        .iter()
-                        .filter(|x| !self.hidden.contains(*x))
-                        .cloned()
-                        .collect();
-                    self.caps_gen += 1;
-                }
-                Response::Tagged {
-                    tag,
-                    status,
-                    text: t,
-                    ..
-                } => {
-                    wire_log!(2, "{} S: {tag} {status} {t}", self.label);
-                }
-                // Warnings and alerts the server wants a human to see.
-                Response::Untagged(Untagged::Status {
-                    status: status @ (Status::No | Status::Bad),
-                    text: t,
-                    ..
-                }) => wire_log!(1, "{}: server says: {status} {t}", self.label),
-                Response::Untagged(Untagged::Status {
-                    code: Some(Code::Other(c)),
-                    text: t,
-                    ..
-                }) if c.eq_ignore_ascii_case("ALERT") => {
-                    wire_log!(1, "{}: server alert: {t}", self.label)
-                }
-                _ => {}
-            }
+            self.observe(&r)?;
             return Ok(r);
         }
+    }
+
+    /// What every response teaches: capabilities, alerts for the log, the end of a command
+    /// (which restarts the progress deadline and the count of unsolicited responses).
+    fn observe(&mut self, r: &Response) -> Result<()> {
+        match r {
+            Response::Untagged(Untagged::Capability(c))
+            | Response::Untagged(Untagged::Status {
+                code: Some(Code::Capability(c)),
+                ..
+            })
+            | Response::Tagged {
+                code: Some(Code::Capability(c)),
+                status: Status::Ok,
+                ..
+            } => {
+                self.caps = c
+                    .iter()
+                    .filter(|x| !self.hidden.contains(*x))
+                    .cloned()
+                    .collect();
+                self.caps_gen += 1;
+            }
+            // Warnings and alerts the server wants a human to see.
+            Response::Untagged(Untagged::Status {
+                status: status @ (Status::No | Status::Bad),
+                text: t,
+                ..
+            }) => wire_log!(
+                1,
+                "{}: server says: {status} {}",
+                self.label,
+                crate::ui::printable(t)
+            ),
+            Response::Untagged(Untagged::Status {
+                code: Some(Code::Other(c)),
+                text: t,
+                ..
+            }) if c.eq_ignore_ascii_case("ALERT") => {
+                wire_log!(
+                    1,
+                    "{}: server alert: {}",
+                    self.label,
+                    crate::ui::printable(t)
+                )
+            }
+            Response::Untagged(Untagged::Other) => self.note_unsolicited()?,
+            Response::Untagged(Untagged::Status { code: None, .. }) => self.note_unsolicited()?,
+            _ => {}
+        }
+        if let Response::Tagged {
+            tag,
+            status,
+            text: t,
+            ..
+        } = r
+        {
+            wire_log!(
+                2,
+                "{} S: {tag} {status} {}",
+                self.label,
+                crate::ui::printable(t)
+            );
+            self.unsolicited = 0;
+            self.conn.get_mut().command_done();
+        }
+        Ok(())
+    }
+
+    /// Count a response that answered nothing asked; too many in one command is an error.
+    fn note_unsolicited(&mut self) -> Result<()> {
+        self.unsolicited += 1;
+        if self.unsolicited > MAX_UNSOLICITED {
+            return Err(self.protocol_error(format!(
+                "{MAX_UNSOLICITED} responses in a row that answer nothing asked; giving up on \
+                 this connection"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A failure of the server to keep to the protocol (not worth retrying as is).
+    fn protocol_error(&self, what: String) -> anyhow::Error {
+        wire_error(ErrorKind::Protocol, format!("{}: {what}", self.label))
+    }
+
+    /// Close the connection for good with `why`: used when the server may be reading data as
+    /// commands, so nothing more may reach it.
+    fn poison(&mut self, why: String) -> anyhow::Error {
+        self.conn.get_mut().shutdown();
+        self.broken = Some(why.clone());
+        wire_error(ErrorKind::Connection, why)
+    }
+
+    /// Run `f` with the response limit raised for message bodies of at most `largest` bytes
+    /// (RFC822.SIZE), restored afterwards.
+    fn with_body_limit<T>(
+        &mut self,
+        largest: u64,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let before = self.response_limit;
+        self.response_limit = body_limit(largest);
+        let r = f(self);
+        self.response_limit = before;
+        r
     }
 
     fn write_raw(&mut self, b: &[u8]) -> Result<()> {
@@ -1397,6 +1679,64 @@ fn code_name(code: &Option<Code>) -> Option<String> {
             .map(|w| w.to_ascii_uppercase()),
         _ => None,
     }
+}
+
+/// The state of one [`Client::uid_fetch_partials`].
+struct Partials {
+    uid: u32,
+    chunk: u64,
+    /// No piece is asked for at or past this offset (RFC822.SIZE plus the margin).
+    end: u64,
+    depth: usize,
+    /// Commands in flight at once: 1 until the server shows it states origins.
+    window: usize,
+    next_send: u64,
+    next_deliver: u64,
+    /// Pieces that arrived ahead of `next_deliver`, by offset (only offsets in flight).
+    pieces: BTreeMap<u64, Vec<u8>>,
+    /// Length asked for at each offset not yet delivered.
+    asked: BTreeMap<u64, u64>,
+    /// (tag, offset) of the commands in flight.
+    in_flight: VecDeque<(String, u64)>,
+    seen: bool,
+    ended: bool,
+}
+
+impl Partials {
+    /// Put a piece where it belongs, or say why it belongs nowhere.
+    fn place(&mut self, body: Vec<u8>, origin: Option<u64>) -> Result<(), String> {
+        let at = match origin {
+            Some(o) => {
+                self.window = self.depth;
+                o
+            }
+            None if self.in_flight.len() == 1 => self.in_flight[0].1,
+            None => return Err("a partial body without its origin".into()),
+        };
+        if !self.in_flight.iter().any(|(_, o)| *o == at) || self.pieces.contains_key(&at) {
+            return Err(format!(
+                "a piece at offset {at}, which is not one asked for"
+            ));
+        }
+        let asked = self.asked.get(&at).copied().unwrap_or(self.chunk);
+        if body.len() as u64 > asked {
+            return Err(format!(
+                "{} bytes in answer to a request for {asked}",
+                body.len()
+            ));
+        }
+        self.pieces.insert(at, body);
+        Ok(())
+    }
+}
+
+/// The APPENDs of one [`Client::append_many`] awaiting their answers.
+#[derive(Default)]
+struct AppendFlight {
+    /// (tag, index into the messages, literal size, sent non-synchronizing).
+    in_flight: VecDeque<(String, usize, u64, bool)>,
+    /// Literal bytes sent and not yet answered.
+    bytes: u64,
 }
 
 /// RFC 6154 roles, canonical spelling.

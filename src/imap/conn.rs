@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use native_tls::{Certificate, HandshakeError, TlsConnector, TlsStream};
@@ -188,6 +188,19 @@ pub struct Traffic {
     pub imap_out: u64,
 }
 
+/// The slowest a command may move data (both directions together, counted only while we
+/// wait on the socket) for longer than `--timeout` before it is cut like a stalled link: a
+/// server trickling a byte a second must not keep a run alive forever.
+pub const MIN_BYTES_PER_SECOND: u64 = 1024;
+
+/// Progress of the command in flight: bytes moved and time spent waiting on the socket since
+/// the last tagged completion or the last full window.
+#[derive(Debug, Default)]
+struct Meter {
+    bytes: u64,
+    waited: Duration,
+}
+
 /// The socket side of a [`Transport`]: timeouts named, rate cap applied, bytes counted.
 struct Raw {
     stream: Stream,
@@ -196,9 +209,35 @@ struct Raw {
     limit: Option<RateLimit>,
     bytes_in: u64,
     bytes_out: u64,
+    meter: Meter,
 }
 
 impl Raw {
+    /// Count `n` bytes moved in `waited` on the socket; once the time waited reaches the
+    /// timeout, the bytes of that window must reach [`MIN_BYTES_PER_SECOND`].
+    fn meter(&mut self, n: usize, waited: Duration) -> io::Result<()> {
+        self.meter.bytes += n as u64;
+        self.meter.waited += waited;
+        if self.meter.waited < self.timeout {
+            return Ok(());
+        }
+        let need = MIN_BYTES_PER_SECOND.saturating_mul(self.meter.waited.as_secs().max(1));
+        let moved = self.meter.bytes;
+        self.meter = Meter::default();
+        if moved < need {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{} moved {moved} bytes in {} s, less than {MIN_BYTES_PER_SECOND} bytes/s: \
+                     cut as a stalled link (--timeout sets the window)",
+                    self.host,
+                    self.timeout.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn map_err(&self, e: io::Error, what: &str) -> io::Error {
         if matches!(
             e.kind(),
@@ -221,12 +260,14 @@ impl Raw {
         let max = self.limit.as_ref().map_or(buf.len(), |l| l.chunk());
         let len = buf.len().min(max);
         let buf = &mut buf[..len];
+        let started = Instant::now();
         let r = match &mut self.stream {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
             Stream::Closed => Err(closed()),
         };
         let n = r.map_err(|e| self.map_err(e, "waiting for"))?;
+        self.meter(n, started.elapsed())?;
         self.bytes_in += n as u64;
         if let Some(l) = &self.limit {
             l.pace(Direction::In, n);
@@ -237,12 +278,14 @@ impl Raw {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let max = self.limit.as_ref().map_or(buf.len(), |l| l.chunk());
         let buf = &buf[..buf.len().min(max)];
+        let started = Instant::now();
         let r = match &mut self.stream {
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(s) => s.write(buf),
             Stream::Closed => Err(closed()),
         };
         let n = r.map_err(|e| self.map_err(e, "writing to"))?;
+        self.meter(n, started.elapsed())?;
         self.bytes_out += n as u64;
         if let Some(l) = &self.limit {
             l.pace(Direction::Out, n);
@@ -301,11 +344,25 @@ impl Transport {
                 limit,
                 bytes_in: 0,
                 bytes_out: 0,
+                meter: Meter::default(),
             },
             deflate: None,
             imap_in: 0,
             imap_out: 0,
         }
+    }
+
+    /// A command completed: its progress window starts afresh.
+    pub(crate) fn command_done(&mut self) {
+        self.raw.meter = Meter::default();
+    }
+
+    /// Close the socket in both directions now (nothing more may reach the server).
+    pub(crate) fn shutdown(&mut self) {
+        if let Some(tcp) = self.raw.stream.tcp() {
+            let _ = tcp.shutdown(std::net::Shutdown::Both);
+        }
+        self.raw.stream = Stream::Closed;
     }
 
     /// Change the read and write timeouts of the socket.

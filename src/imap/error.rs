@@ -19,6 +19,10 @@ pub enum ErrorKind {
     Auth { code: Option<String>, text: String },
     /// The TLS handshake failed; `certificate` when the server's certificate was not trusted.
     Tls { certificate: bool },
+    /// The server broke the protocol: a response too large for what was asked, one that
+    /// cannot be read where its content matters, answers to questions not asked. Asking again
+    /// gets the same answer.
+    Protocol,
 }
 
 /// A failure the wire layer could classify. Its `Display` is the full message.
@@ -42,6 +46,7 @@ impl WireError {
                 answer_is_transient(code.as_deref(), text)
             }
             ErrorKind::Tls { certificate } => !certificate,
+            ErrorKind::Protocol => false,
         }
     }
 }
@@ -60,6 +65,15 @@ pub(crate) fn wire_error(kind: ErrorKind, message: impl Into<String>) -> anyhow:
         kind,
         message: message.into(),
     })
+}
+
+/// A transient failure described by `message` (a server asking to wait, said in a reply that
+/// is not itself an error of the command layer).
+pub fn transient(message: String) -> WireError {
+    WireError {
+        kind: ErrorKind::Connection,
+        message,
+    }
 }
 
 /// Response codes (RFC 5530 and common extensions) that mean "not now, later".
@@ -113,6 +127,15 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
         }
     }
     false
+}
+
+/// True when `err` (anywhere in its chain) is the server breaking the protocol
+/// ([`ErrorKind::Protocol`]): asking the same way again gets the same answer.
+pub fn is_protocol(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| w.kind == ErrorKind::Protocol)
+    })
 }
 
 /// Network-ish I/O errors are transient; local ones (disk full, permissions) are not, so a

@@ -30,10 +30,11 @@ pub mod uidset;
 pub mod utf7;
 
 pub use client::{
-    AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, MailboxInfo, Namespace, Selected,
+    body_margin, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, MailboxInfo,
+    Namespace, Refusal, Selected,
 };
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};
-pub use error::{is_transient, ErrorKind, WireError};
+pub use error::{is_protocol, is_transient, ErrorKind, WireError};
 pub use ratelimit::RateLimit;
 pub use response::MailboxStatus;
 

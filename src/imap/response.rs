@@ -17,10 +17,10 @@ use imap_proto::types as ip;
 use super::client::Fetched;
 use crate::mailtime::InternalDate;
 
-/// Longest line (outside literals) we accept, so a broken server cannot make us grow forever.
-const MAX_LINE: usize = 64 << 20;
-/// Largest single literal we accept (a message can't be bigger than this in practice).
-const MAX_LITERAL: u64 = 4 << 30;
+/// Most bytes one response may hold, lines and literals together, unless the command in flight
+/// expects more (a message body: see `Client::expect_bodies`). Bounds what a server can make one
+/// connection hold: a response is read whole before it is parsed.
+pub const DEFAULT_RESPONSE_LIMIT: u64 = 64 << 20;
 /// Nesting limit for parenthesized lists in the hand parser.
 const MAX_DEPTH: usize = 64;
 
@@ -30,11 +30,25 @@ const MAX_DEPTH: usize = 64;
 /// Read one complete response into `buf` (cleared first): a CRLF-terminated line, plus, when a
 /// line ends in `{N}` or `{N+}`, exactly N literal bytes and the continuation of the line, and
 /// so on. Returns `Ok(false)` on a clean EOF before any byte.
-pub fn read_response<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<bool> {
+///
+/// A response of more than `limit` bytes in all (however it is split into lines and literals)
+/// is refused with `InvalidData` as soon as it announces or reaches that size, so memory stays
+/// within `limit` whatever the server sends.
+pub fn read_response<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, limit: u64) -> io::Result<bool> {
     buf.clear();
+    let too_big = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what}: more than the {limit} bytes a response may hold here; refusing it"),
+        )
+    };
     loop {
         let line_start = buf.len();
-        let got_newline = read_line(r, buf)?;
+        let room = usize::try_from(limit.saturating_sub(buf.len() as u64)).unwrap_or(usize::MAX);
+        let got_newline = read_line(r, buf, room).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => too_big("the server sent a line".into()),
+            _ => e,
+        })?;
         if !got_newline {
             if buf.is_empty() {
                 return Ok(false);
@@ -47,15 +61,13 @@ pub fn read_response<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<boo
         let Some(n) = literal_len(&buf[line_start..]) else {
             return Ok(true);
         };
-        if n > MAX_LITERAL {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("server announced a literal of {n} bytes, refusing"),
-            ));
+        if (buf.len() as u64).saturating_add(n) > limit {
+            return Err(too_big(format!(
+                "the server announced a literal of {n} bytes"
+            )));
         }
-        // Reserve up front so a big message is not copied by repeated doubling; capped so a
-        // bogus announcement cannot make us allocate gigabytes before any byte arrives.
-        buf.reserve(usize::try_from(n.min(256 << 20)).unwrap_or(0));
+        // Exactly what was announced, within the limit: no doubling past it while reading.
+        buf.reserve_exact(usize::try_from(n).unwrap_or(0));
         let before = buf.len();
         let got = r.take(n).read_to_end(buf)?;
         if (got as u64) != n || buf.len() - before != got {
@@ -67,8 +79,9 @@ pub fn read_response<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<boo
     }
 }
 
-/// Append bytes up to and including the next LF. Returns false on EOF before the LF.
-fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<bool> {
+/// Append bytes up to and including the next LF. Returns false on EOF before the LF; fails with
+/// `InvalidData` when more than `max` bytes come without one.
+fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<bool> {
     let start = buf.len();
     loop {
         let avail = match r.fill_buf() {
@@ -85,14 +98,14 @@ fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<bool> {
         };
         buf.extend_from_slice(&avail[..take]);
         r.consume(take);
-        if done {
-            return Ok(true);
-        }
-        if buf.len() - start > MAX_LINE {
+        if buf.len() - start > max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("server sent a line longer than {MAX_LINE} bytes"),
+                format!("a line longer than {max} bytes"),
             ));
+        }
+        if done {
+            return Ok(true);
         }
     }
 }
@@ -212,6 +225,9 @@ pub enum Untagged {
 /// One server response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
+    /// An untagged response of a kind that carries mailbox state (see [`carries_state`]) that
+    /// could not be parsed, with the reason: the command it belongs to must fail.
+    Unreadable(String),
     Tagged {
         tag: String,
         status: Status,
@@ -228,9 +244,35 @@ pub enum Response {
 // ---------------------------------------------------------------------------------------------
 // Parsing
 
-/// Parse one complete response as framed by [`read_response`]. `Err` carries a reason; the
-/// caller skips unparseable untagged responses (tagged and `+` ones always parse).
+/// Where a literal message body sits in the framed response, so it can be taken out of the
+/// buffer instead of copied (a 1 GiB body must not cost 2 GiB).
+type BodySpan = Option<(usize, usize)>;
+
+/// Parse one complete response as framed by [`read_response`], moving a FETCH's literal body
+/// out of `buf` (which is left empty then) instead of copying it. `Err` carries a reason.
+pub fn parse_owned(buf: &mut Vec<u8>) -> Result<Response, String> {
+    let mut span = None;
+    let mut r = parse_inner(buf, &mut span)?;
+    if let (Some((start, len)), Response::Untagged(Untagged::Fetch { item, .. })) = (span, &mut r) {
+        let mut body = std::mem::take(buf);
+        body.truncate(start + len);
+        body.drain(..start);
+        item.body = Some(body);
+    }
+    Ok(r)
+}
+
+/// [`parse_owned`] of a borrowed buffer (the body copied).
 pub fn parse(buf: &[u8]) -> Result<Response, String> {
+    let mut span = None;
+    let mut r = parse_inner(buf, &mut span)?;
+    if let (Some((start, len)), Response::Untagged(Untagged::Fetch { item, .. })) = (span, &mut r) {
+        item.body = Some(buf[start..start + len].to_vec());
+    }
+    Ok(r)
+}
+
+fn parse_inner(buf: &[u8], span: &mut BodySpan) -> Result<Response, String> {
     if buf.starts_with(b"+") {
         return Ok(continuation(buf));
     }
@@ -244,13 +286,14 @@ pub fn parse(buf: &[u8]) -> Result<Response, String> {
         }
         // imap-proto panics on `INTERNALDATE NIL`; go straight to the hand parser.
         if !outside_literals_contains_ci(buf, b"INTERNALDATE NIL") {
-            if let Some(r) = via_imap_proto(buf) {
+            if let Some(r) = via_imap_proto(buf, span) {
                 return Ok(r);
             }
         }
-        return hand_untagged(rest);
+        *span = None;
+        return hand_untagged(buf, rest, span);
     }
-    if let Some(r) = via_imap_proto(buf) {
+    if let Some(r) = via_imap_proto(buf, span) {
         return Ok(r);
     }
     hand_tagged(buf)
@@ -262,17 +305,32 @@ fn continuation(buf: &[u8]) -> Response {
     Response::Continuation(lossy_line(rest))
 }
 
-fn via_imap_proto(buf: &[u8]) -> Option<Response> {
+fn via_imap_proto(buf: &[u8], span: &mut BodySpan) -> Option<Response> {
     // imap-proto is not supposed to panic, but it is server input: never let it take us down.
     let parsed = std::panic::catch_unwind(|| imap_proto::parser::parse_response(buf)).ok()?;
     let (rest, resp) = parsed.ok()?;
     if !rest.is_empty() {
         return None;
     }
-    convert(buf, resp)
+    convert(buf, resp, span)
 }
 
-fn convert(buf: &[u8], resp: ip::Response<'_>) -> Option<Response> {
+/// The body bytes `data` (inside `buf` when a literal, else unescaped): a span for a literal,
+/// owned bytes for a quoted string.
+fn body_of(buf: &[u8], data: &[u8], item: &mut Fetched, span: &mut BodySpan) {
+    match exact(buf, data) {
+        Cow::Borrowed(d) => {
+            *span = Some((d.as_ptr() as usize - buf.as_ptr() as usize, d.len()));
+            item.body = None;
+        }
+        Cow::Owned(d) => {
+            *span = None;
+            item.body = Some(d);
+        }
+    }
+}
+
+fn convert(buf: &[u8], resp: ip::Response<'_>, span: &mut BodySpan) -> Option<Response> {
     Some(match resp {
         ip::Response::Done {
             tag,
@@ -348,12 +406,12 @@ fn convert(buf: &[u8], resp: ip::Response<'_>) -> Option<Response> {
                     ip::AttributeValue::BodySection { data, index, .. } => {
                         item.origin = index.map(u64::from);
                         if let Some(d) = data {
-                            item.body = Some(exact(buf, &d).into_owned());
+                            body_of(buf, &d, &mut item, span);
                         }
                     }
                     ip::AttributeValue::Rfc822(data) | ip::AttributeValue::Rfc822Header(data) => {
                         if let Some(d) = data {
-                            item.body = Some(exact(buf, &d).into_owned());
+                            body_of(buf, &d, &mut item, span);
                         }
                     }
                     _ => {}
@@ -480,8 +538,9 @@ fn hand_tagged(buf: &[u8]) -> Result<Response, String> {
     })
 }
 
-/// Untagged status or FETCH that imap-proto rejected; everything else is unparseable.
-fn hand_untagged(rest: &[u8]) -> Result<Response, String> {
+/// Untagged status or FETCH that imap-proto rejected; everything else is unparseable. `rest`
+/// is `buf` after `* `.
+fn hand_untagged(buf: &[u8], rest: &[u8], span: &mut BodySpan) -> Result<Response, String> {
     let line = trim_crlf(rest);
     if let Some((status, after)) = status_word(line) {
         let (code, text) = split_code_text(after);
@@ -493,7 +552,7 @@ fn hand_untagged(rest: &[u8]) -> Result<Response, String> {
             if let Some(Tok::Atom(kw)) = lx.next()? {
                 if kw.eq_ignore_ascii_case(b"FETCH") {
                     if let Some(Tok::List(items)) = lx.next()? {
-                        return Ok(Response::Untagged(fetch_from_toks(seq, items)?));
+                        return Ok(Response::Untagged(fetch_from_toks(buf, seq, items, span)?));
                     }
                 }
             }
@@ -502,7 +561,12 @@ fn hand_untagged(rest: &[u8]) -> Result<Response, String> {
     Err(format!("unparseable untagged response {:?}", head(rest)))
 }
 
-fn fetch_from_toks(seq: u32, items: Vec<Tok<'_>>) -> Result<Untagged, String> {
+fn fetch_from_toks(
+    buf: &[u8],
+    seq: u32,
+    items: Vec<Tok<'_>>,
+    span: &mut BodySpan,
+) -> Result<Untagged, String> {
     let mut item = Fetched::default();
     let mut uid = None;
     let mut it = items.into_iter();
@@ -528,7 +592,17 @@ fn fetch_from_toks(seq: u32, items: Vec<Tok<'_>>) -> Result<Untagged, String> {
             (n, Tok::Str(s))
                 if n == b"RFC822" || n == b"RFC822.HEADER" || n.starts_with(b"BODY[") =>
             {
-                item.body = Some(s.into_owned())
+                item.origin = origin_of(n);
+                match s {
+                    Cow::Borrowed(d) if within(buf, d) => {
+                        *span = Some((d.as_ptr() as usize - buf.as_ptr() as usize, d.len()));
+                        item.body = None;
+                    }
+                    s => {
+                        *span = None;
+                        item.body = Some(s.into_owned());
+                    }
+                }
             }
             _ => {}
         }
@@ -791,6 +865,19 @@ impl<'a> Lexer<'a> {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
+/// The `N` of a section name ending in `<N>` (`BODY[]<1048576>`).
+fn origin_of(name: &[u8]) -> Option<u64> {
+    let inner = name.strip_suffix(b">")?;
+    let open = inner.iter().rposition(|&b| b == b'<')?;
+    atoi(&inner[open + 1..])
+}
+
+/// Whether `part` lies inside `buf`.
+fn within(buf: &[u8], part: &[u8]) -> bool {
+    let (b, p) = (buf.as_ptr() as usize, part.as_ptr() as usize);
+    p >= b && p + part.len() <= b + buf.len()
+}
+
 /// An INTERNALDATE value parsed, or what was sent instead (printable, for the report).
 fn internaldate(b: &[u8]) -> Result<InternalDate, String> {
     InternalDate::parse_bytes(b).ok_or_else(|| {
@@ -847,6 +934,37 @@ fn outside_literals_contains_ci(buf: &[u8], needle: &[u8]) -> bool {
     false
 }
 
+/// Whether an untagged response is of a kind whose content decides what a command concludes
+/// (`* 3 FETCH`, `* SEARCH`, `* LIST`, `* STATUS`, `* 4 EXISTS`, ...): one of those that cannot
+/// be parsed must fail its command instead of being skipped.
+pub fn carries_state(buf: &[u8]) -> bool {
+    let Some(rest) = buf.strip_prefix(b"* ") else {
+        return false;
+    };
+    let mut words = rest
+        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .filter(|w| !w.is_empty());
+    let first = words.next().unwrap_or_default();
+    let kw = if first.iter().all(u8::is_ascii_digit) {
+        words.next().unwrap_or_default()
+    } else {
+        first
+    };
+    const STATE: &[&[u8]] = &[
+        b"FETCH",
+        b"SEARCH",
+        b"ESEARCH",
+        b"LIST",
+        b"LSUB",
+        b"STATUS",
+        b"EXISTS",
+        b"EXPUNGE",
+        b"VANISHED",
+        b"NAMESPACE",
+    ];
+    STATE.iter().any(|k| k.eq_ignore_ascii_case(kw))
+}
+
 /// The first line of a response, shortened, for logs and errors (never literal contents).
 pub fn head(buf: &[u8]) -> String {
     let end = buf
@@ -880,7 +998,7 @@ mod tests {
         let mut r = BufReader::with_capacity(1, OneByte(input));
         let mut out = Vec::new();
         let mut buf = Vec::new();
-        while read_response(&mut r, &mut buf).unwrap() {
+        while read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT).unwrap() {
             out.push(buf.clone());
         }
         out
@@ -934,11 +1052,22 @@ mod tests {
     fn framing_errors() {
         let mut r = BufReader::new(&b"* 1 FETCH (BODY[] {10}\r\nshort"[..]);
         let mut buf = Vec::new();
-        assert!(read_response(&mut r, &mut buf).is_err());
+        assert!(read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT).is_err());
         let mut r = BufReader::new(&b"* OK no newline"[..]);
-        assert!(read_response(&mut r, &mut buf).is_err());
+        assert!(read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT).is_err());
         let mut r = BufReader::new(&b""[..]);
-        assert!(!read_response(&mut r, &mut buf).unwrap());
+        assert!(!read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT).unwrap());
+        // Over the limit, by a literal's announcement or by lines and literals together.
+        let mut r = BufReader::new(&b"* 1 FETCH (BODY[] {100}\r\n"[..]);
+        let e = read_response(&mut r, &mut buf, 99).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        let chain = b"* 1 FETCH (X {3}\r\nabc Y {3}\r\nabc Z {3}\r\nabc)\r\n";
+        let mut r = BufReader::new(&chain[..]);
+        assert!(read_response(&mut r, &mut buf, 30).is_err());
+        let mut r = BufReader::new(&chain[..]);
+        assert!(read_response(&mut r, &mut buf, chain.len() as u64).unwrap());
+        let mut r = BufReader::new(&b"* OK 0123456789\r\n"[..]);
+        assert!(read_response(&mut r, &mut buf, 10).is_err());
     }
 
     #[test]
@@ -1022,11 +1151,24 @@ mod tests {
         for body in bodies() {
             let wire = fetch_wire(4, &body);
             let via_proto = fetch_of(&wire);
-            let hand = match hand_untagged(&wire[2..]).unwrap() {
-                Response::Untagged(Untagged::Fetch { seq, uid, item }) => (seq, uid, item),
+            let mut span = None;
+            let hand = match hand_untagged(&wire, &wire[2..], &mut span).unwrap() {
+                Response::Untagged(Untagged::Fetch { seq, uid, mut item }) => {
+                    if let Some((start, len)) = span {
+                        item.body = Some(wire[start..start + len].to_vec());
+                    }
+                    (seq, uid, item)
+                }
                 other => panic!("{other:?}"),
             };
             assert_eq!(via_proto, hand);
+            let mut owned = wire.clone();
+            match parse_owned(&mut owned).unwrap() {
+                Response::Untagged(Untagged::Fetch { item, .. }) => {
+                    assert_eq!(item.body.as_deref(), Some(body.as_slice()))
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -28,9 +28,38 @@ pub fn compact(uids: &[u32]) -> String {
     out
 }
 
+/// Whether `uid` is in the sequence set `set` as sent in a command (`1:5,7,9:*`; `*` is taken
+/// as unbounded). A set that does not parse contains nothing.
+pub fn contains(set: &str, uid: u32) -> bool {
+    let num = |s: &str| -> Option<u32> {
+        if s == "*" {
+            Some(u32::MAX)
+        } else {
+            s.parse().ok()
+        }
+    };
+    set.split(',').any(|part| match part.split_once(':') {
+        Some((a, b)) => match (num(a), num(b)) {
+            (Some(a), Some(b)) => (a.min(b)..=a.max(b)).contains(&uid),
+            _ => false,
+        },
+        None => num(part) == Some(uid),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn membership_follows_the_set() {
+        assert!(contains("1:5,7,9:*", 3));
+        assert!(contains("1:5,7,9:*", 7));
+        assert!(!contains("1:5,7,9:*", 8));
+        assert!(contains("1:5,7,9:*", 4_000_000_000));
+        assert!(contains("5:1", 2));
+        assert!(!contains("x", 1));
+    }
 
     #[test]
     fn compaction() {

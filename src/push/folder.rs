@@ -14,6 +14,7 @@ use super::targets::Target;
 use super::{Ctx, FolderReport, HostState};
 use crate::imap::uidset::compact;
 use crate::imap::{is_transient, without_recent, AppendMessage, AppendOutcome, Client, Selected};
+use crate::mailtime::InternalDate;
 use crate::pull::Failure;
 use crate::retry::Retry;
 use crate::store::{Hash, Index, Mapping, NewIntent};
@@ -44,6 +45,9 @@ pub(crate) fn push_target(
     let mut sent_earlier = 0;
     let mut own_recovered = 0;
     let mut first_recovered = None;
+    // Messages host2 answered BAD after their bytes were on the way: later attempts send them
+    // with a synchronizing literal.
+    let mut synchronizing = BTreeSet::new();
     let result = loop {
         // Messages an attempt got through before the cut are found by the next one as
         // recovered (`already`): that is progress too.
@@ -57,6 +61,7 @@ pub(crate) fn push_target(
             target,
             fr: &mut fr,
             failures: &mut failures,
+            synchronizing: &mut synchronizing,
         }
         .run(position);
         match first_recovered {
@@ -128,6 +133,8 @@ fn folder_line(fr: &FolderReport, dry: bool) -> String {
 struct Outgoing<'s> {
     msg: &'s StoreMsg,
     flags: Vec<String>,
+    /// Send it as a synchronizing literal (after host2 answered BAD to it).
+    synchronizing: bool,
 }
 
 struct Pusher<'a, 'c> {
@@ -137,6 +144,7 @@ struct Pusher<'a, 'c> {
     target: &'a Target,
     fr: &'a mut FolderReport,
     failures: &'a mut Vec<Failure>,
+    synchronizing: &'a mut BTreeSet<(i64, u32, u32)>,
 }
 
 impl Pusher<'_, '_> {
@@ -349,13 +357,21 @@ impl Pusher<'_, '_> {
                 .map(|&msg| {
                     let (flags, lost) = storable_flags(&msg.row.flags, &sel.permanent_flags);
                     dropped.extend(lost);
-                    Outgoing { msg, flags }
+                    Outgoing {
+                        msg,
+                        flags,
+                        synchronizing: self.synchronizing.contains(&msg.key()),
+                    }
                 })
                 .collect();
             retry.extend(self.send_batch(dest, sel, batch, &mut lower, &mut claimed)?);
         }
-        // Rejected with keywords: once more with system flags only.
+        // Rejected with keywords: once more with system flags only; answered BAD: once more
+        // alone with a synchronizing literal, so that a refusal comes before its bytes.
         for o in &mut retry {
+            if o.synchronizing {
+                continue;
+            }
             let (system, keywords): (Vec<String>, Vec<String>) =
                 o.flags.drain(..).partition(|f| f.starts_with('\\'));
             dropped.extend(keywords);
@@ -364,7 +380,12 @@ impl Pusher<'_, '_> {
         for range in batches(retry.iter().map(|o| o.msg.row.size), max_bytes, max_count) {
             let batch = retry[range].to_vec();
             for o in self.send_batch(dest, sel, batch, &mut lower, &mut claimed)? {
-                self.fail(o.msg, "host2 rejected it even without keywords".to_string());
+                let why = if o.synchronizing {
+                    "host2 answered BAD to its APPEND, twice"
+                } else {
+                    "host2 rejected it even without keywords"
+                };
+                self.fail(o.msg, why.to_string());
             }
         }
         self.fr.dropped_keywords = dropped.into_iter().collect();
@@ -380,11 +401,21 @@ impl Pusher<'_, '_> {
         lower: &mut u32,
         claimed: &mut BTreeSet<u32>,
     ) -> Result<Vec<Outgoing<'s>>> {
-        // Read (and verify) the bytes first: an unreadable object is this message's failure.
-        let mut items: Vec<(Outgoing<'s>, Vec<u8>)> = Vec::with_capacity(batch.len());
+        // Read (and verify) the bytes and the date first: an unreadable object or a date that
+        // is not one is this message's failure, and nothing unparsed goes into a command.
+        let mut items: Vec<(Outgoing<'s>, Vec<u8>, InternalDate)> = Vec::with_capacity(batch.len());
         for o in batch {
+            let Some(date) = InternalDate::parse(&o.msg.row.internaldate) else {
+                let why = format!(
+                    "the store's INTERNALDATE {:?} is not an IMAP date-time (see `imapferry \
+                     verify`); not sent",
+                    ui::printable(&o.msg.row.internaldate)
+                );
+                self.fail(o.msg, why);
+                continue;
+            };
             match self.ctx.objects.read(&o.msg.row.hash) {
-                Ok(bytes) => items.push((o, bytes)),
+                Ok(bytes) => items.push((o, bytes, date)),
                 Err(e) => self.fail(o.msg, format!("cannot read it from the store: {e:#}")),
             }
         }
@@ -393,7 +424,7 @@ impl Pusher<'_, '_> {
         }
         let intents: Vec<NewIntent> = items
             .iter()
-            .map(|(o, b)| NewIntent {
+            .map(|(o, b, _)| NewIntent {
                 folder_id: o.msg.folder_id,
                 uidvalidity: o.msg.row.uidvalidity,
                 uid: o.msg.row.uid,
@@ -407,10 +438,11 @@ impl Pusher<'_, '_> {
         let ids = self.index.add_intents(dest, &intents)?;
         let appends: Vec<AppendMessage<'_>> = items
             .iter()
-            .map(|(o, b)| AppendMessage {
+            .map(|(o, b, date)| AppendMessage {
                 flags: &o.flags,
-                internaldate: Some(&o.msg.row.internaldate),
+                internaldate: Some(*date),
                 bytes: b,
+                synchronizing: o.synchronizing,
             })
             .collect();
         let outcomes = self
@@ -421,20 +453,47 @@ impl Pusher<'_, '_> {
         let mut mappings = Vec::new();
         let mut unknown_uid: Vec<usize> = Vec::new();
         let mut retry_idx = Vec::new();
+        // Intents of APPENDs with no answer stay: the next attempt reconciles them.
+        let mut unanswered: Vec<i64> = Vec::new();
+        let mut interrupted: Option<anyhow::Error> = None;
         for (k, outcome) in outcomes.iter().enumerate() {
+            let o = &items[k].0;
             match outcome {
                 AppendOutcome::Ok {
                     uidvalidity: Some(uv),
                     uid: Some(uid),
                 } if uidplus && *uv == sel.uidvalidity => {
-                    mappings.push(self.mapping(&items[k].0, sel, *uid));
+                    mappings.push(self.mapping(o, sel, *uid));
                 }
                 AppendOutcome::Ok { .. } => unknown_uid.push(k),
-                AppendOutcome::Rejected(why) => {
-                    if items[k].0.flags.iter().any(|f| !f.starts_with('\\')) {
+                AppendOutcome::Unanswered => {
+                    unanswered.push(ids[k]);
+                    interrupted.get_or_insert_with(|| {
+                        anyhow::Error::new(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "the connection to host2 was closed after a BAD",
+                        ))
+                    });
+                }
+                AppendOutcome::Refused(r) if r.is_transient() => {
+                    unanswered.push(ids[k]);
+                    interrupted.get_or_insert_with(|| {
+                        anyhow::anyhow!(crate::imap::error::transient(format!(
+                            "host2 asks to wait: {r}"
+                        )))
+                    });
+                }
+                AppendOutcome::Refused(r)
+                    if r.status == crate::imap::response::Status::Bad && !o.synchronizing =>
+                {
+                    self.synchronizing.insert(o.msg.key());
+                    retry_idx.push(k);
+                }
+                AppendOutcome::Refused(r) => {
+                    if o.flags.iter().any(|f| !f.starts_with('\\')) {
                         retry_idx.push(k);
                     } else {
-                        self.fail(items[k].0.msg, format!("host2 rejected the APPEND: {why}"));
+                        self.fail(o.msg, format!("host2 rejected the APPEND: {r}"));
                     }
                 }
             }
@@ -467,19 +526,33 @@ impl Pusher<'_, '_> {
         if let Some(max) = mappings.iter().map(|m| m.dest_uid).max() {
             *lower = (*lower).max(max.saturating_add(1));
         }
-        self.index.record_push(dest, &ids, &mappings, &[])?;
+        let settled: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !unanswered.contains(id))
+            .collect();
+        self.index.record_push(dest, &settled, &mappings, &[])?;
         let sent_bytes: u64 = mappings
             .iter()
-            .filter_map(|m| items.iter().find(|(o, _)| o.msg.key() == m.key()))
-            .map(|(_, b)| b.len() as u64)
+            .filter_map(|m| items.iter().find(|(o, ..)| o.msg.key() == m.key()))
+            .map(|(_, b, _)| b.len() as u64)
             .sum();
         self.fr.sent += mappings.len() as u64;
         self.fr.bytes += sent_bytes;
         self.ctx.progress.advance(sent_bytes);
+        if let Some(e) = interrupted {
+            return Err(e);
+        }
         let mut retry = Vec::new();
-        let mut items: Vec<Option<(Outgoing<'s>, Vec<u8>)>> = items.into_iter().map(Some).collect();
+        let mut items: Vec<Option<(Outgoing<'s>, Vec<u8>, InternalDate)>> =
+            items.into_iter().map(Some).collect();
         for k in retry_idx {
-            if let Some((o, _)) = items[k].take() {
+            let bad = matches!(
+                &outcomes[k],
+                AppendOutcome::Refused(r) if r.status == crate::imap::response::Status::Bad
+            );
+            if let Some((mut o, ..)) = items[k].take() {
+                o.synchronizing |= bad;
                 retry.push(o);
             }
         }

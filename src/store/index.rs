@@ -566,6 +566,19 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Take back a row this run added: host1 turned out to have sent the UID twice in one
+    /// answer, so the bytes recorded for it cannot be trusted. The row is deleted (its object
+    /// stays until `gc`); the next pull fetches the message again.
+    pub fn withdraw_message(&mut self, folder_id: i64, uidvalidity: u32, uid: u32) -> Result<()> {
+        self.tx
+            .execute(
+                "DELETE FROM messages WHERE folder_id = ?1 AND uidvalidity = ?2 AND uid = ?3",
+                params![folder_id, uidvalidity, uid],
+            )
+            .with_context(self.ctx())?;
+        Ok(())
+    }
+
     /// Mark every live message of the folder under any UIDVALIDITY other than `keep` expunged.
     /// Returns how many.
     pub fn expunge_other_uidvalidities(&mut self, folder_id: i64, keep: u32) -> Result<u64> {

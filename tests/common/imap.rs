@@ -94,7 +94,8 @@ pub fn seed(d: &Dovecot, user: &str, corpus: &Corpus) {
             .iter()
             .map(|m| AppendMessage {
                 flags: &m.flags,
-                internaldate: Some(&m.internaldate),
+                internaldate: Some(m.internaldate.parse().unwrap()),
+                synchronizing: false,
                 bytes: &m.bytes,
             })
             .collect();

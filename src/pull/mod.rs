@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
+
+mod bodies;
+
+use bodies::Bodies;
 
 use crate::folders::{store_path, Selection};
 use crate::imap::uidset::compact as uid_set;
@@ -95,6 +99,9 @@ pub struct FolderReport {
     /// Bytes of large messages received in chunks (progress even before a message completes).
     #[serde(skip)]
     pub chunk_bytes: u64,
+    /// Messages stored after a second look (see [`PullReport::warnings`]).
+    #[serde(skip)]
+    pub warnings: Vec<Failure>,
 }
 
 /// The outcome of a pull.
@@ -110,6 +117,9 @@ pub struct PullReport {
     /// Peak resident memory of the process, for benchmarks and the large-message test.
     pub peak_rss_bytes: Option<u64>,
     pub failures: Vec<Failure>,
+    /// Messages stored as host1 serves them although something about them was odd (a length
+    /// other than its RFC822.SIZE, served the same twice): listed, not failures.
+    pub warnings: Vec<Failure>,
     pub per_folder: Vec<FolderReport>,
 }
 
@@ -260,6 +270,7 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
             )
         });
         report.failures.extend(failures);
+        report.warnings.extend(fr.warnings.iter().cloned());
         report.folders += 1;
         report.new += fr.new;
         report.reused += fr.reused;
@@ -517,35 +528,6 @@ type UidSize = (u32, u64);
 /// The smallest chunk a large message is fetched in, however bad the link.
 const MIN_CHUNK: u64 = 64 << 10;
 
-/// Messages on their way into the index, committed together once their objects are durable.
-struct Pending {
-    folder_id: i64,
-    rows: Vec<(NewMessage, HeaderFacts, u64)>,
-    bytes: u64,
-    /// UIDs whose bodies arrived in this attempt.
-    received: BTreeSet<u32>,
-    /// UIDs that arrived but cannot be stored, with the reason.
-    invalid: Vec<(u32, String)>,
-}
-
-impl Pending {
-    fn flush(&mut self, index: &mut Index, objects: &Objects) -> Result<()> {
-        if self.rows.is_empty() {
-            return Ok(());
-        }
-        let mut batch = index.batch()?;
-        for (m, facts, stored) in &self.rows {
-            batch.add_object(&m.hash, m.size, *stored, facts)?;
-            batch.add_message(self.folder_id, m)?;
-        }
-        // Objects first: an index row must never name bytes a crash could lose.
-        batch.commit_after_sync(objects)?;
-        self.rows.clear();
-        self.bytes = 0;
-        Ok(())
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn pull_folder(
     client: &mut Client,
@@ -714,169 +696,36 @@ fn pull_folder(
         batch.commit()?;
     }
 
-    // 4. Bodies: most in pipelined batches; large ones (and any that a broken link cut off
-    // before) in chunks that survive a restart.
-    let all: Vec<(u32, u64)> = new_meta
-        .iter()
-        .map(|(uid, f)| (*uid, f.size.unwrap_or(0)))
-        .collect();
+    // 4. Bodies (see [`bodies`]).
     progress.folder(
         index,
         count,
         &folder.path,
-        all.len() as u64,
-        all.iter().map(|(_, s)| s).sum(),
+        new_meta.len() as u64,
+        new_meta.values().map(|f| f.size.unwrap_or(0)).sum(),
     );
-    let (large, small): (Vec<UidSize>, Vec<UidSize>) = all
-        .iter()
-        .partition(|(uid, size)| *size > opts.chunk_threshold || chunked.contains_key(uid));
-    let mut pending = Pending {
-        folder_id: folder.id,
-        rows: Vec::new(),
-        bytes: 0,
-        received: BTreeSet::new(),
-        invalid: Vec::new(),
-    };
-    let Local {
-        index: store_index,
-        objects,
-        partials,
-    } = local;
-    let mut accept = |f: Fetched, pending: &mut Pending, index: &mut Index| -> Result<()> {
-        let Some(meta) = new_meta.get(&f.uid) else {
-            return Ok(());
-        };
-        let Some(body) = f.body else {
-            return Ok(());
-        };
-        pending.received.insert(f.uid);
-        let len = body.len() as u64;
-        if let Some(size) = meta.size.filter(|&s| s != len) {
-            ui::detail(&format!(
-                "{}: UID {}: RFC822.SIZE says {size} bytes, BODY[] has {len}; storing BODY[] as sent",
-                folder.path, f.uid
-            ));
-        }
-        let internaldate = match f.internaldate.clone().or_else(|| meta.internaldate.clone()) {
-            Some(Ok(d)) => d,
-            bad => {
-                let sent = match bad {
-                    Some(Err(v)) => v,
-                    _ => "nothing".to_string(),
-                };
-                pending.invalid.push((
-                    f.uid,
-                    format!(
-                        "host1 sent {sent} as its INTERNALDATE, not an IMAP date-time; not stored"
-                    ),
-                ));
-                return Ok(());
-            }
-        };
-        let (hash, stored) = objects.write(&body).with_context(|| {
-            format!("{}: UID {}: cannot write to the store", folder.path, f.uid)
-        })?;
-        let facts = HeaderFacts::parse(&body);
-        let flags = f
-            .flags
-            .as_deref()
-            .or(meta.flags.as_deref())
-            .unwrap_or_default();
-        pending.rows.push((
-            NewMessage {
-                uidvalidity: uv,
-                uid: f.uid,
-                hash,
-                size: len,
-                flags: without_recent(flags),
-                internaldate,
-            },
-            facts,
-            stored,
+    let mut bodies = Bodies::new(folder, uv, &new_meta, opts, progress, fr, chunked);
+    // An attempt cut short finds its failures again in the next one: only a whole one counts.
+    bodies.run(client, local)?;
+    let (failed, notices) = (bodies.failed, bodies.notices);
+    for (uid, reason) in notices {
+        ui::warn(&format!(
+            "{} UID {uid}: {reason}",
+            ui::printable(&folder.path)
         ));
-        pending.bytes += len;
-        fr.new += 1;
-        fr.bytes += len;
-        progress.advance(len);
-        if pending.bytes >= opts.commit_bytes || pending.rows.len() >= opts.commit_messages {
-            pending.flush(index, objects)?;
-        }
-        Ok(())
-    };
-    if !small.is_empty() {
-        let uids: Vec<u32> = small.iter().map(|(u, _)| *u).collect();
-        let sizes: Vec<u64> = small.iter().map(|(_, s)| *s).collect();
-        let result =
-            client.uid_fetch_bodies(&uids, &sizes, opts.batch_bytes, opts.depth, &mut |f| {
-                accept(f, &mut pending, store_index)
-            });
-        // Keep what arrived even when the stream broke off.
-        pending.flush(store_index, objects)?;
-        if let Err(e) = result {
-            // The message in flight when the link broke goes in chunks next time, so a link
-            // that drops every few megabytes still brings it in.
-            if let Some((uid, _)) = small
-                .iter()
-                .find(|(u, size)| !pending.received.contains(u) && *size > opts.chunk_bytes)
-            {
-                chunked.insert(*uid, opts.chunk_bytes);
-            }
-            return Err(e);
-        }
-    }
-    for &(uid, size) in &large {
-        let chunk = *chunked.entry(uid).or_insert(opts.chunk_bytes);
-        let mut part = partials.begin(folder.id, uv, uid, size)?;
-        let offset = part.len();
-        let fetched = client.uid_fetch_partials(uid, offset, chunk, size, opts.depth, &mut |b| {
-            // Each piece is kept in partial/ as it comes, so a broken link loses at most the
-            // pieces in flight.
-            part.append(b)?;
-            fr.chunk_bytes += b.len() as u64;
-            Ok(())
-        });
-        let gone = match fetched {
-            Ok(seen) => !seen,
-            Err(e) => {
-                // Smaller chunks next time, in case the link cannot carry this many bytes.
-                chunked.insert(uid, (chunk / 2).max(MIN_CHUNK));
-                return Err(e);
-            }
-        };
-        if !gone {
-            let body = part.read_all()?;
-            accept(
-                Fetched {
-                    uid,
-                    body: Some(body),
-                    ..Fetched::default()
-                },
-                &mut pending,
-                store_index,
-            )?;
-            pending.flush(store_index, objects)?;
-        }
-        part.remove()?;
-        chunked.remove(&uid);
-    }
-    let uids: Vec<u32> = all.iter().map(|(u, _)| *u).collect();
-    let mut complete = pending.invalid.is_empty();
-    for (uid, reason) in pending.invalid.drain(..) {
-        fr.failed += 1;
-        failures.push(Failure {
+        fr.warnings.push(Failure {
             folder: folder.path.clone(),
             uid: Some(uid),
             reason,
         });
     }
-    for uid in uids.iter().filter(|u| !pending.received.contains(u)) {
-        complete = false;
+    let complete = failed.is_empty();
+    for (uid, reason) in failed {
         fr.failed += 1;
         failures.push(Failure {
             folder: folder.path.clone(),
-            uid: Some(*uid),
-            reason: "host1 sent no body for it (expunged meanwhile, or unreadable on the server)"
-                .to_string(),
+            uid: Some(uid),
+            reason,
         });
     }
 
