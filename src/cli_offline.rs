@@ -236,7 +236,7 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
     if a.json {
         print_json(&r)?;
     } else {
-        eprintln!("{}", r.text());
+        eprintln!("{}", crate::ui::printable_lines(&r.text()));
     }
     Ok(if r.problems.is_empty() {
         ExitCode::SUCCESS
@@ -251,7 +251,7 @@ pub fn gc(a: GcArgs) -> Result<ExitCode> {
     if a.json {
         print_json(&r)?;
     } else {
-        eprintln!("{}", r.text());
+        eprintln!("{}", crate::ui::printable_lines(&r.text()));
     }
     Ok(ExitCode::SUCCESS)
 }

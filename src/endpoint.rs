@@ -113,7 +113,19 @@ fn secret(args: &ConnArgs) -> Result<Secret> {
 }
 
 /// The first line of the file, without its line ending; everything else in the password is kept.
+/// A file others may read is warned about (as ssh does for keys): the password is as exposed as
+/// the file.
 fn read_passfile(file: &Path, n: &str) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(file) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            ui::warn(&format!(
+                "--passfile{n} {} is readable by others (mode {:o}); chmod 600 it",
+                file.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+    }
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read --passfile{n} {}", file.display()))?;
     let line = text.split('\n').next().unwrap_or("");

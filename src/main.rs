@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", ui::printable(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }
@@ -29,9 +29,10 @@ fn main() -> ExitCode {
 /// Every message or folder that could not be moved, on stderr: nothing fails silently.
 fn print_failures(failures: &[Failure]) {
     for f in failures {
+        let (folder, reason) = (ui::printable(&f.folder), ui::printable(&f.reason));
         match f.uid {
-            Some(uid) => eprintln!("failed: {} UID {uid}: {}", f.folder, f.reason),
-            None => eprintln!("failed: {}: {}", f.folder, f.reason),
+            Some(uid) => eprintln!("failed: {folder} UID {uid}: {reason}"),
+            None => eprintln!("failed: {folder}: {reason}"),
         }
     }
 }
@@ -59,7 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if a.output.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                eprintln!("{}", report.summary());
+                eprintln!("{}", ui::printable_lines(&report.summary()));
             }
             Ok(if report.failures.is_empty() {
                 ExitCode::SUCCESS
@@ -110,7 +111,7 @@ fn push_command(a: PushArgs) -> anyhow::Result<ExitCode> {
     if a.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        eprintln!("{}", report.summary());
+        eprintln!("{}", ui::printable_lines(&report.summary()));
     }
     Ok(
         if report.failures.is_empty() && (report.complete || report.dry_run) {
@@ -139,7 +140,7 @@ fn check_command(a: CheckArgs) -> anyhow::Result<ExitCode> {
     if a.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        eprintln!("{}", report.text());
+        eprintln!("{}", ui::printable_lines(&report.text()));
     }
     Ok(if report.ok {
         ExitCode::SUCCESS

@@ -19,23 +19,34 @@ pub fn verbosity() -> u8 {
     VERBOSITY.load(Ordering::Relaxed)
 }
 
+// Every sink below shows its message through [`printable`]: messages carry folder names and
+// server texts, and a terminal must never act on bytes a server chose. A message is one line.
+
 /// Always shown.
 pub fn warn(msg: &str) {
-    eprintln!("warning: {msg}");
+    eprintln!("warning: {}", printable(msg));
 }
 
 /// Shown unless `-q`.
 pub fn info(msg: &str) {
     if verbosity() >= 1 {
-        eprintln!("{msg}");
+        eprintln!("{}", printable(msg));
     }
 }
 
 /// Shown with `-v`.
 pub fn detail(msg: &str) {
     if verbosity() >= 2 {
-        eprintln!("{msg}");
+        eprintln!("{}", printable(msg));
     }
+}
+
+/// Text of several lines shown through [`printable`] line by line.
+pub fn printable_lines(text: &str) -> String {
+    text.lines()
+        .map(|l| printable(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Progress of one run over several folders.
@@ -65,7 +76,7 @@ impl Progress {
         match &self.bar {
             Some(bar) => {
                 bar.set_prefix(format!("[{}/{}]", index + 1, count));
-                bar.set_message(format!("{path}: {messages} messages to fetch"));
+                bar.set_message(format!("{}: {messages} messages to fetch", printable(path)));
                 bar.inc_length(bytes);
             }
             None if messages > 0 => detail(&format!(
@@ -88,7 +99,7 @@ impl Progress {
     /// A line that stays (a finished folder, a failure).
     pub fn line(&self, msg: &str) {
         match &self.bar {
-            Some(bar) => bar.println(msg),
+            Some(bar) => bar.println(printable(msg)),
             None => info(msg),
         }
     }

@@ -307,6 +307,12 @@ impl Client {
         Ok(c)
     }
 
+    /// False once the connection was closed on purpose (a response too large to read, a BAD
+    /// after a literal already sent): every command on it fails; connect again.
+    pub fn is_usable(&self) -> bool {
+        self.broken.is_none()
+    }
+
     /// True when COMPRESS=DEFLATE is active on this connection.
     pub fn is_compressed(&self) -> bool {
         self.conn.get_ref().is_compressed()
@@ -1510,16 +1516,21 @@ impl Client {
             self.buf = Vec::new();
         }
         loop {
-            let got = response::read_response(&mut self.conn, &mut self.buf, self.response_limit)
-                .map_err(|e| {
-                let kind = if e.kind() == std::io::ErrorKind::InvalidData {
-                    ErrorKind::Protocol
-                } else {
-                    return anyhow::Error::new(e)
-                        .context(format!("{}: reading response", self.label));
+            let got =
+                match response::read_response(&mut self.conn, &mut self.buf, self.response_limit) {
+                    Ok(got) => got,
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        // The rest of that response is still coming and would be read as new
+                        // responses: this connection is done.
+                        let why = format!("{}: reading response: {e}", self.label);
+                        self.poison(why.clone());
+                        return Err(wire_error(ErrorKind::Protocol, why));
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("{}: reading response", self.label)))
+                    }
                 };
-                wire_error(kind, format!("{}: reading response: {e}", self.label))
-            })?;
             if !got {
                 let msg = if self.logging_out {
                     format!("{}: connection closed", self.label)

@@ -27,6 +27,15 @@ enum Suspect {
     Chunks(String),
 }
 
+/// What one attempt at a folder learnt about its messages, for the next attempt.
+#[derive(Debug, Default)]
+pub(super) struct Carry {
+    /// UIDs a broken link cut off, with the chunk size to fetch them in.
+    pub chunked: BTreeMap<u32, u64>,
+    /// UIDs whose chunks broke the protocol, with why: fetched whole from now on.
+    pub whole: BTreeMap<u32, String>,
+}
+
 /// Messages on their way into the index, committed together once their objects are durable.
 struct Pending {
     rows: Vec<(NewMessage, HeaderFacts, u64)>,
@@ -42,8 +51,8 @@ pub(super) struct Bodies<'a> {
     pub opts: &'a PullOptions,
     pub progress: &'a Progress,
     pub fr: &'a mut FolderReport,
-    /// UIDs a broken link cut off, with the chunk size to fetch them in (kept across attempts).
-    pub chunked: &'a mut BTreeMap<u32, u64>,
+    /// Kept across attempts.
+    pub carry: &'a mut Carry,
     pending: Pending,
     /// UIDs whose answer was handled: stored, or failed with a reason.
     settled: BTreeSet<u32>,
@@ -72,7 +81,7 @@ impl<'a> Bodies<'a> {
         opts: &'a PullOptions,
         progress: &'a Progress,
         fr: &'a mut FolderReport,
-        chunked: &'a mut BTreeMap<u32, u64>,
+        carry: &'a mut Carry,
     ) -> Bodies<'a> {
         Bodies {
             folder,
@@ -81,7 +90,7 @@ impl<'a> Bodies<'a> {
             opts,
             progress,
             fr,
-            chunked,
+            carry,
             pending: Pending {
                 rows: Vec::new(),
                 bytes: 0,
@@ -102,9 +111,10 @@ impl<'a> Bodies<'a> {
             .map(|(uid, f)| (*uid, f.size.unwrap_or(0)))
             .collect();
         let threshold = self.opts.chunk_threshold;
-        let (large, small): (Vec<UidSize>, Vec<UidSize>) = all
-            .iter()
-            .partition(|(uid, size)| *size > threshold || self.chunked.contains_key(uid));
+        let carry = &self.carry;
+        let (large, small): (Vec<UidSize>, Vec<UidSize>) = all.iter().partition(|(uid, size)| {
+            !carry.whole.contains_key(uid) && (*size > threshold || carry.chunked.contains_key(uid))
+        });
         self.small(client, local, &small)?;
         for &(uid, size) in &large {
             self.large(client, local, uid, size)?;
@@ -142,9 +152,10 @@ impl<'a> Bodies<'a> {
                 if let Some((uid, _)) = small.iter().find(|(u, size)| {
                     !self.settled.contains(u)
                         && !self.suspects.contains_key(u)
+                        && !self.carry.whole.contains_key(u)
                         && *size > self.opts.chunk_bytes
                 }) {
-                    self.chunked.insert(*uid, self.opts.chunk_bytes);
+                    self.carry.chunked.insert(*uid, self.opts.chunk_bytes);
                 }
                 Err(e)
             }
@@ -154,7 +165,11 @@ impl<'a> Bodies<'a> {
     /// One large message in chunks, each kept in `partial/` as it comes, so a broken link loses
     /// at most the pieces in flight.
     fn large(&mut self, client: &mut Client, local: &mut Local, uid: u32, size: u64) -> Result<()> {
-        let chunk = *self.chunked.entry(uid).or_insert(self.opts.chunk_bytes);
+        let chunk = *self
+            .carry
+            .chunked
+            .entry(uid)
+            .or_insert(self.opts.chunk_bytes);
         let mut part =
             local
                 .partials
@@ -181,16 +196,27 @@ impl<'a> Bodies<'a> {
             }
             Ok(false) => {}
             Err(e) if is_protocol(&e) => {
+                part.remove()?;
+                self.carry.chunked.remove(&uid);
+                if !client.is_usable() {
+                    // The answer broke the connection: whole, on the next connection.
+                    let why = format!("{e:#}");
+                    self.carry.whole.insert(uid, why.clone());
+                    return Err(anyhow::Error::new(crate::imap::error::transient(format!(
+                        "UID {uid}: {why}; fetching it whole on a new connection"
+                    ))));
+                }
                 self.suspects.insert(uid, Suspect::Chunks(format!("{e:#}")));
+                return Ok(());
             }
             Err(e) => {
                 // Smaller chunks next time, in case the link cannot carry this many bytes.
-                self.chunked.insert(uid, (chunk / 2).max(MIN_CHUNK));
+                self.carry.chunked.insert(uid, (chunk / 2).max(MIN_CHUNK));
                 return Err(e);
             }
         }
         part.remove()?;
-        self.chunked.remove(&uid);
+        self.carry.chunked.remove(&uid);
         Ok(())
     }
 
@@ -261,6 +287,15 @@ impl<'a> Bodies<'a> {
                 let hash = Hash::of(&body);
                 self.suspects.insert(uid, Suspect::Length { hash, len });
                 return Ok(());
+            }
+            (Pass::First, _) if self.carry.whole.contains_key(&uid) => {
+                let why = self.carry.whole.remove(&uid).unwrap_or_default();
+                self.notices.push((
+                    uid,
+                    format!(
+                        "its chunks could not be used ({why}); fetched whole instead ({len} bytes)"
+                    ),
+                ));
             }
             (Pass::Second, _) => {
                 let Some(why) = self.second_answer(uid, &body, declared) else {

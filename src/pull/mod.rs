@@ -16,7 +16,7 @@ use serde::Serialize;
 
 mod bodies;
 
-use bodies::Bodies;
+use bodies::{Bodies, Carry};
 
 use crate::folders::{store_path, Selection};
 use crate::imap::uidset::compact as uid_set;
@@ -312,8 +312,8 @@ fn pull_with_retries(
         ..FolderReport::default()
     };
     let mut failures = Vec::new();
-    // UIDs a broken link cut off, with the chunk size to fetch them in on the next attempt.
-    let mut chunked = BTreeMap::new();
+    // What one attempt learnt about messages for the next (chunk sizes, messages to fetch whole).
+    let mut carry = Carry::default();
     // Each attempt resumes where the last one stopped: what it committed is known.
     let result = loop {
         let done = |fr: &FolderReport| fr.new + fr.updated + fr.expunged + fr.chunk_bytes;
@@ -327,7 +327,7 @@ fn pull_with_retries(
             position,
             &mut fr,
             &mut failures,
-            &mut chunked,
+            &mut carry,
         );
         let Err(e) = attempt else { break Ok(()) };
         if done(&fr) > done_before {
@@ -538,7 +538,7 @@ fn pull_folder(
     (index, count): (usize, usize),
     fr: &mut FolderReport,
     failures: &mut Vec<Failure>,
-    chunked: &mut BTreeMap<u32, u64>,
+    carry: &mut Carry,
 ) -> Result<()> {
     let sel = client.select(&folder.raw_name, true)?;
     let uv = sel.uidvalidity;
@@ -613,6 +613,14 @@ fn pull_folder(
                 }
                 Ok(())
             })?;
+            // Listed by SEARCH but not described: still asked for, so that a message host1
+            // stays silent about is a listed failure, never simply absent.
+            for &uid in &missing {
+                new_meta.entry(uid).or_insert_with(|| Fetched {
+                    uid,
+                    ..Fetched::default()
+                });
+            }
         }
     }
 
@@ -704,7 +712,7 @@ fn pull_folder(
         new_meta.len() as u64,
         new_meta.values().map(|f| f.size.unwrap_or(0)).sum(),
     );
-    let mut bodies = Bodies::new(folder, uv, &new_meta, opts, progress, fr, chunked);
+    let mut bodies = Bodies::new(folder, uv, &new_meta, opts, progress, fr, carry);
     // An attempt cut short finds its failures again in the next one: only a whole one counts.
     bodies.run(client, local)?;
     let (failed, notices) = (bodies.failed, bodies.notices);

@@ -9,6 +9,7 @@
 
 pub mod corpus;
 pub mod dovecot;
+pub mod hostile;
 pub mod imap;
 pub mod offline;
 pub mod proxy;

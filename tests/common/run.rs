@@ -47,8 +47,12 @@ impl From<Output> for Run {
     }
 }
 
-/// The binary under test: Cargo's for integration tests, else `$IMAPFERRY_BIN` (the examples).
+/// The binary under test: `$IMAPFERRY_TEST_BIN` when set (to show a test failing against an
+/// earlier build), else Cargo's for integration tests, else `$IMAPFERRY_BIN` (the examples).
 pub fn binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("IMAPFERRY_TEST_BIN") {
+        return p.into();
+    }
     match option_env!("CARGO_BIN_EXE_imapferry") {
         Some(p) => p.into(),
         None => std::env::var_os("IMAPFERRY_BIN")
