@@ -548,7 +548,7 @@ impl Client {
         if let (Some(n), true) = (changedsince, condstore) {
             cmd.push_str(&format!(" (CHANGEDSINCE {n})"));
         }
-        self.fetch_simple(&cmd, f)
+        self.fetch_simple(set, &cmd, f)
     }
 
     /// Fetch `BODY.PEEK[]` (plus UID FLAGS INTERNALDATE RFC822.SIZE) of `uids`, pipelining
@@ -669,6 +669,7 @@ impl Client {
     ) -> Result<()> {
         check_set(set)?;
         self.fetch_simple(
+            set,
             &format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])"),
             f,
         )
@@ -1446,6 +1447,9 @@ impl Client {
                         if let Err(e) = on_untagged(u) {
                             failure = Some(e);
                         }
+                    } else {
+                        // Drained to its end, but not forever.
+                        self.note_unsolicited()?;
                     }
                 }
                 Response::Tagged {
@@ -1477,19 +1481,39 @@ impl Client {
         }
     }
 
-    /// A UID FETCH whose responses all go to `f` (those with a UID).
-    fn fetch_simple(&mut self, cmd: &str, f: &mut dyn FnMut(Fetched) -> Result<()>) -> Result<()> {
+    /// A UID FETCH of `set` whose responses go to `f`, each UID of the set at most once;
+    /// responses for other UIDs (or again for one) are skipped, and more than
+    /// [`MAX_UNSOLICITED`] of them fail the command.
+    fn fetch_simple(
+        &mut self,
+        set: &str,
+        cmd: &str,
+        f: &mut dyn FnMut(Fetched) -> Result<()>,
+    ) -> Result<()> {
+        let mut seen: HashSet<u32> = HashSet::new();
+        let mut unasked = 0u32;
+        let label = self.label.clone();
         self.run(&[text(cmd)], &mut |u| {
-            if let Untagged::Fetch {
+            let Untagged::Fetch {
                 uid: Some(uid),
                 mut item,
                 ..
             } = u
-            {
-                item.uid = uid;
-                f(item)?;
+            else {
+                return Ok(());
+            };
+            if uid == 0 || !uidset::contains(set, uid) || !seen.insert(uid) {
+                unasked += 1;
+                if unasked > MAX_UNSOLICITED {
+                    return Err(wire_error(
+                        ErrorKind::Protocol,
+                        format!("{label}: {MAX_UNSOLICITED} FETCH responses for UIDs not asked"),
+                    ));
+                }
+                return Ok(());
             }
-            Ok(())
+            item.uid = uid;
+            f(item)
         })?;
         Ok(())
     }
