@@ -1,43 +1,7 @@
-//! Folder names: the store's namespace-neutral UTF-8 paths (`Archive/2024`) versus a server's
-//! names (`INBOX.Archive.2024`), and which folders a run covers (`--folder`, `--exclude`).
+//! Which folders a run covers (`--folder`, `--exclude`), by store path (see [`crate::names`]).
 
 use anyhow::{Context, Result};
 use regex::Regex;
-
-use crate::imap::Namespace;
-
-/// The store path of a server mailbox: UTF-8 `name` (already decoded from modified UTF-7) with the
-/// personal-namespace prefix removed and levels joined by `/`. INBOX is always `INBOX`. A `/`
-/// inside a level name (a server separating levels with another character) becomes `_`, so that
-/// `a/b` (one level) and `a.b` (two levels) on a `.` server do not share the path `a/b`.
-pub fn store_path(name: &str, separator: Option<char>, ns: &Namespace) -> String {
-    if name.eq_ignore_ascii_case("INBOX") {
-        return "INBOX".to_string();
-    }
-    let rest = match name.get(..ns.prefix.len()) {
-        Some(head) if !ns.prefix.is_empty() && head.eq_ignore_ascii_case(&ns.prefix) => {
-            &name[ns.prefix.len()..]
-        }
-        _ => name,
-    };
-    match separator {
-        Some(sep) if sep != '/' => rest.replace('/', "_").replace(sep, "/"),
-        _ => rest.to_string(),
-    }
-}
-
-/// The UTF-8 server name of a store path on a server with namespace `ns` (the inverse of
-/// [`store_path`]); encode it with modified UTF-7 before sending it.
-pub fn server_name(path: &str, ns: &Namespace) -> String {
-    if path.eq_ignore_ascii_case("INBOX") {
-        return "INBOX".to_string();
-    }
-    let joined = match ns.separator {
-        Some(sep) if sep != '/' => path.replace('/', &sep.to_string()),
-        _ => path.to_string(),
-    };
-    format!("{}{}", ns.prefix, joined)
-}
 
 /// Which folders a run covers.
 #[derive(Debug, Default)]
@@ -88,34 +52,6 @@ impl Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ns(prefix: &str, sep: char) -> Namespace {
-        Namespace {
-            prefix: prefix.into(),
-            separator: Some(sep),
-        }
-    }
-
-    #[test]
-    fn inbox_dot_names_lose_their_prefix_and_use_slashes() {
-        let n = ns("INBOX.", '.');
-        assert_eq!(
-            store_path("INBOX.Archive.2024", Some('.'), &n),
-            "Archive/2024"
-        );
-        assert_eq!(store_path("INBOX", Some('.'), &n), "INBOX");
-        assert_eq!(store_path("inbox", Some('.'), &n), "INBOX");
-        assert_eq!(store_path("INBOX.a/b.c", Some('.'), &n), "a_b/c");
-        assert_eq!(server_name("Archive/2024", &n), "INBOX.Archive.2024");
-        assert_eq!(server_name("INBOX", &n), "INBOX");
-    }
-
-    #[test]
-    fn slash_names_are_kept() {
-        let n = ns("", '/');
-        assert_eq!(store_path("A & B/日本語", Some('/'), &n), "A & B/日本語");
-        assert_eq!(server_name("A & B/日本語", &n), "A & B/日本語");
-    }
 
     #[test]
     fn selection_takes_exact_paths_and_excludes_by_regex() {

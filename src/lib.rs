@@ -21,6 +21,7 @@ pub mod import;
 pub mod maildir;
 pub mod mailtime;
 pub mod mbox;
+pub mod names;
 pub mod pull;
 pub mod push;
 pub mod retry;

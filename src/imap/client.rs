@@ -13,15 +13,16 @@ use super::error::{wire_error, ErrorKind};
 use super::quote;
 use super::response::{self, Code, MailboxStatus, Response, Status, Untagged};
 use super::uidset;
-use super::utf7;
 use crate::mailtime::InternalDate;
+use crate::names::MailboxName;
 
 /// One mailbox from LIST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxInfo {
     /// The name exactly as the server sent it (modified UTF-7), to be used in commands.
-    pub raw_name: String,
-    /// The name decoded to UTF-8, with the server's separator (not translated).
+    pub raw_name: MailboxName,
+    /// The name decoded to UTF-8, with the server's separator (not translated): its server
+    /// path (see [`crate::names`]).
     pub name: String,
     /// Hierarchy separator, `None` for a flat namespace (NIL).
     pub separator: Option<char>,
@@ -414,12 +415,12 @@ impl Client {
             }
             Ok(())
         })?;
-        let mut subscribed: HashSet<String> = HashSet::new();
+        let mut subscribed: HashSet<MailboxName> = HashSet::new();
         if !extended {
             self.run(&[text("LSUB \"\" \"*\"")], &mut |u| {
                 if let Untagged::List(e) = u {
                     if e.lsub && !has_attr(&e.attributes, "\\Noselect") {
-                        subscribed.insert(raw_name_of(&e.name));
+                        subscribed.insert(MailboxName::from_server(&e.name));
                     }
                 }
                 Ok(())
@@ -428,14 +429,8 @@ impl Client {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             let status = statuses.remove(&e.name);
-            let raw_name = raw_name_of(&e.name);
-            let name = match utf7::decode(&raw_name) {
-                Ok(n) => n,
-                Err(err) => {
-                    wire_log!(1, "{}: {err:#}; using the name as sent", self.label);
-                    raw_name.clone()
-                }
-            };
+            let raw_name = MailboxName::from_server(&e.name);
+            let name = raw_name.decoded();
             let special_use = SPECIAL_USE
                 .iter()
                 .find(|s| has_attr(&e.attributes, s))
@@ -462,11 +457,16 @@ impl Client {
     }
 
     /// SELECT (or EXAMINE when `readonly`), with (CONDSTORE) when offered.
-    pub fn select(&mut self, raw_name: &str, readonly: bool) -> Result<Selected> {
+    pub fn select(
+        &mut self,
+        name: &(impl AsRef<[u8]> + ?Sized),
+        readonly: bool,
+    ) -> Result<Selected> {
+        let raw_name = name.as_ref();
         let condstore = self.has_capability("CONDSTORE");
         let mut parts = vec![
             text(if readonly { "EXAMINE " } else { "SELECT " }),
-            arg(raw_name.as_bytes()),
+            arg(raw_name),
         ];
         if condstore {
             parts.push(text(" (CONDSTORE)"));
@@ -499,7 +499,7 @@ impl Client {
             got => {
                 return Err(self.protocol_error(format!(
                     "SELECT {}: the server sent {} (RFC 3501 requires a non-zero UIDVALIDITY)",
-                    quote::display(raw_name.as_bytes()),
+                    quote::display(raw_name),
                     if got.is_some() {
                         "UIDVALIDITY 0"
                     } else {
@@ -826,8 +826,8 @@ impl Client {
 
     /// CREATE a mailbox (raw, already encoded name). An existing mailbox
     /// (`[ALREADYEXISTS]`) counts as success, so a resumed run can create again.
-    pub fn create(&mut self, raw_name: &str) -> Result<()> {
-        let parts = [text("CREATE "), arg(raw_name.as_bytes())];
+    pub fn create(&mut self, name: &(impl AsRef<[u8]> + ?Sized)) -> Result<()> {
+        let parts = [text("CREATE "), arg(name.as_ref())];
         let sent = self.send(&parts)?;
         let done = self.wait_done(&sent, &mut |_| Ok(()))?;
         match (&done.status, &done.code) {
@@ -838,10 +838,8 @@ impl Client {
     }
 
     /// SUBSCRIBE a mailbox (raw, already encoded name).
-    pub fn subscribe(&mut self, raw_name: &str) -> Result<()> {
-        self.run(&[text("SUBSCRIBE "), arg(raw_name.as_bytes())], &mut |_| {
-            Ok(())
-        })?;
+    pub fn subscribe(&mut self, name: &(impl AsRef<[u8]> + ?Sized)) -> Result<()> {
+        self.run(&[text("SUBSCRIBE "), arg(name.as_ref())], &mut |_| Ok(()))?;
         Ok(())
     }
 
@@ -850,7 +848,10 @@ impl Client {
     /// in flight), so a burst costs about one round trip. Servers run them in order, so a parent
     /// CREATEd earlier in the burst exists for a later child. One result per command, in order:
     /// a NO/BAD is that command's error; CREATE answered `NO [ALREADYEXISTS]` is success.
-    pub fn mailbox_commands(&mut self, commands: &[(&str, &str)]) -> Result<Vec<Result<()>>> {
+    pub fn mailbox_commands(
+        &mut self,
+        commands: &[(&str, &MailboxName)],
+    ) -> Result<Vec<Result<()>>> {
         let mut results: Vec<Option<Result<()>>> = commands.iter().map(|_| None).collect();
         let mut in_flight: VecDeque<(Sent, usize)> = VecDeque::new();
         let mut next = 0;
@@ -924,9 +925,10 @@ impl Client {
     /// is unusable afterwards.
     pub fn append_many(
         &mut self,
-        raw_name: &str,
+        name: &(impl AsRef<[u8]> + ?Sized),
         msgs: &[AppendMessage<'_>],
     ) -> Result<Vec<AppendOutcome>> {
+        let raw_name = name.as_ref();
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; msgs.len()];
         let mut flight = AppendFlight::default();
         for (i, m) in msgs.iter().enumerate() {
@@ -962,7 +964,7 @@ impl Client {
     }
 
     /// Send one APPEND command.
-    fn send_append(&mut self, raw_name: &str, m: &AppendMessage<'_>) -> Result<Sent> {
+    fn send_append(&mut self, raw_name: &[u8], m: &AppendMessage<'_>) -> Result<Sent> {
         let flags: Vec<&str> = m
             .flags
             .iter()
@@ -995,7 +997,7 @@ impl Client {
         } else {
             Part::Literal(m.bytes)
         };
-        self.send(&[text("APPEND "), arg(raw_name.as_bytes()), text(&head), body])
+        self.send(&[text("APPEND "), arg(raw_name), text(&head), body])
     }
 
     fn read_append_reply(
@@ -1787,15 +1789,6 @@ const SPECIAL_USE: &[&str] = &[
 
 fn has_attr(attrs: &[String], a: &str) -> bool {
     attrs.iter().any(|x| x.eq_ignore_ascii_case(a))
-}
-
-/// The raw name as a String, with INBOX (any case) normalized.
-fn raw_name_of(name: &[u8]) -> String {
-    if name.eq_ignore_ascii_case(b"INBOX") {
-        "INBOX".to_string()
-    } else {
-        String::from_utf8_lossy(name).into_owned()
-    }
 }
 
 /// A flag we can send as an atom (optionally `\`-prefixed).

@@ -18,11 +18,12 @@ mod bodies;
 
 use bodies::{Bodies, Carry};
 
-use crate::folders::{store_path, Selection};
+use crate::folders::Selection;
 use crate::imap::uidset::compact as uid_set;
 use crate::imap::{
     is_transient, without_recent, Client, Endpoint, Fetched, MailboxInfo, MailboxStatus, Namespace,
 };
+use crate::names::store_path;
 use crate::retry::Retry;
 use crate::store::partial::Partials;
 use crate::store::{
@@ -466,7 +467,11 @@ fn sync_folder_list(
         // whose name needed no `_`; the other is reported.
         let keep = mbs
             .iter()
-            .position(|mb| known.get(&path) == Some(&mb.raw_name))
+            .position(|mb| {
+                known
+                    .get(&path)
+                    .is_some_and(|k| k.as_bytes() == mb.raw_name.as_bytes())
+            })
             .or_else(|| mbs.iter().position(|mb| !escaped_slash(mb)))
             .unwrap_or(0);
         for (_, mb) in mbs.iter().enumerate().filter(|(i, _)| *i != keep) {
@@ -484,7 +489,7 @@ fn sync_folder_list(
         listed.insert(path.clone(), mb.status.clone());
         store.index.upsert_folder(
             &path,
-            &mb.raw_name,
+            &String::from_utf8_lossy(mb.raw_name.as_bytes()),
             mb.separator,
             mb.special_use.as_deref(),
             mb.subscribed,

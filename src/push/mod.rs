@@ -404,20 +404,20 @@ fn prepare_mailboxes(
         return Ok(keep);
     }
     // (verb, mailbox) and, per command, (target index, is a CREATE).
-    let mut cmds: Vec<(&str, &str)> = Vec::new();
+    let mut cmds: Vec<(&str, crate::names::MailboxName)> = Vec::new();
     let mut owners: Vec<(Option<usize>, bool)> = Vec::new();
     for (i, t) in plan.iter().enumerate() {
         if !t.exists {
-            cmds.push(("CREATE", &t.mailbox));
+            cmds.push(("CREATE", t.mailbox.as_str().into()));
             owners.push((Some(i), true));
         }
         if t.want_subscribed && !t.subscribed {
-            cmds.push(("SUBSCRIBE", &t.mailbox));
+            cmds.push(("SUBSCRIBE", t.mailbox.as_str().into()));
             owners.push((Some(i), false));
         }
     }
     for m in subscribe_only {
-        cmds.push(("SUBSCRIBE", m));
+        cmds.push(("SUBSCRIBE", m.as_str().into()));
         owners.push((None, false));
     }
     if cmds.is_empty() {
@@ -426,7 +426,9 @@ fn prepare_mailboxes(
     // CREATE and SUBSCRIBE are idempotent: after a dropped link, send the burst again.
     let mut retry = Retry::new(opts.retries);
     let results = loop {
-        match client.mailbox_commands(&cmds) {
+        let refs: Vec<(&str, &crate::names::MailboxName)> =
+            cmds.iter().map(|(v, m)| (*v, m)).collect();
+        match client.mailbox_commands(&refs) {
             Ok(r) => break r,
             Err(e) if is_transient(&e) && retry.failed("host2, creating folders", &e) => {
                 *client = retry.connect(&opts.endpoint, "host2")?;
@@ -563,7 +565,7 @@ fn record_facts(
         let t = &plan[i];
         let Some(st) = listed
             .iter()
-            .find(|mb| mb.raw_name == t.mailbox && !mb.noselect)
+            .find(|mb| mb.raw_name.as_bytes() == t.mailbox.as_bytes() && !mb.noselect)
             .and_then(|mb| mb.status.as_ref())
         else {
             continue;

@@ -16,15 +16,15 @@
 //!    push), which then keeps receiving it. Each renamed folder is reported by the push.
 //!
 //! The host2 path is then turned into host2's name with its separator and personal-namespace
-//! prefix ([`crate::folders::server_name`]) and encoded in modified UTF-7; a mailbox host2 already
+//! prefix ([`crate::names::server_name`]) and encoded in modified UTF-7; a mailbox host2 already
 //! lists under that path is used with the exact name it sent.
 
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Result};
 
-use crate::folders::{server_name, store_path};
 use crate::imap::{utf7, MailboxInfo, MailboxStatus, Namespace};
+use crate::names::{server_name, store_path};
 use crate::store::FolderRow;
 
 /// The folder-mapping options.
@@ -220,7 +220,7 @@ pub fn plan(
             let existing = lookup(&path);
             Target {
                 mailbox: match existing {
-                    Some(mb) => mb.raw_name.clone(),
+                    Some(mb) => String::from_utf8_lossy(mb.raw_name.as_bytes()).into_owned(),
                     None => utf7::encode(&server_name(&path, ns)),
                 },
                 path: path.clone(),
@@ -280,7 +280,7 @@ mod tests {
 
     fn mb(name: &str, role: Option<&str>) -> MailboxInfo {
         MailboxInfo {
-            raw_name: utf7::encode(name),
+            raw_name: utf7::encode(name).as_str().into(),
             name: name.into(),
             separator: Some('.'),
             attributes: vec![],

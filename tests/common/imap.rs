@@ -50,12 +50,12 @@ pub fn imap_client(d: &Dovecot, user: &str) -> Client {
 /// The server's mailbox name for a corpus folder path (`/`-separated, UTF-8): `INBOX` stays
 /// `INBOX`; anything else gets the namespace prefix, the server's separator, and modified UTF-7.
 pub fn server_mailbox_name(ns: &Namespace, path: &str) -> String {
-    imapferry::imap::utf7::encode(&imapferry::folders::server_name(path, ns))
+    imapferry::imap::utf7::encode(&imapferry::names::server_name(path, ns))
 }
 
 /// The corpus folder path (UTF-8, `/`-separated, prefix stripped) of a LISTed mailbox.
 pub fn folder_path(ns: &Namespace, info: &MailboxInfo) -> String {
-    imapferry::folders::store_path(&info.name, info.separator, ns)
+    imapferry::names::store_path(&info.name, info.separator, ns)
 }
 
 /// Put `corpus` into `user`'s account on `d`: CREATE and SUBSCRIBE every folder (and its
