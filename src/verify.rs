@@ -181,21 +181,7 @@ pub fn verify(dir: &std::path::Path, sample_percent: Option<f64>) -> Result<Veri
         }
     }
 
-    let mut on_disk = BTreeSet::new();
-    for entry in store.objects.iter() {
-        match entry {
-            Ok(h) => {
-                on_disk.insert(h);
-            }
-            Err(e) => report.problems.push(Problem {
-                kind: "stray".into(),
-                object: None,
-                path: None,
-                detail: format!("{e:#} (not part of the store format; move it away)"),
-                messages: vec![],
-            }),
-        }
-    }
+    let on_disk = objects_on_disk(&store, &mut report);
 
     let seed = sample_seed();
     for row in &rows {
@@ -221,6 +207,26 @@ pub fn verify(dir: &std::path::Path, sample_percent: Option<f64>) -> Result<Veri
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The object files under `objects/`; anything else there is a `stray` problem.
+fn objects_on_disk(store: &Store, report: &mut VerifyReport) -> BTreeSet<Hash> {
+    let mut on_disk = BTreeSet::new();
+    for entry in store.objects.iter() {
+        match entry {
+            Ok(h) => {
+                on_disk.insert(h);
+            }
+            Err(e) => report.problems.push(Problem {
+                kind: "stray".into(),
+                object: None,
+                path: None,
+                detail: format!("{e:#} (not part of the store format; move it away)"),
+                messages: vec![],
+            }),
+        }
+    }
+    on_disk
 }
 
 /// Folder rows `bundle apply` would refuse (see [`crate::store::rules`]): a store written by an

@@ -103,21 +103,7 @@ pub fn create(
     let by_id: BTreeMap<i64, String> = idx.folders()?.into_iter().map(|f| (f.id, f.path)).collect();
     let rows = idx.messages_changed_since(base_change)?;
     check_records(&store, &folders, &rows, &by_id)?;
-    // Each object to carry, with the first message that names it (for messages about it).
-    let mut objects: Vec<(Hash, usize)> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (i, m) in rows.iter().enumerate() {
-        if m.expunged_at.is_some() || !seen.insert(m.hash) {
-            continue;
-        }
-        let carried = match chain_start {
-            Some(start) => store.index.object_bundled_since(&m.hash, start)?,
-            None => false,
-        };
-        if !carried {
-            objects.push((m.hash, i));
-        }
-    }
+    let objects = objects_to_carry(&store, &rows, chain_start)?;
     let live = rows.iter().filter(|m| m.expunged_at.is_none()).count() as u64;
     let header = Header {
         format: "imapferry-bundle".into(),
@@ -178,6 +164,30 @@ pub fn create(
         files,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The objects of the live `rows` that no bundle since `chain_start` (the chain's full bundle)
+/// carried, each with the first row that names it (for messages about it).
+fn objects_to_carry(
+    store: &Store,
+    rows: &[MessageRow],
+    chain_start: Option<i64>,
+) -> Result<Vec<(Hash, usize)>> {
+    let mut objects = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, m) in rows.iter().enumerate() {
+        if m.expunged_at.is_some() || !seen.insert(m.hash) {
+            continue;
+        }
+        let carried = match chain_start {
+            Some(start) => store.index.object_bundled_since(&m.hash, start)?,
+            None => false,
+        };
+        if !carried {
+            objects.push((m.hash, i));
+        }
+    }
+    Ok(objects)
 }
 
 /// The number of the full bundle the chain ending at `last` starts with.
