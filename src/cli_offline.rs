@@ -1,6 +1,6 @@
 //! Command-line options and handlers of the commands that need no server: `bundle`, `export`,
 //! `import`, `verify`, `gc`. Each handler returns the process exit status (0 fine, 3 when
-//! verify finds problems or import leaves something out, each listed); errors go up to `main`,
+//! verify finds problems or import or export leaves something out, each listed); errors go up to `main`,
 //! which prints them and exits 1.
 
 use std::path::PathBuf;
@@ -205,7 +205,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     } else {
         ui::info(&r.summary(&opts.out));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_status(r.failures.is_empty()))
 }
 
 /// `imapferry import`
