@@ -136,14 +136,13 @@ pub fn run(opts: &ExportOptions) -> Result<ExportReport> {
         export_folder(&store, opts, f, w, &mut report)?;
     }
     for w in &report.warnings {
-        ui::warn(w);
+        ui::warn(&printable(w));
     }
     for f in &report.failures {
-        ui::warn(&format!(
+        ui::warn(&printable(&format!(
             "not exported: {}: {}",
-            printable(&f.folder),
-            f.reason
-        ));
+            f.folder, f.reason
+        )));
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

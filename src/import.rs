@@ -196,15 +196,15 @@ pub fn run(opts: &ImportOptions) -> Result<ImportReport> {
         }
         Source::Mbox(file) => import_mbox(&mut store, file, under, uidvalidity, &mut report)?,
     }
+    // Paths, names and reasons hold what the files held: escaped for the terminal.
     for f in &report.failures {
-        ui::warn(&format!(
+        ui::warn(&printable(&format!(
             "not imported: {}: {}",
-            printable(&f.path),
-            f.reason
-        ));
+            f.path, f.reason
+        )));
     }
     for w in &report.warnings {
-        ui::warn(w);
+        ui::warn(&printable(w));
     }
     report.seconds = started.elapsed().as_secs_f64();
     report.peak_rss_bytes = ui::peak_rss_bytes();

@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error may quote a name a server, a bundle or a file chose.
+            eprintln!("error: {}", ui::printable(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

@@ -8,7 +8,7 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::mailtime::format_utc;
 use crate::store::Store;
-use crate::ui::human_bytes;
+use crate::ui::{human_bytes, printable};
 
 /// Print the per-folder table (or JSON) for the store at `dir`.
 pub fn run(dir: &Path, json: bool) -> Result<()> {
@@ -34,31 +34,30 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
     let account = store
         .index
         .account()?
-        .map(|(h, u)| format!("{u} on {h}"))
+        .map(|(h, u)| format!("{} on {}", printable(&u), printable(&h)))
         .unwrap_or_else(|| "no account pulled yet".into());
-    println!("store {} ({account})", dir.display());
-    let width = rows
-        .iter()
-        .map(|r| r.path.chars().count())
-        .max()
-        .unwrap_or(6)
-        .max(6);
+    println!(
+        "store {} ({account})",
+        printable(&dir.display().to_string())
+    );
+    // Names came from a server or a bundle: control characters are shown escaped.
+    let names: Vec<_> = rows.iter().map(|r| printable(&r.path)).collect();
+    let width = names.iter().map(|n| n.width()).max().unwrap_or(6).max(6);
     println!(
         "{:<width$}  {:>9}  {:>10}  {:>10}  last pull",
         "folder", "messages", "raw", "stored"
     );
     let (mut msgs, mut raw, mut stored) = (0, 0, 0);
-    for r in &rows {
+    for (r, name) in rows.iter().zip(&names) {
         let last = match (r.gone, r.last_pull) {
             (true, _) => "gone from host1".to_string(),
             (false, Some(t)) => format_utc(t),
             (false, None) => "never".to_string(),
         };
         // `{:<N}` pads by chars; terminals show CJK names two columns wide.
-        let pad = " ".repeat(width - r.path.width());
+        let pad = " ".repeat(width - name.width());
         println!(
-            "{}{pad}  {:>9}  {:>10}  {:>10}  {last}",
-            r.path,
+            "{name}{pad}  {:>9}  {:>10}  {:>10}  {last}",
             r.messages,
             human_bytes(r.raw_bytes),
             human_bytes(r.stored_bytes),

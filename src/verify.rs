@@ -74,22 +74,26 @@ impl VerifyReport {
         let mut out = String::new();
         for p in &self.problems {
             let what = match (&p.path, &p.object) {
-                (Some(path), _) => format!("{}: {}", printable(path), p.detail),
+                (Some(path), _) => format!("{path}: {}", p.detail),
                 (None, Some(o)) if p.kind != "invalid" => format!("object {o}: {}", p.detail),
                 _ => p.detail.clone(),
             };
+            // Names and details may hold what a server, a bundle or a file chose: one escaped
+            // line each.
             if p.messages.is_empty() {
-                out.push_str(&format!("{}: {what}\n", p.kind));
+                out.push_str(&printable(&format!("{}: {what}", p.kind)));
+                out.push('\n');
             }
             for m in &p.messages {
-                out.push_str(&format!(
-                    "{}: {} UID {} (uidvalidity {}{}): {what}\n",
+                out.push_str(&printable(&format!(
+                    "{}: {} UID {} (uidvalidity {}{}): {what}",
                     p.kind,
-                    printable(&m.folder),
+                    m.folder,
                     m.uid,
                     m.uidvalidity,
                     if m.expunged { ", expunged" } else { "" }
-                ));
+                )));
+                out.push('\n');
             }
         }
         out.push_str(&format!(
@@ -244,7 +248,7 @@ fn invalid_folders(folders: &[FolderRow]) -> Vec<Problem> {
                 kind: "invalid".into(),
                 object: None,
                 path: None,
-                detail: format!("folder \"{}\": {detail}", printable(&f.path)),
+                detail: format!("folder \"{}\": {detail}", f.path),
                 messages: vec![],
             })
         })

@@ -389,3 +389,77 @@ fn every_folder_name_exports_to_a_file_of_its_own_inside_the_output_directory() 
     top.sort();
     assert_eq!(top, ["maildir", "mbox", "store"]);
 }
+
+#[test]
+fn names_with_control_characters_reach_the_terminal_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let store = p("store");
+    let names: Vec<String> = ["INBOX", "\u{1b}[2J\u{1b}]0;owned\u{7}", "a\u{1b}[31m//b"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    store_with_folders(&store, &names);
+    let escaped = "\\u{1b}[2J\\u{1b}]0;owned\\u{7}";
+    let clean = |what: &str, r: &common::run::Run, want: &str| {
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            !all.contains(['\u{1b}', '\u{7}']),
+            "{what} printed a control character: {all:?}"
+        );
+        assert!(all.contains(want), "{what}: no {want:?} in {all}");
+    };
+    let r = run(&["status", "--store", s(&store)]).expect_code(0);
+    clean("status", &r, escaped);
+    let r = run(&["verify", "--store", s(&store)]).expect_code(3);
+    clean("verify", &r, "invalid: folder \"a\\u{1b}[31m//b\"");
+    let out = p("maildir");
+    let r = run(&[
+        "export",
+        "--store",
+        s(&store),
+        "--format",
+        "maildir",
+        "--out",
+        s(&out),
+    ]);
+    clean("export", &r, "not exported: a\\u{1b}[31m//b");
+    let r = run(&[
+        "bundle",
+        "create",
+        "--store",
+        s(&store),
+        "--out",
+        s(&p("b")),
+    ]);
+    clean("bundle create", &r, "folder \"a\\u{1b}[31m//b\"");
+
+    // A hand-made bundle with such a folder.
+    let mut spec = common::bundle::Spec::inbox(&[b"Subject: x\r\n\r\nx\r\n"], 3);
+    spec.folders.push(common::bundle::folder("\u{1b}[2J//x"));
+    spec.write(&p("evil.bundle"));
+    let r = run(&[
+        "bundle",
+        "apply",
+        "--store",
+        s(&p("copy")),
+        s(&p("evil.bundle")),
+    ]);
+    clean("bundle apply", &r, "folder \"\\u{1b}[2J//x\"");
+
+    // Maildir folder names decode to ESC (modified UTF-7 `&ABs-`): two of them meet.
+    let root = p("tree");
+    for d in [".&ABs-[31mred", "&ABs-[31mred"] {
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(root.join(d).join(sub)).unwrap();
+        }
+    }
+    let r = run(&[
+        "import",
+        "--store",
+        s(&p("imported")),
+        "--maildir",
+        s(&root),
+    ]);
+    clean("import", &r, "folder \"\\u{1b}[31mred\"");
+}

@@ -404,7 +404,7 @@ pub fn describe_store(store_dir: &Path) -> Result<Vec<String>> {
         out.push(format!(
             "applied #{} of store {} (changes {}–{})",
             a.seq,
-            a.source_store,
+            printable(&a.source_store),
             a.base_change + 1,
             a.change
         ));
