@@ -166,6 +166,9 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
                 .map(bundle::format::parse_size)
                 .transpose()?;
             let r = bundle::create(&c.store, &c.out, c.full, max)?;
+            for w in &r.warnings {
+                ui::warn(w);
+            }
             if c.json {
                 print_json(&r)?;
             } else {

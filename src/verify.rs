@@ -37,8 +37,8 @@ pub struct MessageRef {
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// `missing`, `corrupt`, `stray` (an unexpected file under `objects/`), `index`, or
-    /// `invalid` (a row `bundle apply` would refuse: UID or UIDVALIDITY 0, a bad INTERNALDATE or
-    /// flag, a size other than its object's, a folder path with an empty level).
+    /// `invalid` (a row `bundle apply` would refuse: UID or UIDVALIDITY 0, a bad INTERNALDATE, a
+    /// size other than its object's, a folder path with an empty level).
     pub kind: String,
     /// The object's hash, when the problem is about one.
     pub object: Option<String>,
@@ -256,19 +256,18 @@ fn invalid_folders(folders: &[FolderRow]) -> Vec<Problem> {
 }
 
 /// The message row's problem that `bundle apply` would refuse it for, if any: UID or
-/// UIDVALIDITY 0, an INTERNALDATE that does not parse, a flag that is no IMAP flag, or a size
-/// other than its object's.
+/// UIDVALIDITY 0, an INTERNALDATE that does not parse, or a size other than its object's. (A
+/// flag that is no IMAP flag, which a server may send, is left out of bundles, not a problem.)
 fn invalid_message(m: &MessageRow, r: &MessageRef, sizes: &BTreeMap<Hash, u64>) -> Option<Problem> {
-    let detail =
-        message_problem(m.uidvalidity, m.uid, &m.flags, &m.internaldate).or_else(|| match sizes
-            .get(&m.hash)
-        {
-            Some(&size) if size != m.size => Some(format!(
-                "the message is recorded as {} bytes, its object as {size}",
-                m.size
-            )),
-            _ => None,
-        })?;
+    let detail = message_problem(m.uidvalidity, m.uid, &m.internaldate).or_else(|| match sizes
+        .get(&m.hash)
+    {
+        Some(&size) if size != m.size => Some(format!(
+            "the message is recorded as {} bytes, its object as {size}",
+            m.size
+        )),
+        _ => None,
+    })?;
     Some(Problem {
         kind: "invalid".into(),
         object: Some(m.hash.to_hex()),

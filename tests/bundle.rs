@@ -686,3 +686,54 @@ fn bundle_create_refuses_a_message_larger_than_apply_takes_naming_it() {
     );
     assert!(!out.exists(), "a bundle apply would refuse was written");
 }
+
+#[test]
+fn bundle_create_leaves_out_flags_apply_would_refuse_and_says_which() {
+    use imapferry::store::{FolderState, HeaderFacts, NewMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // Gmail sends keywords such as this one; pull keeps them, no command could carry them.
+    let odd = "OIB-Seen-[Gmail]/All";
+    let mut store = Store::open_or_create(&a).unwrap();
+    let id = store
+        .index
+        .upsert_folder("INBOX", "INBOX", Some('/'), None, true)
+        .unwrap();
+    let body = b"Subject: gmail\r\n\r\nx\r\n";
+    let (hash, stored) = store.objects.write(body).unwrap();
+    let mut batch = store.index.batch().unwrap();
+    let state = FolderState {
+        uidvalidity: Some(7),
+        uidnext: Some(2),
+        highestmodseq: None,
+    };
+    batch.set_folder_state(id, &state, 0).unwrap();
+    let facts = HeaderFacts::default();
+    batch
+        .add_object(&hash, body.len() as u64, stored, &facts)
+        .unwrap();
+    let m = NewMessage {
+        uidvalidity: 7,
+        uid: 1,
+        hash,
+        size: body.len() as u64,
+        flags: vec!["\\Seen".into(), odd.into()],
+        internaldate: "05-Mar-2021 14:03:07 +0100".parse().unwrap(),
+    };
+    batch.add_message(id, &m).unwrap();
+    batch.commit_after_sync(&store.objects).unwrap();
+    drop(store);
+    run(&["verify", "--store", s(&a)]).expect_code(0);
+
+    let file = dir.path().join("g.bundle");
+    let r = run(&["bundle", "create", "--store", s(&a), "--out", s(&file)]).expect_code(0);
+    assert!(
+        r.stderr.contains(&format!(
+            "INBOX UID 1 (UIDVALIDITY 7): flags {odd} are no IMAP flags"
+        )),
+        "{}",
+        r.stderr
+    );
+    apply(&b, &[&file]).expect_code(0);
+    assert_eq!(store_messages(&b)["INBOX"][0].flags, ["\\Seen"]);
+}

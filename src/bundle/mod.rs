@@ -23,6 +23,7 @@ use std::time::Instant;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
+use crate::imap::atom::is_flag;
 use crate::store::bundles::BundleMade;
 use crate::store::frame::{self, FrameError};
 use crate::store::index::now;
@@ -53,6 +54,9 @@ pub struct CreateReport {
     pub bytes: u64,
     pub files: Vec<PathBuf>,
     pub seconds: f64,
+    /// Flags left out because they are no IMAP flags (`apply` would refuse them; push leaves
+    /// them out too), one line per message.
+    pub warnings: Vec<String>,
 }
 
 impl CreateReport {
@@ -102,7 +106,7 @@ pub fn create(
     let folders = idx.folders_changed_since(base_change)?;
     let by_id: BTreeMap<i64, String> = idx.folders()?.into_iter().map(|f| (f.id, f.path)).collect();
     let rows = idx.messages_changed_since(base_change)?;
-    check_records(&store, &folders, &rows, &by_id)?;
+    let warnings = check_records(&store, &folders, &rows, &by_id)?;
     let objects = objects_to_carry(&store, &rows, chain_start)?;
     let live = rows.iter().filter(|m| m.expunged_at.is_none()).count() as u64;
     let header = Header {
@@ -163,6 +167,7 @@ pub fn create(
         bytes,
         files,
         seconds: started.elapsed().as_secs_f64(),
+        warnings,
     })
 }
 
@@ -207,12 +212,14 @@ fn chain_start(store: &Store, last: &BundleMade) -> Result<i64> {
 
 /// Refuse, before a byte is written, a store whose records `apply` would refuse: rows a store
 /// should not hold (`imapferry verify` lists them) or a message larger than a bundle carries.
+/// Flags that are no IMAP flags are left out of the bundle instead; the warnings say which.
 fn check_records(
     store: &Store,
     folders: &[FolderRow],
     rows: &[MessageRow],
     by_id: &BTreeMap<i64, String>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     let refuse = |what: String| {
         anyhow!(
             "cannot bundle store {}: {what}; a bundle with it could not be applied (`imapferry \
@@ -238,6 +245,18 @@ fn check_records(
         if let Some(p) = message_record_problem(&message_facts(m, folder)) {
             return Err(refuse(format!("{who}: {p}")));
         }
+        let odd: Vec<&str> = m
+            .flags
+            .iter()
+            .filter(|f| !is_flag(f))
+            .map(String::as_str)
+            .collect();
+        if !odd.is_empty() {
+            warnings.push(format!(
+                "{who}: flags {} are no IMAP flags; left out of the bundle",
+                printable(&odd.join(" "))
+            ));
+        }
         match store.index.object_size(&m.hash)? {
             Some(size) if size == m.size => {}
             Some(size) => {
@@ -249,7 +268,7 @@ fn check_records(
             None => return Err(refuse(format!("{who}: its object {} has no row", m.hash))),
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 fn folder_path(by_id: &BTreeMap<i64, String>, id: i64) -> Result<&str> {
@@ -274,6 +293,7 @@ fn folder_facts(f: &FolderRow) -> FolderFacts {
     }
 }
 
+/// The message record of a live row; flags that are no IMAP flags are left out.
 fn message_facts(m: &MessageRow, folder: &str) -> MessageFacts {
     MessageFacts {
         folder: folder.to_string(),
@@ -281,7 +301,7 @@ fn message_facts(m: &MessageRow, folder: &str) -> MessageFacts {
         uid: m.uid,
         hash: m.hash.to_hex(),
         size: m.size,
-        flags: m.flags.clone(),
+        flags: m.flags.iter().filter(|f| is_flag(f)).cloned().collect(),
         internaldate: m.internaldate.clone(),
     }
 }

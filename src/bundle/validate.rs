@@ -5,7 +5,7 @@
 
 use super::format::{ExpungeFacts, FolderFacts, Header, MessageFacts, MAX_OBJECT};
 use crate::imap::atom::is_flag;
-use crate::store::rules::{folder_path_problem, message_problem};
+use crate::store::rules::{flag_problem, folder_path_problem, message_problem};
 use crate::store::Hash;
 use crate::ui::printable;
 
@@ -77,7 +77,10 @@ pub fn message_record_problem(m: &MessageFacts) -> Option<String> {
     if let Some(p) = folder_path_problem(&m.folder) {
         return Some(p.into());
     }
-    if let Some(p) = message_problem(m.uidvalidity, m.uid, &m.flags, &m.internaldate) {
+    if let Some(p) = message_problem(m.uidvalidity, m.uid, &m.internaldate) {
+        return Some(p);
+    }
+    if let Some(p) = m.flags.iter().find_map(|f| flag_problem(f)) {
         return Some(p);
     }
     if m.hash.parse::<Hash>().is_err() {

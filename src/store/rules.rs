@@ -23,14 +23,11 @@ pub fn folder_path_problem(path: &str) -> Option<&'static str> {
     }
 }
 
-/// Why a message row with these facts cannot be in a store: UIDVALIDITY or UID 0, an
-/// INTERNALDATE that is not an RFC 3501 date-time, or a flag that is not an IMAP flag.
-pub fn message_problem(
-    uidvalidity: u32,
-    uid: u32,
-    flags: &[String],
-    internaldate: &str,
-) -> Option<String> {
+/// Why a message row with these facts cannot be in a store: UIDVALIDITY or UID 0, or an
+/// INTERNALDATE that is not an RFC 3501 date-time. (Flags are the bundle's business: a server
+/// may send a keyword that is no IMAP atom, such as Gmail's `OIB-Seen-[Gmail]/All`, and pull
+/// keeps it; see [`flag_problem`].)
+pub fn message_problem(uidvalidity: u32, uid: u32, internaldate: &str) -> Option<String> {
     if uidvalidity == 0 {
         return Some("UIDVALIDITY 0 (UIDVALIDITY is a non-zero number)".into());
     }
@@ -43,13 +40,18 @@ pub fn message_problem(
             crate::ui::printable(internaldate)
         ));
     }
-    if let Some(f) = flags.iter().find(|f| !is_flag(f)) {
-        return Some(format!(
-            "flag \"{}\" is not an IMAP flag (an atom, optionally after \\)",
-            crate::ui::printable(f)
-        ));
-    }
     None
+}
+
+/// Why `flag` cannot travel in a bundle: it is not an IMAP flag (an atom, optionally after
+/// `\`), so no command could carry it (push leaves such flags out too).
+pub fn flag_problem(flag: &str) -> Option<String> {
+    (!is_flag(flag)).then(|| {
+        format!(
+            "flag \"{}\" is not an IMAP flag (an atom, optionally after \\)",
+            crate::ui::printable(flag)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -76,18 +78,15 @@ mod tests {
     #[test]
     fn messages() {
         let date = "05-Mar-2021 14:03:07 +0100";
-        let flags = vec!["\\Seen".to_string(), "$Work".to_string()];
-        assert_eq!(message_problem(7, 1, &flags, date), None);
-        assert!(message_problem(0, 1, &flags, date)
+        assert_eq!(message_problem(7, 1, date), None);
+        assert!(message_problem(0, 1, date)
             .unwrap()
             .contains("UIDVALIDITY 0"));
-        assert!(message_problem(7, 0, &flags, date)
-            .unwrap()
-            .contains("UID 0"));
-        assert!(message_problem(7, 1, &flags, "yesterday")
+        assert!(message_problem(7, 0, date).unwrap().contains("UID 0"));
+        assert!(message_problem(7, 1, "yesterday")
             .unwrap()
             .contains("INTERNALDATE"));
-        let bad = vec!["two words".to_string()];
-        assert!(message_problem(7, 1, &bad, date).unwrap().contains("flag"));
+        assert_eq!(flag_problem("$Work"), None);
+        assert!(flag_problem("two words").unwrap().contains("flag"));
     }
 }
