@@ -65,8 +65,6 @@ pub fn folder_problem(f: &FolderFacts) -> Option<String> {
         Some("its role is not a special-use attribute such as \\Sent".into())
     } else if f.uidvalidity == Some(0) {
         Some("UIDVALIDITY 0 (UIDVALIDITY is a non-zero number)".into())
-    } else if f.uidnext == Some(0) {
-        Some("UIDNEXT 0 (UIDs start at 1)".into())
     } else {
         None
     }
