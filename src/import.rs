@@ -173,8 +173,12 @@ pub fn run(opts: &ImportOptions) -> Result<ImportReport> {
     let mut report = ImportReport::default();
     let under = opts.folder.as_deref().map(|f| f.trim_matches('/'));
     if let Some(p) = under.and_then(folder_path_problem) {
-        bail!("--folder {:?}: {p}", printable(under.unwrap_or_default()));
+        bail!("--folder \"{}\": {p}", printable(under.unwrap_or_default()));
     }
+    let mbox_folder = match &opts.source {
+        Source::Mbox(file) => Some(mbox_folder(file, under)?),
+        Source::Maildir(_) => None,
+    };
     let mut store = Store::open_or_create(&opts.store)?;
     if let Some((host, user)) = store.index.account()? {
         bail!(
@@ -194,7 +198,10 @@ pub fn run(opts: &ImportOptions) -> Result<ImportReport> {
                 import_folder(&mut store, &folder, uidvalidity, items, &mut report)?;
             }
         }
-        Source::Mbox(file) => import_mbox(&mut store, file, under, uidvalidity, &mut report)?,
+        Source::Mbox(file) => {
+            let folder = mbox_folder.unwrap_or_default();
+            import_mbox(&mut store, file, &folder, uidvalidity, &mut report)?;
+        }
     }
     // Paths, names and reasons hold what the files held: escaped for the terminal.
     for f in &report.failures {
@@ -211,14 +218,8 @@ pub fn run(opts: &ImportOptions) -> Result<ImportReport> {
     Ok(report)
 }
 
-/// An mbox, one message at a time: never more of it in memory than the message at hand.
-fn import_mbox(
-    store: &mut Store,
-    file: &Path,
-    folder: Option<&str>,
-    uidvalidity: u32,
-    report: &mut ImportReport,
-) -> Result<()> {
+/// The folder an mbox goes to: `--folder`, or one named after the file.
+fn mbox_folder(file: &Path, folder: Option<&str>) -> Result<String> {
     let folder = match folder {
         Some(f) => f.to_string(),
         None => mbox_folder_name(file),
@@ -230,6 +231,17 @@ fn import_mbox(
             printable(&folder)
         );
     }
+    Ok(folder)
+}
+
+/// An mbox, one message at a time: never more of it in memory than the message at hand.
+fn import_mbox(
+    store: &mut Store,
+    file: &Path,
+    folder: &str,
+    uidvalidity: u32,
+    report: &mut ImportReport,
+) -> Result<()> {
     let f = File::open(file).with_context(|| format!("cannot open mbox {}", file.display()))?;
     let mut reader =
         mbox::MboxReader::new(BufReader::with_capacity(1 << 20, f)).with_limit(MAX_MESSAGE);
@@ -248,7 +260,7 @@ fn import_mbox(
         n += 1;
         Some(Ok(match m.too_long {
             Some(len) => Item::Skip(Skipped {
-                folder: Some(folder.clone()),
+                folder: Some(folder.to_string()),
                 uid: None,
                 path: file.display().to_string(),
                 reason: format!(
@@ -268,7 +280,7 @@ fn import_mbox(
             },
         }))
     });
-    import_folder(store, &folder, uidvalidity, items, report)?;
+    import_folder(store, folder, uidvalidity, items, report)?;
     if reader.skipped > 0 {
         report.warnings.push(format!(
             "{}: {} bytes before the first `From ` line were ignored (is it an mbox?)",

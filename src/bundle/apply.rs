@@ -315,9 +315,12 @@ fn apply_one(store: &mut Store, c: &Checked) -> Result<ApplyReport> {
     check_references(
         c,
         &target,
-        |hash| match store.objects.contains(hash) {
-            true => store.index.object_size(hash),
-            false => Ok(None),
+        |hash| {
+            if store.objects.contains(hash) {
+                store.index.object_size(hash)
+            } else {
+                Ok(None)
+            }
         },
         |p| folders.contains(p),
     )?;
