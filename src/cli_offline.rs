@@ -1,6 +1,7 @@
 //! Command-line options and handlers of the commands that need no server: `bundle`, `export`,
 //! `import`, `verify`, `gc`. Each handler returns the process exit status (0 fine, 3 when
-//! verify finds problems); errors go up to `main`, which prints them and exits 1.
+//! verify finds problems or import or export leaves something out, each listed); errors go up to `main`,
+//! which prints them and exits 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -165,6 +166,9 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
                 .map(bundle::format::parse_size)
                 .transpose()?;
             let r = bundle::create(&c.store, &c.out, c.full, max)?;
+            for w in &r.warnings {
+                ui::warn(w);
+            }
             if c.json {
                 print_json(&r)?;
             } else {
@@ -204,7 +208,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     } else {
         ui::info(&r.summary(&opts.out));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_status(r.failures.is_empty()))
 }
 
 /// `imapferry import`
@@ -227,7 +231,16 @@ pub fn import(a: ImportArgs) -> Result<ExitCode> {
     } else {
         ui::info(&r.summary());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_status(r.failures.is_empty()))
+}
+
+/// 0 when everything was done, 3 when something was left out (each is listed).
+fn exit_status(complete: bool) -> ExitCode {
+    if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
 }
 
 /// `imapferry verify`: exit 3 when anything is wrong.
@@ -238,11 +251,7 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         eprintln!("{}", crate::ui::printable_lines(&r.text()));
     }
-    Ok(if r.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
+    Ok(exit_status(r.problems.is_empty()))
 }
 
 /// `imapferry gc`

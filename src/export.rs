@@ -9,6 +9,13 @@
 //!   `Archive/2024.mbox`), see [`crate::mbox`]. An mbox has no place for flags outside the
 //!   message, and the message is not altered, so flags are not exported in this format.
 //!
+//! Folder names come from servers and bundles, so they may be anything. No name makes an export
+//! fail, write outside `out`, or share a file with another folder: mbox names are escaped
+//! ([`mbox_file`]); Maildir++ names are modified UTF-7 with `.` written `&AC4-`, so they never
+//! hold a `/` and are never `.` or `..`, and a folder with no Maildir++ name of its own (an
+//! empty level, say, or a path too long for one file name) is listed as not exported (exit
+//! status 3).
+//!
 //! The output directory must be new or empty, so an export never mixes with other files; it is
 //! created private (0700, files 0600) because it holds mail.
 
@@ -23,8 +30,10 @@ use serde::Serialize;
 
 use crate::folders::Selection;
 use crate::mailtime::parse_internaldate;
+use crate::pull::Failure;
+use crate::store::rules::folder_path_problem;
 use crate::store::{FolderRow, Store};
-use crate::ui::{self, human_bytes};
+use crate::ui::{self, human_bytes, printable};
 use crate::{maildir, mbox};
 
 /// Output format.
@@ -54,18 +63,29 @@ pub struct ExportReport {
     pub seconds: f64,
     /// Things that could not be represented (flags beyond what the format holds).
     pub warnings: Vec<String>,
+    /// Folders not exported (exit status 3): in Maildir++, a folder path no store should hold
+    /// (empty, an empty level, a leading or trailing `/`, a NUL) has no name of its own.
+    pub failures: Vec<Failure>,
 }
 
 impl ExportReport {
     /// One line for humans.
     pub fn summary(&self, out: &Path) -> String {
         format!(
-            "export: {} folders, {} messages ({}) written to {} in {:.1} s{}",
+            "export: {} folders, {} messages ({}) written to {} in {:.1} s{}{}",
             self.folders,
             self.messages,
             human_bytes(self.bytes),
-            out.display(),
+            printable(&out.display().to_string()),
             self.seconds,
+            if self.failures.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} folders not exported (listed above)",
+                    self.failures.len()
+                )
+            },
             if self.warnings.is_empty() {
                 String::new()
             } else {
@@ -90,7 +110,7 @@ pub fn run(opts: &ExportOptions) -> Result<ExportReport> {
     if !unmatched.is_empty() {
         bail!(
             "no folder {} in store {}; `imapferry status --store {}` lists them",
-            unmatched.join(", "),
+            printable(&unmatched.join(", ")),
             opts.store.display(),
             opts.store.display()
         );
@@ -99,51 +119,92 @@ pub fn run(opts: &ExportOptions) -> Result<ExportReport> {
     let mut report = ExportReport::default();
     let host = hostname();
     for f in folders.iter().filter(|f| opts.selection.includes(&f.path)) {
-        let messages = match f.state.uidvalidity {
-            Some(uv) => store.index.live_messages(f.id, uv)?,
-            None => Vec::new(),
-        };
-        let mut w = match opts.format {
-            Format::Maildir => Writer::Maildir(MaildirWriter::new(&opts.out, &f.path, &host)?),
+        let w = match opts.format {
+            Format::Maildir => match maildir_problem(&f.path) {
+                None => Writer::Maildir(MaildirWriter::new(&opts.out, &f.path, &host)?),
+                Some(reason) => {
+                    report.failures.push(Failure {
+                        folder: f.path.clone(),
+                        uid: None,
+                        reason,
+                    });
+                    continue;
+                }
+            },
             Format::Mbox => Writer::Mbox(MboxWriter::new(&opts.out, &f.path)?),
         };
-        for m in &messages {
-            let bytes = store.objects.read(&m.hash).with_context(|| {
-                format!(
-                    "{} UID {}: cannot export it; `imapferry verify --store {}` checks the store",
-                    f.path,
-                    m.uid,
-                    opts.store.display()
-                )
-            })?;
-            let time = parse_internaldate(&m.internaldate).unwrap_or_else(|| {
-                report.warnings.push(format!(
-                    "{} UID {}: unreadable INTERNALDATE {:?}; using the Unix epoch",
-                    f.path, m.uid, m.internaldate
-                ));
-                0
-            });
-            let dropped = w.add(&bytes, &m.flags, time)?;
-            if !dropped.is_empty() {
-                report.warnings.push(format!(
-                    "{} UID {}: flags {} cannot be stored in this format",
-                    f.path,
-                    m.uid,
-                    dropped.join(" ")
-                ));
-            }
-            report.messages += 1;
-            report.bytes += bytes.len() as u64;
-        }
-        w.finish()?;
-        ui::detail(&format!("{}: {} messages", f.path, messages.len()));
-        report.folders += 1;
+        export_folder(&store, opts, f, w, &mut report)?;
     }
     for w in &report.warnings {
-        ui::warn(w);
+        ui::warn(&printable(w));
+    }
+    for f in &report.failures {
+        ui::warn(&printable(&format!(
+            "not exported: {}: {}",
+            f.folder, f.reason
+        )));
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Why folder `path` cannot be written as a Maildir++ folder: a path no store should hold has
+/// no name of its own (`a//b` would be `.a..b`, the empty path the root), and the whole path is
+/// one directory name, which file systems limit to 255 bytes.
+fn maildir_problem(path: &str) -> Option<String> {
+    if let Some(p) = folder_path_problem(path) {
+        return Some(format!("{p}: no Maildir++ name of its own"));
+    }
+    let len = maildir::folder_dir(path).len();
+    (len > 255).then(|| {
+        format!("its Maildir++ name would be {len} bytes, more than the 255 a file name may have")
+    })
+}
+
+/// Write the live messages of folder `f` with `w`.
+fn export_folder(
+    store: &Store,
+    opts: &ExportOptions,
+    f: &FolderRow,
+    mut w: Writer,
+    report: &mut ExportReport,
+) -> Result<()> {
+    let messages = match f.state.uidvalidity {
+        Some(uv) => store.index.live_messages(f.id, uv)?,
+        None => Vec::new(),
+    };
+    let folder = printable(&f.path);
+    for m in &messages {
+        let bytes = store.objects.read(&m.hash).with_context(|| {
+            format!(
+                "{folder} UID {}: cannot export it; `imapferry verify --store {}` checks the store",
+                m.uid,
+                opts.store.display()
+            )
+        })?;
+        let time = parse_internaldate(&m.internaldate).unwrap_or_else(|| {
+            report.warnings.push(format!(
+                "{folder} UID {}: unreadable INTERNALDATE \"{}\"; using the Unix epoch",
+                m.uid,
+                printable(&m.internaldate)
+            ));
+            0
+        });
+        let dropped = w.add(&bytes, &m.flags, time)?;
+        if !dropped.is_empty() {
+            report.warnings.push(format!(
+                "{folder} UID {}: flags {} cannot be stored in this format",
+                m.uid,
+                printable(&dropped.join(" "))
+            ));
+        }
+        report.messages += 1;
+        report.bytes += bytes.len() as u64;
+    }
+    w.finish()?;
+    ui::detail(&format!("{folder}: {} messages", messages.len()));
+    report.folders += 1;
+    Ok(())
 }
 
 /// Create `out` (0700) or accept it when it is an empty directory.
@@ -290,26 +351,55 @@ struct MboxWriter {
     w: BufWriter<File>,
 }
 
-/// The file name of a folder path component: `%` and a leading `.` are %-escaped so no
-/// component can be `.`, `..` or hidden.
-fn mbox_component(c: &str) -> String {
-    let c = c.replace('%', "%25");
-    match c.strip_prefix('.') {
-        Some(rest) => format!("%2E{rest}"),
-        None => c,
+/// Longest escaped level kept whole (file systems take 255 bytes per name, `.mbox` included).
+const MAX_LEVEL: usize = 200;
+
+/// One level of a folder path as a file name, the last one with `.mbox` appended. `%`, control
+/// characters (NUL, ESC, DEL, …), a leading `.` and the `.` of a trailing `.mbox` are written
+/// `%XX` (each byte in hex); an empty level (`a//b`, `/x`) is `%`. So no name is empty, `.`,
+/// `..` or hidden, holds a control character, or ends in `.mbox` unless it is a folder's file,
+/// and two folder paths never share a file. A level whose escaped name is longer than
+/// [`MAX_LEVEL`] bytes keeps its start and ends in `%~` and 16 hex digits of its SHA-256.
+fn mbox_level(level: &str, last: bool) -> String {
+    let mut out = String::new();
+    if level.is_empty() {
+        out.push('%');
     }
+    for (i, c) in level.char_indices() {
+        if c == '%' || c.is_control() || (i == 0 && c == '.') {
+            for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    if out.ends_with(".mbox") {
+        out.replace_range(out.len() - 5..out.len() - 4, "%2E");
+    }
+    if out.len() > MAX_LEVEL {
+        let mut cut = MAX_LEVEL - 18;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let digest = crate::store::Hash::of(level.as_bytes()).to_hex();
+        out.truncate(cut);
+        out.push_str("%~");
+        out.push_str(&digest[..16]);
+    }
+    if last {
+        out.push_str(".mbox");
+    }
+    out
 }
 
-/// `<out>/<folder path>.mbox`, components escaped.
+/// `<out>/<folder path>.mbox`, each level escaped by [`mbox_level`]: `Archive/2024` is
+/// `Archive/2024.mbox`; every folder gets its own file, inside `out`, whatever its name.
 pub fn mbox_file(out: &Path, folder: &str) -> PathBuf {
-    let comps: Vec<String> = folder.split('/').map(mbox_component).collect();
+    let levels: Vec<&str> = folder.split('/').collect();
     let mut p = out.to_path_buf();
-    for (i, c) in comps.iter().enumerate() {
-        if i + 1 == comps.len() {
-            p.push(format!("{c}.mbox"));
-        } else {
-            p.push(c);
-        }
+    for (i, level) in levels.iter().enumerate() {
+        p.push(mbox_level(level, i + 1 == levels.len()));
     }
     p
 }

@@ -9,9 +9,11 @@
 //!   \Answered, `S` \Seen, `T` \Deleted; keywords are the letters `a`–`z`, mapped to names by the
 //!   folder's `dovecot-keywords` file (`<index> <keyword>` per line, index 0 = `a`).
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
+use crate::imap::atom::is_keyword;
 use crate::imap::utf7;
+use crate::ui::printable;
 
 /// System flags and their info letters, in letter order.
 pub const FLAG_LETTERS: [(char, &str); 5] = [
@@ -39,7 +41,8 @@ pub fn folder_dir(path: &str) -> String {
 }
 
 /// The store folder path of a Maildir++ subdirectory name such as `.Archive.2024` (`None` when
-/// the name does not start with `.` or does not decode).
+/// the name does not start with `.`, has an empty level, or a level that does not decode or
+/// decodes to a `/` or NUL, which would change the folder's levels).
 pub fn folder_path(dir_name: &str) -> Option<String> {
     let rest = dir_name.strip_prefix('.')?;
     if rest.is_empty() {
@@ -47,10 +50,11 @@ pub fn folder_path(dir_name: &str) -> Option<String> {
     }
     let mut parts = Vec::new();
     for comp in rest.split('.') {
-        if comp.is_empty() {
+        let part = decode_component(comp).ok()?;
+        if part.is_empty() || part.contains(['/', '\0']) {
             return None;
         }
-        parts.push(decode_component(comp).ok()?);
+        parts.push(part);
     }
     Some(parts.join("/"))
 }
@@ -101,8 +105,9 @@ pub fn flags_of(file_name: &str, keywords: &[String]) -> Vec<String> {
         if let Some((_, name)) = FLAG_LETTERS.iter().find(|(l, _)| *l == c) {
             out.push(name.to_string());
         } else if c.is_ascii_lowercase() {
-            if let Some(k) = keywords.get(usize::from(c as u8 - b'a')) {
-                out.push(k.clone());
+            match keywords.get(usize::from(c as u8 - b'a')) {
+                Some(k) if !k.is_empty() => out.push(k.clone()),
+                _ => {}
             }
         }
     }
@@ -118,26 +123,46 @@ pub fn keywords_file(keywords: &[String]) -> String {
         .collect()
 }
 
-/// Parse a `dovecot-keywords` file into a list indexed by letter (`a` = 0); gaps are empty.
-pub fn parse_keywords_file(text: &str) -> Result<Vec<String>> {
+/// Parse a `dovecot-keywords` file into a list indexed by letter (`a` = 0; gaps are empty),
+/// and the problems of the lines it skipped (a bad line or index, a name that is not an IMAP
+/// keyword): one bad line costs only its keyword.
+pub fn parse_keywords_file(text: &str) -> (Vec<String>, Vec<String>) {
     let mut out: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let Some((idx, name)) = line.split_once(' ') else {
-            bail!("line {}: expected `<index> <keyword>`", n + 1);
+            problems.push(format!("line {}: expected `<index> <keyword>`", n + 1));
+            continue;
         };
         let idx: usize = match idx.parse() {
             Ok(i) if i < MAX_KEYWORDS => i,
-            _ => bail!("line {}: bad keyword index {idx:?}", n + 1),
+            _ => {
+                problems.push(format!(
+                    "line {}: bad keyword index \"{}\"",
+                    n + 1,
+                    printable(idx)
+                ));
+                continue;
+            }
         };
+        let name = name.trim();
+        if !is_keyword(name) {
+            problems.push(format!(
+                "line {}: \"{}\" is not an IMAP keyword",
+                n + 1,
+                printable(name)
+            ));
+            continue;
+        }
         if out.len() <= idx {
             out.resize(idx + 1, String::new());
         }
-        out[idx] = name.trim().to_string();
+        out[idx] = name.to_string();
     }
-    Ok(out)
+    (out, problems)
 }
 
 #[cfg(test)]
@@ -166,6 +191,8 @@ mod tests {
         assert_eq!(folder_path("cur"), None);
         assert_eq!(folder_path(".a..b"), None);
         assert_eq!(folder_path(".&bad"), None);
+        assert_eq!(folder_path(".a&AC8-b"), None, "a / inside a level");
+        assert_eq!(folder_path(".a&AAA-b"), None, "a NUL");
     }
 
     #[test]
@@ -178,11 +205,16 @@ mod tests {
         assert_eq!(kw, s(&["$Forwarded", "Work"]));
         let text = keywords_file(&kw);
         assert_eq!(text, "0 $Forwarded\n1 Work\n");
-        let back = parse_keywords_file(&text).unwrap();
+        let (back, problems) = parse_keywords_file(&text);
+        assert!(problems.is_empty());
         let mut got = flags_of(&format!("1.x.host,S=5:2,{letters}"), &back);
         got.sort();
         assert_eq!(got, s(&["$Forwarded", "Work", "\\Answered", "\\Seen"]));
         assert!(flags_of("1.x.host", &back).is_empty());
-        assert!(parse_keywords_file("x y").is_err());
+        let (kw, problems) =
+            parse_keywords_file("x y\n0 good\n1 two words\n2 bad(\n30 far\n3 $ok\n");
+        assert_eq!(kw, s(&["good", "", "", "$ok"]));
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(flags_of("1:2,Sabcd", &kw), s(&["\\Seen", "good", "$ok"]));
     }
 }

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            // An error may quote a name a server, a bundle or a file chose.
             eprintln!("error: {}", ui::printable(&format!("{e:#}")));
             ExitCode::from(1)
         }

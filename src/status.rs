@@ -34,14 +34,14 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
     let account = store
         .index
         .account()?
-        .map(|(h, u)| format!("{u} on {h}"))
+        .map(|(h, u)| format!("{} on {}", printable(&u), printable(&h)))
         .unwrap_or_else(|| "no account pulled yet".into());
-    println!("store {} ({})", dir.display(), printable(&account));
-    // Names as shown (control characters escaped), measured in terminal columns.
-    let names: Vec<String> = rows
-        .iter()
-        .map(|r| printable(&r.path).into_owned())
-        .collect();
+    println!(
+        "store {} ({account})",
+        printable(&dir.display().to_string())
+    );
+    // Names came from a server or a bundle: control characters are shown escaped.
+    let names: Vec<_> = rows.iter().map(|r| printable(&r.path)).collect();
     let width = names.iter().map(|n| n.width()).max().unwrap_or(6).max(6);
     println!(
         "{:<width$}  {:>9}  {:>10}  {:>10}  last pull",

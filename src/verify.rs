@@ -2,7 +2,8 @@
 //!
 //! verify re-reads every object (or a random sample), decompresses it and compares its SHA-256
 //! with its name and its sizes with the index; checks that every message names an object that
-//! is there, that SQLite finds its database sound, and that `objects/` holds nothing else. Each
+//! is there, that SQLite finds its database sound, and that `objects/` holds nothing else; and
+//! that no row is one `bundle apply` would refuse (a store damaged by an older apply). Each
 //! problem is reported with the folders and UIDs it affects. Objects nothing refers to are not a
 //! problem (a killed pull may leave some, see the store spec); they are counted for `gc`.
 //!
@@ -18,8 +19,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::store::audit::ObjectRow;
-use crate::store::{Hash, Store};
-use crate::ui::human_bytes;
+use crate::store::rules::{folder_path_problem, message_problem};
+use crate::store::{FolderRow, Hash, MessageRow, Store};
+use crate::ui::{human_bytes, printable};
 
 /// One message affected by a problem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,7 +36,9 @@ pub struct MessageRef {
 /// Something wrong in the store.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
-    /// `missing`, `corrupt`, `stray` (an unexpected file under `objects/`) or `index`.
+    /// `missing`, `corrupt`, `stray` (an unexpected file under `objects/`), `index`, or
+    /// `invalid` (a row `bundle apply` would refuse: UID or UIDVALIDITY 0, a bad INTERNALDATE, a
+    /// size other than its object's, a folder path with an empty level).
     pub kind: String,
     /// The object's hash, when the problem is about one.
     pub object: Option<String>,
@@ -71,21 +75,25 @@ impl VerifyReport {
         for p in &self.problems {
             let what = match (&p.path, &p.object) {
                 (Some(path), _) => format!("{path}: {}", p.detail),
-                (None, Some(o)) => format!("object {o}: {}", p.detail),
-                (None, None) => p.detail.clone(),
+                (None, Some(o)) if p.kind != "invalid" => format!("object {o}: {}", p.detail),
+                _ => p.detail.clone(),
             };
+            // Names and details may hold what a server, a bundle or a file chose: one escaped
+            // line each.
             if p.messages.is_empty() {
-                out.push_str(&format!("{}: {what}\n", p.kind));
+                out.push_str(&printable(&format!("{}: {what}", p.kind)));
+                out.push('\n');
             }
             for m in &p.messages {
-                out.push_str(&format!(
-                    "{}: {} UID {} (uidvalidity {}{}): {what}\n",
+                out.push_str(&printable(&format!(
+                    "{}: {} UID {} (uidvalidity {}{}): {what}",
                     p.kind,
                     m.folder,
                     m.uid,
                     m.uidvalidity,
                     if m.expunged { ", expunged" } else { "" }
-                ));
+                )));
+                out.push('\n');
             }
         }
         out.push_str(&format!(
@@ -108,10 +116,17 @@ impl VerifyReport {
                 human_bytes(self.unreferenced_bytes)
             ));
         }
-        if !self.problems.is_empty() {
+        if self.problems.iter().any(|p| p.kind != "invalid") {
             out.push_str(
                 "\nThe messages listed cannot be pushed or exported as they are: restore the \
                  named object files from a backup (or pull them into a new store).",
+            );
+        }
+        if self.problems.iter().any(|p| p.kind == "invalid") {
+            out.push_str(
+                "\nRows listed as invalid are ones no store should hold (an older `bundle apply` \
+                 took them in): a bundle cannot carry them and a push may misplace them; make \
+                 the store again from its source (pull, or a full bundle of a sound store).",
             );
         }
         out
@@ -134,17 +149,17 @@ pub fn verify(dir: &std::path::Path, sample_percent: Option<f64>) -> Result<Veri
         });
     }
 
-    let folders: BTreeMap<i64, String> = store
-        .index
-        .folders()?
-        .into_iter()
-        .map(|f| (f.id, f.path))
-        .collect();
+    let folder_rows = store.index.folders()?;
+    report.problems.extend(invalid_folders(&folder_rows));
+    let folders: BTreeMap<i64, String> = folder_rows.into_iter().map(|f| (f.id, f.path)).collect();
     report.folders = folders.len() as u64;
+    let rows = store.index.object_rows()?;
+    report.objects = rows.len() as u64;
+    let sizes: BTreeMap<Hash, u64> = rows.iter().map(|r| (r.hash, r.size)).collect();
     let mut refs: BTreeMap<Hash, Vec<MessageRef>> = BTreeMap::new();
     for m in store.index.messages_changed_since(0)? {
         report.messages += 1;
-        refs.entry(m.hash).or_default().push(MessageRef {
+        let r = MessageRef {
             folder: folders
                 .get(&m.folder_id)
                 .cloned()
@@ -152,11 +167,11 @@ pub fn verify(dir: &std::path::Path, sample_percent: Option<f64>) -> Result<Veri
             uidvalidity: m.uidvalidity,
             uid: m.uid,
             expunged: m.expunged_at.is_some(),
-        });
+        };
+        report.problems.extend(invalid_message(&m, &r, &sizes));
+        refs.entry(m.hash).or_default().push(r);
     }
 
-    let rows = store.index.object_rows()?;
-    report.objects = rows.len() as u64;
     let known: BTreeSet<Hash> = rows.iter().map(|r| r.hash).collect();
     for (hash, msgs) in &refs {
         if !known.contains(hash) {
@@ -170,21 +185,7 @@ pub fn verify(dir: &std::path::Path, sample_percent: Option<f64>) -> Result<Veri
         }
     }
 
-    let mut on_disk = BTreeSet::new();
-    for entry in store.objects.iter() {
-        match entry {
-            Ok(h) => {
-                on_disk.insert(h);
-            }
-            Err(e) => report.problems.push(Problem {
-                kind: "stray".into(),
-                object: None,
-                path: None,
-                detail: format!("{e:#} (not part of the store format; move it away)"),
-                messages: vec![],
-            }),
-        }
-    }
+    let on_disk = objects_on_disk(&store, &mut report);
 
     let seed = sample_seed();
     for row in &rows {
@@ -210,6 +211,70 @@ pub fn verify(dir: &std::path::Path, sample_percent: Option<f64>) -> Result<Veri
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The object files under `objects/`; anything else there is a `stray` problem.
+fn objects_on_disk(store: &Store, report: &mut VerifyReport) -> BTreeSet<Hash> {
+    let mut on_disk = BTreeSet::new();
+    for entry in store.objects.iter() {
+        match entry {
+            Ok(h) => {
+                on_disk.insert(h);
+            }
+            Err(e) => report.problems.push(Problem {
+                kind: "stray".into(),
+                object: None,
+                path: None,
+                detail: format!("{e:#} (not part of the store format; move it away)"),
+                messages: vec![],
+            }),
+        }
+    }
+    on_disk
+}
+
+/// Folder rows `bundle apply` would refuse (see [`crate::store::rules`]): a store written by an
+/// older apply, or pulled from a server with such names, may hold them.
+fn invalid_folders(folders: &[FolderRow]) -> Vec<Problem> {
+    folders
+        .iter()
+        .filter_map(|f| {
+            let detail = match folder_path_problem(&f.path) {
+                Some(p) => p.to_string(),
+                None if f.state.uidvalidity == Some(0) => "UIDVALIDITY 0".to_string(),
+                None => return None,
+            };
+            Some(Problem {
+                kind: "invalid".into(),
+                object: None,
+                path: None,
+                detail: format!("folder \"{}\": {detail}", f.path),
+                messages: vec![],
+            })
+        })
+        .collect()
+}
+
+/// The message row's problem that `bundle apply` would refuse it for, if any: UID or
+/// UIDVALIDITY 0, an INTERNALDATE that does not parse, or a size other than its object's. (A
+/// flag that is no IMAP flag, which a server may send, is left out of bundles, not a problem.)
+fn invalid_message(m: &MessageRow, r: &MessageRef, sizes: &BTreeMap<Hash, u64>) -> Option<Problem> {
+    let detail = message_problem(m.uidvalidity, m.uid, &m.internaldate).or_else(|| match sizes
+        .get(&m.hash)
+    {
+        Some(&size) if size != m.size => Some(format!(
+            "the message is recorded as {} bytes, its object as {size}",
+            m.size
+        )),
+        _ => None,
+    })?;
+    Some(Problem {
+        kind: "invalid".into(),
+        object: Some(m.hash.to_hex()),
+        path: None,
+        detail,
+        messages: vec![r.clone()],
+    })
 }
 
 /// The problem with one object row, if any.

@@ -1,7 +1,9 @@
 //! `imapferry export` and `imapferry import` against real Dovecot servers: a Maildir export
 //! served back by a second Dovecot with identical bytes, flags and dates; an mbox export read
 //! back byte for byte; a Maildir and an mbox imported into new stores and pushed to a server
-//! that then holds what host1 held.
+//! that then holds what host1 held; folder names a server or an old bundle may have left (NUL,
+//! `..`, control characters, empty levels, a leading `/`) never make an export fail, write
+//! outside its directory, or share a file.
 
 mod common;
 
@@ -201,4 +203,263 @@ fn mbox_export_reads_back_byte_for_byte_and_imports() {
         .map(|m| (m.bytes.as_slice(), internaldate_to_unix(&m.internaldate)))
         .collect();
     assert!(got == want, "mbox import differs from the store's INBOX");
+}
+
+/// Folder names a server or an old bundle may have left in a store.
+fn awkward_names() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "INBOX",
+        "a",
+        "a/b",
+        "a//b",
+        "/x",
+        "x",
+        "x/",
+        "",
+        "a\0b",
+        "..",
+        ".",
+        "../../etc",
+        ".hidden",
+        "a.mbox",
+        "a.mbox/b",
+        "%",
+        "%25",
+        "\u{1b}[31mred",
+        "a\nb",
+        "Entwürfe",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // 240 bytes: its mbox name is shortened; 324: and it is too long for a Maildir++ name.
+    v.push("long".repeat(60));
+    v.push("long".repeat(81));
+    v
+}
+
+/// A store holding one message in each folder of `names` (written through the library: no
+/// pull or bundle would take these names in any more).
+fn store_with_folders(store: &Path, names: &[String]) -> Vec<Vec<u8>> {
+    use imapferry::store::{FolderState, HeaderFacts, NewMessage, Store};
+    let mut st = Store::open_or_create(store).unwrap();
+    let mut bodies = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let id = st
+            .index
+            .upsert_folder(name, &format!("raw{i}"), Some('/'), None, true)
+            .unwrap();
+        let body = format!("Subject: folder {i}\r\n\r\n{name:?}\r\n").into_bytes();
+        let (hash, stored) = st.objects.write(&body).unwrap();
+        let mut b = st.index.batch().unwrap();
+        let state = FolderState {
+            uidvalidity: Some(7),
+            uidnext: Some(2),
+            highestmodseq: None,
+        };
+        b.set_folder_state(id, &state, 0).unwrap();
+        b.add_object(&hash, body.len() as u64, stored, &HeaderFacts::default())
+            .unwrap();
+        let m = NewMessage {
+            uidvalidity: 7,
+            uid: 1,
+            hash,
+            size: body.len() as u64,
+            flags: vec!["\\Seen".into()],
+            internaldate: "05-Mar-2021 14:03:07 +0100".parse().unwrap(),
+        };
+        b.add_message(id, &m).unwrap();
+        b.commit_after_sync(&st.objects).unwrap();
+        bodies.push(body);
+    }
+    bodies
+}
+
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(dir).unwrap().to_path_buf())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_folder_name_exports_to_a_file_of_its_own_inside_the_output_directory() {
+    use std::path::Component;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let names = awkward_names();
+    let bodies = store_with_folders(&store, &names);
+    let out = dir.path().join("mbox");
+    let r = run(&[
+        "export",
+        "--store",
+        s(&store),
+        "--format",
+        "mbox",
+        "--out",
+        s(&out),
+        "--json",
+    ])
+    .expect_code(0);
+    assert_eq!(r.json()["folders"], names.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, body) in names.iter().zip(&bodies) {
+        let file = imapferry::export::mbox_file(&out, name);
+        let rel = file.strip_prefix(&out).unwrap();
+        assert!(
+            rel.components().all(|c| matches!(c, Component::Normal(_))),
+            "{name:?}: {}",
+            rel.display()
+        );
+        assert!(
+            rel.components().all(|c| {
+                let c = c.as_os_str().to_string_lossy();
+                c.len() < 255 && !c.starts_with('.') && !c.chars().any(char::is_control)
+            }),
+            "{name:?}: {}",
+            rel.display()
+        );
+        assert!(
+            seen.insert(file.clone()),
+            "{name:?} shares {}",
+            rel.display()
+        );
+        let (msgs, _) = imapferry::mbox::read(&fs::read(&file).unwrap());
+        assert!(msgs.len() == 1 && msgs[0].bytes == *body, "{name:?}");
+    }
+    assert_eq!(
+        files_under(&out).len(),
+        names.len(),
+        "{:#?}",
+        files_under(&out)
+    );
+
+    // Maildir++: a folder path no store should hold has no name of its own, and a name longer
+    // than a file name may be has none either; they are listed.
+    let out = dir.path().join("maildir");
+    let r = run(&[
+        "export",
+        "--store",
+        s(&store),
+        "--format",
+        "maildir",
+        "--out",
+        s(&out),
+        "--json",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let json = r.json();
+    let mut refused: Vec<&str> = json["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["folder"].as_str().unwrap())
+        .collect();
+    refused.sort();
+    let long = "long".repeat(81);
+    assert_eq!(refused, ["", "/x", "a\0b", "a//b", long.as_str(), "x/"]);
+    let files = files_under(&out);
+    for (name, body) in names.iter().zip(&bodies) {
+        if refused.contains(&name.as_str()) {
+            continue;
+        }
+        let sub = imapferry::maildir::folder_dir(name);
+        assert!(
+            !sub.contains('/') && sub != "." && sub != "..",
+            "{name:?}: {sub}"
+        );
+        let mine: Vec<_> = files
+            .iter()
+            .filter(|f| f.parent().and_then(|p| p.parent()) == Some(Path::new(&sub)))
+            .filter(|f| f.parent().unwrap().ends_with("cur"))
+            .collect();
+        assert_eq!(mine.len(), 1, "{name:?} in {sub:?}: {files:#?}");
+        assert_eq!(fs::read(out.join(mine[0])).unwrap(), *body, "{name:?}");
+    }
+    // Nothing was written outside the output directories.
+    let mut top: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["maildir", "mbox", "store"]);
+}
+
+#[test]
+fn names_with_control_characters_reach_the_terminal_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let store = p("store");
+    let names: Vec<String> = ["INBOX", "\u{1b}[2J\u{1b}]0;owned\u{7}", "a\u{1b}[31m//b"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    store_with_folders(&store, &names);
+    let escaped = "\\u{1b}[2J\\u{1b}]0;owned\\u{7}";
+    let clean = |what: &str, r: &common::run::Run, want: &str| {
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            !all.contains(['\u{1b}', '\u{7}']),
+            "{what} printed a control character: {all:?}"
+        );
+        assert!(all.contains(want), "{what}: no {want:?} in {all}");
+    };
+    let r = run(&["status", "--store", s(&store)]).expect_code(0);
+    clean("status", &r, escaped);
+    let r = run(&["verify", "--store", s(&store)]).expect_code(3);
+    clean("verify", &r, "invalid: folder \"a\\u{1b}[31m//b\"");
+    let out = p("maildir");
+    let r = run(&[
+        "export",
+        "--store",
+        s(&store),
+        "--format",
+        "maildir",
+        "--out",
+        s(&out),
+    ]);
+    clean("export", &r, "not exported: a\\u{1b}[31m//b");
+    let r = run(&[
+        "bundle",
+        "create",
+        "--store",
+        s(&store),
+        "--out",
+        s(&p("b")),
+    ]);
+    clean("bundle create", &r, "folder \"a\\u{1b}[31m//b\"");
+
+    // A hand-made bundle with such a folder.
+    let mut spec = common::bundle::Spec::inbox(&[b"Subject: x\r\n\r\nx\r\n"], 3);
+    spec.folders.push(common::bundle::folder("\u{1b}[2J//x"));
+    spec.write(&p("evil.bundle"));
+    let r = run(&[
+        "bundle",
+        "apply",
+        "--store",
+        s(&p("copy")),
+        s(&p("evil.bundle")),
+    ]);
+    clean("bundle apply", &r, "folder \"\\u{1b}[2J//x\"");
+
+    // Maildir folder names decode to ESC (modified UTF-7 `&ABs-`): two of them meet.
+    let root = p("tree");
+    for d in [".&ABs-[31mred", "&ABs-[31mred"] {
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(root.join(d).join(sub)).unwrap();
+        }
+    }
+    let r = run(&[
+        "import",
+        "--store",
+        s(&p("imported")),
+        "--maildir",
+        s(&root),
+    ]);
+    clean("import", &r, "folder \"\\u{1b}[31mred\"");
 }

@@ -1,6 +1,7 @@
 //! `imapferry verify` and `imapferry gc` on a store pulled from a real Dovecot: a clean store
 //! passes; a flipped byte in one object, or a valid zstd frame of other bytes under its name, is
 //! found and reported with the folder and UID; gc only says what it would free until `--yes`.
+//! Rows a bundle apply would refuse (what an older apply took in) are listed as invalid.
 
 mod common;
 
@@ -122,4 +123,60 @@ fn verify_finds_a_corrupted_object_by_folder_and_uid_and_gc_frees_only_on_reques
     // Not a store: a clear error, exit 1.
     let r = run(&["verify", "--store", dir.path().to_str().unwrap()]).expect_code(1);
     assert!(r.stderr.contains("not an imapferry store"), "{}", r.stderr);
+}
+
+#[test]
+fn verify_lists_rows_a_bundle_apply_would_refuse_by_folder_and_uid() {
+    use common::bundle::Spec;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let msgs: Vec<Vec<u8>> = (1..=6)
+        .map(|i| format!("Subject: {i}\r\n\r\n{i}\r\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+    let mut spec = Spec::inbox(&refs, 9);
+    spec.folders.push(common::bundle::folder("Archive"));
+    spec.add_message("Archive", 9, b"Subject: a\r\n\r\na\r\n");
+    let file = dir.path().join("b.bundle");
+    spec.write(&file);
+    run(&[
+        "bundle",
+        "apply",
+        "--store",
+        store.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    verify(&store, &[]).expect_code(0);
+
+    // What an older `bundle apply` took in without a word.
+    let db = rusqlite::Connection::open(store.join("index.sqlite")).unwrap();
+    for sql in [
+        "UPDATE messages SET internaldate = '31-Feb-2021 14:03:07 +0100' WHERE uid = 1",
+        "UPDATE messages SET size = 1000000000000 WHERE uid = 2",
+        "UPDATE messages SET uid = 0 WHERE uid = 3",
+        "UPDATE messages SET uidvalidity = 0 WHERE uid = 4",
+        "UPDATE folders SET path = 'a//b' WHERE path = 'Archive'",
+    ] {
+        db.execute(sql, []).unwrap();
+    }
+    drop(db);
+    let r = verify(&store, &[]).expect_code(3);
+    for line in [
+        "invalid: INBOX UID 1 (uidvalidity 7): INTERNALDATE \"31-Feb-2021 14:03:07 +0100\"",
+        "invalid: INBOX UID 2 (uidvalidity 7): the message is recorded as 1000000000000 bytes, \
+         its object as 17",
+        "invalid: INBOX UID 0 (uidvalidity 7): UID 0",
+        "invalid: INBOX UID 4 (uidvalidity 0): UIDVALIDITY 0",
+        "invalid: folder \"a//b\": an empty level",
+    ] {
+        assert!(r.stderr.contains(line), "no {line:?} in:\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("INBOX UID 6 "), "{}", r.stderr);
+    let json = verify(&store, &["--json"]).expect_code(3).json();
+    let problems = json["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 5, "{problems:?}");
+    assert!(problems.iter().any(|p| p["kind"] == "invalid"
+        && p["messages"][0]["folder"] == "INBOX"
+        && p["messages"][0]["uid"] == 0));
 }

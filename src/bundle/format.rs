@@ -18,10 +18,18 @@ use crate::store::Hash;
 pub const MAGIC: &[u8; 8] = b"IMFYBNDL";
 /// The container version this code writes and reads.
 pub const VERSION: u32 = 1;
-/// Largest JSON record accepted (a folder or message is a few hundred bytes).
-const MAX_JSON: u64 = 1 << 20;
-/// Largest object record accepted (a message of 2 GiB is far beyond any server's limit).
-const MAX_OBJECT: u64 = 2 << 30;
+/// Largest JSON record written or accepted (a folder or message is a few hundred bytes).
+pub const MAX_JSON: u64 = 1 << 20;
+/// The largest message a bundle carries, uncompressed (2 GiB, far beyond any server's limit).
+/// `bundle create` refuses a bigger one and `apply` a frame that declares more, so every bundle
+/// that can be written can be applied.
+pub const MAX_OBJECT: u64 = 2 << 30;
+
+/// The largest object record written or accepted: the hash and the frame of a
+/// [`MAX_OBJECT`]-byte message that did not compress at all.
+pub fn max_object_record() -> u64 {
+    32 + zstd::zstd_safe::compress_bound(MAX_OBJECT as usize) as u64
+}
 
 /// Record types.
 pub mod kind {
@@ -138,8 +146,9 @@ pub struct ExpungeFacts {
 pub enum Record {
     Header(Box<Header>),
     Folder(FolderFacts),
-    /// The object's hash and its zstd frame (not yet checked against each other).
-    Object(Hash, Vec<u8>),
+    /// An object's hash; its zstd frame is read with [`BundleReader::object_frame`] (or
+    /// skipped by the next [`BundleReader::next_record`]), never held whole.
+    Object(Hash),
     Message(MessageFacts),
     Expunge(ExpungeFacts),
     /// The trailer matched the checksum and nothing follows it.
@@ -194,10 +203,44 @@ impl BundleWriter {
         Ok(())
     }
 
-    /// Append a JSON record.
+    /// Append a JSON record (at most [`MAX_JSON`] bytes, what a reader takes).
     pub fn json<T: Serialize>(&mut self, kind: u8, value: &T) -> Result<()> {
         let bytes = serde_json::to_vec(value).context("cannot encode a bundle record")?;
+        if bytes.len() as u64 > MAX_JSON {
+            bail!(
+                "a bundle record would be {} bytes, more than the {MAX_JSON} a reader takes",
+                bytes.len()
+            );
+        }
         self.record(kind, &[&bytes])
+    }
+
+    /// Append a record of `head` followed by exactly `len` bytes read from `src`, copied
+    /// through a small buffer (an object's frame, however large).
+    pub fn record_stream(
+        &mut self,
+        kind: u8,
+        head: &[u8],
+        len: u64,
+        src: &mut impl Read,
+    ) -> Result<()> {
+        self.write_all(&[kind])?;
+        self.write_all(&(head.len() as u64 + len).to_be_bytes())?;
+        self.write_all(head)?;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = match src.read(&mut buf[..want]) {
+                Ok(0) => bail!("the source ended {left} bytes early"),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("cannot read the source"),
+            };
+            self.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
     }
 
     /// Write the trailer, flush and fsync every volume. Returns the volumes and the total size.
@@ -332,7 +375,11 @@ pub struct BundleReader {
     current: Option<BufReader<File>>,
     offset: u64,
     hasher: Sha256,
-    /// The bundle's name for messages (its first file).
+    /// Bytes of the current object record's frame not read yet.
+    left: u64,
+    /// The trailer's checksum, once it matched.
+    checksum: Option<[u8; 32]>,
+    /// The bundle's name for messages (its first file, escaped for a terminal).
     pub name: String,
 }
 
@@ -342,7 +389,7 @@ impl BundleReader {
     pub fn open(files: &[PathBuf]) -> Result<BundleReader> {
         let name = files
             .first()
-            .map(|p| p.display().to_string())
+            .map(|p| crate::ui::printable(&p.display().to_string()).into_owned())
             .unwrap_or_default();
         let mut r = BundleReader {
             files: files.to_vec(),
@@ -350,6 +397,8 @@ impl BundleReader {
             current: None,
             offset: 0,
             hasher: Sha256::new(),
+            left: 0,
+            checksum: None,
             name,
         };
         let mut head = [0u8; 12];
@@ -372,15 +421,17 @@ impl BundleReader {
         Ok(r)
     }
 
-    /// The next record; errors name the bundle and say what is wrong with it.
+    /// The next record; errors name the bundle and say what is wrong with it. The unread rest
+    /// of an object's frame is skipped first (and counted in the checksum).
     pub fn next_record(&mut self) -> Result<Record> {
+        self.skip_frame()?;
         let before = self.hasher.clone();
         let mut head = [0u8; 9];
         self.read_exact_or(&mut head, "a record header")?;
         let kind = head[0];
         let len = u64::from_be_bytes(head[1..9].try_into().expect("8 bytes"));
         let limit = match kind {
-            kind::OBJECT => MAX_OBJECT,
+            kind::OBJECT => max_object_record(),
             kind::TRAILER => 32,
             kind::HEADER | kind::FOLDER | kind::MESSAGE | kind::EXPUNGE => MAX_JSON,
             other => bail!(
@@ -396,6 +447,12 @@ impl BundleReader {
                 self.name,
                 self.offset - 9
             );
+        }
+        if kind == kind::OBJECT {
+            let mut hash = [0u8; 32];
+            self.read_exact_or(&mut hash, "an object record")?;
+            self.left = len - 32;
+            return Ok(Record::Object(Hash(hash)));
         }
         let mut payload = Vec::new();
         self.take(len, &mut payload)?;
@@ -422,11 +479,6 @@ impl BundleReader {
             })
         };
         match kind {
-            kind::OBJECT => {
-                let hash = Hash(payload[..32].try_into().expect("32 bytes"));
-                payload.drain(..32);
-                Ok(Record::Object(hash, payload))
-            }
             kind::TRAILER => {
                 let want: [u8; 32] = before.finalize().into();
                 if payload != want {
@@ -444,10 +496,34 @@ impl BundleReader {
                         self.offset - 1
                     );
                 }
+                self.checksum = Some(want);
                 Ok(Record::End)
             }
             _ => parse(json(&payload)?),
         }
+    }
+
+    /// The frame of the object record [`BundleReader::next_record`] just returned, to read to
+    /// its end.
+    pub fn object_frame(&mut self) -> ObjectFrame<'_> {
+        ObjectFrame { r: self }
+    }
+
+    /// The bundle's checksum (its trailer), once [`Record::End`] was read: two reads that end
+    /// with the same checksum read the same bytes.
+    pub fn checksum(&self) -> Option<[u8; 32]> {
+        self.checksum
+    }
+
+    /// Read past what is left of the current object's frame.
+    fn skip_frame(&mut self) -> Result<()> {
+        let mut buf = vec![0u8; 64 << 10];
+        while self.left > 0 {
+            let want = self.left.min(buf.len() as u64) as usize;
+            self.read_exact_or(&mut buf[..want], "an object record")?;
+            self.left -= want as u64;
+        }
+        Ok(())
     }
 
     /// Read `len` bytes into `out` without trusting `len` for the allocation.
@@ -513,6 +589,36 @@ impl BundleReader {
             self.offset += n as u64;
             return Ok(n);
         }
+    }
+}
+
+/// The frame of one object record, read straight from the bundle (and hashed for its
+/// checksum); it ends where the record ends. A truncated bundle is an error naming it.
+pub struct ObjectFrame<'a> {
+    r: &'a mut BundleReader,
+}
+
+impl Read for ObjectFrame<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.r.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = self.r.left.min(buf.len() as u64) as usize;
+        let n = self
+            .r
+            .read_some(&mut buf[..want])
+            .map_err(|e| io::Error::other(format!("{e:#}")))?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} is truncated: it ends inside an object record at byte {}; copy it again",
+                    self.r.name, self.r.offset
+                ),
+            ));
+        }
+        self.r.left -= n as u64;
+        Ok(n)
     }
 }
 

@@ -18,6 +18,7 @@ macro_rules! wire_log {
     };
 }
 
+pub mod atom;
 mod auth;
 pub mod client;
 pub mod conn;

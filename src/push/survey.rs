@@ -10,6 +10,7 @@ use anyhow::Result;
 
 use super::identity::{match_identities, Identity};
 use super::targets::Target;
+use crate::imap::atom::is_flag;
 use crate::imap::uidset::compact;
 use crate::imap::{without_recent, Client};
 use crate::store::{HeaderFacts, Index, Mapping, MessageRow};
@@ -230,8 +231,8 @@ pub fn storable_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, V
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     for f in without_recent(flags) {
-        if all || permanent.iter().any(|p| p.eq_ignore_ascii_case(&f)) || !valid_atom(&f) {
-            if valid_atom(&f) {
+        if all || permanent.iter().any(|p| p.eq_ignore_ascii_case(&f)) || !is_flag(&f) {
+            if is_flag(&f) {
                 kept.push(f);
             } else {
                 dropped.push(f);
@@ -241,16 +242,6 @@ pub fn storable_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, V
         }
     }
     (kept, dropped)
-}
-
-/// A flag we can send: an atom, optionally `\`-prefixed.
-pub fn valid_atom(f: &str) -> bool {
-    let body = f.strip_prefix('\\').unwrap_or(f);
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            (0x21..0x7f).contains(&b)
-                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
-        })
 }
 
 /// Flags compared as sets, ASCII case-insensitively (servers may change the case of system

@@ -46,6 +46,61 @@ impl HeaderFacts {
     }
 }
 
+/// The header section of a message that streams by, up to and including the empty line that
+/// ends it (at most 1 MiB): what [`HeaderFacts::parse`] needs, without holding the message.
+#[derive(Debug, Default)]
+pub struct HeaderSection {
+    bytes: Vec<u8>,
+    done: bool,
+}
+
+impl HeaderSection {
+    /// Longer header sections are cut here (no real one comes near).
+    const MAX: usize = 1 << 20;
+
+    /// The next bytes of the message.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.done {
+            return;
+        }
+        // The empty line may have started in the previous chunk ("\n" or "\n\r").
+        let from = self.bytes.len().saturating_sub(2);
+        let take = chunk.len().min(Self::MAX - self.bytes.len());
+        self.bytes.extend_from_slice(&chunk[..take]);
+        if let Some(end) = header_end(&self.bytes, from) {
+            self.bytes.truncate(end);
+            self.done = true;
+        } else if self.bytes.len() >= Self::MAX {
+            self.done = true;
+        }
+    }
+
+    /// The facts of what was fed.
+    pub fn facts(&self) -> HeaderFacts {
+        HeaderFacts::parse(&self.bytes)
+    }
+}
+
+/// Where the header section ends (after its empty line), looking for that line from `from`.
+fn header_end(b: &[u8], from: usize) -> Option<usize> {
+    if b.starts_with(b"\n") {
+        return Some(1);
+    }
+    if b.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    (from..b.len()).find_map(|i| {
+        let rest = &b[i..];
+        if rest.starts_with(b"\n\n") {
+            Some(i + 2)
+        } else if rest.starts_with(b"\n\r\n") {
+            Some(i + 3)
+        } else {
+            None
+        }
+    })
+}
+
 /// What mail-parser finds; any field may be `None`.
 fn from_mail_parser(message: &[u8]) -> HeaderFacts {
     let Some(msg) = MessageParser::default().parse_headers(message) else {
@@ -138,6 +193,20 @@ fn non_empty(s: String) -> Option<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_streamed_header_section_gives_the_facts_of_the_whole_message(
+            text in "(Subject|From|Date|Message-ID|X)(: [a-z <>@.\r\n]{0,30})?(\r?\n[ \t]?[a-z: ]{0,20}){0,6}\r?\n\r?\n?[A-Za-z:\r\n ]{0,40}",
+            cut in 1usize..20,
+        ) {
+            let mut h = HeaderSection::default();
+            for chunk in text.as_bytes().chunks(cut) {
+                h.feed(chunk);
+            }
+            prop_assert_eq!(h.facts(), HeaderFacts::parse(text.as_bytes()));
+        }
+    }
 
     #[test]
     fn ordinary_message() {

@@ -344,6 +344,14 @@ impl Index {
         object_known(&self.conn, hash).with_context(|| self.ctx())
     }
 
+    /// The uncompressed size the index records for this object, if it has a row for it.
+    pub fn object_size(&self, hash: &Hash) -> Result<Option<u64>> {
+        self.conn
+            .prepare_cached("SELECT size FROM objects WHERE hash = ?1")
+            .and_then(|mut st| st.query_row([hash], |r| r.get(0)).optional())
+            .with_context(|| self.ctx())
+    }
+
     /// Start a transaction; nothing is visible to other readers until [`Batch::commit`].
     pub fn batch(&mut self) -> Result<Batch<'_>> {
         let tx = self

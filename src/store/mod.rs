@@ -4,11 +4,13 @@
 pub mod audit;
 pub mod bundles;
 pub mod facts;
+pub mod frame;
 pub mod index;
 pub mod lock;
 pub mod objects;
 pub mod partial;
 pub mod push_state;
+pub mod rules;
 pub mod schema;
 
 use std::fs;
@@ -16,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-pub use facts::HeaderFacts;
+pub use facts::{HeaderFacts, HeaderSection};
 pub use index::{
     Batch, FolderRow, FolderState, FolderSummary, Index, MessageRow, NewMessage, RunCounts,
 };

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
+
+use super::frame;
 
 /// zstd level for new objects: fast, and most of the gain of higher levels on mail.
 pub const ZSTD_LEVEL: i32 = 3;
@@ -167,19 +169,82 @@ impl Objects {
     /// run before committing index rows that name it.
     pub fn write(&self, bytes: &[u8]) -> Result<(Hash, u64)> {
         let hash = Hash::of(bytes);
-        if let Some(&(_, stored)) = self.lock().objects.get(&hash) {
+        if let Some(stored) = self.present(&hash)? {
             return Ok((hash, stored));
         }
-        #[cfg(target_os = "linux")]
-        {
-            let mut p = self.lock();
-            if p.dir_fd.is_none() {
-                let fd = File::open(&self.dir)
-                    .with_context(|| format!("cannot open {}", self.dir.display()))?;
-                p.dir_fd = Some(fd);
+        self.open_dir_fd()?;
+        let compressed = zstd::bulk::compress(bytes, ZSTD_LEVEL)
+            .with_context(|| format!("cannot compress object {hash}"))?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp_path(&hash, n);
+        if let Err(e) = write_new_file(&tmp, &compressed) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok((
+            hash,
+            self.add_pending(&hash, n, compressed.len() as u64, &tmp),
+        ))
+    }
+
+    /// Store the zstd frame that `src` holds as the object `hash` without compressing it
+    /// again: the frame is copied into a temp file while [`frame::inflate`] checks it (one
+    /// frame, declaring at most `max` bytes, inflating to exactly those, hashing to `hash`);
+    /// `sink` sees the inflated bytes. A frame that fails the check leaves nothing behind. An
+    /// object already present is not written again, but its frame is still checked. Pending,
+    /// like [`Objects::write`], until the next [`Objects::sync`]. Returns the message size and
+    /// the stored size.
+    pub fn write_frame(
+        &self,
+        hash: &Hash,
+        src: impl Read,
+        max: u64,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(u64, u64)> {
+        let wrong = |got: Hash| anyhow::anyhow!("its content hashes to {got}, not to its name");
+        if let Some(stored) = self.present(hash)? {
+            let got = frame::inflate(src, max, sink)?;
+            return if got.hash == *hash {
+                Ok((got.size, stored))
+            } else {
+                Err(wrong(got.hash))
+            };
+        }
+        self.open_dir_fd()?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp_path(hash, n);
+        let copied = copy_frame(&tmp, src, max, sink).and_then(|(got, stored)| {
+            if got.hash == *hash {
+                Ok((got.size, stored))
+            } else {
+                Err(wrong(got.hash))
+            }
+        });
+        match copied {
+            Ok((size, stored)) => Ok((size, self.add_pending(hash, n, stored, &tmp))),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
             }
         }
-        let path = self.path(&hash);
+    }
+
+    /// Forget the objects written since the last [`Objects::sync`] and delete their temp
+    /// files: after a failure, so nothing of an abandoned batch stays behind.
+    pub fn discard_pending(&self) {
+        let mut p = self.lock();
+        for (hash, (n, _)) in std::mem::take(&mut p.objects) {
+            let _ = fs::remove_file(self.tmp_path(&hash, n));
+        }
+    }
+
+    /// The stored size of the object when it exists (pending, or in place; an object in place
+    /// gets its directory flushed by the next sync, see [`Pending::renamed_dirs`]).
+    fn present(&self, hash: &Hash) -> Result<Option<u64>> {
+        if let Some(&(_, stored)) = self.lock().objects.get(hash) {
+            return Ok(Some(stored));
+        }
+        let path = self.path(hash);
         // Objects are immutable: an existing file is the same content (or damage for verify to
         // find), never something to overwrite. It is complete: files get their names only
         // after their bytes are durable.
@@ -189,34 +254,41 @@ impl Objects {
                 let subdir = path.parent().expect("object path has a parent");
                 p.renamed_dirs.insert(subdir.to_path_buf());
                 p.new_subdir = true;
-                return Ok((hash, meta.len()));
+                Ok(Some(meta.len()))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot stat object {}", path.display()))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot stat object {}", path.display())),
         }
+    }
 
-        let compressed = zstd::bulk::compress(bytes, ZSTD_LEVEL)
-            .with_context(|| format!("cannot compress object {hash}"))?;
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp_path(&hash, n);
-        if let Err(e) = write_new_file(&tmp, &compressed) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+    /// Open `objects/` for `syncfs(2)` before the first temp file of a batch is written.
+    fn open_dir_fd(&self) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let mut p = self.lock();
+            if p.dir_fd.is_none() {
+                let fd = File::open(&self.dir)
+                    .with_context(|| format!("cannot open {}", self.dir.display()))?;
+                p.dir_fd = Some(fd);
+            }
         }
-        let stored = compressed.len() as u64;
+        Ok(())
+    }
+
+    /// Record the complete temp file `tmp` (counter `n`) as the pending object `hash`; the
+    /// stored size to use (another thread's, when it wrote the same object meanwhile).
+    fn add_pending(&self, hash: &Hash, n: u64, stored: u64, tmp: &Path) -> u64 {
         let mut p = self.lock();
-        match p.objects.get(&hash) {
+        match p.objects.get(hash) {
             // Another thread wrote the same bytes meanwhile: one temp file is enough.
             Some(&(_, theirs)) => {
                 drop(p);
-                let _ = fs::remove_file(&tmp);
-                Ok((hash, theirs))
+                let _ = fs::remove_file(tmp);
+                theirs
             }
             None => {
-                p.objects.insert(hash, (n, stored));
-                Ok((hash, stored))
+                p.objects.insert(*hash, (n, stored));
+                stored
             }
         }
     }
@@ -421,6 +493,60 @@ pub(crate) fn create_dir_0700(dir: &Path) -> Result<bool> {
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
         Err(e) => Err(e).with_context(|| format!("cannot create directory {}", dir.display())),
+    }
+}
+
+/// Copy the frame `src` into the new file `tmp` (mode 0600, no fsync) while checking it; what
+/// it inflated to and the file's size.
+fn copy_frame(
+    tmp: &Path,
+    src: impl Read,
+    max: u64,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(frame::Inflated, u64)> {
+    let ctx = || format!("cannot write {}", tmp.display());
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(tmp)
+        .with_context(ctx)?;
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .with_context(ctx)?;
+    let mut tee = Tee {
+        src,
+        out: io::BufWriter::with_capacity(1 << 20, file),
+        written: 0,
+        failed: None,
+    };
+    let got = frame::inflate(&mut tee, max, sink);
+    if let Some(e) = tee.failed.take() {
+        return Err(e).with_context(ctx);
+    }
+    let got = got?;
+    tee.out.flush().with_context(ctx)?;
+    Ok((got, tee.written))
+}
+
+/// Reads from `src` and writes what it read to `out`; a write error is kept apart (and the
+/// read fails), so it is reported as the write error it is.
+struct Tee<R, W> {
+    src: R,
+    out: W,
+    written: u64,
+    failed: Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.src.read(buf)?;
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            let copy = io::Error::new(e.kind(), e.to_string());
+            self.failed = Some(e);
+            return Err(copy);
+        }
+        self.written += n as u64;
+        Ok(n)
     }
 }
 
@@ -650,6 +776,35 @@ mod tests {
         let mut sorted = hashes.clone();
         sorted.sort();
         assert_eq!(o.iter().collect::<Result<Vec<_>>>().unwrap(), sorted);
+    }
+
+    #[test]
+    fn a_frame_is_stored_as_it_is_and_a_bad_one_leaves_nothing() {
+        let (d, o) = objects();
+        let none = &mut |_: &[u8]| Ok(());
+        let msg = b"Subject: kept\r\n\r\nas sent\r\n";
+        let z = zstd::bulk::compress(msg, 19).unwrap();
+        let h = Hash::of(msg);
+        let got = o.write_frame(&h, &z[..], 1 << 20, none).unwrap();
+        assert_eq!(got, (msg.len() as u64, z.len() as u64));
+        o.sync().unwrap();
+        assert_eq!(fs::read(o.path(&h)).unwrap(), z, "the frame as it came");
+        assert_eq!(o.read(&h).unwrap(), msg);
+        // Present already: the frame is still checked.
+        assert!(o.write_frame(&h, &b"junk"[..], 1 << 20, none).is_err());
+        // Another message's frame under this name; a frame declaring more than allowed.
+        let other = Hash::of(b"other");
+        let err = o.write_frame(&other, &z[..], 1 << 20, none).unwrap_err();
+        assert!(format!("{err:#}").contains("hashes to"), "{err:#}");
+        let oz = zstd::bulk::compress(b"other", 3).unwrap();
+        assert!(o.write_frame(&other, &oz[..], 2, none).is_err());
+        assert_eq!(entries(&d.path().join("tmp")), 0);
+        assert!(!o.contains(&other));
+
+        o.write(b"abandoned").unwrap();
+        o.discard_pending();
+        assert_eq!(entries(&d.path().join("tmp")), 0);
+        assert!(!o.contains(&Hash::of(b"abandoned")));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod bundle;
 pub mod corpus;
 pub mod dovecot;
 pub mod hostile;

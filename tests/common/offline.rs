@@ -103,3 +103,59 @@ pub fn bundle_size(path: &Path) -> u64 {
         .map(|e| e.metadata().map_or(0, |m| m.len()))
         .sum()
 }
+
+/// A run under an address-space cap, and what it took.
+pub struct Capped {
+    pub run: Run,
+    pub seconds: f64,
+    /// The highest resident size (VmHWM) seen while it ran, sampled every 2 ms.
+    pub peak_rss: u64,
+}
+
+/// `imapferry ARGS…` under `prlimit --as=CAP` (the whole address space, so a run that tries to
+/// hold more than CAP fails instead of growing).
+pub fn run_capped(cap: u64, args: &[&str]) -> Capped {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new("prlimit")
+        .arg(format!("--as={cap}"))
+        .arg("--")
+        .arg(super::run::binary())
+        .args(args)
+        .env_remove("IMAPFERRY_PASSWORD1")
+        .env_remove("IMAPFERRY_PASSWORD2")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("run prlimit (util-linux)");
+    let mut peak_rss = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        // prlimit execs imapferry: same pid. VmHWM only grows, so the last sample is close.
+        if let Some(kb) = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_string();
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+        {
+            peak_rss = peak_rss.max(kb * 1024);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    Capped {
+        run: Run {
+            code: status.code().unwrap_or(-1),
+            stdout: read(&out),
+            stderr: read(&err),
+        },
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss,
+    }
+}
