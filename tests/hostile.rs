@@ -508,7 +508,11 @@ fn odd_values_are_refused_or_shown_escaped_and_a_readable_passfile_is_warned_abo
     let mut odd = Folder::new("x", vec![Msg::new(1, b"Subject: o\r\n\r\no\r\n")]);
     odd.list_name = b"{11}\r\nEsc\x1b[2Jhere".to_vec();
     odd.name = "Esc\x1b[2Jhere".into();
-    let server = Hostile::start(vec![Folder::new("INBOX", vec![]), bad, odd], None);
+    let empty_level = Folder::new("a//b", vec![Msg::new(1, b"Subject: e\r\n\r\ne\r\n")]);
+    let server = Hostile::start(
+        vec![Folder::new("INBOX", vec![]), bad, odd, empty_level],
+        None,
+    );
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let pass = dir.path().join("pass");
@@ -525,6 +529,11 @@ fn odd_values_are_refused_or_shown_escaped_and_a_readable_passfile_is_warned_abo
     assert!(
         f.iter()
             .any(|x| x.0 == "Zero" && x.2.contains("UIDVALIDITY 0")),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|x| x.0 == "a//b" && x.2.contains("empty level")),
         "{f:?}"
     );
     assert!(

@@ -462,6 +462,18 @@ fn sync_folder_list(
             listed.insert(path, None);
             continue;
         }
+        // A name like `a..b` on a `.` server has an empty level: no path of the store can
+        // hold it (nor a bundle, nor host2), so it is reported instead of stored.
+        if let Some(why) = crate::store::rules::folder_path_problem(&path) {
+            for mb in &mbs {
+                report.failures.push(Failure {
+                    folder: mb.name.clone(),
+                    uid: None,
+                    reason: format!("not pulled: its store path {path:?} has {why}"),
+                });
+            }
+            continue;
+        }
         // Two mailboxes, one store path (`x/y` and `x_y` on a `.` server): merging them would
         // mix two UID spaces. The one the store already holds there keeps it, else the one
         // whose name needed no `_`; the other is reported.
