@@ -762,7 +762,7 @@ fn folder_for_import(store: &mut Store, folder: &str, new_uidvalidity: u32) -> R
     let id = b.merge_folder(&FolderRow {
         id: 0,
         path: folder.to_string(),
-        raw_name: utf7::encode(folder),
+        raw_name: crate::names::MailboxName::encode(folder),
         separator: Some('/'),
         role: guess_role(folder).map(String::from),
         subscribed: true,

@@ -67,6 +67,12 @@ impl From<&str> for MailboxName {
     }
 }
 
+impl From<&MailboxName> for MailboxName {
+    fn from(n: &MailboxName) -> MailboxName {
+        n.clone()
+    }
+}
+
 impl PartialEq<str> for MailboxName {
     fn eq(&self, other: &str) -> bool {
         self.0 == other.as_bytes()
@@ -96,6 +102,31 @@ impl fmt::Display for MailboxName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text: Cow<'_, str> = String::from_utf8_lossy(&self.0);
         f.write_str(&crate::ui::printable(&text))
+    }
+}
+
+/// In JSON (bundles): a string when the name is UTF-8, else the array of its bytes.
+impl serde::Serialize for MailboxName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.as_utf8() {
+            Some(text) => s.serialize_str(text),
+            None => s.collect_seq(self.0.iter()),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MailboxName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MailboxName, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Bytes(Vec<u8>),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Text(t) => MailboxName::from_server(t.as_bytes()),
+            Form::Bytes(b) => MailboxName::from_server(&b),
+        })
     }
 }
 

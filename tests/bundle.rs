@@ -63,7 +63,7 @@ fn folder_facts(dir: &Path) -> FolderFacts {
         .map(|f| {
             (
                 f.path,
-                f.raw_name,
+                f.raw_name.to_string(),
                 f.separator,
                 f.role,
                 f.subscribed,

@@ -247,7 +247,7 @@ fn store_with_folders(store: &Path, names: &[String]) -> Vec<Vec<u8>> {
     for (i, name) in names.iter().enumerate() {
         let id = st
             .index
-            .upsert_folder(name, &format!("raw{i}"), Some('/'), None, true)
+            .upsert_folder(name, format!("raw{i}").as_str(), Some('/'), None, true)
             .unwrap();
         let body = format!("Subject: folder {i}\r\n\r\n{name:?}\r\n").into_bytes();
         let (hash, stored) = st.objects.write(&body).unwrap();

@@ -508,9 +508,14 @@ fn odd_values_are_refused_or_shown_escaped_and_a_readable_passfile_is_warned_abo
     let mut odd = Folder::new("x", vec![Msg::new(1, b"Subject: o\r\n\r\no\r\n")]);
     odd.list_name = b"{11}\r\nEsc\x1b[2Jhere".to_vec();
     odd.name = "Esc\x1b[2Jhere".into();
+    odd.select_as = b"Esc\x1b[2Jhere".to_vec();
+    // A raw 8-bit name (not modified UTF-7): selected again with exactly its bytes.
+    let mut latin1 = Folder::new("x", vec![Msg::new(1, b"Subject: l\r\n\r\nl\r\n")]);
+    latin1.list_name = b"{8}\r\nEntw\xfcrfe".to_vec();
+    latin1.select_as = b"Entw\xfcrfe".to_vec();
     let empty_level = Folder::new("a//b", vec![Msg::new(1, b"Subject: e\r\n\r\ne\r\n")]);
     let server = Hostile::start(
-        vec![Folder::new("INBOX", vec![]), bad, odd, empty_level],
+        vec![Folder::new("INBOX", vec![]), bad, odd, empty_level, latin1],
         None,
     );
     let dir = tempfile::tempdir().unwrap();
@@ -535,6 +540,14 @@ fn odd_values_are_refused_or_shown_escaped_and_a_readable_passfile_is_warned_abo
         f.iter()
             .any(|x| x.0 == "a//b" && x.2.contains("empty level")),
         "{f:?}"
+    );
+    assert_eq!(f.len(), 2, "{f:?}");
+    let stored = store_messages(&store);
+    assert_eq!(
+        stored.get("Entw\u{fffd}rfe").map(Vec::len),
+        Some(1),
+        "{:?}",
+        stored.keys()
     );
     assert!(
         !run.stderr.contains('\x1b'),

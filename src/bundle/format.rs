@@ -110,7 +110,8 @@ impl Header {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderFacts {
     pub path: String,
-    pub raw_name: String,
+    /// A string, or the array of its bytes when the server's name is not UTF-8.
+    pub raw_name: crate::names::MailboxName,
     pub separator: Option<String>,
     pub role: Option<String>,
     pub subscribed: bool,

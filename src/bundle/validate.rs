@@ -50,7 +50,8 @@ pub fn folder_problem(f: &FolderFacts) -> Option<String> {
         let mut c = s.chars();
         matches!((c.next(), c.next()), (Some(ch), None) if !ch.is_control())
     });
-    if f.raw_name.is_empty() || f.raw_name.contains(['\0', '\r', '\n']) {
+    let name = f.raw_name.as_bytes();
+    if name.is_empty() || name.iter().any(|b| matches!(b, b'\0' | b'\r' | b'\n')) {
         Some("its server name is empty or holds NUL, CR or LF".into())
     } else if !separator_ok {
         Some(format!(

@@ -450,7 +450,7 @@ fn sync_folder_list(
             .or_default()
             .push(mb);
     }
-    let known: HashMap<String, String> = store
+    let known: HashMap<String, crate::names::MailboxName> = store
         .index
         .folders()?
         .into_iter()
@@ -479,11 +479,7 @@ fn sync_folder_list(
         // whose name needed no `_`; the other is reported.
         let keep = mbs
             .iter()
-            .position(|mb| {
-                known
-                    .get(&path)
-                    .is_some_and(|k| k.as_bytes() == mb.raw_name.as_bytes())
-            })
+            .position(|mb| known.get(&path).is_some_and(|k| *k == mb.raw_name))
             .or_else(|| mbs.iter().position(|mb| !escaped_slash(mb)))
             .unwrap_or(0);
         for (_, mb) in mbs.iter().enumerate().filter(|(i, _)| *i != keep) {
@@ -501,7 +497,7 @@ fn sync_folder_list(
         listed.insert(path.clone(), mb.status.clone());
         store.index.upsert_folder(
             &path,
-            &String::from_utf8_lossy(mb.raw_name.as_bytes()),
+            &mb.raw_name,
             mb.separator,
             mb.special_use.as_deref(),
             mb.subscribed,

@@ -22,6 +22,7 @@ use super::facts::HeaderFacts;
 use super::objects::{Hash, FILE_MODE};
 use super::schema;
 use crate::mailtime::InternalDate;
+use crate::names::MailboxName;
 
 /// A folder as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,8 @@ pub struct FolderRow {
     /// (e.g. `INBOX`, `Archive/2024`, `Entwürfe`).
     pub path: String,
     /// The server's name exactly as LIST sent it (modified UTF-7, with prefix and separator).
-    pub raw_name: String,
+    /// The name as host1's LIST sent it (see [`MailboxName`]).
+    pub raw_name: MailboxName,
     pub separator: Option<char>,
     /// RFC 6154 role, e.g. `\Sent`.
     pub role: Option<String>,
@@ -214,11 +216,12 @@ impl Index {
     pub fn upsert_folder(
         &mut self,
         path: &str,
-        raw_name: &str,
+        raw_name: impl Into<MailboxName>,
         separator: Option<char>,
         role: Option<&str>,
         subscribed: bool,
     ) -> Result<i64> {
+        let raw_name = &raw_name.into();
         let ctx = ctx_of(&self.path);
         let tx = write_tx(&mut self.conn, &self.path)?;
         let sep = separator.map(String::from);
@@ -236,7 +239,7 @@ impl Index {
             }
             Some(old) => {
                 let id = old.id;
-                let same = old.raw_name == raw_name
+                let same = old.raw_name == *raw_name
                     && old.separator == separator
                     && old.role.as_deref() == role
                     && old.subscribed == subscribed
@@ -850,6 +853,26 @@ fn message(
         params![folder_id, uidvalidity, uid],
     )?
     .pop())
+}
+
+/// A server's mailbox name is stored as TEXT when it is UTF-8 (nearly always: modified UTF-7 is
+/// ASCII), else as a BLOB of its bytes: never made lossy.
+impl ToSql for MailboxName {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.as_utf8() {
+            Some(s) => ToSqlOutput::from(s),
+            None => ToSqlOutput::from(self.as_bytes()),
+        })
+    }
+}
+
+impl FromSql for MailboxName {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value {
+            ValueRef::Text(b) | ValueRef::Blob(b) => Ok(MailboxName::from_server(b)),
+            _ => Err(FromSqlError::InvalidType),
+        }
+    }
 }
 
 /// Hashes are stored as 64 lowercase hex digits.

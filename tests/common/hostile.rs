@@ -47,6 +47,8 @@ pub struct Folder {
     pub list_name: Vec<u8>,
     /// The name as the client sends it back (without quotes).
     pub name: String,
+    /// The bytes SELECT must carry to open it (the name's, unless a test sets raw bytes).
+    pub select_as: Vec<u8>,
     pub uidvalidity: u32,
     pub messages: Vec<Msg>,
 }
@@ -56,6 +58,7 @@ impl Folder {
         Folder {
             list_name: format!("\"{name}\"").into_bytes(),
             name: name.into(),
+            select_as: name.as_bytes().to_vec(),
             uidvalidity: 7,
             messages,
         }
@@ -218,12 +221,15 @@ impl Session {
     }
 
     fn select(&mut self, cmd: &Cmd) -> io::Result<()> {
-        let name = cmd
-            .line
-            .split_once(' ')
-            .map(|(_, n)| n.trim().trim_matches('"').to_string())
-            .unwrap_or_default();
-        let Some(i) = self.folders.iter().position(|f| f.name == name) else {
+        let name: Vec<u8> = match cmd.literals.first() {
+            Some(l) => l.clone(),
+            None => cmd
+                .line
+                .split_once(' ')
+                .map(|(_, n)| n.trim().trim_matches('"').as_bytes().to_vec())
+                .unwrap_or_default(),
+        };
+        let Some(i) = self.folders.iter().position(|f| f.select_as == name) else {
             return self.send(format!("{} NO no such folder\r\n", cmd.tag).as_bytes());
         };
         self.selected = Some(i);
