@@ -1,21 +1,27 @@
 //! `imapferry check`: compare host2 with the store, folder by folder, without changing either.
 //!
-//! Each store folder is mapped to its host2 mailbox exactly as `push` maps it; the store's live
-//! messages are then found on host2 through the push state (mappings recorded from APPENDUID,
-//! checked against host2's UIDs and sizes) and, for the rest, by identity (size and header
-//! facts, see `docs/push.md`). Flags are compared as sets, limited to what host2 can store.
+//! Each store folder is mapped to its host2 mailbox exactly as `push` maps it, and compared as
+//! push compares it ([`crate::compare`]): present through the push state, else found by its
+//! bytes. What check reports, push acts on: missing messages (push sends them), doubles our
+//! interrupted pushes left (push removes them), other flags (push sets them); messages host2
+//! stores altered (same text, other line endings) are listed, and nothing can change them.
+//! Flags are compared as sets, limited to what host2 can store.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::compare::targets::{self, MapRules, Target};
+use crate::compare::{self, Comparison, Ledger};
 use crate::folders::Selection;
+use crate::imap::atom::same_flags;
 use crate::imap::Endpoint;
-use crate::push::survey::{self, storable_flags};
-use crate::push::targets::{self, MapRules};
-use crate::push::{connect, store_folders};
-use crate::store::Store;
+use crate::mailbox::Mailbox;
+use crate::push::folder::storable_flags;
+use crate::push::store_folders;
+use crate::run::{self, Connector, Failure, Retry};
+use crate::store::{Index, Store};
 use crate::ui;
 
 /// What `check` compares.
@@ -25,7 +31,7 @@ pub struct CheckOptions {
     pub store: PathBuf,
     pub selection: Selection,
     pub rules: MapRules,
-    /// Consecutive transient failures to retry (see [`crate::retry`]).
+    /// Consecutive transient failures to retry (see [`crate::run::Retry`]).
     pub retries: u32,
 }
 
@@ -45,17 +51,18 @@ pub struct FolderCheck {
     pub missing: Vec<(String, u32)>,
     /// host2 UIDs that match no store message (not an error: host2 may hold more).
     pub extra: Vec<u32>,
+    /// host2 UIDs that are second copies our interrupted pushes left (push removes them).
+    pub doubles: Vec<u32>,
     /// Present messages whose flags differ: (store folder, store UID, host2 UID).
     pub flag_differences: Vec<(String, u32, u32)>,
-    /// Mapped messages whose size on host2 differs from the store's.
-    pub size_differences: Vec<(String, u32, u32)>,
+    /// Present messages host2 stores with other bytes: (store folder, store UID, host2 UID,
+    /// what changed).
+    pub altered: Vec<(String, u32, u32, String)>,
 }
 
 impl FolderCheck {
     fn ok(&self) -> bool {
-        self.missing.is_empty()
-            && self.flag_differences.is_empty()
-            && self.size_differences.is_empty()
+        self.missing.is_empty() && self.flag_differences.is_empty() && self.doubles.is_empty()
     }
 }
 
@@ -67,11 +74,14 @@ pub struct CheckReport {
     pub present: u64,
     pub missing: u64,
     pub extra: u64,
+    pub doubles: u64,
     pub flag_differences: u64,
-    pub size_differences: u64,
-    /// True when host2 holds every store message with its flags.
+    pub altered: u64,
+    /// True when host2 holds every store message once, with its flags.
     pub ok: bool,
     pub verdict: String,
+    /// Mailboxes that could not be compared.
+    pub failures: Vec<Failure>,
     pub per_folder: Vec<FolderCheck>,
 }
 
@@ -80,12 +90,13 @@ impl CheckReport {
     pub fn text(&self) -> String {
         let mut out = String::new();
         for f in &self.per_folder {
-            if f.ok() && f.extra.is_empty() && ui::verbosity() < 2 {
+            let clean = f.ok() && f.extra.is_empty() && f.altered.is_empty();
+            if clean && ui::verbosity() < 2 {
                 continue;
             }
             out.push_str(&format!(
-                "{}: {} in the store, {} on host2{}: {} present, {} missing, {} extra, {} flag \
-                 differences, {} size differences\n",
+                "{}: {} in the store, {} on host2{}: {} present, {} missing, {} extra, {} doubles, \
+                 {} flag differences, {} altered by host2\n",
                 f.folder,
                 f.store,
                 f.host2,
@@ -93,15 +104,19 @@ impl CheckReport {
                 f.present,
                 f.missing.len(),
                 f.extra.len(),
+                f.doubles.len(),
                 f.flag_differences.len(),
-                f.size_differences.len()
+                f.altered.len(),
             ));
             for (folder, uid) in f.missing.iter().take(20) {
                 out.push_str(&format!("  missing: {folder} UID {uid}\n"));
             }
             for (folder, uid, uid2) in f.flag_differences.iter().take(20) {
+                out.push_str(&format!("  flags differ: {folder} UID {uid} (host2 UID {uid2})\n"));
+            }
+            for (folder, uid, uid2, what) in f.altered.iter().take(20) {
                 out.push_str(&format!(
-                    "  flags differ: {folder} UID {uid} (host2 UID {uid2})\n"
+                    "  altered by host2: {folder} UID {uid} (host2 UID {uid2}): {what}\n"
                 ));
             }
         }
@@ -113,100 +128,179 @@ impl CheckReport {
 /// Compare. Errors that stop the whole check are returned; differences are in the report.
 pub fn run(opts: &CheckOptions) -> Result<CheckReport> {
     let store = Store::open_existing(&opts.store)?;
-    let folders = store_folders(&store, &opts.selection)?;
-    let mut client = connect(&opts.endpoint, opts.retries)?;
-    let ns = client.namespace()?;
-    let listed = client.list()?;
+    let connector = run::Imap {
+        endpoint: &opts.endpoint,
+        side: "host2",
+    };
+    run_with(opts, &store, &connector)
+}
+
+/// [`run`] on an open store through any [`Connector`].
+pub fn run_with(opts: &CheckOptions, store: &Store, connector: &dyn Connector) -> Result<CheckReport> {
+    let folders = store_folders(store, &opts.selection)?;
+    let mut retry = Retry::new(opts.retries);
+    let mut conn = run::connect(connector, &mut retry)?;
+    let (ns, listed) = run::retrying(
+        &mut conn,
+        connector,
+        &mut retry,
+        "listing folders",
+        |m, _| Ok((m.namespace()?, m.list()?)),
+    )?;
     let plan = targets::plan(&folders, &opts.rules, &ns, &listed);
     let destination = store
         .index
         .find_destination(&opts.endpoint.host, &opts.endpoint.user)?;
     let mut report = CheckReport::default();
     for t in &plan {
-        let mut fc = FolderCheck {
-            folder: t.label(),
-            mailbox: t.path.clone(),
-            exists: t.exists,
-            ..FolderCheck::default()
-        };
-        if !t.exists {
-            let msgs = survey::load_store(&store.index, t)?;
-            fc.store = msgs.len() as u64;
-            fc.missing = msgs
-                .iter()
-                .map(|m| (m.folder.to_string(), m.row.uid))
-                .collect();
-        } else {
-            let sel = client.select(&t.mailbox, true)?;
-            let host = survey::list_host(&mut client, sel.exists)?;
-            let mappings = match destination {
-                Some(d) => store.index.mappings_to(d, &t.mailbox)?,
-                None => Vec::new(),
-            };
-            let sv = survey::survey(
-                &mut client,
-                &store.index,
-                t,
-                sel.uidvalidity,
-                host,
-                mappings,
-            )?;
-            fc.store = sv.store.len() as u64;
-            fc.host2 = sv.host.len() as u64;
-            fc.present = sv.present.len() as u64;
-            fc.missing = sv
-                .missing
-                .iter()
-                .map(|&i| (sv.store[i].folder.to_string(), sv.store[i].row.uid))
-                .collect();
-            fc.extra = sv.extras.clone();
-            for (i, m) in &sv.present {
-                let s = &sv.store[*i];
-                let Some(h) = sv.host.get(&m.dest_uid) else {
-                    continue;
-                };
-                let (want, _) = storable_flags(&s.row.flags, &sel.permanent_flags);
-                if !survey::same_flags(&want, &h.flags) {
-                    fc.flag_differences
-                        .push((s.folder.to_string(), s.row.uid, m.dest_uid));
-                }
-                if h.size.is_some_and(|size| size != s.row.size) {
-                    fc.size_differences
-                        .push((s.folder.to_string(), s.row.uid, m.dest_uid));
-                }
-            }
+        let compared = run::retrying(
+            &mut conn,
+            connector,
+            &mut retry,
+            &format!("folder {}", t.label()),
+            |m, _| check_target(m, &store.index, &store.objects, destination, t),
+        );
+        match compared {
+            Ok(fc) => add(&mut report, fc),
+            Err(e) => report
+                .failures
+                .push(Failure::folder(&t.label(), format!("not compared: {e:#}"))),
         }
-        report.folders += 1;
-        report.messages += fc.store;
-        report.present += fc.present;
-        report.missing += fc.missing.len() as u64;
-        report.extra += fc.extra.len() as u64;
-        report.flag_differences += fc.flag_differences.len() as u64;
-        report.size_differences += fc.size_differences.len() as u64;
-        report.per_folder.push(fc);
     }
-    let _ = client.logout();
-    report.ok = report.missing == 0 && report.flag_differences == 0 && report.size_differences == 0;
-    report.verdict = if report.ok {
+    conn.logout();
+    report.ok = report.missing == 0
+        && report.flag_differences == 0
+        && report.doubles == 0
+        && report.failures.is_empty();
+    report.verdict = verdict(&report);
+    Ok(report)
+}
+
+fn add(report: &mut CheckReport, fc: FolderCheck) {
+    report.folders += 1;
+    report.messages += fc.store;
+    report.present += fc.present;
+    report.missing += fc.missing.len() as u64;
+    report.extra += fc.extra.len() as u64;
+    report.doubles += fc.doubles.len() as u64;
+    report.flag_differences += fc.flag_differences.len() as u64;
+    report.altered += fc.altered.len() as u64;
+    report.per_folder.push(fc);
+}
+
+/// Compare one target.
+fn check_target(
+    conn: &mut dyn Mailbox,
+    index: &Index,
+    objects: &crate::store::Objects,
+    destination: Option<i64>,
+    t: &Target,
+) -> Result<FolderCheck> {
+    let mut fc = FolderCheck {
+        folder: t.label(),
+        mailbox: t.path.clone(),
+        exists: t.exists,
+        ..FolderCheck::default()
+    };
+    if !t.exists {
+        let msgs = compare::load_store(index, t)?;
+        fc.store = msgs.len() as u64;
+        fc.missing = msgs.iter().map(|m| (m.folder.to_string(), m.row.uid)).collect();
+        return Ok(fc);
+    }
+    let sel = conn.select(&t.mailbox, true)?;
+    let ledger = match destination {
+        Some(d) => Ledger {
+            mappings: index.mappings_to(d, &t.mailbox)?,
+            intents: index.intents_for(d, &t.mailbox)?,
+        },
+        None => Ledger {
+            mappings: Vec::new(),
+            intents: Vec::new(),
+        },
+    };
+    let cmp = compare::examine(conn, index, objects, t, &sel, ledger, crate::clock::now())?;
+    describe(&cmp, &sel, &mut fc);
+    Ok(fc)
+}
+
+/// Fill `fc` from a comparison.
+fn describe(cmp: &Comparison, sel: &crate::imap::Selected, fc: &mut FolderCheck) {
+    let s = &cmp.settled;
+    fc.store = cmp.store.len() as u64;
+    fc.host2 = cmp.host.len() as u64;
+    fc.present = (cmp.explained.present.len() + s.found.len()) as u64;
+    fc.missing = s
+        .missing
+        .iter()
+        .map(|&i| (cmp.store[i].folder.to_string(), cmp.store[i].row.uid))
+        .collect();
+    fc.extra = s.extras.clone();
+    fc.doubles = s.doubles.clone();
+    let present = cmp
+        .explained
+        .present
+        .iter()
+        .map(|(i, m)| (*i, m.dest_uid, m.altered.clone()))
+        .chain(s.found.iter().map(|m| (m.store, m.uid, cmp.change(m.store, m.uid))));
+    for (i, uid, altered) in present {
+        let msg = &cmp.store[i];
+        if let Some(what) = altered {
+            fc.altered
+                .push((msg.folder.to_string(), msg.row.uid, uid, what));
+        }
+        let Some(h) = cmp.host.get(&uid) else {
+            continue;
+        };
+        let (want, _) = storable_flags(&msg.row.flags, &sel.permanent_flags);
+        if !same_flags(&want, &h.flags) {
+            fc.flag_differences
+                .push((msg.folder.to_string(), msg.row.uid, uid));
+        }
+    }
+}
+
+/// The verdict line, with the advice that fits what was found.
+fn verdict(r: &CheckReport) -> String {
+    let altered = if r.altered > 0 {
         format!(
-            "host2 holds all {} messages of the store's {} folders{}",
-            report.messages,
-            report.folders,
-            if report.extra > 0 {
-                format!(" (and {} more of its own)", report.extra)
-            } else {
-                String::new()
-            }
+            "; {} are stored altered by host2 (same text, other line endings: a push cannot \
+             change that)",
+            r.altered
         )
     } else {
-        format!(
-            "host2 differs from the store: {} of {} messages missing, {} with other flags, {} with \
-             another size; run `imapferry push` to fix",
-            report.missing,
-            report.messages,
-            report.flag_differences,
-            report.size_differences
-        )
+        String::new()
     };
-    Ok(report)
+    if r.ok {
+        let extra = if r.extra > 0 {
+            format!(" (and {} more of its own)", r.extra)
+        } else {
+            String::new()
+        };
+        return format!(
+            "host2 holds all {} messages of the store's {} folders{extra}{altered}",
+            r.messages, r.folders
+        );
+    }
+    let mut what = Vec::new();
+    if r.missing > 0 {
+        what.push(format!("{} of {} messages missing", r.missing, r.messages));
+    }
+    if r.doubles > 0 {
+        what.push(format!(
+            "{} second copies an interrupted push left",
+            r.doubles
+        ));
+    }
+    if r.flag_differences > 0 {
+        what.push(format!("{} with other flags", r.flag_differences));
+    }
+    if !r.failures.is_empty() {
+        what.push(format!("{} folders not compared", r.failures.len()));
+    }
+    format!(
+        "host2 differs from the store: {}{altered}; run `imapferry push` to send what is \
+         missing, remove the second copies and set the flags",
+        what.join(", ")
+    )
 }

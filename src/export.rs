@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::folders::Selection;
 use crate::mailtime::parse_internaldate;
-use crate::pull::Failure;
+use crate::run::Failure;
 use crate::store::rules::folder_path_problem;
 use crate::store::{FolderRow, Store};
 use crate::ui::{self, human_bytes, printable};

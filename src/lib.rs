@@ -11,6 +11,8 @@
 
 pub mod bundle;
 pub mod check;
+pub mod clock;
+pub mod compare;
 pub mod cli;
 pub mod cli_offline;
 pub mod endpoint;
@@ -18,13 +20,14 @@ pub mod export;
 pub mod folders;
 pub mod imap;
 pub mod import;
+pub mod mailbox;
 pub mod maildir;
 pub mod mailtime;
 pub mod mbox;
 pub mod names;
 pub mod pull;
 pub mod push;
-pub mod retry;
+pub mod run;
 pub mod status;
 pub mod store;
 pub mod ui;

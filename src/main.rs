@@ -10,8 +10,9 @@ use clap::Parser;
 use imapferry::check::{self, CheckOptions};
 use imapferry::cli::{CheckArgs, Cli, Command, MapArgs, OutputArgs, PushArgs};
 use imapferry::endpoint::endpoint_for;
-use imapferry::pull::{self, Failure, PullOptions};
-use imapferry::push::targets::MapRules;
+use imapferry::pull::{self, PullOptions};
+use imapferry::run::Failure;
+use imapferry::compare::targets::MapRules;
 use imapferry::push::{self, PushOptions};
 use imapferry::{status, ui};
 

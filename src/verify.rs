@@ -187,7 +187,7 @@ pub fn verify(dir: &std::path::Path, sample_percent: Option<f64>) -> Result<Veri
 
     let on_disk = objects_on_disk(&store, &mut report);
 
-    let seed = sample_seed();
+    let seed = crate::clock::seed();
     for row in &rows {
         let sampled = match sample_percent {
             None => true,
@@ -348,12 +348,6 @@ fn check_object(
     }
 }
 
-fn sample_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ u64::from(std::process::id()).rotate_left(32)
-}
 
 /// Whether the object falls into a `percent` % sample drawn with `seed` (hashes are uniform,
 /// so mixing in the seed picks a different random subset each run).

@@ -28,7 +28,7 @@ use super::validate::{
 };
 use crate::store::bundles::BundleApplied;
 use crate::store::frame::{self, FrameError};
-use crate::store::index::now;
+use crate::clock::now;
 use crate::store::{
     Batch, FolderRow, FolderState, Hash, HeaderFacts, HeaderSection, NewMessage, Store, INDEX_FILE,
 };

@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::imap::atom::is_flag;
 use crate::store::bundles::BundleMade;
 use crate::store::frame::{self, FrameError};
-use crate::store::index::now;
+use crate::clock::now;
 use crate::store::objects::ZSTD_LEVEL;
 use crate::store::{FolderRow, Hash, MessageRow, Store};
 use crate::ui::{self, human_bytes, printable};
@@ -111,7 +111,7 @@ pub fn create(
     let live = rows.iter().filter(|m| m.expunged_at.is_none()).count() as u64;
     let header = Header {
         format: "imapferry-bundle".into(),
-        bundle_id: random_id()?,
+        bundle_id: crate::clock::random_hex(16)?,
         source_store: idx.store_id()?,
         seq: last.as_ref().map_or(1, |l| l.seq + 1),
         base: base.as_ref().map(|b| Base {
@@ -388,14 +388,6 @@ fn write_object(store: &Store, w: &mut BundleWriter, h: &Hash, size: u64, who: &
     }
 }
 
-fn random_id() -> Result<String> {
-    use std::io::Read;
-    let mut buf = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .context("cannot read /dev/urandom")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
 
 /// `imapferry bundle list`-style lines: what the store made and applied.
 pub fn describe_store(store_dir: &Path) -> Result<Vec<String>> {

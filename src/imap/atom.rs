@@ -22,6 +22,19 @@ pub fn is_keyword(f: &str) -> bool {
     is_atom(f)
 }
 
+/// Flag sets are equal: compared as sets, ASCII case-insensitively (flags are case-insensitive,
+/// and servers change the case of system flags); `\Recent` is a session flag and never counts.
+/// The one comparison pull, push and check use.
+pub fn same_flags(a: &[String], b: &[String]) -> bool {
+    let set = |v: &[String]| -> std::collections::BTreeSet<String> {
+        v.iter()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+            .map(|f| f.to_ascii_lowercase())
+            .collect()
+    };
+    set(a) == set(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

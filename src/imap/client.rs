@@ -87,6 +87,15 @@ pub struct AppendMessage<'a> {
     pub synchronizing: bool,
 }
 
+/// How [`Client::uid_store_flags`] changes the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    /// Replace them.
+    Set,
+    Add,
+    Remove,
+}
+
 /// A NO or BAD answer, typed: callers branch on it (throttling is waited out, a refused
 /// message is listed), never on its text alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1061,6 +1070,69 @@ impl Client {
         }
     }
 
+    /// `UID STORE <uids> {+,-,}FLAGS.SILENT (<flags>)`: flags that are not valid atoms are left
+    /// out (they could not be sent), `\Recent` too.
+    pub fn uid_store_flags(&mut self, uids: &[u32], op: FlagOp, flags: &[String]) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let set = uidset::compact(uids);
+        check_set(&set)?;
+        let flags: Vec<&str> = flags
+            .iter()
+            .map(String::as_str)
+            .filter(|f| valid_flag(f) && !f.eq_ignore_ascii_case("\\Recent"))
+            .collect();
+        let verb = match op {
+            FlagOp::Set => "FLAGS.SILENT",
+            FlagOp::Add => "+FLAGS.SILENT",
+            FlagOp::Remove => "-FLAGS.SILENT",
+        };
+        let cmd = format!("UID STORE {set} {verb} ({})", flags.join(" "));
+        self.run(&[text(&cmd)], &mut |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// `UID EXPUNGE <uids>` (UIDPLUS): removes exactly those messages (if flagged `\Deleted`).
+    pub fn uid_expunge(&mut self, uids: &[u32]) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        if !self.has_capability("UIDPLUS") {
+            bail!("{}: UID EXPUNGE needs UIDPLUS, which the server does not offer", self.label);
+        }
+        let set = uidset::compact(uids);
+        check_set(&set)?;
+        self.run(&[text(&format!("UID EXPUNGE {set}"))], &mut |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// `EXPUNGE`: removes every message of the selected mailbox flagged `\Deleted`, whoever
+    /// flagged it. Returns how many EXPUNGE responses came.
+    pub fn expunge(&mut self) -> Result<u32> {
+        let mut n = 0;
+        self.run(&[text("EXPUNGE")], &mut |u| {
+            if matches!(u, Untagged::Other) {
+                n += 1;
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// `NOOP`: returns the message count of the selected mailbox if the server reported one
+    /// (an `EXISTS` answer), which shows mail arriving meanwhile.
+    pub fn noop(&mut self) -> Result<Option<u32>> {
+        let mut exists = None;
+        self.run(&[text("NOOP")], &mut |u| {
+            if let Untagged::Exists(n) = u {
+                exists = Some(n);
+            }
+            Ok(())
+        })?;
+        Ok(exists)
+    }
+
     /// Send one command line as given (tag added, no literals) and wait for its completion;
     /// NO/BAD is an error. Untagged responses are ignored. For tests and one-off operations
     /// (e.g. `UID STORE`, `EXPUNGE`) that have no dedicated method.
@@ -1074,6 +1146,14 @@ impl Client {
 
     /// LOGOUT and close. A connection the server already closed is fine.
     pub fn logout(mut self) -> Result<()> {
+        self.logout_in_place()
+    }
+
+    /// [`Client::logout`] through a reference (the connection is unusable afterwards).
+    pub fn logout_in_place(&mut self) -> Result<()> {
+        if self.broken.is_some() {
+            return Ok(());
+        }
         self.logging_out = true;
         let sent = self.send(&[text("LOGOUT")])?;
         loop {

@@ -31,7 +31,7 @@ pub mod uidset;
 pub mod utf7;
 
 pub use client::{
-    body_margin, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, MailboxInfo,
+    body_margin, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, FlagOp, MailboxInfo,
     Namespace, Refusal, Selected,
 };
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};

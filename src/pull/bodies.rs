@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, Result};
 
 use super::{FolderReport, Local, PullOptions, UidSize, MIN_CHUNK};
-use crate::imap::{body_margin, is_protocol, without_recent, Client, Fetched};
+use crate::imap::{body_margin, is_protocol, without_recent, Fetched};
+use crate::mailbox::Mailbox;
 use crate::mailtime::InternalDate;
 use crate::store::{FolderRow, Hash, HeaderFacts, Index, NewMessage, Objects};
 use crate::ui::Progress;
@@ -104,7 +105,7 @@ impl<'a> Bodies<'a> {
     }
 
     /// Fetch every message of `meta`. What host1 never answered for ends up in `failed`.
-    pub fn run(&mut self, client: &mut Client, local: &mut Local) -> Result<()> {
+    pub fn run(&mut self, conn: &mut dyn Mailbox, local: &mut Local) -> Result<()> {
         let all: Vec<UidSize> = self
             .meta
             .iter()
@@ -115,11 +116,11 @@ impl<'a> Bodies<'a> {
         let (large, small): (Vec<UidSize>, Vec<UidSize>) = all.iter().partition(|(uid, size)| {
             !carry.whole.contains_key(uid) && (*size > threshold || carry.chunked.contains_key(uid))
         });
-        self.small(client, local, &small)?;
+        self.small(conn, local, &small)?;
         for &(uid, size) in &large {
-            self.large(client, local, uid, size)?;
+            self.large(conn, local, uid, size)?;
         }
-        self.second_look(client, local)?;
+        self.second_look(conn, local)?;
         for (uid, _) in all {
             if !self.settled.contains(&uid) {
                 self.failed.push((
@@ -132,14 +133,14 @@ impl<'a> Bodies<'a> {
         Ok(())
     }
 
-    fn small(&mut self, client: &mut Client, local: &mut Local, small: &[UidSize]) -> Result<()> {
+    fn small(&mut self, conn: &mut dyn Mailbox, local: &mut Local, small: &[UidSize]) -> Result<()> {
         if small.is_empty() {
             return Ok(());
         }
         let uids: Vec<u32> = small.iter().map(|(u, _)| *u).collect();
         let sizes: Vec<u64> = small.iter().map(|(_, s)| *s).collect();
         let (batch, depth) = (self.opts.batch_bytes, self.opts.depth);
-        let result = client.uid_fetch_bodies(&uids, &sizes, batch, depth, &mut |f| {
+        let result = conn.fetch_bodies(&uids, &sizes, batch, depth, &mut |f| {
             self.accept(f, Pass::First, false, local)
         });
         // Keep what arrived even when the stream broke off.
@@ -164,7 +165,7 @@ impl<'a> Bodies<'a> {
 
     /// One large message in chunks, each kept in `partial/` as it comes, so a broken link loses
     /// at most the pieces in flight.
-    fn large(&mut self, client: &mut Client, local: &mut Local, uid: u32, size: u64) -> Result<()> {
+    fn large(&mut self, conn: &mut dyn Mailbox, local: &mut Local, uid: u32, size: u64) -> Result<()> {
         let chunk = *self
             .carry
             .chunked
@@ -177,7 +178,7 @@ impl<'a> Bodies<'a> {
         let offset = part.len();
         let (fr, progress) = (&mut *self.fr, self.progress);
         let fetched =
-            client.uid_fetch_partials(uid, offset, chunk, size, self.opts.depth, &mut |b| {
+            conn.fetch_partials(uid, offset, chunk, size, self.opts.depth, &mut |b| {
                 part.append(b)?;
                 fr.chunk_bytes += b.len() as u64;
                 progress.advance(b.len() as u64);
@@ -198,7 +199,7 @@ impl<'a> Bodies<'a> {
             Err(e) if is_protocol(&e) => {
                 part.remove()?;
                 self.carry.chunked.remove(&uid);
-                if !client.is_usable() {
+                if !conn.is_usable() {
                     // The answer broke the connection: whole, on the next connection.
                     let why = format!("{e:#}");
                     self.carry.whole.insert(uid, why.clone());
@@ -221,7 +222,7 @@ impl<'a> Bodies<'a> {
     }
 
     /// Fetch the suspects whole, once, and settle each.
-    fn second_look(&mut self, client: &mut Client, local: &mut Local) -> Result<()> {
+    fn second_look(&mut self, conn: &mut dyn Mailbox, local: &mut Local) -> Result<()> {
         if self.suspects.is_empty() {
             return Ok(());
         }
@@ -236,7 +237,7 @@ impl<'a> Bodies<'a> {
                 }
             })
             .collect();
-        let repeated = client.uid_fetch_bodies(&uids, &sizes, 1, 1, &mut |f| {
+        let repeated = conn.fetch_bodies(&uids, &sizes, 1, 1, &mut |f| {
             self.accept(f, Pass::Second, false, local)
         })?;
         self.flush(local)?;

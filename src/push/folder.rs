@@ -1,34 +1,57 @@
-//! Pushing one host2 mailbox: reconcile the intents a killed run left, survey what host2 holds,
-//! APPEND what it lacks in batches (intent first, mapping after), update flags, and with
-//! `--delete2` remove what the store no longer holds.
+//! Pushing one host2 mailbox through a [`Mailbox`]: wait for late arrivals of an interrupted
+//! push to land, compare host2 with the store ([`crate::compare`]), record what is there,
+//! remove the doubles our own pushes left, APPEND what is missing (intent first, mapping after),
+//! update flags, and with `--delete2` remove what the store no longer holds.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 
-use super::identity::match_equal;
-use super::survey::{self, storable_flags, StoreMsg, Survey};
-use super::targets::Target;
-use super::{Ctx, FolderReport, HostState};
-use crate::imap::uidset::compact;
-use crate::imap::{is_transient, without_recent, AppendMessage, AppendOutcome, Client, Selected};
+use super::{Ctx, FolderReport, HostState, Outcome};
+use crate::compare::content::Content;
+use crate::compare::survey::{Found, StoreMsg};
+use crate::compare::targets::Target;
+use crate::compare::{self, Comparison, Ledger};
+use crate::imap::atom::{is_flag, same_flags};
+use crate::imap::{without_recent, AppendMessage, AppendOutcome, FlagOp, Refusal, Selected};
+use crate::mailbox::{Cap, Mailbox};
 use crate::mailtime::InternalDate;
-use crate::pull::Failure;
-use crate::retry::Retry;
-use crate::store::{Hash, Index, Mapping, NewIntent};
+use crate::run::{self, Done, Failure, Retry};
+use crate::store::{Index, Intent, Mapping, NewIntent};
 use crate::ui::{self, human_bytes};
 
-/// Push one target. Returns its report, its failures, and whether the connection should be
-/// replaced (after an error in the middle of a command).
+/// A store message's key `(folder_id, uidvalidity, uid)`.
+type Key = (i64, u32, u32);
+
+/// What the attempts at one target share.
+#[derive(Default)]
+struct State {
+    /// Messages this run wrote an APPEND for (answered or not).
+    sent: BTreeSet<Key>,
+    /// Messages host2 answered BAD after their bytes were on the way: sent synchronizing.
+    synchronizing: BTreeSet<Key>,
+    /// Keywords host2 would not store.
+    dropped: BTreeSet<String>,
+    failed: BTreeMap<Key, Failure>,
+    /// Failures of the mailbox as a whole (doubles left, `--delete2` not applied), by what.
+    folder_failed: BTreeMap<&'static str, Failure>,
+    altered: BTreeMap<Key, Failure>,
+    /// After the last attempt: the store messages host2 holds.
+    present: BTreeSet<Key>,
+    /// Found through intents of earlier runs.
+    recovered: BTreeSet<Key>,
+}
+
+/// Push one target, retrying after a dropped link (each attempt compares host2 afresh, so what
+/// an earlier attempt sent is recognised, never sent twice).
 pub(crate) fn push_target(
     ctx: &Ctx<'_>,
-    client: &mut Client,
-    index: &mut Index,
+    conn: &mut Box<dyn Mailbox>,
     target: &Target,
     position: usize,
-) -> (FolderReport, Vec<Failure>, bool) {
+) -> Done<Outcome> {
     let started = Instant::now();
     let mut fr = FolderReport {
         folder: target.label(),
@@ -36,75 +59,61 @@ pub(crate) fn push_target(
         created: !target.exists,
         ..FolderReport::default()
     };
-    let mut failures = Vec::new();
-    // A dropped link: reconnect and run the folder again. The rerun reconciles the intents of
-    // the batch that was in flight, so nothing is appended twice.
+    let mut state = State::default();
     let mut retry = Retry::new(ctx.opts.retries);
-    // Accounting across attempts: what earlier attempts appended shows up in later ones as
-    // already there (mapped, or recovered through intents); it was sent by this run.
-    let mut sent_earlier = 0;
-    let mut own_recovered = 0;
-    let mut first_recovered = None;
-    // Messages host2 answered BAD after their bytes were on the way: later attempts send them
-    // with a synchronizing literal.
-    let mut synchronizing = BTreeSet::new();
-    let result = loop {
-        // Messages an attempt got through before the cut are found by the next one as
-        // recovered (`already`): that is progress too.
-        let done = |fr: &FolderReport| fr.sent + fr.already + fr.flags_updated + fr.deleted;
-        let done_before = done(&fr);
-        fr.recovered = 0;
-        let attempt = Pusher {
-            ctx,
-            client: &mut *client,
-            index: &mut *index,
-            target,
-            fr: &mut fr,
-            failures: &mut failures,
-            synchronizing: &mut synchronizing,
-        }
-        .run(position);
-        match first_recovered {
-            None => first_recovered = Some(fr.recovered),
-            Some(_) => own_recovered += fr.recovered,
-        }
-        let Err(e) = attempt else { break Ok(()) };
-        if done(&fr) > done_before {
-            retry.progress();
-        }
-        if !is_transient(&e) || !retry.failed(&format!("host2, folder {}", target.label()), &e) {
-            break Err(e);
-        }
-        match retry.connect(&ctx.opts.endpoint, "host2") {
-            Ok(c) => *client = c,
-            Err(e) => break Err(e),
-        }
-        sent_earlier = fr.sent;
-    };
-    fr.already = fr.already.saturating_sub(sent_earlier + own_recovered);
-    fr.sent += own_recovered;
-    fr.recovered = first_recovered.unwrap_or(0);
+    let result = Index::open(&ctx.index_path).and_then(|mut index| {
+        run::retrying(
+            conn,
+            ctx.connector,
+            &mut retry,
+            &format!("folder {}", target.label()),
+            |m, progressed| {
+                // Messages that went (or were found) count as progress, even when cut short.
+                let before = state.sent.len() + fr.flags_updated as usize;
+                let mut p = Pusher {
+                    ctx,
+                    conn: m,
+                    index: &mut index,
+                    target,
+                    fr: &mut fr,
+                    state: &mut state,
+                };
+                let r = p.run(position);
+                *progressed = state.sent.len() + fr.flags_updated as usize > before;
+                r
+            },
+        )
+    });
+    let mut failures: Vec<Failure> = state.failed.values().cloned().collect();
+    failures.extend(state.folder_failed.values().cloned());
+    fr.failed = failures.len() as u64;
+    fr.sent = state.present.intersection(&state.sent).count() as u64;
+    fr.already = state.present.len() as u64 - fr.sent;
+    fr.recovered = state.recovered.difference(&state.sent).count() as u64;
+    fr.dropped_keywords = state.dropped.into_iter().collect();
+    fr.warnings = state.altered.into_values().collect();
+    fr.seconds = started.elapsed().as_secs_f64();
     let reconnect = match result {
-        Ok(()) => false,
+        Ok(()) => {
+            if fr.sent + fr.flags_updated + fr.deleted + fr.failed + fr.doubles_removed > 0
+                || ui::verbosity() >= 2
+            {
+                ctx.progress.line(&folder_line(&fr, ctx.opts.dry_run));
+            }
+            false
+        }
         Err(e) => {
             let reason = format!("{e:#}");
             ctx.progress
                 .line(&format!("{}: failed: {reason}", target.label()));
-            failures.push(Failure {
-                folder: target.label(),
-                uid: None,
-                reason,
-            });
+            failures.push(Failure::folder(&target.label(), reason));
             true
         }
     };
-    fr.seconds = started.elapsed().as_secs_f64();
-    if !reconnect
-        && (fr.sent + fr.flags_updated + fr.deleted + fr.failed > 0 || ui::verbosity() >= 2)
-    {
-        ctx.progress.line(&folder_line(&fr, ctx.opts.dry_run));
+    Done {
+        result: (fr, failures),
+        reconnect,
     }
-    (fr, failures, reconnect)
 }
 
 fn folder_line(fr: &FolderReport, dry: bool) -> String {
@@ -119,11 +128,14 @@ fn folder_line(fr: &FolderReport, dry: bool) -> String {
         fr.flags_updated,
         fr.deleted
     );
+    if fr.doubles_removed > 0 {
+        s += &format!(", {} doubles removed", fr.doubles_removed);
+    }
     if !fr.dropped_keywords.is_empty() {
-        s.push_str(&format!(
+        s += &format!(
             "; keywords host2 does not store, left off: {}",
             fr.dropped_keywords.join(" ")
-        ));
+        );
     }
     s
 }
@@ -133,18 +145,16 @@ fn folder_line(fr: &FolderReport, dry: bool) -> String {
 struct Outgoing<'s> {
     msg: &'s StoreMsg,
     flags: Vec<String>,
-    /// Send it as a synchronizing literal (after host2 answered BAD to it).
     synchronizing: bool,
 }
 
 struct Pusher<'a, 'c> {
     ctx: &'a Ctx<'c>,
-    client: &'a mut Client,
+    conn: &'a mut dyn Mailbox,
     index: &'a mut Index,
     target: &'a Target,
     fr: &'a mut FolderReport,
-    failures: &'a mut Vec<Failure>,
-    synchronizing: &'a mut BTreeSet<(i64, u32, u32)>,
+    state: &'a mut State,
 }
 
 impl Pusher<'_, '_> {
@@ -152,247 +162,223 @@ impl Pusher<'_, '_> {
         let dry = self.ctx.opts.dry_run;
         if !self.target.exists && dry {
             // Nothing to look at on host2: everything would be sent.
-            let store = survey::load_store(self.index, self.target)?;
+            let store = compare::load_store(self.index, self.target)?;
             self.fr.messages = store.len() as u64;
-            self.fr.sent = store.len() as u64;
             self.fr.bytes = store.iter().map(|m| m.row.size).sum();
+            self.state.sent = store.iter().map(StoreMsg::key).collect();
+            self.state.present = self.state.sent.clone();
             return Ok(());
         }
-        if let (Some(dest), false) = (self.ctx.destination, dry) {
+        let dest = self.ctx.destination;
+        if let (Some(d), false) = (dest, dry) {
             // Until this push of the mailbox completes, the next run surveys it in full.
-            self.index
-                .forget_mailbox_facts(dest, &self.target.mailbox)?;
+            self.index.forget_mailbox_facts(d, &self.target.mailbox)?;
         }
-        let sent_before = self.fr.sent;
-        let sel = self.client.select(&self.target.mailbox, dry)?;
-        if !dry {
-            self.reconcile_intents(&sel)?;
-        }
-        let host = survey::list_host(self.client, sel.exists)?;
-        let mappings = match self.ctx.destination {
-            Some(d) => self.index.mappings_to(d, &self.target.mailbox)?,
-            None => Vec::new(),
+        let sel = self.conn.select(&self.target.mailbox, dry)?;
+        let ledger = match dest {
+            Some(d) => Ledger {
+                mappings: self.index.mappings_to(d, &self.target.mailbox)?,
+                intents: self.index.intents_for(d, &self.target.mailbox)?,
+            },
+            None => Ledger {
+                mappings: Vec::new(),
+                intents: Vec::new(),
+            },
         };
-        let sv = survey::survey(
-            self.client,
+        if !dry {
+            settle_late_arrivals(self.conn, &ledger.intents, self.ctx.opts.settle_secs)?;
+        }
+        let sel = if dry || ledger.intents.is_empty() {
+            sel
+        } else {
+            self.conn.select(&self.target.mailbox, false)?
+        };
+        let now = crate::clock::now();
+        let cmp = compare::examine(
+            self.conn,
             self.index,
+            self.ctx.objects,
             self.target,
-            sel.uidvalidity,
-            host,
-            mappings,
+            &sel,
+            ledger,
+            now,
         )?;
-        self.fr.messages = sv.store.len() as u64;
-        self.fr.already = sv.present.len() as u64;
-        let bytes: u64 = sv.missing.iter().map(|&i| sv.store[i].row.size).sum();
+        self.fr.messages = cmp.store.len() as u64;
+        let bytes: u64 = cmp.settled.missing.iter().map(|&i| cmp.store[i].row.size).sum();
         self.ctx.progress.folder(
             position,
             self.ctx.count,
             &self.target.label(),
-            sv.missing.len() as u64,
+            cmp.settled.missing.len() as u64,
             bytes,
         );
         if dry {
-            self.fr.sent = sv.missing.len() as u64;
-            self.fr.bytes = bytes;
-            self.fr.flags_updated = self
-                .flag_groups(&sv, &sel)
-                .values()
-                .map(|v| v.len() as u64)
-                .sum();
-            if self.ctx.opts.delete2 {
-                self.fr.deleted = sv.extras.len() as u64;
-            }
-            return Ok(());
+            return self.dry_run(&cmp, &sel);
         }
-        let Some(dest) = self.ctx.destination else {
-            anyhow::bail!("internal error: no destination id outside a dry run");
+        let Some(dest) = dest else {
+            bail!("internal error: no destination id outside a dry run");
         };
-        // Record what was recognised and forget what no longer holds, before anything is sent.
-        let found: Vec<Mapping> = sv
-            .found_now
-            .iter()
-            .map(|&i| sv.present[i].1.clone())
-            .collect();
-        if !found.is_empty() || !sv.stale.is_empty() {
-            self.index.record_push(dest, &[], &found, &sv.stale)?;
+        self.record_found(dest, &cmp)?;
+        let removed = self.remove_doubles(dest, &cmp)?;
+        let uidnext = self.append_missing(dest, &cmp, &sel)?;
+        self.update_flags(dest, &cmp, &sel)?;
+        let deleted = self.delete_extras(dest, &cmp)?;
+        self.expect(&sel, uidnext, removed + deleted);
+        Ok(())
+    }
+
+    /// With `--dry-run`: count what would be done.
+    fn dry_run(&mut self, cmp: &Comparison, sel: &Selected) -> Result<()> {
+        let s = &cmp.settled;
+        self.state.present = cmp.explained.present.iter().map(|(i, _)| cmp.store[*i].key()).collect();
+        self.state.present.extend(s.found.iter().map(|m| cmp.store[m.store].key()));
+        for &i in &s.missing {
+            self.state.sent.insert(cmp.store[i].key());
+            self.state.present.insert(cmp.store[i].key());
         }
-        let uidnext = self.append_missing(dest, &sv, &sel)?;
-        self.update_flags(dest, &sv, &sel)?;
-        let mut deleted = 0;
-        if self.ctx.opts.delete2 {
-            self.delete_extras(dest, &sv)?;
-            deleted = sv.extras.len() as u64;
-        }
-        // What host2 holds now if nobody else touched the mailbox: checked against LIST-STATUS
-        // before it is recorded for the unchanged fast path.
-        let appended = self.fr.sent - sent_before;
-        let messages = (u64::from(sel.exists) + appended).checked_sub(deleted);
-        if let (Some(uidnext), Some(messages)) = (uidnext, messages) {
-            self.fr.expect = u32::try_from(messages).ok().map(|messages| HostState {
-                uidvalidity: sel.uidvalidity,
-                uidnext,
-                messages,
-            });
+        self.fr.bytes = s.missing.iter().map(|&i| cmp.store[i].row.size).sum();
+        self.fr.doubles_removed = s.doubles.len() as u64;
+        self.fr.flags_updated = flag_groups(cmp, sel).values().map(|v| v.len() as u64).sum();
+        if self.ctx.opts.delete2 && fully_pulled(self.target) {
+            self.fr.deleted = s.extras.len() as u64;
         }
         Ok(())
     }
 
-    /// Intents left by an interrupted run: the messages may or may not have reached host2.
-    /// Hash host2's messages above the recorded UIDNEXT and record the ones that match; drop
-    /// the rest (they are appended again below, as missing).
-    fn reconcile_intents(&mut self, sel: &Selected) -> Result<()> {
-        let Some(dest) = self.ctx.destination else {
-            return Ok(());
-        };
-        let intents = self.index.intents_for(dest, &self.target.mailbox)?;
-        if intents.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<i64> = intents.iter().map(|i| i.id).collect();
-        let live: Vec<_> = intents
-            .iter()
-            .filter(|i| i.intent.dest_uidvalidity == sel.uidvalidity)
-            .collect();
+    /// Record what the comparison found (copies that landed, messages already there), forget
+    /// mappings that no longer hold, drop settled intents; one transaction, before any change on
+    /// host2.
+    fn record_found(&mut self, dest: i64, cmp: &Comparison) -> Result<()> {
         let mut mappings = Vec::new();
-        if let Some(lower) = live.iter().map(|i| i.intent.dest_uidnext).min() {
-            let claimed: BTreeSet<u32> = self
-                .index
-                .mappings_to(dest, &self.target.mailbox)?
-                .iter()
-                .filter(|m| m.dest_uidvalidity == sel.uidvalidity)
-                .map(|m| m.dest_uid)
-                .collect();
-            let sizes: BTreeSet<u64> = live.iter().map(|i| i.intent.size).collect();
-            let bodies = self.hash_from(lower, &claimed, Some(&sizes))?;
-            let wanted: Vec<(usize, Hash)> = live
-                .iter()
-                .enumerate()
-                .map(|(k, i)| (k, i.intent.hash))
-                .collect();
-            let have: Vec<(u32, Hash)> = bodies.iter().map(|(u, (h, _))| (*u, *h)).collect();
-            let (pairs, _) = match_equal(&wanted, &have);
-            for (k, uid) in pairs {
-                let i = &live[k].intent;
-                mappings.push(Mapping {
-                    folder_id: i.folder_id,
-                    uidvalidity: i.uidvalidity,
-                    uid: i.uid,
-                    mailbox: self.target.mailbox.clone(),
-                    dest_uidvalidity: sel.uidvalidity,
-                    dest_uid: uid,
-                    flags: bodies.get(&uid).map(|(_, f)| f.clone()).unwrap_or_default(),
-                    change: 0,
-                    found: false,
-                });
+        self.state.present = cmp
+            .explained
+            .present
+            .iter()
+            .map(|(i, _)| cmp.store[*i].key())
+            .collect();
+        for m in &cmp.settled.found {
+            let msg = &cmp.store[m.store];
+            let altered = cmp.change(m.store, m.uid);
+            if let Some(what) = &altered {
+                self.state.altered.insert(
+                    msg.key(),
+                    Failure::message(
+                        &msg.folder,
+                        msg.row.uid,
+                        format!("host2 holds it altered: {what}"),
+                    ),
+                );
+            }
+            if m.how == Found::Recovered {
+                self.state.recovered.insert(msg.key());
+            }
+            self.state.present.insert(msg.key());
+            mappings.push(Mapping {
+                folder_id: msg.folder_id,
+                uidvalidity: msg.row.uidvalidity,
+                uid: msg.row.uid,
+                mailbox: self.target.mailbox.clone(),
+                dest_uidvalidity: cmp.uidvalidity,
+                dest_uid: m.uid,
+                flags: cmp.host.get(&m.uid).map(|h| h.flags.clone()).unwrap_or_default(),
+                change: 0,
+                found: m.how == Found::Recognised,
+                altered,
+            });
+        }
+        for (i, m) in &cmp.explained.present {
+            if let Some(what) = &m.altered {
+                let msg = &cmp.store[*i];
+                let reason = format!("host2 holds it altered: {what}");
+                self.state
+                    .altered
+                    .insert(msg.key(), Failure::message(&msg.folder, msg.row.uid, reason));
             }
         }
-        ui::detail(&format!(
-            "{}: {} interrupted APPENDs from an earlier run: {} reached host2",
-            self.target.label(),
-            ids.len(),
-            mappings.len()
-        ));
-        self.fr.recovered = mappings.len() as u64;
-        self.index.record_push(dest, &ids, &mappings, &[])
-    }
-
-    /// SHA-256 and flags of the selected mailbox's messages with UID >= `lower` that are not in
-    /// `claimed` (and, when given, whose size is in `sizes`), by UID.
-    fn hash_from(
-        &mut self,
-        lower: u32,
-        claimed: &BTreeSet<u32>,
-        sizes: Option<&BTreeSet<u64>>,
-    ) -> Result<BTreeMap<u32, (Hash, Vec<String>)>> {
-        let mut candidates: Vec<(u32, u64)> = Vec::new();
-        self.client
-            .uid_fetch_meta(&format!("{}:*", lower.max(1)), None, &mut |f| {
-                let size = f.size.unwrap_or(0);
-                // `N:*` also returns the last message when N is above every UID.
-                if f.uid >= lower
-                    && !claimed.contains(&f.uid)
-                    && sizes.is_none_or(|s| s.contains(&size))
-                {
-                    candidates.push((f.uid, size));
-                }
-                Ok(())
-            })?;
-        let mut out = BTreeMap::new();
-        if candidates.is_empty() {
-            return Ok(out);
+        if mappings.is_empty() && cmp.explained.stale.is_empty() && cmp.settled.resolved.is_empty()
+        {
+            return Ok(());
         }
-        candidates.sort_unstable();
-        let uids: Vec<u32> = candidates.iter().map(|c| c.0).collect();
-        let sizes: Vec<u64> = candidates.iter().map(|c| c.1).collect();
-        self.client
-            .uid_fetch_bodies(&uids, &sizes, 8 << 20, 2, &mut |f| {
-                if let Some(body) = &f.body {
-                    let flags = without_recent(f.flags.as_deref().unwrap_or_default());
-                    out.insert(f.uid, (Hash::of(body), flags));
-                }
-                Ok(())
-            })?;
-        Ok(out)
+        self.index.record_push(
+            dest,
+            &cmp.settled.resolved,
+            &mappings,
+            &cmp.explained.stale,
+        )
     }
 
-    /// APPEND the missing messages in batches: intents committed, APPENDs pipelined, mappings
-    /// recorded from APPENDUID (or by hashing what appeared, without UIDPLUS). Messages host2
-    /// rejects that carry keywords are tried once more without them.
-    ///
-    /// Returns host2's UIDNEXT after them, as far as the replies tell (`None` when unknown).
-    fn append_missing(&mut self, dest: i64, sv: &Survey, sel: &Selected) -> Result<Option<u32>> {
-        if sv.missing.is_empty() {
+    /// Remove the second copies our own interrupted pushes left (see [`crate::compare::survey`]).
+    fn remove_doubles(&mut self, _dest: i64, cmp: &Comparison) -> Result<u64> {
+        let doubles = &cmp.settled.doubles;
+        if doubles.is_empty() {
+            return Ok(0);
+        }
+        match remove(self.conn, doubles) {
+            Ok(()) => {
+                ui::info(&format!(
+                    "{}: removed {} second copies an interrupted push had left",
+                    self.target.label(),
+                    doubles.len()
+                ));
+                self.fr.doubles_removed += doubles.len() as u64;
+                Ok(doubles.len() as u64)
+            }
+            Err(e) => {
+                let why = format!(
+                    "{} second copies an interrupted push left are still there: {e:#}",
+                    doubles.len()
+                );
+                self.state
+                    .folder_failed
+                    .insert("doubles", Failure::folder(&self.target.label(), why));
+                Ok(0)
+            }
+        }
+    }
+
+    /// APPEND the missing messages in batches. Returns host2's UIDNEXT after them, as far as the
+    /// answers tell (`None` when unknown).
+    fn append_missing(&mut self, dest: i64, cmp: &Comparison, sel: &Selected) -> Result<Option<u32>> {
+        let missing: Vec<&StoreMsg> = cmp.settled.missing.iter().map(|&i| &cmp.store[i]).collect();
+        if missing.is_empty() {
             return Ok(sel.uidnext);
         }
-        let mut dropped: BTreeSet<String> = BTreeSet::new();
-        let mut claimed: BTreeSet<u32> = sv.present.iter().map(|(_, m)| m.dest_uid).collect();
+        let mut claimed: BTreeSet<u32> = cmp.host.keys().copied().collect();
         let mut lower = sel.uidnext.unwrap_or(1);
         let (max_bytes, max_count) = (self.ctx.opts.batch_bytes, self.ctx.opts.batch_messages);
-        let missing: Vec<&StoreMsg> = sv.missing.iter().map(|&i| &sv.store[i]).collect();
-        let mut retry: Vec<Outgoing<'_>> = Vec::new();
+        let mut again: Vec<Outgoing<'_>> = Vec::new();
         // Each batch is built when it is sent, so only one batch's flags and bytes are held.
         for range in batches(missing.iter().map(|m| m.row.size), max_bytes, max_count) {
             let batch = missing[range]
                 .iter()
                 .map(|&msg| {
                     let (flags, lost) = storable_flags(&msg.row.flags, &sel.permanent_flags);
-                    dropped.extend(lost);
+                    self.state.dropped.extend(lost);
                     Outgoing {
                         msg,
                         flags,
-                        synchronizing: self.synchronizing.contains(&msg.key()),
+                        synchronizing: self.state.synchronizing.contains(&msg.key()),
                     }
                 })
                 .collect();
-            retry.extend(self.send_batch(dest, sel, batch, &mut lower, &mut claimed)?);
+            again.extend(self.send_batch(dest, sel, batch, &mut lower, &mut claimed)?);
         }
-        // Rejected with keywords: once more with system flags only; answered BAD: once more
-        // alone with a synchronizing literal, so that a refusal comes before its bytes.
-        for o in &mut retry {
-            if o.synchronizing {
-                continue;
-            }
-            let (system, keywords): (Vec<String>, Vec<String>) =
-                o.flags.drain(..).partition(|f| f.starts_with('\\'));
-            dropped.extend(keywords);
-            o.flags = system;
-        }
-        for range in batches(retry.iter().map(|o| o.msg.row.size), max_bytes, max_count) {
-            let batch = retry[range].to_vec();
+        for range in batches(again.iter().map(|o| o.msg.row.size), max_bytes, max_count) {
+            let batch = again[range].to_vec();
             for o in self.send_batch(dest, sel, batch, &mut lower, &mut claimed)? {
                 let why = if o.synchronizing {
                     "host2 answered BAD to its APPEND, twice"
                 } else {
-                    "host2 rejected it even without keywords"
+                    "host2 refused it even without keywords"
                 };
                 self.fail(o.msg, why.to_string());
             }
         }
-        self.fr.dropped_keywords = dropped.into_iter().collect();
         Ok(sel.uidnext.map(|_| lower))
     }
 
-    /// Send one batch; returns the messages host2 rejected that had keywords (to retry).
+    /// Send one batch; returns the messages to send once more (without keywords, or
+    /// synchronizing).
     fn send_batch<'s>(
         &mut self,
         dest: i64,
@@ -401,24 +387,7 @@ impl Pusher<'_, '_> {
         lower: &mut u32,
         claimed: &mut BTreeSet<u32>,
     ) -> Result<Vec<Outgoing<'s>>> {
-        // Read (and verify) the bytes and the date first: an unreadable object or a date that
-        // is not one is this message's failure, and nothing unparsed goes into a command.
-        let mut items: Vec<(Outgoing<'s>, Vec<u8>, InternalDate)> = Vec::with_capacity(batch.len());
-        for o in batch {
-            let Some(date) = InternalDate::parse(&o.msg.row.internaldate) else {
-                let why = format!(
-                    "the store's INTERNALDATE {:?} is not an IMAP date-time (see `imapferry \
-                     verify`); not sent",
-                    ui::printable(&o.msg.row.internaldate)
-                );
-                self.fail(o.msg, why);
-                continue;
-            };
-            match self.ctx.objects.read(&o.msg.row.hash) {
-                Ok(bytes) => items.push((o, bytes, date)),
-                Err(e) => self.fail(o.msg, format!("cannot read it from the store: {e:#}")),
-            }
-        }
+        let items = self.ready(batch);
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -436,6 +405,7 @@ impl Pusher<'_, '_> {
             })
             .collect();
         let ids = self.index.add_intents(dest, &intents)?;
+        self.state.sent.extend(items.iter().map(|(o, ..)| o.msg.key()));
         let appends: Vec<AppendMessage<'_>> = items
             .iter()
             .map(|(o, b, date)| AppendMessage {
@@ -445,121 +415,220 @@ impl Pusher<'_, '_> {
                 synchronizing: o.synchronizing,
             })
             .collect();
-        let outcomes = self
-            .client
-            .append_many(&self.target.mailbox, &appends)
-            .context("APPEND")?;
-        let uidplus = self.client.has_capability("UIDPLUS");
-        let mut mappings = Vec::new();
-        let mut unknown_uid: Vec<usize> = Vec::new();
-        let mut retry_idx = Vec::new();
-        // Intents of APPENDs with no answer stay: the next attempt reconciles them.
-        let mut unanswered: Vec<i64> = Vec::new();
-        let mut interrupted: Option<anyhow::Error> = None;
+        // An error here leaves every intent of the batch: the next attempt reconciles them.
+        let outcomes = self.conn.append(&self.target.mailbox, &appends)?;
+        let mut answers = Answers::default();
         for (k, outcome) in outcomes.iter().enumerate() {
-            let o = &items[k].0;
-            match outcome {
-                AppendOutcome::Ok {
-                    uidvalidity: Some(uv),
-                    uid: Some(uid),
-                } if uidplus && *uv == sel.uidvalidity => {
-                    mappings.push(self.mapping(o, sel, *uid));
-                }
-                AppendOutcome::Ok { .. } => unknown_uid.push(k),
-                AppendOutcome::Unanswered => {
-                    unanswered.push(ids[k]);
-                    interrupted.get_or_insert_with(|| {
-                        anyhow::Error::new(std::io::Error::new(
-                            std::io::ErrorKind::ConnectionAborted,
-                            "the connection to host2 was closed after a BAD",
-                        ))
-                    });
-                }
-                AppendOutcome::Refused(r) if r.is_transient() => {
-                    unanswered.push(ids[k]);
-                    interrupted.get_or_insert_with(|| {
-                        anyhow::anyhow!(crate::imap::error::transient(format!(
-                            "host2 asks to wait: {r}"
-                        )))
-                    });
-                }
-                AppendOutcome::Refused(r)
-                    if r.status == crate::imap::response::Status::Bad && !o.synchronizing =>
-                {
-                    self.synchronizing.insert(o.msg.key());
-                    retry_idx.push(k);
-                }
-                AppendOutcome::Refused(r) => {
-                    if o.flags.iter().any(|f| !f.starts_with('\\')) {
-                        retry_idx.push(k);
-                    } else {
-                        self.fail(o.msg, format!("host2 rejected the APPEND: {r}"));
-                    }
-                }
-            }
+            self.answer(k, outcome, &items, sel, &mut answers);
         }
-        for m in &mappings {
+        self.place_unknown(&items, &mut answers, sel, *lower, claimed)?;
+        self.verify_appended(&items, &mut answers.mappings)?;
+        for m in &answers.mappings {
             claimed.insert(m.dest_uid);
-        }
-        if !unknown_uid.is_empty() {
-            // No APPENDUID: find them among the new messages by their bytes.
-            let bodies = self.hash_from(*lower, claimed, None)?;
-            let wanted: Vec<(usize, Hash)> = unknown_uid
-                .iter()
-                .map(|&k| (k, items[k].0.msg.row.hash))
-                .collect();
-            let have: Vec<(u32, Hash)> = bodies.iter().map(|(u, (h, _))| (*u, *h)).collect();
-            let (pairs, lost) = match_equal(&wanted, &have);
-            for (k, uid) in pairs {
-                claimed.insert(uid);
-                mappings.push(self.mapping(&items[k].0, sel, uid));
-            }
-            for k in lost {
-                // The next run recognises it by identity if it is there after all.
-                self.fail(
-                    items[k].0.msg,
-                    "host2 accepted the APPEND but the message was not found afterwards"
-                        .to_string(),
-                );
-            }
-        }
-        if let Some(max) = mappings.iter().map(|m| m.dest_uid).max() {
-            *lower = (*lower).max(max.saturating_add(1));
+            *lower = (*lower).max(m.dest_uid.saturating_add(1));
         }
         let settled: Vec<i64> = ids
             .iter()
-            .copied()
-            .filter(|id| !unanswered.contains(id))
+            .enumerate()
+            .filter(|(k, _)| !answers.unanswered.contains(k))
+            .map(|(_, id)| *id)
             .collect();
-        self.index.record_push(dest, &settled, &mappings, &[])?;
-        let sent_bytes: u64 = mappings
+        self.index.record_push(dest, &settled, &answers.mappings, &[])?;
+        let sent_bytes: u64 = answers
+            .mappings
             .iter()
             .filter_map(|m| items.iter().find(|(o, ..)| o.msg.key() == m.key()))
             .map(|(_, b, _)| b.len() as u64)
             .sum();
-        self.fr.sent += mappings.len() as u64;
+        self.state.present.extend(answers.mappings.iter().map(Mapping::key));
         self.fr.bytes += sent_bytes;
         self.ctx.progress.advance(sent_bytes);
-        if let Some(e) = interrupted {
+        if let Some(e) = answers.interrupted {
             return Err(e);
         }
-        let mut retry = Vec::new();
-        let mut items: Vec<Option<(Outgoing<'s>, Vec<u8>, InternalDate)>> =
-            items.into_iter().map(Some).collect();
-        for k in retry_idx {
-            let bad = matches!(
-                &outcomes[k],
-                AppendOutcome::Refused(r) if r.status == crate::imap::response::Status::Bad
-            );
-            if let Some((mut o, ..)) = items[k].take() {
-                o.synchronizing |= bad;
-                retry.push(o);
+        let mut again = Vec::new();
+        for (k, how) in answers.again {
+            let mut o = items[k].0.clone();
+            match how {
+                Again::Synchronizing => o.synchronizing = true,
+                Again::WithoutKeywords => {
+                    let (system, keywords): (Vec<String>, Vec<String>) =
+                        o.flags.into_iter().partition(|f| f.starts_with('\\'));
+                    self.state.dropped.extend(keywords);
+                    o.flags = system;
+                }
             }
+            again.push(o);
         }
-        Ok(retry)
+        Ok(again)
     }
 
-    fn mapping(&self, o: &Outgoing<'_>, sel: &Selected, dest_uid: u32) -> Mapping {
+    /// Read (and verify) each message's bytes and parse its date: an unreadable object or a
+    /// date that is not one is that message's failure, and nothing unparsed goes into a command.
+    fn ready<'s>(&mut self, batch: Vec<Outgoing<'s>>) -> Vec<(Outgoing<'s>, Vec<u8>, InternalDate)> {
+        let mut items = Vec::with_capacity(batch.len());
+        for o in batch {
+            let Some(date) = InternalDate::parse(&o.msg.row.internaldate) else {
+                let why = format!(
+                    "the store's INTERNALDATE {:?} is not an IMAP date-time (see `imapferry \
+                     verify`); not sent",
+                    ui::printable(&o.msg.row.internaldate)
+                );
+                self.fail(o.msg, why);
+                continue;
+            };
+            match self.ctx.objects.read(&o.msg.row.hash) {
+                Ok(bytes) => items.push((o, bytes, date)),
+                Err(e) => self.fail(
+                    o.msg,
+                    format!("cannot read it from the store: {e:#} (`imapferry pull --repair` fetches it again)"),
+                ),
+            }
+        }
+        items
+    }
+
+    /// Sort one APPEND's answer into `answers`.
+    fn answer(
+        &mut self,
+        k: usize,
+        outcome: &AppendOutcome,
+        items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
+        sel: &Selected,
+        answers: &mut Answers,
+    ) {
+        let o = &items[k].0;
+        match outcome {
+            AppendOutcome::Ok {
+                uidvalidity: Some(uv),
+                uid: Some(uid),
+            } if self.conn.has(Cap::UidPlus) && *uv == sel.uidvalidity => {
+                answers.mappings.push(self.mapping(o, sel, *uid, None));
+            }
+            AppendOutcome::Ok { .. } => answers.unknown.push(k),
+            AppendOutcome::Unanswered => {
+                answers.unanswered.insert(k);
+                answers.interrupted.get_or_insert_with(|| {
+                    anyhow::Error::new(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the connection to host2 was closed before it answered every APPEND",
+                    ))
+                });
+            }
+            // Not stored: waited out, then sent again (never with fewer flags).
+            AppendOutcome::Refused(r) if r.is_transient() => {
+                answers.interrupted.get_or_insert_with(|| {
+                    anyhow::Error::new(crate::imap::error::transient(format!(
+                        "host2 asks to wait: {r}"
+                    )))
+                });
+            }
+            AppendOutcome::Refused(r)
+                if r.status == crate::imap::response::Status::Bad && !o.synchronizing =>
+            {
+                self.state.synchronizing.insert(o.msg.key());
+                answers.again.push((k, Again::Synchronizing));
+            }
+            AppendOutcome::Refused(r) if refuses_keywords(r) && has_keywords(&o.flags) => {
+                answers.again.push((k, Again::WithoutKeywords));
+            }
+            AppendOutcome::Refused(r) => self.fail(o.msg, format!("host2 refused the APPEND: {r}")),
+        }
+    }
+
+    /// Without APPENDUID: find each accepted message among host2's new UIDs by its bytes.
+    fn place_unknown(
+        &mut self,
+        items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
+        answers: &mut Answers,
+        sel: &Selected,
+        lower: u32,
+        claimed: &BTreeSet<u32>,
+    ) -> Result<()> {
+        if answers.unknown.is_empty() {
+            return Ok(());
+        }
+        let mut fresh: Vec<(u32, u64)> = Vec::new();
+        self.conn.fetch_meta(&format!("{}:*", lower.max(1)), None, &mut |f| {
+            if f.uid >= lower && !claimed.contains(&f.uid) {
+                fresh.push((f.uid, f.size.unwrap_or(0)));
+            }
+            Ok(())
+        })?;
+        let uids: Vec<u32> = fresh.iter().map(|x| x.0).collect();
+        let sizes: Vec<u64> = fresh.iter().map(|x| x.1).collect();
+        let mut seen: Vec<(u32, Content)> = Vec::new();
+        self.conn.fetch_bodies(&uids, &sizes, 8 << 20, 2, &mut |f| {
+            if let Some(b) = &f.body {
+                seen.push((f.uid, Content::of(b)));
+            }
+            Ok(())
+        })?;
+        for k in std::mem::take(&mut answers.unknown) {
+            let (o, bytes, _) = &items[k];
+            let want = Content::of(bytes);
+            let pos = seen
+                .iter()
+                .position(|(_, c)| c.exact == want.exact)
+                .or_else(|| seen.iter().position(|(_, c)| c.text == want.text));
+            match pos {
+                Some(p) => {
+                    let (uid, c) = seen.remove(p);
+                    let altered = (c.exact != want.exact).then(|| {
+                        crate::compare::content::describe_change(&want.shape, &c.shape)
+                    });
+                    answers.mappings.push(self.mapping(o, sel, uid, altered));
+                }
+                // The next run recognises it by its bytes if it is there after all.
+                None => self.fail(
+                    o.msg,
+                    "host2 accepted the APPEND but the message was not found afterwards"
+                        .to_string(),
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Read back the flags and sizes host2 reports for what it just stored: the flags recorded
+    /// are host2's, and a copy stored with other bytes is listed as altered.
+    fn verify_appended(
+        &mut self,
+        items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
+        mappings: &mut [Mapping],
+    ) -> Result<()> {
+        if mappings.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<u32> = mappings.iter().map(|m| m.dest_uid).collect();
+        let mut reported: BTreeMap<u32, (Vec<String>, Option<u64>)> = BTreeMap::new();
+        self.conn
+            .fetch_meta(&crate::imap::uidset::compact(&uids), None, &mut |f| {
+                let flags = without_recent(f.flags.as_deref().unwrap_or_default());
+                reported.insert(f.uid, (flags, f.size));
+                Ok(())
+            })?;
+        for m in mappings.iter_mut() {
+            let Some((flags, size)) = reported.get(&m.dest_uid) else {
+                continue;
+            };
+            m.flags = flags.clone();
+            let Some((o, bytes, _)) = items.iter().find(|(o, ..)| o.msg.key() == m.key()) else {
+                continue;
+            };
+            if size.is_some_and(|s| s != bytes.len() as u64) && m.altered.is_none() {
+                let what = format!("{} bytes stored for {}", size.unwrap_or(0), bytes.len());
+                m.altered = Some(what.clone());
+                self.state.altered.insert(
+                    o.msg.key(),
+                    Failure::message(&o.msg.folder, o.msg.row.uid, format!("host2 holds it altered: {what}")),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn mapping(&self, o: &Outgoing<'_>, sel: &Selected, dest_uid: u32, altered: Option<String>) -> Mapping {
         Mapping {
             folder_id: o.msg.folder_id,
             uidvalidity: o.msg.row.uidvalidity,
@@ -570,126 +639,269 @@ impl Pusher<'_, '_> {
             flags: o.flags.clone(),
             change: o.msg.row.change,
             found: false,
+            altered,
         }
     }
 
-    /// Present messages whose store flags changed since they were pushed (or were recognised
-    /// with other flags), grouped by their new flag set.
-    fn flag_groups(&self, sv: &Survey, sel: &Selected) -> BTreeMap<Vec<String>, Vec<usize>> {
-        let mut groups: BTreeMap<Vec<String>, Vec<usize>> = BTreeMap::new();
-        for (p, (i, m)) in sv.present.iter().enumerate() {
-            let row = &sv.store[*i].row;
-            if row.change <= m.change && m.change != 0 {
-                continue;
-            }
-            let (mut want, _) = storable_flags(&row.flags, &sel.permanent_flags);
-            if survey::same_flags(&want, &m.flags) {
-                continue;
-            }
-            want.sort();
-            groups.entry(want).or_default().push(p);
-        }
-        groups
-    }
-
-    /// `UID STORE set FLAGS.SILENT (...)`, one command per distinct flag set.
-    fn update_flags(&mut self, dest: i64, sv: &Survey, sel: &Selected) -> Result<()> {
-        let groups = self.flag_groups(sv, sel);
-        let mut updated = Vec::new();
-        for (flags, members) in groups {
-            let uids: Vec<u32> = members.iter().map(|&p| sv.present[p].1.dest_uid).collect();
-            self.client.raw_command(&format!(
-                "UID STORE {} FLAGS.SILENT ({})",
-                compact(&uids),
-                flags.join(" ")
-            ))?;
-            for p in members {
-                let (i, m) = &sv.present[p];
-                let mut m = m.clone();
-                m.flags = flags.clone();
-                m.change = sv.store[*i].row.change;
-                updated.push(m);
-            }
-        }
-        if !updated.is_empty() {
-            self.fr.flags_updated = updated.len() as u64;
-            self.index.record_push(dest, &[], &updated, &[])?;
-        }
-        Ok(())
-    }
-
-    /// `--delete2`: flag `\Deleted` and expunge host2 messages that match no live store message.
-    /// Without UIDPLUS (no UID EXPUNGE), other messages flagged `\Deleted` are unflagged around
-    /// the EXPUNGE so that it removes only ours.
-    fn delete_extras(&mut self, dest: i64, sv: &Survey) -> Result<()> {
-        if sv.extras.is_empty() {
+    /// `UID STORE set FLAGS.SILENT (...)`, one command per distinct flag set; the flags recorded
+    /// are those host2 reports afterwards.
+    fn update_flags(&mut self, dest: i64, cmp: &Comparison, sel: &Selected) -> Result<()> {
+        let groups = flag_groups(cmp, sel);
+        if groups.is_empty() {
             return Ok(());
         }
-        let set = compact(&sv.extras);
-        self.client
-            .raw_command(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"))?;
-        if self.client.has_capability("UIDPLUS") {
-            self.client.raw_command(&format!("UID EXPUNGE {set}"))?;
-        } else {
-            let extras: BTreeSet<u32> = sv.extras.iter().copied().collect();
-            let keep: Vec<u32> = sv
-                .host
-                .iter()
-                .filter(|(u, h)| {
-                    !extras.contains(u)
-                        && h.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted"))
-                })
-                .map(|(u, _)| *u)
-                .collect();
-            if !keep.is_empty() {
-                self.client.raw_command(&format!(
-                    "UID STORE {} -FLAGS.SILENT (\\Deleted)",
-                    compact(&keep)
-                ))?;
-            }
-            self.client.raw_command("EXPUNGE")?;
-            if !keep.is_empty() {
-                self.client.raw_command(&format!(
-                    "UID STORE {} +FLAGS.SILENT (\\Deleted)",
-                    compact(&keep)
-                ))?;
+        let mut updated: Vec<Mapping> = Vec::new();
+        for (flags, members) in groups {
+            let uids: Vec<u32> = members.iter().map(|m| m.dest_uid).collect();
+            self.conn.store_flags(&uids, FlagOp::Set, &flags)?;
+            updated.extend(members.into_iter().map(|mut m| {
+                m.mailbox = self.target.mailbox.clone();
+                m
+            }));
+        }
+        let uids: Vec<u32> = updated.iter().map(|m| m.dest_uid).collect();
+        let mut reported: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        self.conn
+            .fetch_meta(&crate::imap::uidset::compact(&uids), None, &mut |f| {
+                reported.insert(f.uid, without_recent(f.flags.as_deref().unwrap_or_default()));
+                Ok(())
+            })?;
+        for m in &mut updated {
+            if let Some(f) = reported.get(&m.dest_uid) {
+                m.flags = f.clone();
             }
         }
+        self.fr.flags_updated += updated.len() as u64;
+        self.index.record_push(dest, &[], &updated, &[])
+    }
+
+    /// `--delete2`: remove host2 messages that are no live store message's, unless a store
+    /// folder of the target was never completely pulled (its store rows are not the whole of
+    /// host1's folder, so "not in the store" proves nothing).
+    fn delete_extras(&mut self, dest: i64, cmp: &Comparison) -> Result<u64> {
+        let extras = &cmp.settled.extras;
+        if !self.ctx.opts.delete2 || extras.is_empty() {
+            return Ok(0);
+        }
+        if !fully_pulled(self.target) {
+            let why = "--delete2 not applied here: a store folder that goes here was not pulled \
+                       completely (run `imapferry pull` again); nothing was deleted";
+            ui::warn(&format!("{}: {why}", self.target.label()));
+            self.state
+                .folder_failed
+                .insert("delete2", Failure::folder(&self.target.label(), why));
+            return Ok(0);
+        }
+        if let Err(e) = remove(self.conn, extras) {
+            let why = format!("--delete2: {e:#}");
+            self.state
+                .folder_failed
+                .insert("delete2", Failure::folder(&self.target.label(), why));
+            return Ok(0);
+        }
         // Mappings of expunged store messages pointed at what was just deleted.
-        let gone: HashMap<u32, ()> = sv.extras.iter().map(|u| (*u, ())).collect();
-        let forget: Vec<(i64, u32, u32)> = self
+        let gone: BTreeSet<u32> = extras.iter().copied().collect();
+        let forget: Vec<Key> = self
             .index
             .mappings_to(dest, &self.target.mailbox)?
             .iter()
-            .filter(|m| m.dest_uidvalidity == sv.uidvalidity && gone.contains_key(&m.dest_uid))
+            .filter(|m| m.dest_uidvalidity == cmp.uidvalidity && gone.contains(&m.dest_uid))
             .map(Mapping::key)
             .collect();
         self.index.record_push(dest, &[], &[], &forget)?;
-        self.fr.deleted = sv.extras.len() as u64;
-        Ok(())
+        self.fr.deleted += extras.len() as u64;
+        Ok(extras.len() as u64)
+    }
+
+    /// What host2 should report for the mailbox now, if nobody else touched it.
+    fn expect(&mut self, sel: &Selected, uidnext: Option<u32>, removed: u64) {
+        let appended = self.state.present.intersection(&self.state.sent).count() as u64;
+        let messages = (u64::from(sel.exists) + appended).checked_sub(removed);
+        let clean = self.state.failed.is_empty() && self.state.folder_failed.is_empty();
+        if let (Some(uidnext), Some(messages), true) = (uidnext, messages, clean) {
+            self.fr.expect = u32::try_from(messages).ok().map(|messages| HostState {
+                uidvalidity: sel.uidvalidity,
+                uidnext,
+                messages,
+            });
+        }
     }
 
     fn fail(&mut self, msg: &StoreMsg, reason: String) {
-        self.fr.failed += 1;
         self.ctx.progress.line(&format!(
             "{} UID {}: failed: {reason}",
             msg.folder, msg.row.uid
         ));
-        self.failures.push(Failure {
-            folder: msg.folder.to_string(),
-            uid: Some(msg.row.uid),
-            reason,
+        self.state
+            .failed
+            .insert(msg.key(), Failure::message(&msg.folder, msg.row.uid, reason));
+    }
+}
+
+/// How a message is sent again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Again {
+    /// As a synchronizing literal (host2 answered BAD after its bytes were on the way).
+    Synchronizing,
+    /// With its system flags only (host2 said its keywords were the trouble).
+    WithoutKeywords,
+}
+
+/// The answers to one APPEND batch, sorted.
+#[derive(Default)]
+struct Answers {
+    mappings: Vec<Mapping>,
+    /// Accepted without APPENDUID (indexes into the batch).
+    unknown: Vec<usize>,
+    /// No answer: their intents stay.
+    unanswered: BTreeSet<usize>,
+    /// To send again: (index, how).
+    again: Vec<(usize, Again)>,
+    /// Ends the attempt after the batch is recorded (a dropped link, a server asking to wait).
+    interrupted: Option<anyhow::Error>,
+}
+
+/// Before comparing a mailbox an interrupted push wrote into recently, wait until host2 has
+/// been quiet (no new message) for `quiet` seconds, at most a minute: APPENDs that were on their
+/// way when the push died may still be landing, and one landing after the comparison would be
+/// a double until the next push.
+fn settle_late_arrivals(conn: &mut dyn Mailbox, intents: &[Intent], quiet: u64) -> Result<()> {
+    let now = crate::clock::now();
+    let recent = intents.iter().any(|i| now - i.created_at < 600);
+    if !recent || quiet == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut calm_since = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(250));
+        if conn.noop()?.is_some() {
+            calm_since = Instant::now();
+        }
+        if calm_since.elapsed() >= Duration::from_secs(quiet) {
+            break;
+        }
+    }
+    ui::detail(&format!(
+        "waited {:.1} s for APPENDs of an interrupted push to land",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Remove exactly `uids` from the selected mailbox: flagged `\Deleted`, then `UID EXPUNGE`.
+/// Without UIDPLUS, EXPUNGE would take every message flagged `\Deleted`: it is used only when
+/// no other message is, and otherwise nothing is removed (the flags are put back).
+fn remove(conn: &mut dyn Mailbox, uids: &[u32]) -> Result<()> {
+    let deleted = vec!["\\Deleted".to_string()];
+    if conn.has(Cap::UidPlus) {
+        conn.store_flags(uids, FlagOp::Add, &deleted)?;
+        return conn.expunge_uids(uids);
+    }
+    let ours: BTreeSet<u32> = uids.iter().copied().collect();
+    let mut others = 0;
+    conn.fetch_meta("1:*", None, &mut |f| {
+        let flagged = f
+            .flags
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case("\\Deleted"));
+        if flagged && !ours.contains(&f.uid) {
+            others += 1;
+        }
+        Ok(())
+    })?;
+    if others > 0 {
+        bail!(
+            "host2 offers no UIDPLUS (no UID EXPUNGE), and {others} other messages are marked \
+             \\Deleted there, which EXPUNGE would remove too: nothing removed"
+        );
+    }
+    conn.store_flags(uids, FlagOp::Add, &deleted)?;
+    conn.expunge_all()
+}
+
+/// Whether every store folder of the target was pulled completely (its last pull recorded
+/// UIDVALIDITY and UIDNEXT).
+fn fully_pulled(target: &Target) -> bool {
+    target
+        .folders
+        .iter()
+        .all(|f| f.state.uidvalidity.is_some() && f.state.uidnext.is_some())
+}
+
+/// Present messages whose store flags changed since they were pushed (or were found with
+/// other flags), grouped by their new flag set: (flags, the mappings to update).
+fn flag_groups(cmp: &Comparison, sel: &Selected) -> BTreeMap<Vec<String>, Vec<Mapping>> {
+    let mut groups: BTreeMap<Vec<String>, Vec<Mapping>> = BTreeMap::new();
+    let found = cmp.settled.found.iter().map(|m| {
+        let flags = cmp.host.get(&m.uid).map(|h| h.flags.clone()).unwrap_or_default();
+        (m.store, m.uid, flags, 0)
+    });
+    let present = cmp
+        .explained
+        .present
+        .iter()
+        .map(|(i, m)| (*i, m.dest_uid, m.flags.clone(), m.change));
+    for (i, dest_uid, host_flags, change) in present.chain(found) {
+        let row = &cmp.store[i].row;
+        if row.change <= change && change != 0 {
+            continue;
+        }
+        let (mut want, _) = storable_flags(&row.flags, &sel.permanent_flags);
+        if same_flags(&want, &host_flags) {
+            continue;
+        }
+        want.sort();
+        let msg = &cmp.store[i];
+        groups.entry(want.clone()).or_default().push(Mapping {
+            folder_id: msg.folder_id,
+            uidvalidity: row.uidvalidity,
+            uid: row.uid,
+            mailbox: Default::default(),
+            dest_uidvalidity: cmp.uidvalidity,
+            dest_uid,
+            flags: want,
+            change: row.change,
+            found: change == 0,
+            altered: None,
         });
     }
+    groups
+}
+
+/// The flags host2 can keep for good: all when PERMANENTFLAGS has `\*` or was not sent, else
+/// those it lists (case-insensitively); flags that are not IMAP atoms never. Returns (kept,
+/// dropped).
+pub fn storable_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, Vec<String>) {
+    let all = permanent.is_empty() || permanent.iter().any(|p| p == "\\*");
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    for f in without_recent(flags) {
+        let allowed = all || permanent.iter().any(|p| p.eq_ignore_ascii_case(&f));
+        if allowed && is_flag(&f) {
+            kept.push(f);
+        } else {
+            dropped.push(f);
+        }
+    }
+    (kept, dropped)
+}
+
+/// Whether a refusal says the trouble is the flags (only then is a message sent again without
+/// its keywords).
+fn refuses_keywords(r: &Refusal) -> bool {
+    let t = r.text.to_ascii_lowercase();
+    t.contains("keyword") || t.contains("flag")
+}
+
+fn has_keywords(flags: &[String]) -> bool {
+    flags.iter().any(|f| !f.starts_with('\\'))
 }
 
 /// Split messages of these sizes into consecutive ranges of at most `max_bytes` (a larger
 /// message alone) and `max_count` messages.
-fn batches(
-    sizes: impl Iterator<Item = u64>,
-    max_bytes: u64,
-    max_count: usize,
-) -> Vec<Range<usize>> {
+fn batches(sizes: impl Iterator<Item = u64>, max_bytes: u64, max_count: usize) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut end, mut bytes) = (0, 0, 0u64);
     for size in sizes {
@@ -708,7 +920,7 @@ fn batches(
 
 #[cfg(test)]
 mod tests {
-    use super::batches;
+    use super::*;
 
     #[test]
     fn batches_are_bounded_by_bytes_and_count_and_a_large_message_goes_alone() {
@@ -718,7 +930,16 @@ mod tests {
             [0..2, 2..3, 3..4, 4..7, 7..9]
         );
         assert!(batches(std::iter::empty(), 7, 3).is_empty());
-        // A count of 0 still moves one message per batch.
         assert_eq!(batches([1, 1].into_iter(), 7, 0), [0..1, 1..2]);
+    }
+
+    #[test]
+    fn storable_flags_follow_permanentflags() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let flags = s(&["\\Seen", "$Label1", "\\Recent", "odd]"]);
+        let (k, d) = storable_flags(&flags, &s(&["\\Seen", "\\*"]));
+        assert_eq!((k, d), (s(&["\\Seen", "$Label1"]), s(&["odd]"])));
+        let (k, d) = storable_flags(&flags, &s(&["\\Seen", "\\Deleted"]));
+        assert_eq!((k, d), (s(&["\\Seen"]), s(&["$Label1", "odd]"])));
     }
 }

@@ -1,38 +1,36 @@
 //! `imapferry push`: replay the store into host2, exactly once per message.
 //!
-//! - [`targets`]: which host2 mailbox each store folder goes to (namespace, `--folder-map`,
-//!   `--dest-root`, special-use automap).
-//! - [`survey`]: what a host2 mailbox holds compared with the store (push state, then identity).
-//! - [`identity`]: the identity of messages the push state does not explain.
-//! - [`folder`]: pushing one mailbox: reconcile intents, APPEND what is missing, flags, deletes.
+//! - [`prepare`]: the host2 folders that are missing, created (and subscribed) first;
+//! - [`folder`]: one host2 mailbox: compare it with the store ([`crate::compare`]), record what
+//!   is there, remove the doubles our own interrupted pushes left, APPEND what is missing,
+//!   update flags, and with `--delete2` remove what the store no longer holds.
 //!
-//! Crash safety: before each APPEND batch, one intent per message is committed to the index;
-//! after the replies, the mapping (store message → host2 UID) replaces them in one transaction.
-//! A run that finds intents left by a killed run looks at host2's messages above the UIDNEXT
-//! recorded with them, hashes their bytes and records those that match; the rest are sent
-//! again. Messages host2 holds that the state does not explain are matched by identity, so a
-//! message is never appended twice. Messages are sent with the exact stored bytes.
+//! Exactly once, across crashes, late arrivals and retries: before each APPEND batch one
+//! *intent* per message is committed; an answered APPEND turns its intent into a mapping (store
+//! message → host2 UID), a refused one drops it, and an unanswered one (the link dropped, the
+//! process was killed) keeps it. A later push compares host2's messages at or above a kept
+//! intent's UID bound with the intent's message, byte for byte: a copy that landed is recorded,
+//! one that landed next to a copy already recorded (it arrived after the push that resent it
+//! looked) is a double, and only such doubles are ever removed without `--delete2`. Mail host2
+//! holds that the state does not explain is recognised by its bytes, never by headers alone.
+//! Messages are sent with the exact stored bytes.
 
 pub mod folder;
-pub mod identity;
-pub mod survey;
-pub mod targets;
+mod prepare;
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::compare::targets::{self, MapRules, Target};
 use crate::folders::Selection;
-use crate::imap::{is_transient, Client, Endpoint, Namespace};
-use crate::pull::Failure;
-use crate::retry::Retry;
-use crate::store::{FolderRow, Index, MailboxFacts, RunCounts, Store, INDEX_FILE};
+use crate::imap::Endpoint;
+use crate::mailbox::{Cap, Mailbox};
+use crate::run::{self, Connector, Failure, Retry};
+use crate::store::{FolderRow, Index, MailboxFacts, RunCounts, Store};
 use crate::ui::{self, human_bytes, Progress};
-use targets::{MapRules, Target};
 
 /// What a push is asked to do.
 #[derive(Debug)]
@@ -51,8 +49,11 @@ pub struct PushOptions {
     pub batch_bytes: u64,
     /// Most messages per APPEND batch.
     pub batch_messages: usize,
-    /// Consecutive transient failures to retry (see [`crate::retry`]).
+    /// Consecutive transient failures to retry (see [`crate::run::Retry`]).
     pub retries: u32,
+    /// How long host2 must stay quiet before a mailbox with a recent interrupted push is
+    /// compared (its APPENDs may still be landing), in seconds.
+    pub settle_secs: u64,
 }
 
 impl PushOptions {
@@ -68,6 +69,7 @@ impl PushOptions {
             batch_bytes: 8 << 20,
             batch_messages: 500,
             retries: 20,
+            settle_secs: 3,
         }
     }
 }
@@ -88,6 +90,8 @@ pub struct FolderReport {
     pub already: u64,
     /// Of `already`: messages an interrupted run had appended, found through its intents.
     pub recovered: u64,
+    /// Second copies our interrupted pushes had left, removed (with `--dry-run`: would be).
+    pub doubles_removed: u64,
     pub failed: u64,
     /// Message bytes appended (with `--dry-run`: would be).
     pub bytes: u64,
@@ -100,6 +104,9 @@ pub struct FolderReport {
     /// it meanwhile (checked against LIST-STATUS before it is recorded for the fast path).
     #[serde(skip)]
     pub expect: Option<HostState>,
+    /// Messages host2 stores altered (listed in the run's warnings).
+    #[serde(skip)]
+    pub warnings: Vec<Failure>,
 }
 
 /// A host2 mailbox's UIDVALIDITY, UIDNEXT and MESSAGES.
@@ -132,6 +139,7 @@ pub struct PushReport {
     pub already: u64,
     /// Of `already`: appended by an interrupted run, found through its intents.
     pub recovered: u64,
+    pub doubles_removed: u64,
     pub failed: u64,
     pub bytes: u64,
     pub flags_updated: u64,
@@ -145,6 +153,10 @@ pub struct PushReport {
     pub complete: bool,
     pub verdict: String,
     pub failures: Vec<Failure>,
+    /// Messages host2 holds with other bytes than the store's (it rewrote them: same text,
+    /// other line endings): present, but not byte for byte. Not failures: pushing again cannot
+    /// change what host2 does.
+    pub warnings: Vec<Failure>,
     pub per_folder: Vec<FolderReport>,
 }
 
@@ -156,9 +168,9 @@ impl PushReport {
         } else {
             "push"
         };
-        format!(
+        let mut s = format!(
             "{head}: {} folders ({} created), {} messages: {} sent, {} already there, {} failed; \
-             {} flag updates, {} deleted; {} in {:.1} s ({}/s)\n{}",
+             {} flag updates, {} deleted",
             self.folders,
             self.created.len(),
             self.messages,
@@ -167,11 +179,18 @@ impl PushReport {
             self.failed,
             self.flags_updated,
             self.deleted,
+        );
+        if self.doubles_removed > 0 {
+            s += &format!(", {} doubles removed", self.doubles_removed);
+        }
+        s += &format!(
+            "; {} in {:.1} s ({}/s)\n{}",
             human_bytes(self.bytes),
             self.seconds,
             human_bytes(self.rate as u64),
             self.verdict
-        )
+        );
+        s
     }
 }
 
@@ -182,102 +201,63 @@ pub(crate) struct Ctx<'a> {
     pub objects: &'a crate::store::Objects,
     pub progress: &'a Progress,
     pub count: usize,
+    pub connector: &'a dyn Connector,
+    pub index_path: PathBuf,
 }
 
 /// Run a push. Errors that stop the whole run are returned; per-message and per-folder
 /// problems are in [`PushReport::failures`].
 pub fn run(opts: &PushOptions) -> Result<PushReport> {
-    let started = Instant::now();
     let mut store = Store::open_existing(&opts.store)?;
-    let folders = store_folders(&store, &opts.selection)?;
+    let connector = run::Imap {
+        endpoint: &opts.endpoint,
+        side: "host2",
+    };
+    run_with(opts, &mut store, &connector)
+}
+
+/// [`run`] on an open store through any [`Connector`] (the engine tests use memory mailboxes).
+pub fn run_with(
+    opts: &PushOptions,
+    store: &mut Store,
+    connector: &dyn Connector,
+) -> Result<PushReport> {
+    let started = Instant::now();
+    let folders = store_folders(store, &opts.selection)?;
     let mut report = PushReport {
         dry_run: opts.dry_run,
         ..PushReport::default()
     };
-    for missing in opts
-        .selection
-        .unmatched(&folders.iter().map(|f| f.path.clone()).collect::<Vec<_>>())
-    {
-        report.failures.push(Failure {
-            folder: missing.to_string(),
-            uid: None,
-            reason: "no such folder in the store (see `imapferry status`)".to_string(),
-        });
+    let paths: Vec<String> = folders.iter().map(|f| f.path.clone()).collect();
+    for missing in opts.selection.unmatched(&paths) {
+        report.failures.push(Failure::folder(
+            missing,
+            "no such folder in the store (see `imapferry status`)",
+        ));
     }
     let mut retry = Retry::new(opts.retries);
-    let mut client = retry.connect(&opts.endpoint, "host2")?;
-    let (ns, listed) = loop {
-        match client.namespace().and_then(|ns| Ok((ns, client.list()?))) {
-            Ok(found) => break found,
-            Err(e) if is_transient(&e) && retry.failed("host2, listing folders", &e) => {
-                client = retry.connect(&opts.endpoint, "host2")?;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let mut conn = run::connect(connector, &mut retry)?;
+    let (ns, listed) = run::retrying(
+        &mut conn,
+        connector,
+        &mut retry,
+        "listing folders",
+        |m, _| Ok((m.namespace()?, m.list()?)),
+    )?;
     let plan = targets::plan(&folders, &opts.rules, &ns, &listed);
-    for t in &plan {
-        if let (Some(from), Some(sep)) = (&t.escaped_from, ns.separator) {
-            ui::info(&format!(
-                "{from:?} is {:?} on host2: {sep:?} separates folder levels there",
-                t.path
-            ));
-            report.renamed.push((from.clone(), t.path.clone()));
-            if t.folders.len() > 1 {
-                let paths: Vec<&str> = t.folders.iter().map(|f| f.path.as_str()).collect();
-                ui::warn(&format!(
-                    "store folders {} all go to {:?} on host2 (use --folder-map to keep them \
-                     apart)",
-                    paths.join(", "),
-                    t.path
-                ));
-            }
-        }
-    }
+    report_renames(&plan, &ns, &mut report);
     // Nothing changes the store while we hold its lock: this bounds every change we push.
     let store_change = store.index.current_change()?;
+    let (host, user) = (&opts.endpoint.host, &opts.endpoint.user);
     let destination = if opts.dry_run {
-        store
-            .index
-            .find_destination(&opts.endpoint.host, &opts.endpoint.user)?
+        store.index.find_destination(host, user)?
     } else {
-        Some(
-            store
-                .index
-                .destination_id(&opts.endpoint.host, &opts.endpoint.user)?,
-        )
+        Some(store.index.destination_id(host, user)?)
     };
-    let run_id = if opts.dry_run {
-        None
-    } else {
-        Some(store.index.start_run("push")?)
-    };
-
-    // Mailboxes host2 reports exactly as the last complete push left them, whose store folders
-    // did not change since: nothing to do, not even a SELECT.
-    let mut outcomes: Vec<(String, Outcome)> = Vec::new();
-    let mut todo = Vec::with_capacity(plan.len());
-    let mut subscribe_only = Vec::new();
-    for t in plan {
-        let same = match destination {
-            Some(d) => unchanged(&store.index, d, &t, opts)?,
-            None => None,
-        };
-        match same {
-            Some(fr) => {
-                ui::detail(&format!(
-                    "{}: unchanged since the last push, not surveyed",
-                    t.label()
-                ));
-                if t.want_subscribed && !t.subscribed {
-                    subscribe_only.push(t.mailbox.clone());
-                }
-                outcomes.push((t.path.clone(), (fr, Vec::new())));
-            }
-            None => todo.push(t),
-        }
-    }
-    let plan = todo;
+    let run_id = (!opts.dry_run)
+        .then(|| store.index.start_run("push"))
+        .transpose()?;
+    let (todo, skipped, subscribe_only) = split_unchanged(&store.index, destination, plan, opts)?;
 
     let progress = Progress::new();
     let ctx = Ctx {
@@ -285,70 +265,31 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
         destination,
         objects: &store.objects,
         progress: &progress,
-        count: plan.len(),
+        count: todo.len(),
+        connector,
+        index_path: store.index.path().to_path_buf(),
     };
-    let mut prepared = PushReport::default();
-    let (results, client) = run_jobs(&ctx, client, &mut store.index, &plan, |client| {
-        prepare_mailboxes(client, &ns, &plan, &subscribe_only, opts, &mut prepared)
-    })?;
+    let mut created = Vec::new();
+    let mut refused: Vec<Option<String>> = vec![None; todo.len()];
+    let (results, kept) = run::pool(
+        &todo,
+        opts.jobs,
+        connector,
+        conn,
+        |c| {
+            prepare::mailboxes(c, &ctx, &ns, &todo, &subscribe_only, &mut created, &mut refused)
+                .map(Some)
+        },
+        |c, i, t| folder::push_target(&ctx, c, t, i),
+    )?;
     progress.finish();
-    report.created = prepared.created;
-    report.failed += prepared.failed;
-    report.failures.extend(prepared.failures);
-    if let Some(mut client) = client {
-        if let (Some(d), false) = (destination, opts.dry_run) {
-            record_facts(
-                &mut client,
-                &mut store.index,
-                d,
-                &plan,
-                &results,
-                store_change,
-                opts,
-            );
-        }
-        let _ = client.logout();
+    report.created = created;
+    if let (Some(mut c), Some(d), false) = (kept, destination, opts.dry_run) {
+        record_facts(c.as_mut(), &mut store.index, d, &todo, &results, store_change, opts);
+        c.logout();
     }
-    outcomes.extend(results.into_iter().map(|(i, o)| (plan[i].path.clone(), o)));
-    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
-    for (_, (fr, failures)) in outcomes {
-        report.folders += 1;
-        report.messages += fr.messages;
-        report.sent += fr.sent;
-        report.already += fr.already;
-        report.recovered += fr.recovered;
-        report.failed += fr.failed;
-        report.bytes += fr.bytes;
-        report.flags_updated += fr.flags_updated;
-        report.deleted += fr.deleted;
-        report.failures.extend(failures);
-        report.per_folder.push(fr);
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    report.rate = report.bytes as f64 / report.seconds.max(0.001);
-    report.peak_rss_bytes = ui::peak_rss_bytes();
-    let missing: u64 = report.per_folder.iter().map(FolderReport::missing).sum();
-    report.complete = !opts.dry_run && missing == 0 && report.failures.is_empty();
-    report.verdict = if opts.dry_run {
-        format!(
-            "dry run: would create {} folders and send {} messages ({}); nothing was changed",
-            report.created.len(),
-            report.sent,
-            human_bytes(report.bytes)
-        )
-    } else if report.complete {
-        format!(
-            "host2 holds all {} messages of the store's {} folders",
-            report.messages, report.folders
-        )
-    } else {
-        format!(
-            "host2 lacks {missing} of the store's {} messages ({} failures listed); run push again \
-             after fixing the cause",
-            report.messages,
-            report.failures.len()
-        )
-    };
+    add_up(&mut report, skipped, &todo, results, &refused);
+    finish(&mut report, started, opts);
     if let Some(run_id) = run_id {
         let counts = RunCounts {
             folders: report.folders,
@@ -363,14 +304,145 @@ pub fn run(opts: &PushOptions) -> Result<PushReport> {
     Ok(report)
 }
 
-/// Connect to host2, labelled as such in errors, retrying transient failures up to `retries`
-/// times in a row.
-pub(crate) fn connect(ep: &Endpoint, retries: u32) -> Result<Client> {
-    Retry::new(retries).connect(ep, "host2")
+/// One target's report and failures.
+type Outcome = (FolderReport, Vec<Failure>);
+
+/// Print and list the host2 paths whose level names held host2's separator.
+fn report_renames(plan: &[Target], ns: &crate::imap::Namespace, report: &mut PushReport) {
+    for t in plan {
+        let (Some(from), Some(sep)) = (&t.escaped_from, ns.separator) else {
+            continue;
+        };
+        ui::info(&format!(
+            "{from:?} is {:?} on host2: {sep:?} separates folder levels there",
+            t.path
+        ));
+        report.renamed.push((from.clone(), t.path.clone()));
+        if t.folders.len() > 1 {
+            let paths: Vec<&str> = t.folders.iter().map(|f| f.path.as_str()).collect();
+            ui::warn(&format!(
+                "store folders {} all go to {:?} on host2 (use --folder-map to keep them apart)",
+                paths.join(", "),
+                t.path
+            ));
+        }
+    }
+}
+
+/// The targets to push, the outcomes of those that need nothing ([`unchanged`]), and the
+/// unchanged mailboxes that still want a SUBSCRIBE.
+fn split_unchanged(
+    index: &Index,
+    destination: Option<i64>,
+    plan: Vec<Target>,
+    opts: &PushOptions,
+) -> Result<(Vec<Target>, Vec<Outcome>, Vec<crate::names::MailboxName>)> {
+    let (mut todo, mut skipped, mut subscribe_only) = (Vec::new(), Vec::new(), Vec::new());
+    for t in plan {
+        let same = match destination {
+            Some(d) => unchanged(index, d, &t, opts)?,
+            None => None,
+        };
+        match same {
+            Some(fr) => {
+                ui::detail(&format!(
+                    "{}: unchanged since the last push, not surveyed",
+                    t.label()
+                ));
+                if t.want_subscribed && !t.subscribed {
+                    subscribe_only.push(t.mailbox.clone());
+                }
+                skipped.push((fr, Vec::new()));
+            }
+            None => todo.push(t),
+        }
+    }
+    Ok((todo, skipped, subscribe_only))
+}
+
+/// The run's totals from the targets' outcomes (`None`: never pushed, every connection lost).
+fn add_up(
+    report: &mut PushReport,
+    skipped: Vec<Outcome>,
+    todo: &[Target],
+    results: Vec<Option<Outcome>>,
+    refused: &[Option<String>],
+) {
+    let mut outcomes = skipped;
+    for ((t, r), why) in todo.iter().zip(results).zip(refused) {
+        outcomes.push(r.unwrap_or_else(|| {
+            let fr = FolderReport {
+                folder: t.label(),
+                mailbox: t.path.clone(),
+                failed: t.folders.len() as u64,
+                ..FolderReport::default()
+            };
+            let why = why
+                .clone()
+                .unwrap_or_else(|| "not pushed: every connection to host2 was lost".into());
+            (fr, vec![Failure::folder(&t.label(), why)])
+        }));
+    }
+    outcomes.sort_by(|a, b| a.0.mailbox.cmp(&b.0.mailbox));
+    for (fr, failures) in outcomes {
+        report.folders += 1;
+        report.messages += fr.messages;
+        report.sent += fr.sent;
+        report.already += fr.already;
+        report.recovered += fr.recovered;
+        report.doubles_removed += fr.doubles_removed;
+        report.failed += fr.failed;
+        report.bytes += fr.bytes;
+        report.flags_updated += fr.flags_updated;
+        report.deleted += fr.deleted;
+        report.failures.extend(failures);
+        report.warnings.extend(fr.warnings.iter().cloned());
+        report.per_folder.push(fr);
+    }
+}
+
+/// Time, rate, memory, completeness and the verdict line.
+fn finish(report: &mut PushReport, started: Instant, opts: &PushOptions) {
+    report.seconds = started.elapsed().as_secs_f64();
+    report.rate = report.bytes as f64 / report.seconds.max(0.001);
+    report.peak_rss_bytes = ui::peak_rss_bytes();
+    let missing: u64 = report.per_folder.iter().map(FolderReport::missing).sum();
+    report.complete = !opts.dry_run && missing == 0 && report.failures.is_empty();
+    let altered = if report.warnings.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} of them stored altered by host2 (listed as warnings)",
+            report.warnings.len()
+        )
+    };
+    report.verdict = if opts.dry_run {
+        format!(
+            "dry run: would create {} folders, send {} messages ({}), remove {} doubles and \
+             delete {}; nothing was changed",
+            report.created.len(),
+            report.sent,
+            human_bytes(report.bytes),
+            report.doubles_removed,
+            report.deleted
+        )
+    } else if report.complete {
+        format!(
+            "host2 holds all {} messages of the store's {} folders{altered}",
+            report.messages, report.folders
+        )
+    } else {
+        format!(
+            "host2 lacks {missing} of the store's {} messages ({} failures listed); run push again \
+             after fixing the cause",
+            report.messages,
+            report.failures.len()
+        )
+    };
 }
 
 /// The store folders this run covers: selected, not gone.
-pub(crate) fn store_folders(store: &Store, selection: &Selection) -> Result<Vec<FolderRow>> {
+pub fn store_folders(store: &Store, selection: &Selection) -> Result<Vec<FolderRow>> {
     let all = store.index.folders()?;
     if all.is_empty() {
         bail!(
@@ -382,114 +454,6 @@ pub(crate) fn store_folders(store: &Store, selection: &Selection) -> Result<Vec<
         .into_iter()
         .filter(|f| f.gone_at.is_none() && selection.includes(&f.path))
         .collect())
-}
-
-/// CREATE the targets host2 lacks and SUBSCRIBE those subscribed on host1 (and the unchanged
-/// mailboxes in `subscribe_only`), all in one pipelined burst; a CREATE the server refuses is
-/// tried again alone with its parents first (for servers that insist). A folder that cannot be
-/// created is a failure and is left out: returns which targets to push.
-fn prepare_mailboxes(
-    client: &mut Client,
-    ns: &Namespace,
-    plan: &[Target],
-    subscribe_only: &[String],
-    opts: &PushOptions,
-    report: &mut PushReport,
-) -> Result<Vec<bool>> {
-    let mut keep = vec![true; plan.len()];
-    for t in plan.iter().filter(|t| !t.exists) {
-        report.created.push(t.path.clone());
-    }
-    if opts.dry_run {
-        return Ok(keep);
-    }
-    // (verb, mailbox) and, per command, (target index, is a CREATE).
-    let mut cmds: Vec<(&str, crate::names::MailboxName)> = Vec::new();
-    let mut owners: Vec<(Option<usize>, bool)> = Vec::new();
-    for (i, t) in plan.iter().enumerate() {
-        if !t.exists {
-            cmds.push(("CREATE", t.mailbox.as_str().into()));
-            owners.push((Some(i), true));
-        }
-        if t.want_subscribed && !t.subscribed {
-            cmds.push(("SUBSCRIBE", t.mailbox.as_str().into()));
-            owners.push((Some(i), false));
-        }
-    }
-    for m in subscribe_only {
-        cmds.push(("SUBSCRIBE", m.as_str().into()));
-        owners.push((None, false));
-    }
-    if cmds.is_empty() {
-        return Ok(keep);
-    }
-    // CREATE and SUBSCRIBE are idempotent: after a dropped link, send the burst again.
-    let mut retry = Retry::new(opts.retries);
-    let results = loop {
-        let refs: Vec<(&str, &crate::names::MailboxName)> =
-            cmds.iter().map(|(v, m)| (*v, m)).collect();
-        match client.mailbox_commands(&refs) {
-            Ok(r) => break r,
-            Err(e) if is_transient(&e) && retry.failed("host2, creating folders", &e) => {
-                *client = retry.connect(&opts.endpoint, "host2")?;
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let mut created_late: Vec<bool> = vec![false; plan.len()];
-    for (k, result) in results.into_iter().enumerate() {
-        let (owner, is_create) = owners[k];
-        let Some(i) = owner else {
-            if let Err(e) = result {
-                ui::warn(&format!("cannot subscribe {} on host2: {e:#}", cmds[k].1));
-            }
-            continue;
-        };
-        let t = &plan[i];
-        if is_create {
-            let outcome = match result {
-                Ok(()) => Ok(()),
-                Err(_) => create(client, ns, t).inspect(|()| created_late[i] = true),
-            };
-            match outcome {
-                Ok(()) => ui::detail(&format!("created {} on host2", t.path)),
-                Err(e) => {
-                    report.failures.push(Failure {
-                        folder: t.label(),
-                        uid: None,
-                        reason: format!("cannot create it on host2: {e:#}"),
-                    });
-                    report.failed += t.folders.len() as u64;
-                    keep[i] = false;
-                }
-            }
-        } else if !keep[i] {
-            // Not created: nothing to subscribe.
-        } else {
-            // A SUBSCRIBE that came before its mailbox existed (created alone, late) is sent
-            // again now.
-            let result = if result.is_err() && created_late[i] {
-                client.subscribe(&t.mailbox)
-            } else {
-                result
-            };
-            if let Err(e) = result {
-                ui::warn(&format!("cannot subscribe {} on host2: {e:#}", t.path));
-            }
-        }
-    }
-    Ok(keep)
-}
-
-fn create(client: &mut Client, ns: &Namespace, t: &Target) -> Result<()> {
-    if client.create(&t.mailbox).is_ok() {
-        return Ok(());
-    }
-    // Some servers want the parents first.
-    for parent in targets::ancestor_mailboxes(&t.path, ns) {
-        let _ = client.create(&parent);
-    }
-    client.create(&t.mailbox)
 }
 
 /// The report of a target that needs nothing: host2 reports UIDVALIDITY, UIDNEXT, MESSAGES (and
@@ -538,23 +502,25 @@ fn unchanged(
 /// state host2 reports exactly as expected (nobody else changed it meanwhile), record the facts
 /// that let the next push skip it. Without LIST-STATUS nothing is recorded.
 fn record_facts(
-    client: &mut Client,
+    conn: &mut dyn Mailbox,
     index: &mut Index,
     destination: i64,
     plan: &[Target],
-    results: &[(usize, Outcome)],
+    results: &[Option<Outcome>],
     store_change: i64,
     opts: &PushOptions,
 ) {
     let done: Vec<(usize, &FolderReport, HostState)> = results
         .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().map(|o| (i, o)))
         .filter(|(_, (fr, failures))| failures.is_empty() && fr.failed == 0 && fr.missing() == 0)
-        .filter_map(|(i, (fr, _))| fr.expect.map(|e| (*i, fr, e)))
+        .filter_map(|(i, (fr, _))| fr.expect.map(|e| (i, fr, e)))
         .collect();
-    if done.is_empty() || !client.has_capability("LIST-STATUS") {
+    if done.is_empty() || !conn.has(Cap::ListStatus) {
         return;
     }
-    let listed = match client.list() {
+    let listed = match conn.list() {
         Ok(l) => l,
         Err(e) => {
             ui::detail(&format!("host2: LIST after the push failed: {e:#}"));
@@ -565,19 +531,13 @@ fn record_facts(
         let t = &plan[i];
         let Some(st) = listed
             .iter()
-            .find(|mb| mb.raw_name.as_bytes() == t.mailbox.as_bytes() && !mb.noselect)
+            .find(|mb| mb.raw_name == t.mailbox && !mb.noselect)
             .and_then(|mb| mb.status.as_ref())
         else {
             continue;
         };
         let seen = (st.uidvalidity, st.uidnext, st.messages);
-        if seen
-            != (
-                Some(want.uidvalidity),
-                Some(want.uidnext),
-                Some(want.messages),
-            )
-        {
+        if seen != (Some(want.uidvalidity), Some(want.uidnext), Some(want.messages)) {
             ui::detail(&format!(
                 "{}: host2 changed during the push; it will be surveyed again next time",
                 t.label()
@@ -598,128 +558,4 @@ fn record_facts(
             ui::warn(&format!("{}: {e:#}", t.label()));
         }
     }
-}
-
-/// One target's report and failures.
-type Outcome = (FolderReport, Vec<Failure>);
-
-/// Each pushed target's outcome (by index into the plan), and the first connection when it is
-/// still usable.
-type Pushed = (Vec<(usize, Outcome)>, Option<Client>);
-
-/// Push every target, over `opts.jobs` connections: the given client and index serve the first
-/// worker; the others open their own connection and their own handle on the index (SQLite
-/// serialises the writes; the store lock stays with this process). The extra connections are
-/// opened while the first one runs `prepare` (creating folders), which says which targets to
-/// push. Returns each pushed target's outcome (by index into `plan`) and the first connection
-/// when it is still usable.
-fn run_jobs<P>(
-    ctx: &Ctx<'_>,
-    client: Client,
-    index: &mut Index,
-    plan: &[Target],
-    prepare: P,
-) -> Result<Pushed>
-where
-    P: FnOnce(&mut Client) -> Result<Vec<bool>>,
-{
-    let queue: Mutex<VecDeque<usize>> = Mutex::new(VecDeque::new());
-    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; plan.len()]);
-    let jobs = ctx.opts.jobs.clamp(1, plan.len().max(1));
-    let index_path = ctx.opts.store.join(INDEX_FILE);
-    let gate = RwLock::new(());
-    let work = |mut client: Client, index: &mut Index| -> Option<Client> {
-        loop {
-            let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-            let Some(i) = next else { break };
-            let (fr, failures, reconnect) =
-                folder::push_target(ctx, &mut client, index, &plan[i], i);
-            if let Ok(mut r) = results.lock() {
-                r[i] = Some((fr, failures));
-            }
-            if reconnect {
-                match connect(&ctx.opts.endpoint, ctx.opts.retries) {
-                    Ok(c) => client = c,
-                    Err(e) => {
-                        // The folders left are reported as not pushed.
-                        ui::warn(&format!("reconnecting to host2 failed: {e:#}"));
-                        return None;
-                    }
-                }
-            }
-        }
-        Some(client)
-    };
-    let mut keep = vec![false; plan.len()];
-    let mut prepare_error = None;
-    let mut client = Some(client);
-    std::thread::scope(|s| {
-        let guard = gate.write().unwrap_or_else(|e| e.into_inner());
-        for _ in 1..jobs {
-            let work = &work;
-            let gate = &gate;
-            let endpoint = &ctx.opts.endpoint;
-            let retries = ctx.opts.retries;
-            let index_path = &index_path;
-            s.spawn(move || {
-                let conn =
-                    connect(endpoint, retries).and_then(|c| Ok((c, Index::open(index_path)?)));
-                // Wait for the folders to exist and the queue to be filled.
-                drop(gate.read().unwrap_or_else(|e| e.into_inner()));
-                match conn {
-                    Ok((c, mut idx)) => {
-                        if let Some(c) = work(c, &mut idx) {
-                            let _ = c.logout();
-                        }
-                    }
-                    // Fewer connections are still correct; the others take the folders.
-                    Err(e) => ui::warn(&format!("an extra connection to host2 failed: {e:#}")),
-                }
-            });
-        }
-        let mut c = client.take().expect("the first connection");
-        match prepare(&mut c) {
-            Ok(k) => {
-                if let Ok(mut q) = queue.lock() {
-                    q.extend((0..plan.len()).filter(|&i| k[i]));
-                }
-                keep = k;
-            }
-            Err(e) => prepare_error = Some(e),
-        }
-        drop(guard);
-        client = if prepare_error.is_none() {
-            work(c, index)
-        } else {
-            Some(c)
-        };
-    });
-    if let Some(e) = prepare_error {
-        return Err(e);
-    }
-    let results = results.into_inner().unwrap_or_default();
-    let outcomes = results
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| keep[*i])
-        .map(|(i, r)| {
-            let t = &plan[i];
-            let o = r.unwrap_or_else(|| {
-                (
-                    FolderReport {
-                        folder: t.label(),
-                        mailbox: t.path.clone(),
-                        ..FolderReport::default()
-                    },
-                    vec![Failure {
-                        folder: t.label(),
-                        uid: None,
-                        reason: "not pushed: the connection to host2 was lost".to_string(),
-                    }],
-                )
-            });
-            (i, o)
-        })
-        .collect();
-    Ok((outcomes, client))
 }

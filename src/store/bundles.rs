@@ -6,7 +6,8 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, OptionalExtension, Row};
 
-use super::index::{folder_at, next_change, now, Batch, FolderRow, Index};
+use super::index::{folder_at, next_change, Batch, FolderRow, Index};
+use crate::clock::now;
 use super::objects::Hash;
 
 /// One bundle this store wrote.

@@ -12,7 +12,7 @@ use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
 /// Facts from a message's header. Every field is `None` when absent or unparsable; parsing never
 /// fails and never panics, whatever the bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HeaderFacts {
     /// Message-ID without angle brackets, trimmed.
     pub message_id: Option<String>,

@@ -117,12 +117,7 @@ pub struct Index {
     pub(super) path: PathBuf,
 }
 
-/// Seconds since the Unix epoch, the unit of every timestamp in the index.
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use crate::clock::now;
 
 impl Index {
     /// Open (creating and migrating as needed) with WAL; file mode 0600.

@@ -9,8 +9,10 @@ use anyhow::{Context, Result};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::facts::HeaderFacts;
-use super::index::{now, Index};
+use super::index::Index;
+use crate::clock::now;
 use super::objects::Hash;
+use crate::names::MailboxName;
 
 /// Where one store message is on host2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +21,7 @@ pub struct Mapping {
     pub uidvalidity: u32,
     pub uid: u32,
     /// host2 mailbox name as sent in commands (modified UTF-7, with prefix and separator).
-    pub mailbox: String,
+    pub mailbox: MailboxName,
     pub dest_uidvalidity: u32,
     pub dest_uid: u32,
     /// The flags host2 was last given (or, for `found`, had), without `\Recent`.
@@ -28,6 +30,8 @@ pub struct Mapping {
     pub change: i64,
     /// True when the message was already on host2 (recognised), false when we appended it.
     pub found: bool,
+    /// What host2 changed in the bytes it stores (same text, other line endings), when it did.
+    pub altered: Option<String>,
 }
 
 impl Mapping {
@@ -45,7 +49,7 @@ pub struct NewIntent {
     pub uid: u32,
     pub hash: Hash,
     pub size: u64,
-    pub mailbox: String,
+    pub mailbox: MailboxName,
     pub dest_uidvalidity: u32,
     /// A lower bound of the UID host2 will give the message (its UIDNEXT before the batch).
     pub dest_uidnext: u32,
@@ -81,7 +85,7 @@ pub struct MailboxFacts {
 
 impl Index {
     /// The facts recorded after the last complete push into `mailbox`, if any.
-    pub fn mailbox_facts(&self, destination: i64, mailbox: &str) -> Result<Option<MailboxFacts>> {
+    pub fn mailbox_facts(&self, destination: i64, mailbox: &MailboxName) -> Result<Option<MailboxFacts>> {
         self.conn
             .query_row(
                 "SELECT folders, store_change, store_messages, delete2, dest_uidvalidity,
@@ -109,7 +113,7 @@ impl Index {
     pub fn set_mailbox_facts(
         &mut self,
         destination: i64,
-        mailbox: &str,
+        mailbox: &MailboxName,
         facts: &MailboxFacts,
     ) -> Result<()> {
         self.conn
@@ -138,7 +142,7 @@ impl Index {
 
     /// Forget the facts of `mailbox` (a push into it is starting: until it completes, the
     /// mailbox is surveyed in full).
-    pub fn forget_mailbox_facts(&mut self, destination: i64, mailbox: &str) -> Result<()> {
+    pub fn forget_mailbox_facts(&mut self, destination: i64, mailbox: &MailboxName) -> Result<()> {
         self.conn
             .execute(
                 "DELETE FROM push_mailboxes WHERE destination_id = ?1 AND mailbox = ?2",
@@ -187,11 +191,11 @@ impl Index {
     }
 
     /// Every mapping of `destination` into host2 mailbox `mailbox`, by host2 UID.
-    pub fn mappings_to(&self, destination: i64, mailbox: &str) -> Result<Vec<Mapping>> {
+    pub fn mappings_to(&self, destination: i64, mailbox: &MailboxName) -> Result<Vec<Mapping>> {
         let run = || -> rusqlite::Result<Vec<Mapping>> {
             let mut st = self.conn.prepare_cached(
                 "SELECT folder_id, uidvalidity, uid, mailbox, dest_uidvalidity, dest_uid, flags,
-                        change, how
+                        change, how, altered
                  FROM pushed WHERE destination_id = ?1 AND mailbox = ?2 ORDER BY dest_uid",
             )?;
             let rows = st.query_map(params![destination, mailbox], |r| {
@@ -205,6 +209,7 @@ impl Index {
                     flags: split_flags(&r.get::<_, String>(6)?),
                     change: r.get(7)?,
                     found: r.get::<_, String>(8)? == "found",
+                    altered: r.get(9)?,
                 })
             })?;
             rows.collect()
@@ -252,7 +257,7 @@ impl Index {
     }
 
     /// Pending intents of `destination` for host2 mailbox `mailbox`, oldest first.
-    pub fn intents_for(&self, destination: i64, mailbox: &str) -> Result<Vec<Intent>> {
+    pub fn intents_for(&self, destination: i64, mailbox: &MailboxName) -> Result<Vec<Intent>> {
         let run = || -> rusqlite::Result<Vec<Intent>> {
             let mut st = self.conn.prepare_cached(
                 "SELECT id, folder_id, uidvalidity, uid, hash, size, mailbox, dest_uidvalidity,
@@ -322,8 +327,9 @@ impl Index {
             let mut ins = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO pushed (destination_id, folder_id, uidvalidity, uid,
-                        mailbox, dest_uidvalidity, dest_uid, flags, change, how, pushed_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        mailbox, dest_uidvalidity, dest_uid, flags, change, how, pushed_at,
+                        altered)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .with_context(|| ctx.clone())?;
             let t = now();
@@ -339,7 +345,8 @@ impl Index {
                     m.flags.join(" "),
                     m.change,
                     if m.found { "found" } else { "appended" },
-                    t
+                    t,
+                    m.altered
                 ])
                 .with_context(|| ctx.clone())?;
             }
@@ -430,7 +437,7 @@ mod tests {
             dest_uidnext: 5,
         };
         let ids = idx.add_intents(d, std::slice::from_ref(&intent)).unwrap();
-        let got = idx.intents_for(d, "INBOX").unwrap();
+        let got = idx.intents_for(d, &"INBOX".into()).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].intent, intent);
         let m = Mapping {
@@ -443,13 +450,14 @@ mod tests {
             flags: vec!["\\Seen".into()],
             change: 2,
             found: false,
+            altered: Some("line endings turned into bare LF".into()),
         };
         idx.record_push(d, &ids, std::slice::from_ref(&m), &[])
             .unwrap();
         assert_eq!(idx.pending_intents().unwrap(), 0);
-        assert_eq!(idx.mappings_to(d, "INBOX").unwrap(), vec![m.clone()]);
+        assert_eq!(idx.mappings_to(d, &"INBOX".into()).unwrap(), vec![m.clone()]);
         assert_eq!(idx.live_facts(f, 7).unwrap()[&3].0, 1);
         idx.record_push(d, &[], &[], &[m.key()]).unwrap();
-        assert!(idx.mappings_to(d, "INBOX").unwrap().is_empty());
+        assert!(idx.mappings_to(d, &"INBOX".into()).unwrap().is_empty());
     }
 }

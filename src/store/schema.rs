@@ -167,6 +167,10 @@ CREATE TABLE push_mailboxes (
     PRIMARY KEY (destination_id, mailbox)
 );
 "#,
+    // 5: push: what host2 changed in a message it stores rewritten (same text, other bytes).
+    r#"
+ALTER TABLE pushed ADD COLUMN altered TEXT;
+"#,
 ];
 
 /// The schema version this binary writes.
@@ -240,8 +244,8 @@ fn init_meta(conn: &Connection) -> Result<()> {
     if existing.is_some() {
         return Ok(());
     }
-    let now = super::index::now().to_string();
-    let id = random_hex(16)?;
+    let now = crate::clock::now().to_string();
+    let id = crate::clock::random_hex(16)?;
     let mut ins = conn.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
     ins.execute(["store_id", id.as_str()])?;
     ins.execute(["created_at", now.as_str()])?;
@@ -249,15 +253,6 @@ fn init_meta(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// `n` random bytes from the kernel, as lowercase hex.
-fn random_hex(n: usize) -> Result<String> {
-    use std::io::Read;
-    let mut buf = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .context("cannot read /dev/urandom")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,10 @@
-//! The reconnect-and-retry policy shared by pull and push: after a transient failure (a dropped
+//! The backoff policy of [`super::retrying`]: after a transient failure (a dropped
 //! or stalled connection, a throttling answer) wait with exponential backoff, reconnect and go
 //! on; give up after `max` consecutive failures. Any progress resets the count, so a link that
 //! drops every few megabytes still gets a long run through.
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-
-use crate::imap::{is_transient, Client, Endpoint};
 use crate::ui;
 
 /// Consecutive-failure budget with exponential backoff.
@@ -54,25 +51,14 @@ impl Retry {
         true
     }
 
+    /// The first wait (tests use zero).
+    pub fn set_base_delay(&mut self, base: Duration) {
+        self.base = base;
+    }
+
     fn delay(&self) -> Duration {
         let doublings = self.failures.saturating_sub(1).min(16);
         (self.base * 2u32.pow(doublings)).min(self.cap)
-    }
-
-    /// Connect, retrying transient failures within the budget. `side` names the server in
-    /// messages ("host1").
-    pub fn connect(&mut self, ep: &Endpoint, side: &str) -> Result<Client> {
-        loop {
-            match Client::connect(ep) {
-                Ok(mut c) => {
-                    c.set_label(side);
-                    return Ok(c);
-                }
-                Err(e) if is_transient(&e) && self.failed(&format!("connecting to {side}"), &e) => {
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot connect to {side}")),
-            }
-        }
     }
 }
 

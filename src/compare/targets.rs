@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Result};
 
-use crate::imap::{utf7, MailboxInfo, MailboxStatus, Namespace};
-use crate::names::{server_name, store_path};
+use crate::imap::{MailboxInfo, MailboxStatus, Namespace};
+use crate::names::{mailbox_for, server_name, store_path, MailboxName};
 use crate::store::FolderRow;
 
 /// The folder-mapping options.
@@ -116,7 +116,7 @@ fn subtree_rest<'a>(path: &'a str, root: &str) -> Option<&'a str> {
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The host2 name for commands (modified UTF-7, prefix and separator included).
-    pub mailbox: String,
+    pub mailbox: MailboxName,
     /// The host2 path, UTF-8 with `/`, for humans.
     pub path: String,
     /// host2 already lists it (selectable).
@@ -220,8 +220,8 @@ pub fn plan(
             let existing = lookup(&path);
             Target {
                 mailbox: match existing {
-                    Some(mb) => String::from_utf8_lossy(mb.raw_name.as_bytes()).into_owned(),
-                    None => utf7::encode(&server_name(&path, ns)),
+                    Some(mb) => mb.raw_name.clone(),
+                    None => mailbox_for(&path, ns),
                 },
                 path: path.clone(),
                 exists: existing.is_some_and(|mb| !mb.noselect),
@@ -251,10 +251,10 @@ fn escape_separator(path: &str, separator: Option<char>) -> String {
 
 /// The host2 names of the ancestors of `path` (outermost first), for servers that need parents
 /// created before children.
-pub fn ancestor_mailboxes(path: &str, ns: &Namespace) -> Vec<String> {
+pub fn ancestor_mailboxes(path: &str, ns: &Namespace) -> Vec<MailboxName> {
     let parts: Vec<&str> = path.split('/').collect();
     (1..parts.len())
-        .map(|n| utf7::encode(&server_name(&parts[..n].join("/"), ns)))
+        .map(|n| mailbox_for(&parts[..n].join("/"), ns))
         .collect()
 }
 
@@ -280,7 +280,7 @@ mod tests {
 
     fn mb(name: &str, role: Option<&str>) -> MailboxInfo {
         MailboxInfo {
-            raw_name: utf7::encode(name).as_str().into(),
+            raw_name: MailboxName::encode(name),
             name: name.into(),
             separator: Some('.'),
             attributes: vec![],
@@ -311,7 +311,7 @@ mod tests {
         let t = plan(&fs, &rules, &dot(), &host2);
         let got: Vec<(&str, &str, bool)> = t
             .iter()
-            .map(|t| (t.path.as_str(), t.mailbox.as_str(), t.exists))
+            .map(|t| (t.path.as_str(), t.mailbox.as_utf8().unwrap(), t.exists))
             .collect();
         assert_eq!(
             got,
@@ -352,7 +352,7 @@ mod tests {
         assert!(MapRules::parse(&["nope".into()], None, false).is_err());
         assert_eq!(
             ancestor_mailboxes("a/b/c", &dot()),
-            ["INBOX.a".to_string(), "INBOX.a.b".to_string()]
+            [MailboxName::from("INBOX.a"), MailboxName::from("INBOX.a.b")]
         );
     }
 
@@ -370,7 +370,7 @@ mod tests {
             .map(|t| {
                 (
                     t.path.as_str(),
-                    t.mailbox.as_str(),
+                    t.mailbox.as_utf8().unwrap(),
                     t.escaped_from.as_deref(),
                 )
             })
@@ -401,7 +401,7 @@ mod tests {
             .iter()
             .map(|t| {
                 let from = t.escaped_from.as_deref();
-                (t.path.as_str(), t.mailbox.as_str(), t.exists, from)
+                (t.path.as_str(), t.mailbox.as_utf8().unwrap(), t.exists, from)
             })
             .collect();
         assert_eq!(

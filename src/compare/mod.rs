@@ -1,0 +1,236 @@
+//! Comparing a host2 mailbox with the store folders that go there, shared by push (which acts
+//! on it) and check (which reports it):
+//!
+//! - [`targets`]: which host2 mailbox each store folder goes to;
+//! - [`content`]: what a message is (its exact bytes, its text as a rewriting server keeps it);
+//! - [`survey`]: the decisions, pure: present, found, doubles, missing, extras;
+//! - [`examine`] (here): asks host2 what the survey needs, through a [`Mailbox`].
+
+pub mod content;
+pub mod survey;
+pub mod targets;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::imap::uidset::compact;
+use crate::imap::{without_recent, Selected};
+use crate::mailbox::Mailbox;
+use crate::store::{Hash, HeaderFacts, Index, Intent, Mapping, Objects};
+use content::Content;
+use survey::{Explained, HostMsg, Settled, StoreMsg};
+use targets::Target;
+
+/// What the store recorded about one host2 mailbox.
+pub struct Ledger {
+    pub mappings: Vec<Mapping>,
+    pub intents: Vec<Intent>,
+}
+
+/// One target compared with host2.
+pub struct Comparison {
+    pub uidvalidity: u32,
+    pub host: BTreeMap<u32, HostMsg>,
+    pub store: Vec<StoreMsg>,
+    pub explained: Explained,
+    pub settled: Settled,
+    /// Content of what was compared, for saying what host2 changed.
+    pub host_content: BTreeMap<u32, Content>,
+    pub store_content: HashMap<Hash, Content>,
+    /// Every intent of the mailbox as read (live or expired).
+    pub intents: Vec<Intent>,
+}
+
+impl Comparison {
+    /// What host2 changed in the copy `uid` of store message `store` (`None`: exact).
+    pub fn change(&self, store: usize, uid: u32) -> Option<String> {
+        let original = self.store_content.get(&self.store[store].row.hash)?;
+        let stored = self.host_content.get(&uid)?;
+        (original.exact != stored.exact)
+            .then(|| content::describe_change(&original.shape, &stored.shape))
+    }
+}
+
+/// The live messages of the target's store folders, by folder then UID.
+pub fn load_store(index: &Index, target: &Target) -> Result<Vec<StoreMsg>> {
+    let mut out = Vec::new();
+    for f in &target.folders {
+        let Some(uv) = f.state.uidvalidity else {
+            continue;
+        };
+        let folder: Arc<str> = Arc::from(f.path.as_str());
+        out.extend(
+            index
+                .live_messages(f.id, uv)?
+                .into_iter()
+                .map(|row| StoreMsg {
+                    folder: Arc::clone(&folder),
+                    folder_id: f.id,
+                    row,
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// UID, flags and size of every message of the selected mailbox (`exists` from SELECT).
+pub fn list_host(conn: &mut dyn Mailbox, exists: u32) -> Result<BTreeMap<u32, HostMsg>> {
+    let mut host = BTreeMap::new();
+    if exists == 0 {
+        return Ok(host);
+    }
+    conn.fetch_meta("1:*", None, &mut |f| {
+        host.insert(
+            f.uid,
+            HostMsg {
+                flags: without_recent(f.flags.as_deref().unwrap_or_default()),
+                size: f.size,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(host)
+}
+
+/// Compare the selected host2 mailbox (`sel`) with the target's store messages: the recorded
+/// mappings first; then, for what they leave, the bytes of the host2 messages the survey names
+/// as candidates against the store's objects. `now` decides which intents still count.
+pub fn examine(
+    conn: &mut dyn Mailbox,
+    index: &Index,
+    objects: &Objects,
+    target: &Target,
+    sel: &Selected,
+    ledger: Ledger,
+    now: i64,
+) -> Result<Comparison> {
+    let host = list_host(conn, sel.exists)?;
+    let store = load_store(index, target)?;
+    let explained = survey::explain(&store, &host, ledger.mappings, sel.uidvalidity);
+    let live = survey::live_intents(&ledger.intents, sel.uidvalidity, now);
+    let mut host_content = BTreeMap::new();
+    let mut store_content = HashMap::new();
+    let open = !explained.unexplained.is_empty();
+    if open && (!live.is_empty() || !explained.unmapped.is_empty()) {
+        let store_facts = unmapped_facts(index, &store, &explained)?;
+        let host_facts = if store_facts.is_empty() {
+            BTreeMap::new()
+        } else {
+            header_facts(conn, &explained.unexplained)?
+        };
+        let facts: Vec<HeaderFacts> = store_facts.iter().map(|(_, f)| f.clone()).collect();
+        let cands = survey::candidates(&explained, &live, &host_facts, &facts);
+        if !cands.is_empty() {
+            host_content = fetch_content(conn, &cands, &host)?;
+            let wanted: BTreeSet<&HeaderFacts> =
+                host_facts.values().collect::<BTreeSet<_>>();
+            let mut hashes: BTreeSet<Hash> = live.iter().map(|i| i.intent.hash).collect();
+            hashes.extend(
+                store_facts
+                    .iter()
+                    .filter(|(_, f)| wanted.contains(f))
+                    .map(|(i, _)| store[*i].row.hash),
+            );
+            store_content = read_content(objects, &hashes);
+        }
+    }
+    let settled = survey::settle(
+        &store,
+        &explained,
+        &live,
+        &ledger.intents,
+        &host_content,
+        &store_content,
+    );
+    Ok(Comparison {
+        uidvalidity: sel.uidvalidity,
+        host,
+        store,
+        explained,
+        settled,
+        host_content,
+        store_content,
+        intents: ledger.intents,
+    })
+}
+
+/// Header facts of the unmapped store messages: (index into the store, facts).
+fn unmapped_facts(
+    index: &Index,
+    store: &[StoreMsg],
+    ex: &Explained,
+) -> Result<Vec<(usize, HeaderFacts)>> {
+    let mut by_folder: HashMap<(i64, u32), HashMap<u32, (u64, HeaderFacts)>> = HashMap::new();
+    let mut out = Vec::with_capacity(ex.unmapped.len());
+    for &i in &ex.unmapped {
+        let row = &store[i].row;
+        let key = (row.folder_id, row.uidvalidity);
+        if !by_folder.contains_key(&key) {
+            by_folder.insert(key, index.live_facts(row.folder_id, row.uidvalidity)?);
+        }
+        let facts = by_folder[&key]
+            .get(&row.uid)
+            .map(|(_, f)| f.clone())
+            .unwrap_or_default();
+        out.push((i, facts));
+    }
+    Ok(out)
+}
+
+/// Header facts of host2's messages `uids`.
+fn header_facts(
+    conn: &mut dyn Mailbox,
+    uids: &BTreeSet<u32>,
+) -> Result<BTreeMap<u32, HeaderFacts>> {
+    let list: Vec<u32> = uids.iter().copied().collect();
+    let mut out = BTreeMap::new();
+    conn.fetch_headers(&compact(&list), &mut |f| {
+        if let Some(header) = &f.body {
+            out.insert(f.uid, HeaderFacts::parse(header));
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The content of host2's messages `uids`, fetched whole one at a time into a hash.
+fn fetch_content(
+    conn: &mut dyn Mailbox,
+    uids: &BTreeSet<u32>,
+    host: &BTreeMap<u32, HostMsg>,
+) -> Result<BTreeMap<u32, Content>> {
+    let list: Vec<u32> = uids.iter().copied().collect();
+    let sizes: Vec<u64> = list
+        .iter()
+        .map(|u| host.get(u).and_then(|h| h.size).unwrap_or(0))
+        .collect();
+    let mut out = BTreeMap::new();
+    let repeated = conn.fetch_bodies(&list, &sizes, 8 << 20, 2, &mut |f| {
+        if let Some(body) = &f.body {
+            out.insert(f.uid, Content::of(body));
+        }
+        Ok(())
+    })?;
+    // A UID sent twice cannot be trusted to be either copy: compared with nothing.
+    for uid in repeated {
+        out.remove(&uid);
+    }
+    Ok(out)
+}
+
+/// The content of the store's objects `hashes`. An object that cannot be read is left out:
+/// its messages are not recognised on host2, and push, which reads it to send it, lists them.
+fn read_content(objects: &Objects, hashes: &BTreeSet<Hash>) -> HashMap<Hash, Content> {
+    let mut out = HashMap::new();
+    for h in hashes {
+        match objects.read(h) {
+            Ok(bytes) => {
+                out.insert(*h, Content::of(&bytes));
+            }
+            Err(e) => crate::ui::detail(&format!("not compared with host2: {e:#}")),
+        }
+    }
+    out
+}

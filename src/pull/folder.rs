@@ -1,0 +1,195 @@
+//! Pulling one folder through a [`Mailbox`]: ask host1 what [`super::plan`] needs, record
+//! expunges and flag changes, then bring the new bodies in ([`super::bodies`]). Each attempt
+//! resumes where the last stopped: what it committed is known to the next.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+
+use super::bodies::{Bodies, Carry};
+use super::plan::{self, Start};
+use super::{FolderReport, Local, PullOptions};
+use crate::imap::uidset::compact;
+use crate::imap::{without_recent, Fetched, Selected};
+use crate::mailbox::Mailbox;
+use crate::run::Failure;
+use crate::store::{FolderRow, MessageRow};
+use crate::ui::{self, Progress};
+
+/// What one folder's pull works on.
+pub(super) struct Job<'a> {
+    pub folder: &'a FolderRow,
+    pub opts: &'a PullOptions,
+    pub progress: &'a Progress,
+    /// (index, count) of the folder in this run, for the progress display.
+    pub position: (usize, usize),
+}
+
+/// One attempt at a folder: its counts go to `fr`, its per-message failures to `failures`.
+pub(super) fn pull_folder(
+    conn: &mut dyn Mailbox,
+    local: &mut Local,
+    job: &Job<'_>,
+    fr: &mut FolderReport,
+    failures: &mut Vec<Failure>,
+    carry: &mut Carry,
+) -> Result<()> {
+    let folder = job.folder;
+    let sel = conn.select(&folder.raw_name, true)?;
+    let known: BTreeMap<u32, MessageRow> = local
+        .index
+        .live_messages(folder.id, sel.uidvalidity)?
+        .into_iter()
+        .map(|m| (m.uid, m))
+        .collect();
+    let start = plan::start(&folder.state, known.len(), &sel);
+    if start == Start::Unchanged {
+        fr.unchanged = true;
+        return record_state(local, folder, &sel, true);
+    }
+    if start == Start::Reindex {
+        ui::info(&format!(
+            "{}: UIDVALIDITY changed ({} -> {}); every message is fetched again (bytes the store \
+             already holds are not stored twice)",
+            folder.path,
+            folder.state.uidvalidity.unwrap_or(0),
+            sel.uidvalidity
+        ));
+    }
+    let (new_meta, expunged) = new_and_expunged(conn, &known, &sel, start)?;
+    let flag_changes = flag_changes(conn, folder, &known, &sel, start)?;
+    record_changes(local, folder, &sel, start, &expunged, &flag_changes, fr)?;
+
+    let (index, count) = job.position;
+    let bytes = new_meta.values().map(|f| f.size.unwrap_or(0)).sum();
+    job.progress
+        .folder(index, count, &folder.path, new_meta.len() as u64, bytes);
+    let mut bodies = Bodies::new(
+        folder,
+        sel.uidvalidity,
+        &new_meta,
+        job.opts,
+        job.progress,
+        fr,
+        carry,
+    );
+    // An attempt cut short finds its failures again in the next one: only a whole one counts.
+    bodies.run(conn, local)?;
+    let (failed, notices) = (bodies.failed, bodies.notices);
+    for (uid, reason) in notices {
+        ui::warn(&format!("{} UID {uid}: {reason}", folder.path));
+        fr.warnings.push(Failure::message(&folder.path, uid, reason));
+    }
+    let complete = failed.is_empty();
+    for (uid, reason) in failed {
+        fr.failed += 1;
+        failures.push(Failure::message(&folder.path, uid, reason));
+    }
+    record_state(local, folder, &sel, complete)
+}
+
+/// The new messages (UID → what FETCH said of them) and the UIDs host1 expunged.
+fn new_and_expunged(
+    conn: &mut dyn Mailbox,
+    known: &BTreeMap<u32, MessageRow>,
+    sel: &Selected,
+    start: Start,
+) -> Result<(BTreeMap<u32, Fetched>, Vec<u32>)> {
+    let mut new_meta: BTreeMap<u32, Fetched> = BTreeMap::new();
+    let known_uids: BTreeSet<u32> = known.keys().copied().collect();
+    if let Start::Incremental { from } = start {
+        if sel.uidnext != Some(from) {
+            conn.fetch_meta(&format!("{from}:*"), None, &mut |f| {
+                // `N:*` also returns the highest message when N is above every UID.
+                if f.uid >= from && !known_uids.contains(&f.uid) {
+                    new_meta.insert(f.uid, f);
+                }
+                Ok(())
+            })?;
+        }
+        if plan::counts_add_up(known.len(), new_meta.len(), sel.exists) {
+            return Ok((new_meta, Vec::new()));
+        }
+    }
+    let on_server: BTreeSet<u32> = conn.search_all()?.into_iter().collect();
+    let described: BTreeSet<u32> = new_meta.keys().copied().collect();
+    let listing = plan::compare(&known_uids, &on_server, &described);
+    if !listing.new.is_empty() {
+        conn.fetch_meta(&compact(&listing.new), None, &mut |f| {
+            if !known_uids.contains(&f.uid) {
+                new_meta.insert(f.uid, f);
+            }
+            Ok(())
+        })?;
+        // Listed by SEARCH but not described: still asked for, so that a message host1 stays
+        // silent about is a listed failure, never simply absent.
+        for &uid in &listing.new {
+            new_meta.entry(uid).or_insert_with(|| Fetched {
+                uid,
+                ..Fetched::default()
+            });
+        }
+    }
+    Ok((new_meta, listing.expunged))
+}
+
+/// Known messages whose flags host1 now reports otherwise.
+fn flag_changes(
+    conn: &mut dyn Mailbox,
+    folder: &FolderRow,
+    known: &BTreeMap<u32, MessageRow>,
+    sel: &Selected,
+    start: Start,
+) -> Result<Vec<(u32, Vec<String>)>> {
+    let Some(&max_known) = known.keys().next_back() else {
+        return Ok(Vec::new());
+    };
+    let Some(since) = plan::flag_query(&folder.state, sel, start) else {
+        return Ok(Vec::new());
+    };
+    let mut reported = Vec::new();
+    conn.fetch_meta(&format!("1:{max_known}"), since, &mut |f| {
+        if let Some(flags) = &f.flags {
+            reported.push((f.uid, without_recent(flags)));
+        }
+        Ok(())
+    })?;
+    let known_flags: BTreeMap<u32, Vec<String>> =
+        known.iter().map(|(u, m)| (*u, m.flags.clone())).collect();
+    Ok(plan::flag_changes(&known_flags, reported))
+}
+
+/// Expunges, flag changes (and, after a UIDVALIDITY change, the old rows expunged) in one
+/// transaction, before any body is fetched.
+fn record_changes(
+    local: &mut Local,
+    folder: &FolderRow,
+    sel: &Selected,
+    start: Start,
+    expunged: &[u32],
+    flag_changes: &[(u32, Vec<String>)],
+    fr: &mut FolderReport,
+) -> Result<()> {
+    let uv = sel.uidvalidity;
+    let mut batch = local.index.batch()?;
+    if start == Start::Reindex {
+        fr.expunged += batch.expunge_other_uidvalidities(folder.id, uv)?;
+    }
+    for uid in expunged {
+        batch.mark_expunged(folder.id, uv, *uid)?;
+    }
+    fr.expunged += expunged.len() as u64;
+    for (uid, flags) in flag_changes {
+        if batch.set_flags(folder.id, uv, *uid, flags)? {
+            fr.updated += 1;
+        }
+    }
+    batch.commit()
+}
+
+/// Record host1's state last (see [`plan::final_state`]).
+fn record_state(local: &mut Local, folder: &FolderRow, sel: &Selected, complete: bool) -> Result<()> {
+    let mut batch = local.index.batch()?;
+    batch.set_folder_state(folder.id, &plan::final_state(sel, complete), crate::clock::now())?;
+    batch.commit()
+}

@@ -1,0 +1,116 @@
+//! host1's folder list into the store: every selectable mailbox gets a folder row under its
+//! store path (see [`crate::names`]), vanished ones are marked gone, and the folders this run
+//! covers are returned with their LIST-STATUS state.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Result;
+
+use super::{PullOptions, PullReport};
+use crate::imap::{MailboxInfo, MailboxStatus, Namespace};
+use crate::mailbox::Mailbox;
+use crate::names::{store_path, MailboxName};
+use crate::run::Failure;
+use crate::store::{FolderRow, Store};
+use crate::ui;
+
+/// LIST host1, record its folders in the index, mark vanished ones gone, and return the
+/// selectable folders this run covers.
+pub(super) fn sync_folder_list(
+    conn: &mut dyn Mailbox,
+    store: &mut Store,
+    ns: &Namespace,
+    opts: &PullOptions,
+    report: &mut PullReport,
+) -> Result<Vec<(FolderRow, Option<MailboxStatus>)>> {
+    let mailboxes = conn.list()?;
+    // Selectable mailboxes by store path, in LIST order. Containers are left out: push
+    // recreates them implicitly with their children.
+    let mut by_path: BTreeMap<String, Vec<&MailboxInfo>> = BTreeMap::new();
+    for mb in mailboxes.iter().filter(|mb| !mb.noselect) {
+        by_path
+            .entry(store_path(&mb.name, mb.separator, ns))
+            .or_default()
+            .push(mb);
+    }
+    let known: HashMap<String, MailboxName> = store
+        .index
+        .folders()?
+        .into_iter()
+        .map(|f| (f.path, f.raw_name))
+        .collect();
+    let mut listed: BTreeMap<String, Option<MailboxStatus>> = BTreeMap::new();
+    for (path, mbs) in by_path {
+        if !opts.selection.includes(&path) {
+            listed.insert(path, None);
+            continue;
+        }
+        // A name like `a..b` on a `.` server has an empty level: no path of the store can
+        // hold it (nor a bundle, nor host2), so it is reported instead of stored.
+        if let Some(why) = crate::store::rules::folder_path_problem(&path) {
+            for mb in &mbs {
+                report.failures.push(Failure::folder(
+                    &mb.name,
+                    format!("not pulled: its store path {path:?} has {why}"),
+                ));
+            }
+            continue;
+        }
+        // Two mailboxes, one store path (`x/y` and `x_y` on a `.` server): merging them would
+        // mix two UID spaces. The one the store already holds there keeps it, else the one
+        // whose name needed no `_`; the other is reported.
+        let keep = mbs
+            .iter()
+            .position(|mb| known.get(&path).is_some_and(|k| *k == mb.raw_name))
+            .or_else(|| mbs.iter().position(|mb| !escaped_slash(mb)))
+            .unwrap_or(0);
+        for (_, mb) in mbs.iter().enumerate().filter(|(i, _)| *i != keep) {
+            report.failures.push(Failure::folder(
+                &mb.name,
+                format!(
+                    "not pulled: its store path {path:?} is host1's folder {:?} \
+                     (rename one of them on host1)",
+                    mbs[keep].name
+                ),
+            ));
+        }
+        let mb = mbs[keep];
+        listed.insert(path.clone(), mb.status.clone());
+        store.index.upsert_folder(
+            &path,
+            &mb.raw_name,
+            mb.separator,
+            mb.special_use.as_deref(),
+            mb.subscribed,
+        )?;
+    }
+    let paths: Vec<String> = listed.keys().cloned().collect();
+    for missing in opts.selection.unmatched(&paths) {
+        report.failures.push(Failure::folder(
+            missing,
+            "no such folder on host1 (--folder names a store path like Archive/2024)",
+        ));
+    }
+    let mut covered = Vec::new();
+    for folder in store.index.folders()? {
+        if !opts.selection.includes(&folder.path) {
+            continue;
+        }
+        if let Some(status) = listed.remove(&folder.path) {
+            covered.push((folder, status));
+        } else if folder.gone_at.is_none() {
+            ui::info(&format!(
+                "{}: no longer on host1; kept in the store, marked gone",
+                folder.path
+            ));
+            store.index.mark_folder_gone(folder.id)?;
+        }
+    }
+    Ok(covered)
+}
+
+/// Whether `mb`'s store path has `_` for a `/` inside a level name.
+fn escaped_slash(mb: &MailboxInfo) -> bool {
+    mb.separator.is_some_and(|sep| sep != '/') && mb.name.contains('/')
+}
+

@@ -1,0 +1,281 @@
+//! How the engines run against a server, written once for pull, push and check: connections
+//! made through a [`Connector`], one retry loop ([`retrying`]: reconnect after a transient
+//! failure, with backoff, any progress resetting the budget), one job pool ([`pool`]: items
+//! spread over several connections), and what a run reports ([`Failure`]).
+
+mod retry;
+
+pub use retry::Retry;
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::imap::{is_transient, Client, Endpoint};
+use crate::mailbox::Mailbox;
+use crate::ui;
+
+/// A message (or a whole folder, `uid: None`) that could not be moved or compared, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    pub folder: String,
+    pub uid: Option<u32>,
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn folder(folder: &str, reason: impl Into<String>) -> Failure {
+        Failure {
+            folder: folder.to_string(),
+            uid: None,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn message(folder: &str, uid: u32, reason: impl Into<String>) -> Failure {
+        Failure {
+            folder: folder.to_string(),
+            uid: Some(uid),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Makes connections to one server.
+pub trait Connector: Sync {
+    /// "host1" or "host2", for messages.
+    fn side(&self) -> &str;
+
+    /// One new, logged-in connection (no retries here: [`connect`] adds them).
+    fn open(&self) -> Result<Box<dyn Mailbox>>;
+}
+
+/// The network [`Connector`] of an endpoint.
+pub struct Imap<'a> {
+    pub endpoint: &'a Endpoint,
+    pub side: &'a str,
+}
+
+impl Connector for Imap<'_> {
+    fn side(&self) -> &str {
+        self.side
+    }
+
+    fn open(&self) -> Result<Box<dyn Mailbox>> {
+        let mut c = Client::connect(self.endpoint)?;
+        c.set_label(self.side);
+        Ok(Box::new(c))
+    }
+}
+
+/// Connect through `connector`, retrying transient failures within `retry`'s budget.
+pub fn connect(connector: &dyn Connector, retry: &mut Retry) -> Result<Box<dyn Mailbox>> {
+    let side = connector.side();
+    loop {
+        match connector.open() {
+            Ok(c) => return Ok(c),
+            Err(e) if is_transient(&e) && retry.failed(&format!("connecting to {side}"), &e) => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot connect to {side}")),
+        }
+    }
+}
+
+/// Run `attempt` on `conn` until it succeeds, a failure is not transient, or `retry`'s budget
+/// of consecutive failures is spent; after each transient failure reconnect (the connection may
+/// be in any state). An attempt sets its `bool` when it achieved something before failing (that
+/// resets the budget: a link that drops every few megabytes still gets a long run through).
+pub fn retrying<T>(
+    conn: &mut Box<dyn Mailbox>,
+    connector: &dyn Connector,
+    retry: &mut Retry,
+    what: &str,
+    mut attempt: impl FnMut(&mut dyn Mailbox, &mut bool) -> Result<T>,
+) -> Result<T> {
+    loop {
+        let mut progressed = false;
+        let e = match attempt(conn.as_mut(), &mut progressed) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if progressed {
+            retry.progress();
+        }
+        if !is_transient(&e) || !retry.failed(&format!("{}, {what}", connector.side()), &e) {
+            return Err(e);
+        }
+        *conn = connect(connector, retry)?;
+    }
+}
+
+/// What one worker of [`pool`] gives back for an item: its result, and whether the connection
+/// must be replaced before the next item (an error left it in an unknown state).
+pub struct Done<R> {
+    pub result: R,
+    pub reconnect: bool,
+}
+
+/// Work through `items` over up to `jobs` connections: `first` serves the first worker, the
+/// others connect (in parallel with `prepare`, which runs on `first` and says which items to
+/// do: `None` for all). Each worker takes the next item, runs `work`, and replaces its
+/// connection when asked. Returns each item's result (`None`: not done, because every
+/// connection was lost) and the first connection when it is still usable.
+pub fn pool<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    connector: &dyn Connector,
+    first: Box<dyn Mailbox>,
+    prepare: impl FnOnce(&mut Box<dyn Mailbox>) -> Result<Option<Vec<bool>>>,
+    work: impl Fn(&mut Box<dyn Mailbox>, usize, &T) -> Done<R> + Sync,
+) -> Result<(Vec<Option<R>>, Option<Box<dyn Mailbox>>)> {
+    let jobs = jobs.clamp(1, items.len().max(1));
+    // None until `prepare` has run: the other workers wait for it.
+    let queue: Mutex<Option<VecDeque<usize>>> = Mutex::new(None);
+    let ready = Condvar::new();
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    let next = || -> Option<usize> {
+        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+        while q.is_none() {
+            q = ready.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        q.as_mut().and_then(VecDeque::pop_front)
+    };
+    let worker = |mut conn: Box<dyn Mailbox>| -> Option<Box<dyn Mailbox>> {
+        while let Some(i) = next() {
+            let done = work(&mut conn, i, &items[i]);
+            if let Ok(mut r) = results.lock() {
+                r[i] = Some(done.result);
+            }
+            if done.reconnect || !conn.is_usable() {
+                match connect(connector, &mut Retry::new(3)) {
+                    Ok(c) => conn = c,
+                    Err(e) => {
+                        // The items left go to the other connections.
+                        ui::warn(&format!("reconnecting to {} failed: {e:#}", connector.side()));
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(conn)
+    };
+    let mut prepared = Ok(());
+    let mut first = Some(first);
+    let mut kept = None;
+    std::thread::scope(|s| {
+        for _ in 1..jobs {
+            s.spawn(|| match connect(connector, &mut Retry::new(3)) {
+                Ok(c) => {
+                    if let Some(mut c) = worker(c) {
+                        c.logout();
+                    }
+                }
+                // Fewer connections are still correct; the others take the items.
+                Err(e) => {
+                    next();
+                    ui::warn(&format!(
+                        "an extra connection to {} failed: {e:#}",
+                        connector.side()
+                    ));
+                }
+            });
+        }
+        let mut conn = first.take().expect("the first connection");
+        let chosen = prepare(&mut conn);
+        let todo: VecDeque<usize> = match &chosen {
+            Ok(Some(keep)) => (0..items.len()).filter(|&i| keep[i]).collect(),
+            Ok(None) => (0..items.len()).collect(),
+            Err(_) => VecDeque::new(),
+        };
+        prepared = chosen.map(|_| ());
+        *queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(todo);
+        ready.notify_all();
+        kept = if prepared.is_ok() {
+            worker(conn)
+        } else {
+            Some(conn)
+        };
+    });
+    prepared?;
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok((results, kept))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::memory::{Memory, Server};
+    use std::sync::Arc;
+
+    struct Mem(Arc<Mutex<Server>>);
+
+    impl Connector for Mem {
+        fn side(&self) -> &str {
+            "memory"
+        }
+        fn open(&self) -> Result<Box<dyn Mailbox>> {
+            Ok(Box::new(Memory::connect(&self.0)))
+        }
+    }
+
+    #[test]
+    fn the_pool_does_every_chosen_item_once_over_several_connections() {
+        let server = Server::new();
+        let c = Mem(server);
+        let items: Vec<u32> = (0..20).collect();
+        let first = c.open().unwrap();
+        let (results, kept) = pool(
+            &items,
+            4,
+            &c,
+            first,
+            |_| Ok(Some((0..20).map(|i| i % 2 == 0).collect())),
+            |_, _, x| Done {
+                result: x * 10,
+                reconnect: *x == 4,
+            },
+        )
+        .unwrap();
+        let done: Vec<Option<u32>> = results;
+        assert_eq!(done[4], Some(40));
+        assert_eq!(done[5], None);
+        assert_eq!(done.iter().flatten().count(), 10);
+        assert!(kept.is_some());
+    }
+
+    #[test]
+    fn retrying_reconnects_after_a_transient_failure_and_gives_up_on_others() {
+        let c = Mem(Server::new());
+        let mut conn = c.open().unwrap();
+        let mut retry = Retry::new(5);
+        retry.set_base_delay(std::time::Duration::ZERO);
+        let mut tries = 0;
+        let got = retrying(
+            &mut conn,
+            &c,
+            &mut retry,
+            "testing",
+            |_, _| {
+                tries += 1;
+                if tries < 3 {
+                    Err(anyhow::Error::new(std::io::Error::from(
+                        std::io::ErrorKind::ConnectionReset,
+                    )))
+                } else {
+                    Ok(tries)
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(got, 3);
+        let e = retrying(
+            &mut conn,
+            &c,
+            &mut retry,
+            "testing",
+            |_, _| -> Result<()> { Err(anyhow::anyhow!("not transient")) },
+        );
+        assert!(e.is_err());
+    }
+}
