@@ -7,15 +7,17 @@
 //! and answers ([`answers_of`]), what it serves back for what it was given ([`served_as`], with
 //! Dovecot as the reference row), and then what imapferry does with it: `pull` from it, `push`
 //! into it from a store pulled from Dovecot, `check` against it, a re-run push. The assertions
-//! are today's facts that should stay true.
+//! are today's facts that should stay true; what imapferry does wrong against these servers
+//! today is shown by the `#[ignore]`d tests at the end (each says what it shows).
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::raw::{Answer, RawImap};
-use common::run::{pulled_store, run_against, store_messages};
+use common::run::{command_for, pulled_store, run_against, store_messages, Run};
 use common::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -558,4 +560,276 @@ fn pymap_maildir_as_host2() {
 #[test]
 fn hoodiecrow_as_host2() {
     host2_test(ServerKind::Hoodiecrow);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What goes wrong today
+
+/// `server` reached through another port (a proxy in front of it).
+struct Via<'a>(&'a dyn TestServer, u16);
+
+impl TestServer for Via<'_> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn port(&self) -> u16 {
+        self.1
+    }
+    fn user(&self) -> &str {
+        self.0.user()
+    }
+    fn password(&self) -> &str {
+        self.0.password()
+    }
+    fn log(&self) -> String {
+        self.0.log()
+    }
+}
+
+/// Messages on `server` per folder.
+fn counts(server: &dyn TestServer) -> BTreeMap<String, usize> {
+    messages_of(server)
+        .into_iter()
+        .map(|(f, m)| (f, m.len()))
+        .collect()
+}
+
+/// A small message for `folder`, told apart by `n`.
+fn note(folder: &str, n: u32) -> CorpusMessage {
+    CorpusMessage {
+        folder: folder.to_string(),
+        bytes: format!(
+            "From: a@example.org\r\nSubject: note {n}\r\nMessage-ID: <note{n}@x>\r\n\r\nnote {n}\r\n"
+        )
+        .into_bytes(),
+        flags: vec!["\\Seen".to_string()],
+        internaldate: "05-Mar-2021 14:03:07 +0100".to_string(),
+    }
+}
+
+/// A Dovecot (`LAYOUT=fs`, so a name may hold `.`) holding one note in INBOX and in `folder`,
+/// and a store pulled from it.
+fn dovecot_with_folder(folder: &str) -> (Dovecot, tempfile::TempDir, std::path::PathBuf) {
+    let h1 = Dovecot::start(DovecotConfig::new().fs_layout());
+    let corpus = Corpus {
+        folders: vec!["INBOX".to_string(), folder.to_string()],
+        messages: vec![note("INBOX", 1), note(folder, 2)],
+    };
+    seed(&h1, "alice", &corpus);
+    let (dir, store) = pulled_store(&h1);
+    (h1, dir, store)
+}
+
+/// Add note 3 to INBOX on `h1` and pull it into `store`.
+fn one_more_in_inbox(h1: &Dovecot, store: &Path) {
+    let corpus = Corpus {
+        folders: vec!["INBOX".to_string()],
+        messages: vec![note("INBOX", 3)],
+    };
+    seed(h1, "alice", &corpus);
+    run::pull(h1, "alice", store, &[]).expect_code(0);
+}
+
+/// Run `cmd` for at most `limit`; None when it had to be killed.
+fn run_for(mut cmd: std::process::Command, limit: Duration) -> Option<(Run, Duration)> {
+    let t = Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run imapferry");
+    while t.elapsed() < limit {
+        if child.try_wait().expect("wait").is_some() {
+            let out = child.wait_with_output().expect("output");
+            return Some((out.into(), t.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_dotted_folder_pushed_into_pymap_maildir_becomes_two_levels_and_a_bounded_repush_ends() {
+    let (h1, _dir, store) = dovecot_with_folder("Dr. Jones");
+    let host2 = Pymap::start(PymapBackend::Maildir);
+    run_against("push", &host2, &store, &[]).expect_code(0);
+    let want = BTreeMap::from([("INBOX".to_string(), 1), ("Dr/ Jones".to_string(), 1)]);
+    let folders = |c: BTreeMap<String, usize>| -> BTreeMap<String, usize> {
+        c.into_iter().filter(|(_, n)| *n > 0).collect()
+    };
+    assert_eq!(
+        folders(counts(&host2)),
+        want,
+        "pymap-maildir splits the name at the dot"
+    );
+
+    // The re-push no longer sees "Dr. Jones" and CREATEs it again: pymap closes the connection
+    // (BYE [SERVERBUG]). With retries bounded the push ends; what it did is the ignored test's.
+    one_more_in_inbox(&h1, &store);
+    let cmd = command_for("push", &host2, &store, &["--retries", "1"]);
+    let (r, took) = run_for(cmd, Duration::from_secs(30)).expect("a bounded re-push ends");
+    eprintln!(
+        "re-push with --retries 1: exit {} after {took:?}:\n{}",
+        r.code, r.stderr
+    );
+    assert!(r.stderr.contains("BYE [SERVERBUG]"), "{}", r.stderr);
+    assert_eq!(counts(&host2)["Dr/ Jones"], 1, "the pushed note stays once");
+}
+
+/// Shows: one folder whose CREATE makes the server close the connection (pymap-maildir, "Dr.
+/// Jones" pushed before, now listed as `Dr/ Jones`) makes every later push send the whole
+/// CREATE burst again after each BYE, 20 times with backoff (0.2 s doubling to 60 s: about 13
+/// minutes of waiting) before giving up, and no folder is pushed meanwhile: a new INBOX message
+/// does not arrive. Fails today: the push is still retrying after 90 s, INBOX holds 1 of 2.
+#[test]
+#[ignore = "fails today: a BYE on CREATE is retried for ~13 minutes and blocks every folder"]
+fn a_repush_after_a_dotted_folder_into_pymap_maildir_ends_promptly_and_delivers_the_rest() {
+    let (h1, _dir, store) = dovecot_with_folder("Dr. Jones");
+    let host2 = Pymap::start(PymapBackend::Maildir);
+    run_against("push", &host2, &store, &[]).expect_code(0);
+    one_more_in_inbox(&h1, &store);
+    let cmd = command_for("push", &host2, &store, &[]);
+    let ended = run_for(cmd, Duration::from_secs(90)).map(|(r, took)| (r.code, took));
+    let inbox = counts(&host2)["INBOX"];
+    assert!(
+        ended.is_some() && inbox == 2,
+        "re-push: {} (exit status, time); INBOX holds {inbox} of 2 messages",
+        ended.map_or("still running after 90 s".to_string(), |e| format!("{e:?}"))
+    );
+}
+
+/// Push the Dovecot store into `kind` through a proxy that cuts the first connection after
+/// about 60 kB, in the middle of the APPENDs; returns the push report and the messages per
+/// folder in the store and on host2.
+fn push_cut_mid_append(
+    kind: ServerKind,
+) -> (
+    serde_json::Value,
+    BTreeMap<String, usize>,
+    BTreeMap<String, usize>,
+) {
+    let (_h1, _dir, store) = dovecot_store();
+    let host2 = kind.start();
+    let proxy = Proxy::start(
+        host2.port(),
+        Faults {
+            cut_after: Some(60_000),
+            affects: Affects::FirstN(1),
+            seed: 3,
+            ..Faults::default()
+        },
+    );
+    let via = Via(&*host2, proxy.port());
+    let r = run_against("push", &via, &store, &["--jobs", "1"]).expect_code(0);
+    assert_eq!(proxy.cuts(), 1, "the link was cut once");
+    let stored = store_messages(&store)
+        .into_iter()
+        .map(|(f, m)| (f, m.len()))
+        .collect();
+    (r.json(), stored, counts(&*host2))
+}
+
+#[test]
+fn a_push_into_pymap_maildir_cut_mid_append_ends_and_delivers_every_message() {
+    let (r, stored, got) = push_cut_mid_append(ServerKind::PymapMaildir);
+    eprintln!(
+        "sent {}, recovered {}; host2 {got:?}",
+        r["sent"], r["recovered"]
+    );
+    for (folder, n) in &stored {
+        assert!(
+            got[folder] >= *n,
+            "{folder}: {} of {n} arrived",
+            got[folder]
+        );
+    }
+}
+
+/// Shows: after a cut between APPENDs and their answers, the next connection looks for the
+/// messages in flight among host2's new ones by size and SHA-256; pymap's maildir backend
+/// rewrote them (CRLF to LF), so none is recognised and each that had arrived is appended again.
+/// Fails today: with `cut_after` 60 kB and seed 3, 6 APPENDs to Archive/2024 are in flight,
+/// `-v` says "0 reached host2", and Archive/2024 ends with 7 messages for the store's 6. The
+/// same cut into pymap-dict says "1 reached host2" and leaves no duplicate (the test below).
+#[test]
+#[ignore = "fails today: a message in flight at the cut is appended twice"]
+fn a_push_into_pymap_maildir_cut_mid_append_sends_no_message_twice() {
+    let (r, stored, got) = push_cut_mid_append(ServerKind::PymapMaildir);
+    assert_eq!(got, stored, "host2 against the store (sent {})", r["sent"]);
+}
+
+#[test]
+fn a_push_into_pymap_dict_cut_mid_append_recovers_without_duplicates() {
+    let (r, stored, got) = push_cut_mid_append(ServerKind::PymapDict);
+    assert_eq!(got, stored, "host2 against the store: {r}");
+}
+
+/// Shows: after a complete push into pymap-maildir, `check` exits 3 and ends "run `imapferry
+/// push` to fix", but what it found (36 of 36 messages with another size: CRLF became LF; 7
+/// with other flags: keywords PERMANENTFLAGS does not allow, which push reported as left off)
+/// is nothing a push can change: the push it advises sends nothing, and `check` says the same
+/// again, forever. Fails today.
+#[test]
+#[ignore = "fails today: check advises a push that cannot change what it found"]
+fn check_on_pymap_maildir_does_not_advise_a_push_that_changes_nothing() {
+    let (_h1, _dir, store) = dovecot_store();
+    let host2 = Pymap::start(PymapBackend::Maildir);
+    run_against("push", &host2, &store, &[]).expect_code(0);
+    let first = run_against("check", &host2, &store, &[]);
+    let r = run_against("push", &host2, &store, &[])
+        .expect_code(0)
+        .json();
+    let again = run_against("check", &host2, &store, &[]);
+    let verdict = again.json()["verdict"].as_str().unwrap_or("").to_string();
+    assert!(
+        again.code == 0 || !verdict.contains("run `imapferry push`"),
+        "check exit {} then {} after a push that sent {}: {verdict}",
+        first.code,
+        again.code,
+        r["sent"]
+    );
+}
+
+#[test]
+fn a_folder_named_with_double_quotes_comes_back_from_hoodiecrow_renamed_and_a_repush_ends() {
+    let (_h1, _dir, store) = dovecot_with_folder("with \"quotes\"");
+    let host2 = Hoodiecrow::start();
+    run_against("push", &host2, &store, &[]).expect_code(0);
+    // Its LIST sends `"with \\quotes\\"`: the name `with \quotes\`.
+    let want = BTreeMap::from([("INBOX".to_string(), 1), ("with \\quotes\\".to_string(), 1)]);
+    assert_eq!(counts(&host2), want);
+    let r = run_against("push", &host2, &store, &[]);
+    eprintln!("re-push: exit {}\n{}", r.code, r.stderr);
+    assert_eq!(counts(&host2), want, "the re-push appends nothing twice");
+}
+
+/// Shows: a push whose CREATE of a folder fails lists the folder both under `failures` ("cannot
+/// create it on host2") and under `created` ("1 created" in the summary line): hoodiecrow lists
+/// `with "quotes"` as `with \quotes\`, so the re-push CREATEs it again and is answered `NO
+/// Mailbox already exists`. Fails today.
+#[test]
+#[ignore = "fails today: a folder whose CREATE failed is reported as created"]
+fn a_folder_whose_create_failed_is_not_reported_as_created() {
+    let (_h1, _dir, store) = dovecot_with_folder("with \"quotes\"");
+    let host2 = Hoodiecrow::start();
+    run_against("push", &host2, &store, &[]).expect_code(0);
+    let r = run_against("push", &host2, &store, &[]).json();
+    let failed: Vec<&str> = r["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["folder"].as_str())
+        .collect();
+    let created: Vec<&str> = r["created"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(
+        created.iter().all(|c| !failed.contains(c)),
+        "created {created:?}, failed {failed:?}"
+    );
 }
