@@ -1,5 +1,6 @@
 //! Tests of the integration-test harness itself: Dovecot instances start, greet, speak TLS, and
-//! a seeded corpus reads back byte for byte.
+//! a seeded corpus reads back byte for byte; every server kind starts, takes a login and is gone
+//! once dropped.
 
 mod common;
 
@@ -353,4 +354,57 @@ fn seeded_standard_corpus_reads_back_identically() {
     let server = server_messages(&d, "alice");
     assert!(server["Empty"].is_empty());
     assert_eq!(server.values().map(Vec::len).sum::<usize>(), corpus.len());
+}
+
+#[test]
+fn every_server_kind_starts_takes_a_login_and_its_account_starts_empty() {
+    for kind in ServerKind::ALL {
+        let s = kind.start();
+        assert_eq!(s.name(), kind.name());
+        let mut c = client_of(&*s);
+        let names: Vec<String> = c.list().unwrap().into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["INBOX"], "{}", kind.name());
+        assert_eq!(
+            c.select("INBOX", true).unwrap().exists,
+            0,
+            "{}",
+            kind.name()
+        );
+        c.logout().unwrap();
+    }
+}
+
+/// True while `pid` exists as anything but a zombie.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+#[test]
+fn pymap_and_hoodiecrow_processes_are_gone_once_dropped() {
+    let servers: Vec<(u32, Box<dyn TestServer>)> = vec![
+        {
+            let s = Pymap::start(PymapBackend::Dict);
+            (s.pid(), Box::new(s))
+        },
+        {
+            let s = Pymap::start(PymapBackend::Maildir);
+            (s.pid(), Box::new(s))
+        },
+        {
+            let s = Hoodiecrow::start();
+            (s.pid(), Box::new(s))
+        },
+    ];
+    for (pid, server) in servers {
+        let name = server.name().to_string();
+        assert!(running(pid), "{name} is not running");
+        drop(server);
+        assert!(!running(pid), "{name} (pid {pid}) outlived its handle");
+    }
 }

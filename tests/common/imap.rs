@@ -1,5 +1,6 @@
-//! IMAP helpers on top of the crate's own client: connect to a test [`Dovecot`], seed it with a
-//! [`Corpus`], and read everything back as the reference for byte-for-byte comparisons.
+//! IMAP helpers on top of the crate's own client: connect to any [`TestServer`] (a [`Dovecot`]
+//! account included), seed it with a [`Corpus`], and read everything back as the reference for
+//! byte-for-byte comparisons.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use imapferry::imap::{Secret, TlsMode};
 
 use super::corpus::{Corpus, CorpusMessage};
 use super::dovecot::Dovecot;
+use super::server::TestServer;
 
 /// An [`Endpoint`] for `user` on `d`: 127.0.0.1, the imaps port for [`TlsMode::Imaps`] (the imap
 /// port otherwise), the instance's CA file when it has TLS, password auth, 30 s timeout.
@@ -35,14 +37,37 @@ pub fn endpoint(d: &Dovecot, user: &str, tls: TlsMode) -> Endpoint {
     }
 }
 
+/// A plaintext [`Endpoint`] for `server`'s account (127.0.0.1, password auth, 30 s timeout).
+pub fn endpoint_of(server: &dyn TestServer) -> Endpoint {
+    Endpoint {
+        host: "127.0.0.1".to_string(),
+        port: server.port(),
+        tls: TlsMode::None,
+        insecure: false,
+        ca_file: None,
+        user: server.user().to_string(),
+        secret: Secret::Password(server.password().to_string()),
+        timeout: Duration::from_secs(30),
+        compress: true,
+        rate_limit: None,
+    }
+}
+
 /// A logged-in plaintext [`Client`] for `user` on `d`; panics (with the server log) on failure.
 pub fn imap_client(d: &Dovecot, user: &str) -> Client {
-    let ep = endpoint(d, user, TlsMode::None);
-    Client::connect(&ep).unwrap_or_else(|e| {
+    client_of(&d.account(user))
+}
+
+/// A logged-in plaintext [`Client`] for `server`'s account; panics (with the server log) on
+/// failure.
+pub fn client_of(server: &dyn TestServer) -> Client {
+    Client::connect(&endpoint_of(server)).unwrap_or_else(|e| {
         panic!(
-            "cannot log in as {user} on 127.0.0.1:{}: {e:#}\n--- dovecot log ---\n{}",
-            d.port(),
-            d.log_contents()
+            "cannot log in as {} on {} at 127.0.0.1:{}: {e:#}\n--- server log ---\n{}",
+            server.user(),
+            server.name(),
+            server.port(),
+            server.log()
         )
     })
 }
@@ -58,11 +83,16 @@ pub fn folder_path(ns: &Namespace, info: &MailboxInfo) -> String {
     imapferry::names::store_path(&info.name, info.separator, ns)
 }
 
-/// Put `corpus` into `user`'s account on `d`: CREATE and SUBSCRIBE every folder (and its
-/// ancestors; existing ones are kept), then APPEND each folder's messages in corpus order with
-/// their flags and INTERNALDATE. Panics unless every APPEND succeeds.
+/// Put `corpus` into `user`'s account on `d` (see [`seed_server`]).
 pub fn seed(d: &Dovecot, user: &str, corpus: &Corpus) {
-    let mut client = imap_client(d, user);
+    seed_server(&d.account(user), corpus)
+}
+
+/// Put `corpus` into `server`'s account: CREATE and SUBSCRIBE every folder (and its ancestors;
+/// existing ones are kept, never created again), then APPEND each folder's messages in corpus
+/// order with their flags and INTERNALDATE. Panics unless every APPEND succeeds.
+pub fn seed_server(server: &dyn TestServer, corpus: &Corpus) {
+    let mut client = client_of(server);
     let ns = client.namespace().expect("NAMESPACE");
     let mut existing: Vec<String> = client
         .list()
@@ -128,10 +158,16 @@ pub struct ServerMessage {
     pub internaldate: String,
 }
 
-/// Every selectable folder of `user` (UTF-8, `/`-joined, prefix stripped) with its messages in
-/// UID order, read over IMAP (EXAMINE + `BODY.PEEK[]`, so nothing changes on the server).
+/// Every selectable folder of `user` on `d` (see [`messages_of`]).
 pub fn server_messages(d: &Dovecot, user: &str) -> BTreeMap<String, Vec<ServerMessage>> {
-    let mut client = imap_client(d, user);
+    messages_of(&d.account(user))
+}
+
+/// Every selectable folder of `server`'s account (UTF-8, `/`-joined, prefix stripped) with its
+/// messages in UID order, read over IMAP (EXAMINE + `BODY.PEEK[]`, so nothing changes on the
+/// server).
+pub fn messages_of(server: &dyn TestServer) -> BTreeMap<String, Vec<ServerMessage>> {
+    let mut client = client_of(server);
     let ns = client.namespace().expect("NAMESPACE");
     let mut out = BTreeMap::new();
     for mailbox in client.list().expect("LIST") {

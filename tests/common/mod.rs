@@ -1,6 +1,7 @@
-//! Shared integration-test harness: throwaway Dovecot servers ([`dovecot`]), a deterministic
-//! test account ([`corpus`]), a TCP fault proxy ([`proxy`]) and helpers to seed a server and
-//! read it back over IMAP.
+//! Shared integration-test harness: throwaway Dovecot servers ([`dovecot`]) and, as other IMAP
+//! implementations, pymap ([`pymap`]) and hoodiecrow ([`hoodiecrow`]), all behind one trait
+//! ([`server::TestServer`]); a deterministic test account ([`corpus`]), a TCP fault proxy
+//! ([`proxy`]) and helpers to seed a server and read it back over IMAP.
 //!
 //! Use from a test file with `mod common;` and `use common::*;`.
 
@@ -10,16 +11,23 @@
 pub mod bundle;
 pub mod corpus;
 pub mod dovecot;
+pub mod hoodiecrow;
 pub mod hostile;
 pub mod imap;
 pub mod offline;
 pub mod proxy;
+pub mod pymap;
+pub mod raw;
 pub mod run;
+pub mod server;
 
 pub use corpus::{Corpus, CorpusMessage};
 pub use dovecot::{Dovecot, DovecotConfig, NamespaceStyle, TlsSetup, Traffic};
+pub use hoodiecrow::Hoodiecrow;
 pub use imap::{
-    assert_server_matches_corpus, endpoint, imap_client, internaldate_to_unix, seed,
-    server_messages, ServerMessage,
+    assert_server_matches_corpus, client_of, endpoint, endpoint_of, imap_client,
+    internaldate_to_unix, messages_of, seed, seed_server, server_messages, ServerMessage,
 };
 pub use proxy::{Affects, Faults, Proxy};
+pub use pymap::{Pymap, PymapBackend};
+pub use server::{ServerKind, TestServer};

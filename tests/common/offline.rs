@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::dovecot::Dovecot;
-use super::imap::{internaldate_to_unix, server_messages};
+use super::imap::{internaldate_to_unix, messages_of};
 use super::run::{imapferry, store_messages, Run};
+use super::server::TestServer;
 
 /// Folder → sorted (bytes, sorted flags, INTERNALDATE as Unix time).
 pub type Contents = BTreeMap<String, Vec<(Vec<u8>, Vec<String>, i64)>>;
@@ -23,7 +24,12 @@ pub fn run(args: &[&str]) -> Run {
 
 /// What `user` on `server` holds, as [`Contents`].
 pub fn server_contents(server: &Dovecot, user: &str) -> Contents {
-    server_messages(server, user)
+    contents_of(&server.account(user))
+}
+
+/// What `server`'s account holds, as [`Contents`].
+pub fn contents_of(server: &dyn TestServer) -> Contents {
+    messages_of(server)
         .into_iter()
         .map(|(folder, msgs)| {
             let mut v: Vec<_> = msgs

@@ -1,4 +1,5 @@
-//! Running the built `imapferry` binary against a test server, and reading a store back.
+//! Running the built `imapferry` binary against a test server (any [`TestServer`]), and reading
+//! a store back.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::process::{Command, Output};
 use imapferry::store::Store;
 
 use super::dovecot::Dovecot;
+use super::server::TestServer;
 
 /// What one run of the binary did.
 pub struct Run {
@@ -112,6 +114,37 @@ pub fn pull(server: &Dovecot, user: &str, store: &Path, extra: &[&str]) -> Run {
         .into()
 }
 
+/// `imapferry VERB` (`pull`, `push` or `check`) against `server`'s account (plaintext loopback),
+/// with `store`, `--json` and any `extra` arguments: host1 options for `pull`, host2 options
+/// otherwise.
+pub fn command_for(verb: &str, server: &dyn TestServer, store: &Path, extra: &[&str]) -> Command {
+    let n = if verb == "pull" { "1" } else { "2" };
+    let mut c = imapferry();
+    c.arg(verb)
+        .args([
+            format!("--host{n}"),
+            "127.0.0.1".into(),
+            format!("--port{n}"),
+        ])
+        .arg(server.port().to_string())
+        .args([format!("--tls{n}"), "none".into(), format!("--user{n}")])
+        .arg(server.user())
+        .arg("--store")
+        .arg(store)
+        .arg("--json")
+        .args(extra)
+        .env(format!("IMAPFERRY_PASSWORD{n}"), server.password());
+    c
+}
+
+/// Run [`command_for`] to completion.
+pub fn run_against(verb: &str, server: &dyn TestServer, store: &Path, extra: &[&str]) -> Run {
+    command_for(verb, server, store, extra)
+        .output()
+        .expect("run imapferry")
+        .into()
+}
+
 /// A store in a new temporary directory, pulled from `server`'s `alice` (exit status 0). Keep
 /// the directory alive as long as the store is used.
 pub fn pulled_store(server: &Dovecot) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -160,10 +193,15 @@ pub fn store_messages(dir: &Path) -> BTreeMap<String, Vec<StoredMessage>> {
     out
 }
 
-/// Assert the store holds exactly what the server serves: same folders, same UIDs, identical
-/// bytes, same flags (as a set) and the same INTERNALDATE string.
+/// Assert the store holds exactly what `user` on `server` serves (see [`assert_store_matches`]).
 pub fn assert_store_matches_server(store: &Path, server: &Dovecot, user: &str) {
-    let want = super::imap::server_messages(server, user);
+    assert_store_matches(store, &server.account(user))
+}
+
+/// Assert the store holds exactly what `server`'s account serves: same folders, same UIDs,
+/// identical bytes, same flags (as a set) and the same INTERNALDATE string.
+pub fn assert_store_matches(store: &Path, server: &dyn TestServer) {
+    let want = super::imap::messages_of(server);
     let got = store_messages(store);
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
