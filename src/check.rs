@@ -112,7 +112,9 @@ impl CheckReport {
                 out.push_str(&format!("  missing: {folder} UID {uid}\n"));
             }
             for (folder, uid, uid2) in f.flag_differences.iter().take(20) {
-                out.push_str(&format!("  flags differ: {folder} UID {uid} (host2 UID {uid2})\n"));
+                out.push_str(&format!(
+                    "  flags differ: {folder} UID {uid} (host2 UID {uid2})\n"
+                ));
             }
             for (folder, uid, uid2, what) in f.altered.iter().take(20) {
                 out.push_str(&format!(
@@ -136,7 +138,11 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport> {
 }
 
 /// [`run`] on an open store through any [`Connector`].
-pub fn run_with(opts: &CheckOptions, store: &Store, connector: &dyn Connector) -> Result<CheckReport> {
+pub fn run_with(
+    opts: &CheckOptions,
+    store: &Store,
+    connector: &dyn Connector,
+) -> Result<CheckReport> {
     let folders = store_folders(store, &opts.selection)?;
     let mut retry = Retry::new(opts.retries);
     let mut conn = run::connect(connector, &mut retry)?;
@@ -205,10 +211,15 @@ fn check_target(
     if !t.exists {
         let msgs = compare::load_store(index, t)?;
         fc.store = msgs.len() as u64;
-        fc.missing = msgs.iter().map(|m| (m.folder.to_string(), m.row.uid)).collect();
+        fc.missing = msgs
+            .iter()
+            .map(|m| (m.folder.to_string(), m.row.uid))
+            .collect();
         return Ok(fc);
     }
-    let sel = conn.select(&t.mailbox, true)?;
+    // SELECT, not EXAMINE: servers state PERMANENTFLAGS (which keywords host2 keeps, so which
+    // flags can differ at all) only for a mailbox opened read-write. Nothing is changed.
+    let sel = conn.select(&t.mailbox, false)?;
     let ledger = match destination {
         Some(d) => Ledger {
             mappings: index.mappings_to(d, &t.mailbox)?,
@@ -242,7 +253,11 @@ fn describe(cmp: &Comparison, sel: &crate::imap::Selected, fc: &mut FolderCheck)
         .present
         .iter()
         .map(|(i, m)| (*i, m.dest_uid, m.altered.clone()))
-        .chain(s.found.iter().map(|m| (m.store, m.uid, cmp.change(m.store, m.uid))));
+        .chain(
+            s.found
+                .iter()
+                .map(|m| (m.store, m.uid, cmp.change(m.store, m.uid))),
+        );
     for (i, uid, altered) in present {
         let msg = &cmp.store[i];
         if let Some(what) = altered {

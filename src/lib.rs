@@ -11,10 +11,10 @@
 
 pub mod bundle;
 pub mod check;
-pub mod clock;
-pub mod compare;
 pub mod cli;
 pub mod cli_offline;
+pub mod clock;
+pub mod compare;
 pub mod endpoint;
 pub mod export;
 pub mod folders;

@@ -9,11 +9,11 @@ use clap::Parser;
 
 use imapferry::check::{self, CheckOptions};
 use imapferry::cli::{CheckArgs, Cli, Command, MapArgs, OutputArgs, PushArgs};
+use imapferry::compare::targets::MapRules;
 use imapferry::endpoint::endpoint_for;
 use imapferry::pull::{self, PullOptions};
-use imapferry::run::Failure;
-use imapferry::compare::targets::MapRules;
 use imapferry::push::{self, PushOptions};
+use imapferry::run::Failure;
 use imapferry::{status, ui};
 
 fn main() -> ExitCode {

@@ -348,7 +348,6 @@ fn check_object(
     }
 }
 
-
 /// Whether the object falls into a `percent` % sample drawn with `seed` (hashes are uniform,
 /// so mixing in the seed picks a different random subset each run).
 fn in_sample(hash: &Hash, seed: u64, percent: f64) -> bool {

@@ -418,7 +418,9 @@ fn a_host2_without_literal_plus_and_uidplus_gets_the_same_result() {
     let r = push(&h2, &store, &[]).expect_code(0).json();
     assert_eq!(n(&r, "sent"), 0);
 
-    // --delete2 without UID EXPUNGE must keep the store's own \Deleted-flagged messages.
+    // --delete2 without UID EXPUNGE: EXPUNGE would also take the store's own \Deleted-flagged
+    // messages, and unflagging them around it could lose their flag in a crash (issue 11 item
+    // 12): nothing is deleted, and the push says why.
     let mut c = imap_client(&h1, "alice");
     c.select("INBOX", false).unwrap();
     c.raw_command("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
@@ -426,10 +428,17 @@ fn a_host2_without_literal_plus_and_uidplus_gets_the_same_result() {
     c.raw_command("UID EXPUNGE 2").unwrap();
     c.logout().unwrap();
     pull(&h1, "alice", &store, &[]).expect_code(0);
-    let r = push(&h2, &store, &["--delete2"]).expect_code(0).json();
-    assert_eq!(n(&r, "deleted"), 1);
-    assert_host2_matches_host1(&h1, &h2);
-    check(&h2, &store).expect_code(0);
+    let before = host2_total(&h2);
+    let run = push(&h2, &store, &["--delete2"]).expect_code(3);
+    let r = run.json();
+    assert_eq!(n(&r, "deleted"), 0);
+    assert!(run.stderr.contains("no UIDPLUS"), "{}", run.stderr);
+    assert_eq!(host2_total(&h2), before);
+    let flagged = server_messages(&h2, "alice")["INBOX"]
+        .iter()
+        .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
+        .count();
+    assert!(flagged >= 1, "the store's \\Deleted message keeps its flag");
 }
 
 #[test]

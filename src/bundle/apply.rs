@@ -26,9 +26,9 @@ use super::format::{
 use super::validate::{
     describe_message, expunge_problem, folder_problem, header_problem, message_record_problem,
 };
+use crate::clock::now;
 use crate::store::bundles::BundleApplied;
 use crate::store::frame::{self, FrameError};
-use crate::clock::now;
 use crate::store::{
     Batch, FolderRow, FolderState, Hash, HeaderFacts, HeaderSection, NewMessage, Store, INDEX_FILE,
 };

@@ -23,10 +23,10 @@ use std::time::Instant;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
+use crate::clock::now;
 use crate::imap::atom::is_flag;
 use crate::store::bundles::BundleMade;
 use crate::store::frame::{self, FrameError};
-use crate::clock::now;
 use crate::store::objects::ZSTD_LEVEL;
 use crate::store::{FolderRow, Hash, MessageRow, Store};
 use crate::ui::{self, human_bytes, printable};
@@ -387,7 +387,6 @@ fn write_object(store: &Store, w: &mut BundleWriter, h: &Hash, size: u64, who: &
         Err(e) => Err(corrupt(e.to_string())),
     }
 }
-
 
 /// `imapferry bundle list`-style lines: what the store made and applied.
 pub fn describe_store(store_dir: &Path) -> Result<Vec<String>> {

@@ -83,7 +83,11 @@ pub fn normalized(bytes: &[u8], mut out: impl FnMut(&[u8])) {
         if body[i] == b'\r' {
             out(&body[start..i]);
             out(b"\n");
-            i += if body.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+            i += if body.get(i + 1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
             start = i;
         } else {
             i += 1;

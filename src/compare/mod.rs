@@ -124,8 +124,7 @@ pub fn examine(
         let cands = survey::candidates(&explained, &live, &host_facts, &facts);
         if !cands.is_empty() {
             host_content = fetch_content(conn, &cands, &host)?;
-            let wanted: BTreeSet<&HeaderFacts> =
-                host_facts.values().collect::<BTreeSet<_>>();
+            let wanted: BTreeSet<&HeaderFacts> = host_facts.values().collect::<BTreeSet<_>>();
             let mut hashes: BTreeSet<Hash> = live.iter().map(|i| i.intent.hash).collect();
             hashes.extend(
                 store_facts
@@ -167,8 +166,8 @@ fn unmapped_facts(
     for &i in &ex.unmapped {
         let row = &store[i].row;
         let key = (row.folder_id, row.uidvalidity);
-        if !by_folder.contains_key(&key) {
-            by_folder.insert(key, index.live_facts(row.folder_id, row.uidvalidity)?);
+        if let std::collections::hash_map::Entry::Vacant(e) = by_folder.entry(key) {
+            e.insert(index.live_facts(row.folder_id, row.uidvalidity)?);
         }
         let facts = by_folder[&key]
             .get(&row.uid)

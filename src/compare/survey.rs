@@ -68,8 +68,11 @@ pub fn explain(
     mappings: Vec<Mapping>,
     uidvalidity: u32,
 ) -> Explained {
-    let by_key: HashMap<(i64, u32, u32), usize> =
-        store.iter().enumerate().map(|(i, m)| (m.key(), i)).collect();
+    let by_key: HashMap<(i64, u32, u32), usize> = store
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.key(), i))
+        .collect();
     let mut out = Explained::default();
     let mut claimed: BTreeSet<u32> = BTreeSet::new();
     let mut mapped: BTreeSet<usize> = BTreeSet::new();
@@ -89,7 +92,11 @@ pub fn explain(
         out.present.push((i, m));
     }
     out.unmapped = (0..store.len()).filter(|i| !mapped.contains(i)).collect();
-    out.unexplained = host.keys().filter(|u| !claimed.contains(u)).copied().collect();
+    out.unexplained = host
+        .keys()
+        .filter(|u| !claimed.contains(u))
+        .copied()
+        .collect();
     out
 }
 
@@ -212,9 +219,21 @@ pub fn settle(
     }
     // Expired intents go without a match.
     let live: BTreeSet<i64> = intents.iter().map(|i| i.id).collect();
-    out.resolved
-        .extend(all_intents.iter().map(|i| i.id).filter(|id| !live.contains(id)));
-    recognise(store_msgs, ex, &mut present, &mut free, host, store, &mut out);
+    out.resolved.extend(
+        all_intents
+            .iter()
+            .map(|i| i.id)
+            .filter(|id| !live.contains(id)),
+    );
+    recognise(
+        store_msgs,
+        ex,
+        &mut present,
+        &mut free,
+        host,
+        store,
+        &mut out,
+    );
     out.missing = ex
         .unmapped
         .iter()
@@ -272,8 +291,8 @@ fn recognise(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Hash, NewIntent};
     use crate::names::MailboxName;
+    use crate::store::{Hash, NewIntent};
     use proptest::prelude::*;
 
     fn msg(uid: u32, hash: Hash) -> StoreMsg {
@@ -371,8 +390,11 @@ mod tests {
         assert_eq!(s.resolved, [5]);
         assert_eq!(s.missing, [3], "the look-alike is not store message 4");
         assert_eq!(s.extras, [14]);
-        let found: Vec<(usize, u32, bool)> =
-            s.found.iter().map(|m| (m.store, m.uid, m.altered)).collect();
+        let found: Vec<(usize, u32, bool)> = s
+            .found
+            .iter()
+            .map(|m| (m.store, m.uid, m.altered))
+            .collect();
         assert_eq!(found, [(1, 11, false), (2, 12, true)]);
     }
 
@@ -385,9 +407,19 @@ mod tests {
         let intents = vec![intent(5, 1, Hash::of(&a), 1, 0)];
         let live = live_intents(&intents, 9, INTENT_LIFETIME_SECS + 1);
         assert!(live.is_empty());
-        let s = settle(&store, &ex, &live, &intents, &BTreeMap::new(), &HashMap::new());
+        let s = settle(
+            &store,
+            &ex,
+            &live,
+            &intents,
+            &BTreeMap::new(),
+            &HashMap::new(),
+        );
         assert_eq!(s.resolved, [5]);
-        assert_eq!((s.missing.as_slice(), s.extras.as_slice()), (&[0][..], &[10][..]));
+        assert_eq!(
+            (s.missing.as_slice(), s.extras.as_slice()),
+            (&[0][..], &[10][..])
+        );
     }
 
     proptest! {

@@ -401,7 +401,12 @@ mod tests {
             .iter()
             .map(|t| {
                 let from = t.escaped_from.as_deref();
-                (t.path.as_str(), t.mailbox.as_utf8().unwrap(), t.exists, from)
+                (
+                    t.path.as_str(),
+                    t.mailbox.as_utf8().unwrap(),
+                    t.exists,
+                    from,
+                )
             })
             .collect();
         assert_eq!(

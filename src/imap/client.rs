@@ -1099,7 +1099,10 @@ impl Client {
             return Ok(());
         }
         if !self.has_capability("UIDPLUS") {
-            bail!("{}: UID EXPUNGE needs UIDPLUS, which the server does not offer", self.label);
+            bail!(
+                "{}: UID EXPUNGE needs UIDPLUS, which the server does not offer",
+                self.label
+            );
         }
         let set = uidset::compact(uids);
         check_set(&set)?;

@@ -31,8 +31,8 @@ pub mod uidset;
 pub mod utf7;
 
 pub use client::{
-    body_margin, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, FlagOp, MailboxInfo,
-    Namespace, Refusal, Selected,
+    body_margin, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, FlagOp,
+    MailboxInfo, Namespace, Refusal, Selected,
 };
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};
 pub use error::{is_protocol, is_transient, ErrorKind, WireError};

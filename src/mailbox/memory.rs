@@ -52,11 +52,14 @@ impl Folder {
     }
 }
 
+/// How a server changes a message it stores.
+pub type Rewrite = fn(&[u8]) -> Vec<u8>;
+
 /// Faults to inject.
 #[derive(Default)]
 pub struct Faults {
     /// What the server stores instead of what it was given (e.g. a final CRLF added).
-    pub rewrite: Option<fn(&[u8]) -> Vec<u8>>,
+    pub rewrite: Option<Rewrite>,
     /// Each connection drops after this many APPENDs; the APPENDs it had sent after that land
     /// only when [`Server::deliver_late`] is called (they were on their way).
     pub drop_after_appends: Option<usize>,
@@ -125,6 +128,8 @@ impl Server {
 pub struct Memory {
     server: Arc<Mutex<Server>>,
     selected: Option<MailboxName>,
+    /// The message count last reported (SELECT or NOOP), so NOOP reports changes only.
+    seen: u32,
     appends: usize,
     usable: bool,
 }
@@ -134,6 +139,7 @@ impl Memory {
         Memory {
             server: Arc::clone(server),
             selected: None,
+            seen: 0,
             appends: 0,
             usable: true,
         }
@@ -147,9 +153,15 @@ impl Memory {
     }
 
     fn selected_uids(&self, set: &str) -> Result<Vec<(u32, Msg)>> {
-        let name = self.selected.clone().ok_or_else(|| anyhow!("no mailbox selected"))?;
+        let name = self
+            .selected
+            .clone()
+            .ok_or_else(|| anyhow!("no mailbox selected"))?;
         let s = self.server()?;
-        let f = s.folders.get(&name).ok_or_else(|| anyhow!("mailbox gone"))?;
+        let f = s
+            .folders
+            .get(&name)
+            .ok_or_else(|| anyhow!("mailbox gone"))?;
         Ok(f.messages
             .iter()
             .filter(|(u, _)| uidset::contains(set, **u))
@@ -158,9 +170,15 @@ impl Memory {
     }
 
     fn with_folder<T>(&self, f: impl FnOnce(&mut Folder) -> T) -> Result<T> {
-        let name = self.selected.clone().ok_or_else(|| anyhow!("no mailbox selected"))?;
+        let name = self
+            .selected
+            .clone()
+            .ok_or_else(|| anyhow!("no mailbox selected"))?;
         let mut s = self.server()?;
-        let folder = s.folders.get_mut(&name).ok_or_else(|| anyhow!("mailbox gone"))?;
+        let folder = s
+            .folders
+            .get_mut(&name)
+            .ok_or_else(|| anyhow!("mailbox gone"))?;
         Ok(f(folder))
     }
 }
@@ -186,7 +204,10 @@ fn fetched(uid: u32, m: &Msg, body: bool) -> Fetched {
 
 impl Mailbox for Memory {
     fn has(&self, cap: Cap) -> bool {
-        self.server.lock().map(|s| s.caps.contains(&cap)).unwrap_or(false)
+        self.server
+            .lock()
+            .map(|s| s.caps.contains(&cap))
+            .unwrap_or(false)
     }
 
     fn namespace(&mut self) -> Result<Namespace> {
@@ -207,7 +228,7 @@ impl Mailbox for Memory {
                 special_use: None,
                 noselect: false,
                 subscribed: f.subscribed,
-                status: status.then(|| crate::imap::MailboxStatus {
+                status: status.then_some(crate::imap::MailboxStatus {
                     messages: Some(f.messages.len() as u32),
                     uidnext: Some(f.uidnext),
                     uidvalidity: Some(f.uidvalidity),
@@ -232,11 +253,16 @@ impl Mailbox for Memory {
         };
         drop(s);
         self.selected = Some(name.clone());
+        self.seen = sel.exists;
         Ok(sel)
     }
 
     fn search_all(&mut self) -> Result<Vec<u32>> {
-        Ok(self.selected_uids("1:*")?.into_iter().map(|(u, _)| u).collect())
+        Ok(self
+            .selected_uids("1:*")?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect())
     }
 
     fn fetch_meta(
@@ -251,11 +277,7 @@ impl Mailbox for Memory {
         Ok(())
     }
 
-    fn fetch_headers(
-        &mut self,
-        set: &str,
-        f: &mut dyn FnMut(Fetched) -> Result<()>,
-    ) -> Result<()> {
+    fn fetch_headers(&mut self, set: &str, f: &mut dyn FnMut(Fetched) -> Result<()>) -> Result<()> {
         for (uid, m) in self.selected_uids(set)? {
             let end = m
                 .bytes
@@ -299,7 +321,9 @@ impl Mailbox for Memory {
         let Some((_, m)) = self.selected_uids(&uid.to_string())?.into_iter().next() else {
             return Ok(false);
         };
-        let mut at = usize::try_from(offset).unwrap_or(usize::MAX).min(m.bytes.len());
+        let mut at = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(m.bytes.len());
         loop {
             let end = (at + chunk as usize).min(m.bytes.len());
             on_piece(&m.bytes[at..end])?;
@@ -393,7 +417,10 @@ impl Mailbox for Memory {
     }
 
     fn noop(&mut self) -> Result<Option<u32>> {
-        self.with_folder(|f| Some(f.messages.len() as u32))
+        let n = self.with_folder(|f| f.messages.len() as u32)?;
+        let changed = n != self.seen;
+        self.seen = n;
+        Ok(changed.then_some(n))
     }
 
     fn mailbox_commands(

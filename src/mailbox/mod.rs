@@ -65,8 +65,7 @@ pub trait Mailbox: Send {
     ) -> Result<()>;
 
     /// UID, RFC822.SIZE and the header section of the messages of `set`.
-    fn fetch_headers(&mut self, set: &str, f: &mut dyn FnMut(Fetched) -> Result<()>)
-        -> Result<()>;
+    fn fetch_headers(&mut self, set: &str, f: &mut dyn FnMut(Fetched) -> Result<()>) -> Result<()>;
 
     /// The bodies of `uids` (with FLAGS, INTERNALDATE, RFC822.SIZE), `sizes` their RFC822.SIZE
     /// in the same order, in commands of at most `batch_bytes`, `depth` at once. Each asked
@@ -162,11 +161,7 @@ impl Mailbox for Client {
         self.uid_fetch_meta(set, changedsince, f)
     }
 
-    fn fetch_headers(
-        &mut self,
-        set: &str,
-        f: &mut dyn FnMut(Fetched) -> Result<()>,
-    ) -> Result<()> {
+    fn fetch_headers(&mut self, set: &str, f: &mut dyn FnMut(Fetched) -> Result<()>) -> Result<()> {
         self.uid_fetch_headers(set, f)
     }
 

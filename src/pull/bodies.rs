@@ -133,7 +133,12 @@ impl<'a> Bodies<'a> {
         Ok(())
     }
 
-    fn small(&mut self, conn: &mut dyn Mailbox, local: &mut Local, small: &[UidSize]) -> Result<()> {
+    fn small(
+        &mut self,
+        conn: &mut dyn Mailbox,
+        local: &mut Local,
+        small: &[UidSize],
+    ) -> Result<()> {
         if small.is_empty() {
             return Ok(());
         }
@@ -165,7 +170,13 @@ impl<'a> Bodies<'a> {
 
     /// One large message in chunks, each kept in `partial/` as it comes, so a broken link loses
     /// at most the pieces in flight.
-    fn large(&mut self, conn: &mut dyn Mailbox, local: &mut Local, uid: u32, size: u64) -> Result<()> {
+    fn large(
+        &mut self,
+        conn: &mut dyn Mailbox,
+        local: &mut Local,
+        uid: u32,
+        size: u64,
+    ) -> Result<()> {
         let chunk = *self
             .carry
             .chunked
@@ -177,13 +188,12 @@ impl<'a> Bodies<'a> {
                 .begin(self.folder.id, self.uv, uid, size + body_margin(size))?;
         let offset = part.len();
         let (fr, progress) = (&mut *self.fr, self.progress);
-        let fetched =
-            conn.fetch_partials(uid, offset, chunk, size, self.opts.depth, &mut |b| {
-                part.append(b)?;
-                fr.chunk_bytes += b.len() as u64;
-                progress.advance(b.len() as u64);
-                Ok(())
-            });
+        let fetched = conn.fetch_partials(uid, offset, chunk, size, self.opts.depth, &mut |b| {
+            part.append(b)?;
+            fr.chunk_bytes += b.len() as u64;
+            progress.advance(b.len() as u64);
+            Ok(())
+        });
         match fetched {
             Ok(true) => {
                 let body = part.read_all()?;

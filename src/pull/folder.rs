@@ -78,7 +78,8 @@ pub(super) fn pull_folder(
     let (failed, notices) = (bodies.failed, bodies.notices);
     for (uid, reason) in notices {
         ui::warn(&format!("{} UID {uid}: {reason}", folder.path));
-        fr.warnings.push(Failure::message(&folder.path, uid, reason));
+        fr.warnings
+            .push(Failure::message(&folder.path, uid, reason));
     }
     let complete = failed.is_empty();
     for (uid, reason) in failed {
@@ -188,8 +189,17 @@ fn record_changes(
 }
 
 /// Record host1's state last (see [`plan::final_state`]).
-fn record_state(local: &mut Local, folder: &FolderRow, sel: &Selected, complete: bool) -> Result<()> {
+fn record_state(
+    local: &mut Local,
+    folder: &FolderRow,
+    sel: &Selected,
+    complete: bool,
+) -> Result<()> {
     let mut batch = local.index.batch()?;
-    batch.set_folder_state(folder.id, &plan::final_state(sel, complete), crate::clock::now())?;
+    batch.set_folder_state(
+        folder.id,
+        &plan::final_state(sel, complete),
+        crate::clock::now(),
+    )?;
     batch.commit()
 }

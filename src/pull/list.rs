@@ -113,4 +113,3 @@ pub(super) fn sync_folder_list(
 fn escaped_slash(mb: &MailboxInfo) -> bool {
     mb.separator.is_some_and(|sep| sep != '/') && mb.name.contains('/')
 }
-

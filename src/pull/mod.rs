@@ -179,7 +179,17 @@ pub fn run_with(
         connector,
         conn,
         |_| Ok(None),
-        |conn, _, &i| pull_one(conn, connector, &root, &folders[i].0, opts, &progress, (i, count)),
+        |conn, _, &i| {
+            pull_one(
+                conn,
+                connector,
+                &root,
+                &folders[i].0,
+                opts,
+                &progress,
+                (i, count),
+            )
+        },
     )?;
     if let Some(mut c) = kept {
         c.logout();
@@ -385,7 +395,6 @@ fn check_account(store: &mut Store, ep: &Endpoint) -> Result<()> {
         ),
     }
 }
-
 
 /// A UID and its RFC822.SIZE.
 type UidSize = (u32, u64);

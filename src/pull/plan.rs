@@ -165,8 +165,14 @@ mod tests {
             Start::Incremental { from: 10 }
         );
         assert_eq!(start(&old, 9, &sel(9, 8, 10, None)), Start::Reindex);
-        assert_eq!(start(&state(7, None, None), 0, &sel(3, 7, 4, None)), Start::Full);
-        assert_eq!(start(&FolderState::default(), 0, &sel(3, 7, 4, None)), Start::Full);
+        assert_eq!(
+            start(&state(7, None, None), 0, &sel(3, 7, 4, None)),
+            Start::Full
+        );
+        assert_eq!(
+            start(&FolderState::default(), 0, &sel(3, 7, 4, None)),
+            Start::Full
+        );
     }
 
     #[test]
@@ -191,9 +197,16 @@ mod tests {
     #[test]
     fn the_flag_query_follows_highestmodseq() {
         let old = state(7, Some(10), Some(50));
-        assert_eq!(flag_query(&old, &sel(9, 7, 10, Some(50)), Start::Unchanged), None);
         assert_eq!(
-            flag_query(&old, &sel(9, 7, 10, Some(60)), Start::Incremental { from: 10 }),
+            flag_query(&old, &sel(9, 7, 10, Some(50)), Start::Unchanged),
+            None
+        );
+        assert_eq!(
+            flag_query(
+                &old,
+                &sel(9, 7, 10, Some(60)),
+                Start::Incremental { from: 10 }
+            ),
             Some(Some(50))
         );
         assert_eq!(
@@ -209,7 +222,10 @@ mod tests {
     #[test]
     fn flags_compare_as_sets_without_recent_and_case() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert!(same_flags(&s(&["\\Seen", "a"]), &s(&["A", "\\SEEN", "\\Recent"])));
+        assert!(same_flags(
+            &s(&["\\Seen", "a"]),
+            &s(&["A", "\\SEEN", "\\Recent"])
+        ));
         let known: BTreeMap<u32, Vec<String>> =
             [(1, s(&["\\Seen"])), (2, s(&[]))].into_iter().collect();
         let changes = flag_changes(

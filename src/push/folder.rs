@@ -19,11 +19,15 @@ use crate::imap::{without_recent, AppendMessage, AppendOutcome, FlagOp, Refusal,
 use crate::mailbox::{Cap, Mailbox};
 use crate::mailtime::InternalDate;
 use crate::run::{self, Done, Failure, Retry};
-use crate::store::{Index, Intent, Mapping, NewIntent};
+use crate::store::{Index, Mapping, NewIntent};
 use crate::ui::{self, human_bytes};
 
 /// A store message's key `(folder_id, uidvalidity, uid)`.
 type Key = (i64, u32, u32);
+
+/// An intent this old whose message host2 holds is dropped: APPENDs still landing that long
+/// after their connection died are not expected.
+const SETTLED_AFTER_SECS: i64 = 600;
 
 /// What the attempts at one target share.
 #[derive(Default)]
@@ -40,6 +44,9 @@ struct State {
     altered: BTreeMap<Key, Failure>,
     /// After the last attempt: the store messages host2 holds.
     present: BTreeSet<Key>,
+    /// Some APPEND of this mailbox was left unanswered (in this run, or recently by an
+    /// interrupted one): copies may still land, so the push ends with a last look for doubles.
+    unsettled: bool,
     /// Found through intents of earlier runs.
     recovered: BTreeSet<Key>,
 }
@@ -81,6 +88,26 @@ pub(crate) fn push_target(
                 let r = p.run(position);
                 *progressed = state.sent.len() + fr.flags_updated as usize > before;
                 r
+            },
+        )?;
+        if !state.unsettled || ctx.opts.dry_run {
+            return Ok(());
+        }
+        run::retrying(
+            conn,
+            ctx.connector,
+            &mut retry,
+            "last look for doubles",
+            |m, _| {
+                Pusher {
+                    ctx,
+                    conn: m,
+                    index: &mut index,
+                    target,
+                    fr: &mut fr,
+                    state: &mut state,
+                }
+                .last_look()
             },
         )
     });
@@ -185,15 +212,11 @@ impl Pusher<'_, '_> {
                 intents: Vec::new(),
             },
         };
-        if !dry {
-            settle_late_arrivals(self.conn, &ledger.intents, self.ctx.opts.settle_secs)?;
-        }
-        let sel = if dry || ledger.intents.is_empty() {
-            sel
-        } else {
-            self.conn.select(&self.target.mailbox, false)?
-        };
         let now = crate::clock::now();
+        self.state.unsettled |= ledger
+            .intents
+            .iter()
+            .any(|i| now - i.created_at < SETTLED_AFTER_SECS);
         let cmp = compare::examine(
             self.conn,
             self.index,
@@ -204,7 +227,12 @@ impl Pusher<'_, '_> {
             now,
         )?;
         self.fr.messages = cmp.store.len() as u64;
-        let bytes: u64 = cmp.settled.missing.iter().map(|&i| cmp.store[i].row.size).sum();
+        let bytes: u64 = cmp
+            .settled
+            .missing
+            .iter()
+            .map(|&i| cmp.store[i].row.size)
+            .sum();
         self.ctx.progress.folder(
             position,
             self.ctx.count,
@@ -220,6 +248,7 @@ impl Pusher<'_, '_> {
         };
         self.record_found(dest, &cmp)?;
         let removed = self.remove_doubles(dest, &cmp)?;
+        self.retire_intents(dest, &cmp, SETTLED_AFTER_SECS)?;
         let uidnext = self.append_missing(dest, &cmp, &sel)?;
         self.update_flags(dest, &cmp, &sel)?;
         let deleted = self.delete_extras(dest, &cmp)?;
@@ -227,11 +256,77 @@ impl Pusher<'_, '_> {
         Ok(())
     }
 
+    /// After the pushes into the mailbox, when APPENDs were left unanswered: wait for host2 to
+    /// be quiet (they may still be landing), compare again, record the copies that landed and
+    /// remove those that doubled a copy sent since.
+    fn last_look(&mut self) -> Result<()> {
+        let Some(dest) = self.ctx.destination else {
+            return Ok(());
+        };
+        self.conn.select(&self.target.mailbox, false)?;
+        let intents = self.index.intents_for(dest, &self.target.mailbox)?;
+        settle_late_arrivals(self.conn, self.ctx.opts.settle_secs)?;
+        let sel = self.conn.select(&self.target.mailbox, false)?;
+        let ledger = Ledger {
+            mappings: self.index.mappings_to(dest, &self.target.mailbox)?,
+            intents,
+        };
+        let cmp = compare::examine(
+            self.conn,
+            self.index,
+            self.ctx.objects,
+            self.target,
+            &sel,
+            ledger,
+            crate::clock::now(),
+        )?;
+        let sent = self.state.sent.clone();
+        self.record_found(dest, &cmp)?;
+        self.state.sent = sent;
+        let removed = self.remove_doubles(dest, &cmp)?;
+        // host2 was quiet and holds these messages: no copy of their APPENDs is on its way.
+        self.retire_intents(dest, &cmp, 0)?;
+        if let Some(e) = &mut self.fr.expect {
+            e.messages = (u64::from(sel.exists).saturating_sub(removed)) as u32;
+            e.uidnext = sel.uidnext.unwrap_or(e.uidnext);
+        }
+        Ok(())
+    }
+
+    /// Drop the intents older than `age` seconds whose message host2 now holds: a copy of their
+    /// APPEND still on its way after that long is not expected (and would be an extra, listed
+    /// by check, not a double).
+    fn retire_intents(&mut self, dest: i64, cmp: &Comparison, age: i64) -> Result<()> {
+        let now = crate::clock::now();
+        let resolved: BTreeSet<i64> = cmp.settled.resolved.iter().copied().collect();
+        let done: Vec<i64> = cmp
+            .intents
+            .iter()
+            .filter(|i| !resolved.contains(&i.id) && now - i.created_at >= age)
+            .filter(|i| {
+                let key = (i.intent.folder_id, i.intent.uidvalidity, i.intent.uid);
+                self.state.present.contains(&key)
+            })
+            .map(|i| i.id)
+            .collect();
+        if done.is_empty() {
+            return Ok(());
+        }
+        self.index.record_push(dest, &done, &[], &[])
+    }
+
     /// With `--dry-run`: count what would be done.
     fn dry_run(&mut self, cmp: &Comparison, sel: &Selected) -> Result<()> {
         let s = &cmp.settled;
-        self.state.present = cmp.explained.present.iter().map(|(i, _)| cmp.store[*i].key()).collect();
-        self.state.present.extend(s.found.iter().map(|m| cmp.store[m.store].key()));
+        self.state.present = cmp
+            .explained
+            .present
+            .iter()
+            .map(|(i, _)| cmp.store[*i].key())
+            .collect();
+        self.state
+            .present
+            .extend(s.found.iter().map(|m| cmp.store[m.store].key()));
         for &i in &s.missing {
             self.state.sent.insert(cmp.store[i].key());
             self.state.present.insert(cmp.store[i].key());
@@ -280,7 +375,11 @@ impl Pusher<'_, '_> {
                 mailbox: self.target.mailbox.clone(),
                 dest_uidvalidity: cmp.uidvalidity,
                 dest_uid: m.uid,
-                flags: cmp.host.get(&m.uid).map(|h| h.flags.clone()).unwrap_or_default(),
+                flags: cmp
+                    .host
+                    .get(&m.uid)
+                    .map(|h| h.flags.clone())
+                    .unwrap_or_default(),
                 change: 0,
                 found: m.how == Found::Recognised,
                 altered,
@@ -290,21 +389,18 @@ impl Pusher<'_, '_> {
             if let Some(what) = &m.altered {
                 let msg = &cmp.store[*i];
                 let reason = format!("host2 holds it altered: {what}");
-                self.state
-                    .altered
-                    .insert(msg.key(), Failure::message(&msg.folder, msg.row.uid, reason));
+                self.state.altered.insert(
+                    msg.key(),
+                    Failure::message(&msg.folder, msg.row.uid, reason),
+                );
             }
         }
         if mappings.is_empty() && cmp.explained.stale.is_empty() && cmp.settled.resolved.is_empty()
         {
             return Ok(());
         }
-        self.index.record_push(
-            dest,
-            &cmp.settled.resolved,
-            &mappings,
-            &cmp.explained.stale,
-        )
+        self.index
+            .record_push(dest, &cmp.settled.resolved, &mappings, &cmp.explained.stale)
     }
 
     /// Remove the second copies our own interrupted pushes left (see [`crate::compare::survey`]).
@@ -338,7 +434,12 @@ impl Pusher<'_, '_> {
 
     /// APPEND the missing messages in batches. Returns host2's UIDNEXT after them, as far as the
     /// answers tell (`None` when unknown).
-    fn append_missing(&mut self, dest: i64, cmp: &Comparison, sel: &Selected) -> Result<Option<u32>> {
+    fn append_missing(
+        &mut self,
+        dest: i64,
+        cmp: &Comparison,
+        sel: &Selected,
+    ) -> Result<Option<u32>> {
         let missing: Vec<&StoreMsg> = cmp.settled.missing.iter().map(|&i| &cmp.store[i]).collect();
         if missing.is_empty() {
             return Ok(sel.uidnext);
@@ -405,7 +506,9 @@ impl Pusher<'_, '_> {
             })
             .collect();
         let ids = self.index.add_intents(dest, &intents)?;
-        self.state.sent.extend(items.iter().map(|(o, ..)| o.msg.key()));
+        self.state
+            .sent
+            .extend(items.iter().map(|(o, ..)| o.msg.key()));
         let appends: Vec<AppendMessage<'_>> = items
             .iter()
             .map(|(o, b, date)| AppendMessage {
@@ -416,7 +519,13 @@ impl Pusher<'_, '_> {
             })
             .collect();
         // An error here leaves every intent of the batch: the next attempt reconciles them.
-        let outcomes = self.conn.append(&self.target.mailbox, &appends)?;
+        let outcomes = match self.conn.append(&self.target.mailbox, &appends) {
+            Ok(o) => o,
+            Err(e) => {
+                self.state.unsettled = true;
+                return Err(e);
+            }
+        };
         let mut answers = Answers::default();
         for (k, outcome) in outcomes.iter().enumerate() {
             self.answer(k, outcome, &items, sel, &mut answers);
@@ -433,14 +542,17 @@ impl Pusher<'_, '_> {
             .filter(|(k, _)| !answers.unanswered.contains(k))
             .map(|(_, id)| *id)
             .collect();
-        self.index.record_push(dest, &settled, &answers.mappings, &[])?;
+        self.index
+            .record_push(dest, &settled, &answers.mappings, &[])?;
         let sent_bytes: u64 = answers
             .mappings
             .iter()
             .filter_map(|m| items.iter().find(|(o, ..)| o.msg.key() == m.key()))
             .map(|(_, b, _)| b.len() as u64)
             .sum();
-        self.state.present.extend(answers.mappings.iter().map(Mapping::key));
+        self.state
+            .present
+            .extend(answers.mappings.iter().map(Mapping::key));
         self.fr.bytes += sent_bytes;
         self.ctx.progress.advance(sent_bytes);
         if let Some(e) = answers.interrupted {
@@ -465,7 +577,10 @@ impl Pusher<'_, '_> {
 
     /// Read (and verify) each message's bytes and parse its date: an unreadable object or a
     /// date that is not one is that message's failure, and nothing unparsed goes into a command.
-    fn ready<'s>(&mut self, batch: Vec<Outgoing<'s>>) -> Vec<(Outgoing<'s>, Vec<u8>, InternalDate)> {
+    fn ready<'s>(
+        &mut self,
+        batch: Vec<Outgoing<'s>>,
+    ) -> Vec<(Outgoing<'s>, Vec<u8>, InternalDate)> {
         let mut items = Vec::with_capacity(batch.len());
         for o in batch {
             let Some(date) = InternalDate::parse(&o.msg.row.internaldate) else {
@@ -507,6 +622,7 @@ impl Pusher<'_, '_> {
             }
             AppendOutcome::Ok { .. } => answers.unknown.push(k),
             AppendOutcome::Unanswered => {
+                self.state.unsettled = true;
                 answers.unanswered.insert(k);
                 answers.interrupted.get_or_insert_with(|| {
                     anyhow::Error::new(std::io::Error::new(
@@ -549,21 +665,23 @@ impl Pusher<'_, '_> {
             return Ok(());
         }
         let mut fresh: Vec<(u32, u64)> = Vec::new();
-        self.conn.fetch_meta(&format!("{}:*", lower.max(1)), None, &mut |f| {
-            if f.uid >= lower && !claimed.contains(&f.uid) {
-                fresh.push((f.uid, f.size.unwrap_or(0)));
-            }
-            Ok(())
-        })?;
+        self.conn
+            .fetch_meta(&format!("{}:*", lower.max(1)), None, &mut |f| {
+                if f.uid >= lower && !claimed.contains(&f.uid) {
+                    fresh.push((f.uid, f.size.unwrap_or(0)));
+                }
+                Ok(())
+            })?;
         let uids: Vec<u32> = fresh.iter().map(|x| x.0).collect();
         let sizes: Vec<u64> = fresh.iter().map(|x| x.1).collect();
         let mut seen: Vec<(u32, Content)> = Vec::new();
-        self.conn.fetch_bodies(&uids, &sizes, 8 << 20, 2, &mut |f| {
-            if let Some(b) = &f.body {
-                seen.push((f.uid, Content::of(b)));
-            }
-            Ok(())
-        })?;
+        self.conn
+            .fetch_bodies(&uids, &sizes, 8 << 20, 2, &mut |f| {
+                if let Some(b) = &f.body {
+                    seen.push((f.uid, Content::of(b)));
+                }
+                Ok(())
+            })?;
         for k in std::mem::take(&mut answers.unknown) {
             let (o, bytes, _) = &items[k];
             let want = Content::of(bytes);
@@ -574,9 +692,8 @@ impl Pusher<'_, '_> {
             match pos {
                 Some(p) => {
                     let (uid, c) = seen.remove(p);
-                    let altered = (c.exact != want.exact).then(|| {
-                        crate::compare::content::describe_change(&want.shape, &c.shape)
-                    });
+                    let altered = (c.exact != want.exact)
+                        .then(|| crate::compare::content::describe_change(&want.shape, &c.shape));
                     answers.mappings.push(self.mapping(o, sel, uid, altered));
                 }
                 // The next run recognises it by its bytes if it is there after all.
@@ -621,14 +738,24 @@ impl Pusher<'_, '_> {
                 m.altered = Some(what.clone());
                 self.state.altered.insert(
                     o.msg.key(),
-                    Failure::message(&o.msg.folder, o.msg.row.uid, format!("host2 holds it altered: {what}")),
+                    Failure::message(
+                        &o.msg.folder,
+                        o.msg.row.uid,
+                        format!("host2 holds it altered: {what}"),
+                    ),
                 );
             }
         }
         Ok(())
     }
 
-    fn mapping(&self, o: &Outgoing<'_>, sel: &Selected, dest_uid: u32, altered: Option<String>) -> Mapping {
+    fn mapping(
+        &self,
+        o: &Outgoing<'_>,
+        sel: &Selected,
+        dest_uid: u32,
+        altered: Option<String>,
+    ) -> Mapping {
         Mapping {
             folder_id: o.msg.folder_id,
             uidvalidity: o.msg.row.uidvalidity,
@@ -663,7 +790,10 @@ impl Pusher<'_, '_> {
         let mut reported: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         self.conn
             .fetch_meta(&crate::imap::uidset::compact(&uids), None, &mut |f| {
-                reported.insert(f.uid, without_recent(f.flags.as_deref().unwrap_or_default()));
+                reported.insert(
+                    f.uid,
+                    without_recent(f.flags.as_deref().unwrap_or_default()),
+                );
                 Ok(())
             })?;
         for m in &mut updated {
@@ -732,9 +862,10 @@ impl Pusher<'_, '_> {
             "{} UID {}: failed: {reason}",
             msg.folder, msg.row.uid
         ));
-        self.state
-            .failed
-            .insert(msg.key(), Failure::message(&msg.folder, msg.row.uid, reason));
+        self.state.failed.insert(
+            msg.key(),
+            Failure::message(&msg.folder, msg.row.uid, reason),
+        );
     }
 }
 
@@ -761,14 +892,10 @@ struct Answers {
     interrupted: Option<anyhow::Error>,
 }
 
-/// Before comparing a mailbox an interrupted push wrote into recently, wait until host2 has
-/// been quiet (no new message) for `quiet` seconds, at most a minute: APPENDs that were on their
-/// way when the push died may still be landing, and one landing after the comparison would be
-/// a double until the next push.
-fn settle_late_arrivals(conn: &mut dyn Mailbox, intents: &[Intent], quiet: u64) -> Result<()> {
-    let now = crate::clock::now();
-    let recent = intents.iter().any(|i| now - i.created_at < 600);
-    if !recent || quiet == 0 {
+/// Wait until the selected mailbox has been quiet (no new message) for `quiet` seconds, at
+/// most a minute: APPENDs that were on their way when a connection died may still be landing.
+fn settle_late_arrivals(conn: &mut dyn Mailbox, quiet: u64) -> Result<()> {
+    if quiet == 0 {
         return Ok(());
     }
     let started = Instant::now();
@@ -836,7 +963,11 @@ fn fully_pulled(target: &Target) -> bool {
 fn flag_groups(cmp: &Comparison, sel: &Selected) -> BTreeMap<Vec<String>, Vec<Mapping>> {
     let mut groups: BTreeMap<Vec<String>, Vec<Mapping>> = BTreeMap::new();
     let found = cmp.settled.found.iter().map(|m| {
-        let flags = cmp.host.get(&m.uid).map(|h| h.flags.clone()).unwrap_or_default();
+        let flags = cmp
+            .host
+            .get(&m.uid)
+            .map(|h| h.flags.clone())
+            .unwrap_or_default();
         (m.store, m.uid, flags, 0)
     });
     let present = cmp
@@ -901,7 +1032,11 @@ fn has_keywords(flags: &[String]) -> bool {
 
 /// Split messages of these sizes into consecutive ranges of at most `max_bytes` (a larger
 /// message alone) and `max_count` messages.
-fn batches(sizes: impl Iterator<Item = u64>, max_bytes: u64, max_count: usize) -> Vec<Range<usize>> {
+fn batches(
+    sizes: impl Iterator<Item = u64>,
+    max_bytes: u64,
+    max_count: usize,
+) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut end, mut bytes) = (0, 0, 0u64);
     for size in sizes {

@@ -277,15 +277,39 @@ pub fn run_with(
         connector,
         conn,
         |c| {
-            prepare::mailboxes(c, &ctx, &ns, &todo, &subscribe_only, &mut created, &mut refused)
-                .map(Some)
+            prepare::mailboxes(
+                c,
+                &ctx,
+                &ns,
+                &todo,
+                &subscribe_only,
+                &mut created,
+                &mut refused,
+            )
+            .map(Some)
         },
         |c, i, t| folder::push_target(&ctx, c, t, i),
     )?;
     progress.finish();
+    // A folder that could not be created is a failure, not a creation.
+    let refused_paths: Vec<&str> = todo
+        .iter()
+        .zip(&refused)
+        .filter(|(_, r)| r.is_some())
+        .map(|(t, _)| t.path.as_str())
+        .collect();
+    created.retain(|p| !refused_paths.contains(&p.as_str()));
     report.created = created;
     if let (Some(mut c), Some(d), false) = (kept, destination, opts.dry_run) {
-        record_facts(c.as_mut(), &mut store.index, d, &todo, &results, store_change, opts);
+        record_facts(
+            c.as_mut(),
+            &mut store.index,
+            d,
+            &todo,
+            &results,
+            store_change,
+            opts,
+        );
         c.logout();
     }
     add_up(&mut report, skipped, &todo, results, &refused);
@@ -537,7 +561,13 @@ fn record_facts(
             continue;
         };
         let seen = (st.uidvalidity, st.uidnext, st.messages);
-        if seen != (Some(want.uidvalidity), Some(want.uidnext), Some(want.messages)) {
+        if seen
+            != (
+                Some(want.uidvalidity),
+                Some(want.uidnext),
+                Some(want.messages),
+            )
+        {
             ui::detail(&format!(
                 "{}: host2 changed during the push; it will be surveyed again next time",
                 t.label()

@@ -109,6 +109,10 @@ pub fn retrying<T>(
     }
 }
 
+/// What [`pool`] gives back: each item's result (`None`: not done) and the first connection
+/// when it is still usable.
+pub type Pooled<R> = (Vec<Option<R>>, Option<Box<dyn Mailbox>>);
+
 /// What one worker of [`pool`] gives back for an item: its result, and whether the connection
 /// must be replaced before the next item (an error left it in an unknown state).
 pub struct Done<R> {
@@ -128,7 +132,7 @@ pub fn pool<T: Sync, R: Send>(
     first: Box<dyn Mailbox>,
     prepare: impl FnOnce(&mut Box<dyn Mailbox>) -> Result<Option<Vec<bool>>>,
     work: impl Fn(&mut Box<dyn Mailbox>, usize, &T) -> Done<R> + Sync,
-) -> Result<(Vec<Option<R>>, Option<Box<dyn Mailbox>>)> {
+) -> Result<Pooled<R>> {
     let jobs = jobs.clamp(1, items.len().max(1));
     // None until `prepare` has run: the other workers wait for it.
     let queue: Mutex<Option<VecDeque<usize>>> = Mutex::new(None);
@@ -152,7 +156,10 @@ pub fn pool<T: Sync, R: Send>(
                     Ok(c) => conn = c,
                     Err(e) => {
                         // The items left go to the other connections.
-                        ui::warn(&format!("reconnecting to {} failed: {e:#}", connector.side()));
+                        ui::warn(&format!(
+                            "reconnecting to {} failed: {e:#}",
+                            connector.side()
+                        ));
                         return None;
                     }
                 }
@@ -251,31 +258,21 @@ mod tests {
         let mut retry = Retry::new(5);
         retry.set_base_delay(std::time::Duration::ZERO);
         let mut tries = 0;
-        let got = retrying(
-            &mut conn,
-            &c,
-            &mut retry,
-            "testing",
-            |_, _| {
-                tries += 1;
-                if tries < 3 {
-                    Err(anyhow::Error::new(std::io::Error::from(
-                        std::io::ErrorKind::ConnectionReset,
-                    )))
-                } else {
-                    Ok(tries)
-                }
-            },
-        )
+        let got = retrying(&mut conn, &c, &mut retry, "testing", |_, _| {
+            tries += 1;
+            if tries < 3 {
+                Err(anyhow::Error::new(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionReset,
+                )))
+            } else {
+                Ok(tries)
+            }
+        })
         .unwrap();
         assert_eq!(got, 3);
-        let e = retrying(
-            &mut conn,
-            &c,
-            &mut retry,
-            "testing",
-            |_, _| -> Result<()> { Err(anyhow::anyhow!("not transient")) },
-        );
+        let e = retrying(&mut conn, &c, &mut retry, "testing", |_, _| -> Result<()> {
+            Err(anyhow::anyhow!("not transient"))
+        });
         assert!(e.is_err());
     }
 }

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::index::{folder_at, next_change, Batch, FolderRow, Index};
-use crate::clock::now;
 use super::objects::Hash;
+use crate::clock::now;
 
 /// One bundle this store wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]

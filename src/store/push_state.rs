@@ -10,8 +10,8 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::facts::HeaderFacts;
 use super::index::Index;
-use crate::clock::now;
 use super::objects::Hash;
+use crate::clock::now;
 use crate::names::MailboxName;
 
 /// Where one store message is on host2.
@@ -85,7 +85,11 @@ pub struct MailboxFacts {
 
 impl Index {
     /// The facts recorded after the last complete push into `mailbox`, if any.
-    pub fn mailbox_facts(&self, destination: i64, mailbox: &MailboxName) -> Result<Option<MailboxFacts>> {
+    pub fn mailbox_facts(
+        &self,
+        destination: i64,
+        mailbox: &MailboxName,
+    ) -> Result<Option<MailboxFacts>> {
         self.conn
             .query_row(
                 "SELECT folders, store_change, store_messages, delete2, dest_uidvalidity,
@@ -455,7 +459,10 @@ mod tests {
         idx.record_push(d, &ids, std::slice::from_ref(&m), &[])
             .unwrap();
         assert_eq!(idx.pending_intents().unwrap(), 0);
-        assert_eq!(idx.mappings_to(d, &"INBOX".into()).unwrap(), vec![m.clone()]);
+        assert_eq!(
+            idx.mappings_to(d, &"INBOX".into()).unwrap(),
+            vec![m.clone()]
+        );
         assert_eq!(idx.live_facts(f, 7).unwrap()[&3].0, 1);
         idx.record_push(d, &[], &[], &[m.key()]).unwrap();
         assert!(idx.mappings_to(d, &"INBOX".into()).unwrap().is_empty());
