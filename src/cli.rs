@@ -213,6 +213,10 @@ pub struct PullArgs {
     /// Connections to host1; folders are spread over them
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
+    /// Re-hash every object the pulled folders use and fetch missing or damaged ones again
+    /// (what `imapferry verify` lists)
+    #[arg(long)]
+    pub repair: bool,
     #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]

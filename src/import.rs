@@ -788,7 +788,7 @@ fn commit(
     uidnext: u64,
 ) -> Result<()> {
     let uidnext = u32::try_from(uidnext).unwrap_or(u32::MAX);
-    let mut b = store.index.batch()?;
+    let mut b = store.index.batch_after_sync(&store.objects)?;
     for (m, stored, facts) in pending.drain(..) {
         b.add_object(&m.hash, m.size, stored, &facts)?;
         b.add_message(folder_id, &m)?;
@@ -802,7 +802,7 @@ fn commit(
         },
         now(),
     )?;
-    b.commit_after_sync(&store.objects)
+    b.commit()
 }
 
 #[cfg(test)]

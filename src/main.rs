@@ -57,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.jobs = a.jobs.max(1);
             opts.chunk_threshold = a.tuning.chunk_threshold;
             opts.chunk_bytes = a.tuning.chunk_bytes.max(1);
+            opts.repair = a.repair;
             let report = pull::run(&opts)?;
             print_failures(&report.failures);
             if a.output.json {

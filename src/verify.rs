@@ -118,8 +118,9 @@ impl VerifyReport {
         }
         if self.problems.iter().any(|p| p.kind != "invalid") {
             out.push_str(
-                "\nThe messages listed cannot be pushed or exported as they are: restore the \
-                 named object files from a backup (or pull them into a new store).",
+                "\nThe messages listed cannot be pushed or exported as they are: \
+                 `imapferry pull --repair` fetches them again from host1 and replaces the \
+                 damaged objects (or restore the named files from a backup).",
             );
         }
         if self.problems.iter().any(|p| p.kind == "invalid") {
@@ -333,17 +334,8 @@ fn check_object(
         }
         Err(e) => {
             report.rehashed += 1;
-            // Objects::read names the path; keep only the reason here.
-            let msg = format!("{e:#}");
-            let detail = msg
-                .split_once(&format!("{} ", path.display()))
-                .map_or(msg.clone(), |(_, rest)| rest.to_string());
-            let kind = if msg.contains("missing") {
-                "missing"
-            } else {
-                "corrupt"
-            };
-            problem(kind, detail)
+            let kind = if e.is_missing() { "missing" } else { "corrupt" };
+            problem(kind, e.reason())
         }
     }
 }

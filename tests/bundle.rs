@@ -703,7 +703,7 @@ fn bundle_create_leaves_out_flags_apply_would_refuse_and_says_which() {
         .unwrap();
     let body = b"Subject: gmail\r\n\r\nx\r\n";
     let (hash, stored) = store.objects.write(body).unwrap();
-    let mut batch = store.index.batch().unwrap();
+    let mut batch = store.index.batch_after_sync(&store.objects).unwrap();
     let state = FolderState {
         uidvalidity: Some(7),
         uidnext: Some(2),
@@ -723,7 +723,7 @@ fn bundle_create_leaves_out_flags_apply_would_refuse_and_says_which() {
         internaldate: "05-Mar-2021 14:03:07 +0100".parse().unwrap(),
     };
     batch.add_message(id, &m).unwrap();
-    batch.commit_after_sync(&store.objects).unwrap();
+    batch.commit().unwrap();
     drop(store);
     run(&["verify", "--store", s(&a)]).expect_code(0);
 

@@ -251,7 +251,7 @@ fn store_with_folders(store: &Path, names: &[String]) -> Vec<Vec<u8>> {
             .unwrap();
         let body = format!("Subject: folder {i}\r\n\r\n{name:?}\r\n").into_bytes();
         let (hash, stored) = st.objects.write(&body).unwrap();
-        let mut b = st.index.batch().unwrap();
+        let mut b = st.index.batch_after_sync(&st.objects).unwrap();
         let state = FolderState {
             uidvalidity: Some(7),
             uidnext: Some(2),
@@ -269,7 +269,7 @@ fn store_with_folders(store: &Path, names: &[String]) -> Vec<Vec<u8>> {
             internaldate: "05-Mar-2021 14:03:07 +0100".parse().unwrap(),
         };
         b.add_message(id, &m).unwrap();
-        b.commit_after_sync(&st.objects).unwrap();
+        b.commit().unwrap();
         bodies.push(body);
     }
     bodies

@@ -581,27 +581,6 @@ fn hoodiecrow_as_host2() {
 // ---------------------------------------------------------------------------------------------
 // What used to go wrong
 
-/// `server` reached through another port (a proxy in front of it).
-struct Via<'a>(&'a dyn TestServer, u16);
-
-impl TestServer for Via<'_> {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn port(&self) -> u16 {
-        self.1
-    }
-    fn user(&self) -> &str {
-        self.0.user()
-    }
-    fn password(&self) -> &str {
-        self.0.password()
-    }
-    fn log(&self) -> String {
-        self.0.log()
-    }
-}
-
 /// Messages on `server` per folder.
 fn counts(server: &dyn TestServer) -> BTreeMap<String, usize> {
     messages_of(server)

@@ -406,7 +406,7 @@ fn copy_objects(store: &Store, c: &Checked) -> Result<Vec<NewObject>> {
 /// `bundles_applied` row, committed after the objects are durable.
 fn commit(store: &mut Store, c: &Checked, new: &[NewObject]) -> Result<()> {
     let h = &c.header;
-    let mut batch = store.index.batch()?;
+    let mut batch = store.index.batch_after_sync(&store.objects)?;
     for o in new {
         batch.add_object(&o.hash, o.size, o.stored, &o.facts)?;
     }
@@ -436,7 +436,7 @@ fn commit(store: &mut Store, c: &Checked, new: &[NewObject]) -> Result<()> {
         .as_ref()
         .map(|a| (a.host.as_str(), a.user.as_str()));
     batch.record_bundle_applied(&applied_row(h), account)?;
-    batch.commit_after_sync(&store.objects)
+    batch.commit()
 }
 
 fn folder_id<'a>(

@@ -20,10 +20,10 @@ pub const MAGIC: &[u8; 8] = b"IMFYBNDL";
 pub const VERSION: u32 = 1;
 /// Largest JSON record written or accepted (a folder or message is a few hundred bytes).
 pub const MAX_JSON: u64 = 1 << 20;
-/// The largest message a bundle carries, uncompressed (2 GiB, far beyond any server's limit).
-/// `bundle create` refuses a bigger one and `apply` a frame that declares more, so every bundle
-/// that can be written can be applied.
-pub const MAX_OBJECT: u64 = 2 << 30;
+/// The largest message a bundle carries, uncompressed: the store's own bound (2 GiB, far beyond
+/// any server's limit). `bundle create` refuses a bigger one and `apply` a frame that declares
+/// more, so every bundle that can be written can be applied.
+pub use crate::store::objects::MAX_OBJECT;
 
 /// The largest object record written or accepted: the hash and the frame of a
 /// [`MAX_OBJECT`]-byte message that did not compress at all.

@@ -552,6 +552,11 @@ fn hand_untagged(buf: &[u8], rest: &[u8], span: &mut BodySpan) -> Result<Respons
             if let Some(Tok::Atom(kw)) = lx.next()? {
                 if kw.eq_ignore_ascii_case(b"FETCH") {
                     if let Some(Tok::List(items)) = lx.next()? {
+                        // Nothing may follow the item list: a FETCH with trailing bytes is
+                        // not one this parser understood.
+                        if lx.next()?.is_some() {
+                            return Err(format!("bytes after a FETCH's items: {:?}", head(rest)));
+                        }
                         return Ok(Response::Untagged(fetch_from_toks(buf, seq, items, span)?));
                     }
                 }
@@ -1317,6 +1322,13 @@ mod tests {
             parse(b"* NAMESPACE NIL NIL NIL\r\n").unwrap(),
             Response::Untagged(Untagged::Namespace(vec![]))
         );
+    }
+
+    #[test]
+    fn a_fetch_with_bytes_after_its_items_is_not_read_as_one() {
+        assert!(parse(b"* 2 FETCH (UID 2 FLAGS (\\Seen)) garbage (\r\n").is_err());
+        assert!(carries_state(b"* 2 FETCH (UID 2) x\r\n"));
+        assert!(parse(b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n").is_ok());
     }
 
     #[test]

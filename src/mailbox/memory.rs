@@ -65,6 +65,11 @@ pub struct Faults {
     pub drop_after_appends: Option<usize>,
     /// CREATE closes the connection (like a server answering BYE to it).
     pub bye_on_create: bool,
+    /// The next this many APPENDs are refused as Microsoft 365 throttles: `NO Request is
+    /// throttled. Suggested Backoff Time: 200 milliseconds`.
+    pub throttle_appends: usize,
+    /// Keywords (flags without `\`) are dropped from what is stored, as pymap does.
+    pub drop_keywords: bool,
 }
 
 /// The account all connections of one test see.
@@ -119,6 +124,9 @@ impl Server {
     fn stored(&self, mut msg: Msg) -> Msg {
         if let Some(rewrite) = self.faults.rewrite {
             msg.bytes = rewrite(&msg.bytes);
+        }
+        if self.faults.drop_keywords {
+            msg.flags.retain(|f| f.starts_with('\\'));
         }
         msg
     }
@@ -352,6 +360,15 @@ impl Mailbox for Memory {
                 internaldate: m.internaldate.unwrap_or_else(|| InternalDate::from_unix(0)),
                 bytes: m.bytes.to_vec(),
             };
+            if s.faults.throttle_appends > 0 {
+                s.faults.throttle_appends -= 1;
+                out.push(AppendOutcome::Refused(crate::imap::Refusal {
+                    status: crate::imap::response::Status::No,
+                    code: None,
+                    text: "Request is throttled. Suggested Backoff Time: 200 milliseconds".into(),
+                }));
+                continue;
+            }
             if limit.is_some_and(|n| self.appends >= n) {
                 // On its way when the link died: lands later, or never.
                 s.late.push((name.clone(), msg));

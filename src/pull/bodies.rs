@@ -64,6 +64,8 @@ pub(super) struct Bodies<'a> {
     pub failed: Vec<(u32, String)>,
     /// (UID, what happened) of messages stored after a second look.
     pub notices: Vec<(u32, String)>,
+    /// Known messages fetched again to replace a damaged object (counted as repaired).
+    pub repairs: BTreeSet<u32>,
 }
 
 /// Which answer for a message this is.
@@ -101,6 +103,7 @@ impl<'a> Bodies<'a> {
             suspects: BTreeMap::new(),
             failed: Vec::new(),
             notices: Vec::new(),
+            repairs: BTreeSet::new(),
         }
     }
 
@@ -388,7 +391,11 @@ impl<'a> Bodies<'a> {
         ));
         self.settled.insert(uid);
         self.pending.bytes += len;
-        self.fr.new += 1;
+        if self.repairs.contains(&uid) {
+            self.fr.repaired += 1;
+        } else {
+            self.fr.new += 1;
+        }
         self.fr.bytes += len;
         if self.pending.bytes >= self.opts.commit_bytes
             || self.pending.rows.len() >= self.opts.commit_messages
@@ -451,13 +458,13 @@ fn flush(
     if pending.rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut batch = index.batch()?;
+    // Objects first: an index row must never name bytes a crash could lose.
+    let mut batch = index.batch_after_sync(objects)?;
     for (m, facts, stored) in &pending.rows {
         batch.add_object(&m.hash, m.size, *stored, facts)?;
         batch.add_message(folder_id, m)?;
     }
-    // Objects first: an index row must never name bytes a crash could lose.
-    batch.commit_after_sync(objects)?;
+    batch.commit()?;
     pending.bytes = 0;
     Ok(pending.rows.drain(..).map(|(m, ..)| m.uid).collect())
 }

@@ -43,7 +43,12 @@ pub(super) fn pull_folder(
         .map(|m| (m.uid, m))
         .collect();
     let start = plan::start(&folder.state, known.len(), &sel);
-    if start == Start::Unchanged {
+    let repairs = if job.opts.repair && start != Start::Reindex {
+        damaged(local, &known)
+    } else {
+        BTreeSet::new()
+    };
+    if start == Start::Unchanged && repairs.is_empty() {
         fr.unchanged = true;
         return record_state(local, folder, &sel, true);
     }
@@ -56,7 +61,20 @@ pub(super) fn pull_folder(
             sel.uidvalidity
         ));
     }
-    let (new_meta, expunged) = new_and_expunged(conn, &known, &sel, start)?;
+    let (mut new_meta, expunged) = if start == Start::Unchanged {
+        (BTreeMap::new(), Vec::new())
+    } else {
+        new_and_expunged(conn, &known, &sel, start)?
+    };
+    if !repairs.is_empty() {
+        let set: Vec<u32> = repairs.iter().copied().collect();
+        conn.fetch_meta(&compact(&set), None, &mut |f| {
+            if repairs.contains(&f.uid) {
+                new_meta.insert(f.uid, f);
+            }
+            Ok(())
+        })?;
+    }
     let flag_changes = flag_changes(conn, folder, &known, &sel, start)?;
     record_changes(local, folder, &sel, start, &expunged, &flag_changes, fr)?;
 
@@ -73,6 +91,7 @@ pub(super) fn pull_folder(
         fr,
         carry,
     );
+    bodies.repairs = repairs;
     // An attempt cut short finds its failures again in the next one: only a whole one counts.
     bodies.run(conn, local)?;
     let (failed, notices) = (bodies.failed, bodies.notices);
@@ -132,6 +151,20 @@ fn new_and_expunged(
         }
     }
     Ok((new_meta, listing.expunged))
+}
+
+/// Known messages whose object is missing or does not verify (`--repair`).
+fn damaged(local: &Local, known: &BTreeMap<u32, MessageRow>) -> BTreeSet<u32> {
+    let mut checked: BTreeMap<crate::store::Hash, bool> = BTreeMap::new();
+    known
+        .values()
+        .filter(|m| {
+            !*checked
+                .entry(m.hash)
+                .or_insert_with(|| local.objects.verify(&m.hash).is_ok())
+        })
+        .map(|m| m.uid)
+        .collect()
 }
 
 /// Known messages whose flags host1 now reports otherwise.

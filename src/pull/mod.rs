@@ -52,6 +52,9 @@ pub struct PullOptions {
     pub chunk_bytes: u64,
     /// Consecutive transient failures to retry (see [`crate::run::Retry`]).
     pub retries: u32,
+    /// Re-hash every object the pulled folders' messages use and fetch the damaged or missing
+    /// ones again (what `verify` lists).
+    pub repair: bool,
 }
 
 impl PullOptions {
@@ -68,6 +71,7 @@ impl PullOptions {
             chunk_threshold: 8 << 20,
             chunk_bytes: 1 << 20,
             retries: 20,
+            repair: false,
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct FolderReport {
     pub reused: u64,
     /// Messages whose flags changed.
     pub updated: u64,
+    /// Messages whose damaged or missing object was fetched again (`--repair`).
+    pub repaired: u64,
     pub expunged: u64,
     pub failed: u64,
     /// Message bytes downloaded.
@@ -103,6 +109,8 @@ pub struct PullReport {
     pub new: u64,
     pub reused: u64,
     pub updated: u64,
+    /// Messages whose damaged or missing object was fetched again (`--repair`).
+    pub repaired: u64,
     pub expunged: u64,
     pub bytes: u64,
     pub seconds: f64,
@@ -168,7 +176,12 @@ pub fn run_with(
             list::sync_folder_list(m, store, &ns, opts, &mut report)
         },
     )?;
-    let (todo, mut results) = settle_unchanged(store, &folders)?;
+    let (todo, mut results) = if opts.repair {
+        // Every folder is looked at: an unchanged one may still hold a damaged object.
+        ((0..folders.len()).collect(), vec![None; folders.len()])
+    } else {
+        settle_unchanged(store, &folders)?
+    };
     let progress = Progress::new();
     let count = folders.len();
     let items: Vec<usize> = todo;
@@ -338,6 +351,7 @@ fn add_up(
         report.new += fr.new;
         report.reused += fr.reused;
         report.updated += fr.updated;
+        report.repaired += fr.repaired;
         report.expunged += fr.expunged;
         report.bytes += fr.bytes;
         report.per_folder.push(fr);
@@ -369,6 +383,9 @@ fn folder_line(fr: &FolderReport) -> String {
     let mut line = format!("{}: {} new", fr.folder, fr.new);
     if fr.reused > 0 {
         line += &format!(" ({} already in the store)", fr.reused);
+    }
+    if fr.repaired > 0 {
+        line += &format!(", {} repaired", fr.repaired);
     }
     line += &format!(
         ", {} flags changed, {} expunged, {}",

@@ -26,8 +26,9 @@ use crate::ui::{self, human_bytes};
 type Key = (i64, u32, u32);
 
 /// An intent this old whose message host2 holds is dropped: APPENDs still landing that long
-/// after their connection died are not expected.
-const SETTLED_AFTER_SECS: i64 = 600;
+/// after their connection died are not expected. Until then a late copy is recognised as ours
+/// (and removed when it doubles one sent since), and each push looks at the mailbox in full.
+const SETTLED_AFTER_SECS: i64 = 3600;
 
 /// What the attempts at one target share.
 #[derive(Default)]
@@ -284,8 +285,7 @@ impl Pusher<'_, '_> {
         self.record_found(dest, &cmp)?;
         self.state.sent = sent;
         let removed = self.remove_doubles(dest, &cmp)?;
-        // host2 was quiet and holds these messages: no copy of their APPENDs is on its way.
-        self.retire_intents(dest, &cmp, 0)?;
+        self.retire_intents(dest, &cmp, SETTLED_AFTER_SECS)?;
         if let Some(e) = &mut self.fr.expect {
             e.messages = (u64::from(sel.exists).saturating_sub(removed)) as u32;
             e.uidnext = sel.uidnext.unwrap_or(e.uidnext);

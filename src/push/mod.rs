@@ -69,7 +69,7 @@ impl PushOptions {
             batch_bytes: 8 << 20,
             batch_messages: 500,
             retries: 20,
-            settle_secs: 3,
+            settle_secs: 2,
         }
     }
 }

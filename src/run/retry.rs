@@ -34,13 +34,15 @@ impl Retry {
     }
 
     /// Count a failure of `what`. When the budget allows another attempt, wait the backoff delay
-    /// and return true; otherwise return false.
+    /// (or the time the server asked for, when it said one: see [`stated_backoff`], up to a
+    /// quarter of an hour) and return true; otherwise return false.
     pub fn failed(&mut self, what: &str, err: &anyhow::Error) -> bool {
         self.failures += 1;
         if self.failures > self.max {
             return false;
         }
-        let delay = self.delay();
+        let asked = stated_backoff(&format!("{err:#}")).map(|d| d.min(MAX_STATED));
+        let delay = asked.map_or_else(|| self.delay(), |a| a.max(self.delay()));
         ui::info(&format!(
             "{what}: {err:#}; retrying in {:.1} s (attempt {} of {})",
             delay.as_secs_f64(),
@@ -62,6 +64,37 @@ impl Retry {
     }
 }
 
+/// The longest wait a server's stated backoff gets.
+const MAX_STATED: Duration = Duration::from_secs(15 * 60);
+
+/// The wait a server asked for in its answer: Microsoft 365's `Request is throttled. Suggested
+/// Backoff Time: 300000 milliseconds` (seconds too), or a number after `[THROTTLED` / `[LIMIT`.
+pub fn stated_backoff(text: &str) -> Option<Duration> {
+    let lower = text.to_ascii_lowercase();
+    let number_after = |at: usize| -> Option<(u64, &str)> {
+        let rest = lower[at..].trim_start_matches([' ', ':', '=']);
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let n = digits.parse().ok()?;
+        Some((n, rest[digits.len()..].trim_start()))
+    };
+    if let Some(p) = lower.find("backoff time") {
+        let (n, unit) = number_after(p + "backoff time".len())?;
+        return Some(if unit.starts_with("ms") || unit.starts_with("milli") {
+            Duration::from_millis(n)
+        } else {
+            Duration::from_secs(n)
+        });
+    }
+    for code in ["[throttled", "[limit"] {
+        if let Some(p) = lower.find(code) {
+            if let Some((n, _)) = number_after(p + code.len()) {
+                return Some(Duration::from_secs(n));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +112,26 @@ mod tests {
         r.progress();
         r.failures += 1;
         assert_eq!(r.delay().as_millis(), 250);
+    }
+
+    #[test]
+    fn a_stated_backoff_is_read_in_its_unit() {
+        assert_eq!(
+            stated_backoff(
+                "A5 NO Request is throttled. Suggested Backoff Time: 300000 milliseconds"
+            ),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            stated_backoff("NO [THROTTLED 30] slow down"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            stated_backoff("Backoff time: 2 seconds"),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(stated_backoff("NO [THROTTLED] slow down"), None);
+        assert_eq!(stated_backoff("connection reset"), None);
     }
 
     #[test]

@@ -352,6 +352,15 @@ impl Index {
 
     /// Start a transaction; nothing is visible to other readers until [`Batch::commit`].
     pub fn batch(&mut self) -> Result<Batch<'_>> {
+        // Other workers of this process write the same index: past the busy timeout, wait
+        // and try again a few times before giving up (a folder must not fail over a lock).
+        // The probe takes and drops the lock; the transaction right after finds it free.
+        for waited in 1..=BUSY_RETRIES {
+            match self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK") {
+                Err(e) if is_busy(&e) => std::thread::sleep(Duration::from_millis(200 * waited)),
+                _ => break,
+            }
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -360,6 +369,15 @@ impl Index {
             tx,
             path: &self.path,
         })
+    }
+
+    /// A write transaction for rows that name objects written since the last sync: the
+    /// objects are made durable and put in place first ([`Objects::sync`]), outside any
+    /// transaction, so a slow flush of the file system never holds the index's write lock
+    /// while other workers wait for it. Then the rows, then the commit.
+    pub fn batch_after_sync(&mut self, objects: &super::objects::Objects) -> Result<Batch<'_>> {
+        objects.sync()?;
+        self.batch()
     }
 
     /// Log the start of a run (`pull`, `push`, ...); returns its id.
@@ -654,17 +672,9 @@ impl Batch<'_> {
         object_known(&self.tx, hash).with_context(self.ctx())
     }
 
-    /// The durability protocol in one call: make the objects written since the last sync
-    /// durable and put them in place ([`Objects::sync`](super::objects::Objects::sync)), so
-    /// every object these rows name survives a crash, then commit.
-    pub fn commit_after_sync(self, objects: &super::objects::Objects) -> Result<()> {
-        objects.sync()?;
-        self.commit()
-    }
-
     /// Make every change of the batch durable and visible, atomically. Rows naming objects
     /// written since the last [`Objects::sync`](super::objects::Objects::sync) need that sync
-    /// first; see [`Batch::commit_after_sync`].
+    /// first; see [`Index::batch_after_sync`].
     pub fn commit(self) -> Result<()> {
         let ctx = ctx_of(self.path);
         self.tx.commit().with_context(ctx)
@@ -673,6 +683,18 @@ impl Batch<'_> {
     fn ctx(&self) -> impl Fn() -> String + Copy + '_ {
         ctx_of(self.path)
     }
+}
+
+/// How many times a write transaction is begun again after SQLITE_BUSY (each after the busy
+/// timeout).
+const BUSY_RETRIES: u64 = 5;
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// An IMMEDIATE transaction: takes the write lock up front, so it cannot fail half-way with
@@ -889,6 +911,33 @@ impl FromSql for Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11 item 9: a writer that finds the index locked past the busy timeout waits and
+    /// tries again instead of failing its folder.
+    #[test]
+    fn a_busy_index_is_waited_for_not_failed() {
+        let (dir, _) = index();
+        let path = dir.path().join("index.sqlite");
+        let mut b = Index::open(&path).unwrap();
+        b.conn
+            .busy_timeout(std::time::Duration::from_millis(100))
+            .unwrap();
+        let (locked, ready) = std::sync::mpsc::channel();
+        let held = std::thread::spawn(move || {
+            let mut a = Index::open(&path).unwrap();
+            let batch = a.batch().unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            batch.commit().unwrap();
+        });
+        ready.recv().unwrap();
+        let t = std::time::Instant::now();
+        let mut other = b.batch().expect("waits for the lock, then gets it");
+        other.set_folder_state(1, &FolderState::default(), 0).ok();
+        other.commit().unwrap();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(500));
+        held.join().unwrap();
+    }
 
     fn index() -> (tempfile::TempDir, Index) {
         let dir = tempfile::tempdir().unwrap();

@@ -172,7 +172,7 @@ mod tests {
             .index
             .upsert_folder("INBOX", "INBOX", None, None, true)
             .unwrap();
-        let mut b = store.index.batch().unwrap();
+        let mut b = store.index.batch_after_sync(&store.objects).unwrap();
         b.add_object(&h, 2, stored, &HeaderFacts::default())
             .unwrap();
         let m = NewMessage {
@@ -184,7 +184,7 @@ mod tests {
             internaldate: "01-Jan-2025 00:00:00 +0000".parse().unwrap(),
         };
         b.add_message(f, &m).unwrap();
-        b.commit_after_sync(&store.objects).unwrap();
+        b.commit().unwrap();
         assert_eq!(mode(store.objects.path(&h).parent().unwrap()), 0o700);
         let id = store.index.store_id().unwrap();
         assert_eq!(mode(&root.join("index.sqlite-wal")), 0o600);

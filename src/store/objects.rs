@@ -86,6 +86,54 @@ impl FromStr for Hash {
     }
 }
 
+/// The largest message an object may hold (2 GiB): what a bundle carries, what any server
+/// takes; a frame declaring more is refused when read.
+pub const MAX_OBJECT: u64 = 2 << 30;
+
+/// Why an object cannot be read. Callers branch on it (verify reports missing and corrupt
+/// objects apart; pull fetches both again).
+#[derive(Debug)]
+pub enum ObjectError {
+    /// No file under its name.
+    Missing { path: PathBuf },
+    /// The file does not decompress, or to bytes of another hash.
+    Corrupt { path: PathBuf, why: String },
+    /// The file could not be read.
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl ObjectError {
+    pub fn is_missing(&self) -> bool {
+        matches!(self, ObjectError::Missing { .. })
+    }
+
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, ObjectError::Corrupt { .. })
+    }
+
+    /// What is wrong, without the path.
+    pub fn reason(&self) -> String {
+        match self {
+            ObjectError::Missing { .. } => "the object file is missing".into(),
+            ObjectError::Corrupt { why, .. } => format!("the object is corrupt: {why}"),
+            ObjectError::Io { source, .. } => format!("cannot read the object file: {source}"),
+        }
+    }
+}
+
+impl fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = match self {
+            ObjectError::Missing { path }
+            | ObjectError::Corrupt { path, .. }
+            | ObjectError::Io { path, .. } => path,
+        };
+        write!(f, "object {}: {}", path.display(), self.reason())
+    }
+}
+
+impl std::error::Error for ObjectError {}
+
 /// Objects written since the last [`Objects::sync`]: their bytes are in `tmp/`, not yet durable
 /// and not yet under their names in `objects/`.
 #[derive(Default)]
@@ -114,7 +162,7 @@ struct Pending {
 /// objects are visible to [`Objects::contains`] and [`Objects::read`], not at
 /// [`Objects::path`]. If the process ends without a sync, the pending objects are lost
 /// (`Store::open` clears `tmp/`); no index row names them because rows are committed only
-/// after a sync ([`Batch::commit_after_sync`](super::index::Batch::commit_after_sync)).
+/// after a sync ([`Index::batch_after_sync`](super::index::Index::batch_after_sync)).
 pub struct Objects {
     /// `<store>/objects`
     dir: PathBuf,
@@ -245,10 +293,12 @@ impl Objects {
             return Ok(Some(stored));
         }
         let path = self.path(hash);
-        // Objects are immutable: an existing file is the same content (or damage for verify to
-        // find), never something to overwrite. It is complete: files get their names only
-        // after their bytes are durable.
+        // Objects are immutable: an existing file is the same content, never overwritten, and
+        // complete (files get their names only after their bytes are durable). Unless it is
+        // damaged: then it is written again (the new file replaces it at the rename), so a new
+        // message never gets linked to a broken file.
         match fs::metadata(&path) {
+            Ok(_) if self.verify(hash).is_err() => Ok(None),
             Ok(meta) => {
                 let mut p = self.lock();
                 let subdir = path.parent().expect("object path has a parent");
@@ -398,46 +448,60 @@ impl Objects {
         }
     }
 
-    /// Read, decompress and verify one object, synced or pending; an error names the object
-    /// when it is missing or its content does not hash to its name.
-    pub fn read(&self, hash: &Hash) -> Result<Vec<u8>> {
+    /// The bytes of object `hash`, decompressed (within its frame's declared size, at most
+    /// [`MAX_OBJECT`]) and checked against the hash. A pending object is read from its temp file.
+    pub fn read(&self, hash: &Hash) -> Result<Vec<u8>, ObjectError> {
+        let mut out = Vec::new();
+        self.inflate(hash, &mut |piece| {
+            out.extend_from_slice(piece);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Check object `hash` (decompress and hash it) without keeping its bytes.
+    pub fn verify(&self, hash: &Hash) -> Result<(), ObjectError> {
+        self.inflate(hash, &mut |_| Ok(()))
+    }
+
+    /// Stream object `hash` through `sink`, checking its frame and hash.
+    fn inflate(
+        &self,
+        hash: &Hash,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), ObjectError> {
         let pending = self.lock().objects.get(hash).map(|&(n, _)| n);
         let mut path = self.path(hash);
-        let mut found = None;
+        let mut file = None;
         if let Some(n) = pending {
             let tmp = self.tmp_path(hash, n);
-            match fs::read(&tmp) {
-                Ok(b) => {
-                    found = Some(b);
+            match File::open(&tmp) {
+                Ok(f) => {
+                    file = Some(f);
                     path = tmp;
                 }
                 // A sync renamed it meanwhile: read it under its name.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot read object {}", tmp.display()))
-                }
+                Err(source) => return Err(ObjectError::Io { path: tmp, source }),
             }
         }
-        let compressed = match found.map_or_else(|| fs::read(&path), Ok) {
-            Ok(b) => b,
+        let file = match file.map_or_else(|| File::open(&path), Ok) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                bail!("object {} is missing", path.display())
+                return Err(ObjectError::Missing { path })
             }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read object {}", path.display()))
-            }
+            Err(source) => return Err(ObjectError::Io { path, source }),
         };
-        let bytes = zstd::stream::decode_all(&compressed[..]).map_err(|e| {
-            anyhow::anyhow!("object {} is corrupt: not valid zstd ({e})", path.display())
-        })?;
-        let actual = Hash::of(&bytes);
-        if actual != *hash {
-            bail!(
-                "object {} is corrupt: its content hashes to {actual}",
-                path.display()
-            );
+        let corrupt = |why: String| ObjectError::Corrupt {
+            path: path.clone(),
+            why,
+        };
+        let got = super::frame::inflate(io::BufReader::new(file), MAX_OBJECT, sink)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if got.hash != *hash {
+            return Err(corrupt(format!("its content hashes to {}", got.hash)));
         }
-        Ok(bytes)
+        Ok(())
     }
 
     /// Every synced object file's hash, sorted, from the names alone (content is not read).

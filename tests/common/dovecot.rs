@@ -585,6 +585,22 @@ impl Dovecot {
 
     /// The Maildir root of `user` (`~/Maildir`), e.g. to write messages directly and then run
     /// `doveadm index` (call [`Dovecot::fix_ownership`] afterwards when root).
+    /// Message files in `user`'s Maildir (`cur/` and `new/` of every folder): what Dovecot
+    /// holds, counted without a connection (fast enough to poll while a push runs).
+    pub fn stored_messages(&self, user: &str) -> usize {
+        walkdir::WalkDir::new(self.maildir(user))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_type().is_file()
+                    && e.path()
+                        .parent()
+                        .and_then(|p| p.file_name())
+                        .is_some_and(|n| n == "cur" || n == "new")
+            })
+            .count()
+    }
+
     pub fn maildir(&self, user: &str) -> PathBuf {
         self.home(user).join("Maildir")
     }

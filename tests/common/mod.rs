@@ -30,4 +30,4 @@ pub use imap::{
 };
 pub use proxy::{Affects, Faults, Proxy};
 pub use pymap::{Pymap, PymapBackend};
-pub use server::{ServerKind, TestServer};
+pub use server::{ServerKind, TestServer, Via};

@@ -1,5 +1,8 @@
-//! A TCP fault proxy for tests and benchmarks: added latency, a bandwidth cap, connections cut
-//! after about N bytes, and stalls (the socket stays open but nothing is forwarded).
+//! A TCP fault proxy for tests and benchmarks: added latency, a bandwidth cap (per connection,
+//! or shared by all connections like one real link), connections cut after about N bytes,
+//! stalls (the socket stays open but nothing is forwarded), and buffering (what the proxy
+//! accepted from a client keeps flowing to the server after the client is gone, as the
+//! network still carries a dead process's last writes).
 //!
 //! Plain `std::net` and threads, loopback only, deterministic (cut points come from a seeded
 //! PRNG and the connection index), bounded memory (a fixed-size queue per direction). Each
@@ -68,6 +71,15 @@ pub struct Faults {
     pub latency: Duration,
     /// Bytes per second in each direction.
     pub bandwidth: Option<u64>,
+    /// The bandwidth is one link's, shared by every connection (else each connection has it).
+    pub shared_bandwidth: bool,
+    /// When the client goes away, keep forwarding what it had sent to the server (the queue of
+    /// up to 4 MB), instead of closing the server side at once.
+    pub buffering: bool,
+    /// On an affected connection, once the client has sent this many bytes, the server's
+    /// answers stop reaching it (what it sends still reaches the server): a command that
+    /// completed on the server but whose answer was lost.
+    pub mute_answers_after_upload: Option<u64>,
     /// Close an affected connection after about this many bytes (both directions together),
     /// jittered ±20% per connection from `seed`.
     pub cut_after: Option<u64>,
@@ -99,6 +111,8 @@ struct Shared {
     stop: AtomicBool,
     /// Clones of every open socket, to shut them down when the proxy is dropped.
     open: Mutex<Vec<(u64, TcpStream)>>,
+    /// The shared link's pacers (up, down), with `shared_bandwidth`.
+    link: Option<(Mutex<Pacer>, Mutex<Pacer>)>,
 }
 
 /// A running proxy; dropping it closes the listener and every forwarded connection.
@@ -131,12 +145,19 @@ impl Proxy {
         }
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
+        let link = match (faults.bandwidth, faults.shared_bandwidth) {
+            (Some(rate), true) => {
+                Some((Mutex::new(Pacer::new(rate)), Mutex::new(Pacer::new(rate))))
+            }
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             target,
             faults,
             stats: Stats::default(),
             stop: AtomicBool::new(false),
             open: Mutex::new(Vec::new()),
+            link,
         });
         let s = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
@@ -229,6 +250,10 @@ struct Link {
     server: TcpStream,
     /// Bytes forwarded both ways.
     forwarded: AtomicU64,
+    /// Bytes forwarded to the server.
+    uploaded: AtomicU64,
+    /// `mute_answers_after_upload`, for this connection.
+    mute_after: Option<u64>,
     cut_at: Option<u64>,
     stall_at: Option<u64>,
     stalled: AtomicBool,
@@ -280,6 +305,8 @@ fn start_connection(
         client: client.try_clone()?,
         server: server.try_clone()?,
         forwarded: AtomicU64::new(0),
+        uploaded: AtomicU64::new(0),
+        mute_after: f.mute_answers_after_upload.filter(|_| affected),
         cut_at,
         stall_at,
         stalled: AtomicBool::new(false),
@@ -388,7 +415,16 @@ fn write_side(
     } else {
         &stats.to_client
     };
-    let mut pacer = shared.faults.bandwidth.map(Pacer::new);
+    // Per connection, unless the link is shared (then its pacer is locked per piece).
+    let mut pacer = shared
+        .faults
+        .bandwidth
+        .filter(|_| shared.link.is_none())
+        .map(Pacer::new);
+    let link_pacer = shared
+        .link
+        .as_ref()
+        .map(|(up, down)| if to_server { up } else { down });
     while let Ok(chunk) = rx.recv() {
         let now = Instant::now();
         if chunk.due > now {
@@ -396,6 +432,15 @@ fn write_side(
         }
         if link.stalled.load(Ordering::SeqCst) || link.was_cut.load(Ordering::SeqCst) {
             continue; // swallow: a stalled peer waits (until its timeout); a cut one reads EOF
+        }
+        if to_server {
+            link.uploaded
+                .fetch_add(chunk.data.len() as u64, Ordering::SeqCst);
+        } else if link
+            .mute_after
+            .is_some_and(|m| link.uploaded.load(Ordering::SeqCst) >= m)
+        {
+            continue; // the answer is lost on the way back
         }
         let mut data = chunk.data.as_slice();
         let before = link
@@ -408,11 +453,27 @@ fn write_side(
                 data = &data[..keep];
                 action
             });
-        for piece in data.chunks(pacer.as_ref().map_or(CHUNK, Pacer::piece)) {
+        let piece_len = match (&pacer, link_pacer) {
+            (Some(p), _) => p.piece(),
+            (None, Some(l)) => l.lock().map_or(CHUNK, |p| p.piece()),
+            (None, None) => CHUNK,
+        };
+        for piece in data.chunks(piece_len) {
             if let Some(p) = &mut pacer {
                 p.wait(piece.len());
             }
+            if let Some(l) = link_pacer {
+                let wait = l
+                    .lock()
+                    .map(|mut p| p.reserve(piece.len()))
+                    .unwrap_or_default();
+                std::thread::sleep(wait);
+            }
             if dst.write_all(piece).is_err() {
+                if !to_server && shared.faults.buffering {
+                    // The client is gone; what it sent keeps flowing to the server.
+                    return;
+                }
                 link.cut();
                 return;
             }
@@ -461,13 +522,20 @@ impl Pacer {
     }
 
     fn wait(&mut self, n: usize) {
+        std::thread::sleep(self.reserve(n));
+    }
+
+    /// Book `n` bytes on the link: how long to wait before sending them.
+    fn reserve(&mut self, n: usize) -> Duration {
         let now = Instant::now();
-        if self.next > now {
-            std::thread::sleep(self.next - now);
+        let wait = if self.next > now {
+            self.next - now
         } else {
             // Idle time is not banked: no bursts after a pause.
             self.next = now;
-        }
+            Duration::ZERO
+        };
         self.next += Duration::from_secs_f64(n as f64 / self.rate as f64);
+        wait
     }
 }

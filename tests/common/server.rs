@@ -36,6 +36,27 @@ pub trait TestServer {
     fn log(&self) -> String;
 }
 
+/// `server` reached through another port (a proxy in front of it).
+pub struct Via<'a>(pub &'a dyn TestServer, pub u16);
+
+impl TestServer for Via<'_> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn port(&self) -> u16 {
+        self.1
+    }
+    fn user(&self) -> &str {
+        self.0.user()
+    }
+    fn password(&self) -> &str {
+        self.0.password()
+    }
+    fn log(&self) -> String {
+        self.0.log()
+    }
+}
+
 /// The server implementations the suite knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerKind {
