@@ -12,14 +12,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::compare::targets::{self, MapRules, Target};
-use crate::compare::{self, Comparison, Ledger};
+use crate::compare::targets::{MapRules, Target};
+use crate::compare::{self, storable_flags, store_folders, Comparison, Ledger};
+use crate::flags::same_flags;
 use crate::folders::Selection;
-use crate::imap::atom::same_flags;
 use crate::imap::Endpoint;
 use crate::mailbox::Mailbox;
-use crate::push::folder::storable_flags;
-use crate::push::store_folders;
 use crate::run::{self, Connector, Failure, Retry};
 use crate::store::{Index, Store};
 use crate::ui;
@@ -145,15 +143,8 @@ pub fn run_with(
 ) -> Result<CheckReport> {
     let folders = store_folders(store, &opts.selection)?;
     let mut retry = Retry::new(opts.retries);
-    let mut conn = run::connect(connector, &mut retry)?;
-    let (ns, listed) = run::retrying(
-        &mut conn,
-        connector,
-        &mut retry,
-        "listing folders",
-        |m, _| Ok((m.namespace()?, m.list()?)),
-    )?;
-    let plan = targets::plan(&folders, &opts.rules, &ns, &listed);
+    let (mut conn, _, plan) =
+        crate::compare::plan_host2(&folders, &opts.rules, connector, &mut retry)?;
     let destination = store
         .index
         .find_destination(&opts.endpoint.host, &opts.endpoint.user)?;
@@ -220,16 +211,7 @@ fn check_target(
     // SELECT, not EXAMINE: servers state PERMANENTFLAGS (which keywords host2 keeps, so which
     // flags can differ at all) only for a mailbox opened read-write. Nothing is changed.
     let sel = conn.select(&t.mailbox, false)?;
-    let ledger = match destination {
-        Some(d) => Ledger {
-            mappings: index.mappings_to(d, &t.mailbox)?,
-            intents: index.intents_for(d, &t.mailbox)?,
-        },
-        None => Ledger {
-            mappings: Vec::new(),
-            intents: Vec::new(),
-        },
-    };
+    let ledger = Ledger::read(index, destination, &t.mailbox)?;
     let cmp = compare::examine(conn, index, objects, t, &sel, ledger, crate::clock::now())?;
     describe(&cmp, &sel, &mut fc);
     Ok(fc)

@@ -37,7 +37,7 @@ use crate::ui::{self, human_bytes, printable};
 use crate::{maildir, mbox};
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Maildir++ (Dovecot, mbsync, mutt, …)
     Maildir,

@@ -40,8 +40,8 @@ use serde::Serialize;
 
 use crate::bundle::format::MAX_OBJECT;
 use crate::clock::now;
-use crate::imap::utf7;
 use crate::mailtime::{parse_asctime, InternalDate};
+use crate::names::utf7;
 use crate::store::rules::folder_path_problem;
 use crate::store::{FolderRow, FolderState, HeaderFacts, NewMessage, Store};
 use crate::ui::{self, human_bytes, printable};

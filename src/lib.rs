@@ -5,18 +5,23 @@
 //! - [`store`]: content-addressed objects and the SQLite index (spec: `docs/store-format.md`).
 //! - [`pull`]: host1 → store.
 //! - [`push`]: store → host2; [`check`]: host2 compared with the store.
-//! - [`cli`], [`endpoint`], [`folders`], [`ui`], [`status`]: the command line around them.
-//! - Offline ([`cli_offline`]): [`bundle`] (store → files → store), [`export`] and [`import`]
-//!   (Maildir, mbox; helpers [`maildir`], [`mbox`], [`mailtime`]), [`verify`] (and gc).
+//! - [`compare`]: a host2 mailbox compared with the store, for push and check.
+//! - [`mailbox`]: the seam between the engines and a server (network or memory); [`run`]: the
+//!   connector, the retry loop, the job pool and failures, shared by the engines.
+//! - [`names`], [`mailtime`], [`folders`]: typed names, dates and folder selection.
+//! - Offline: [`bundle`] (store → files → store), [`export`] and [`import`] (Maildir, mbox;
+//!   helpers [`maildir`], [`mbox`]), [`verify`] (and gc), [`status`].
+//! - [`ui`], [`text`], [`clock`]: what people see, and the clock.
+//!
+//! The command line (clap's definitions, exit statuses) is the program's, not the library's:
+//! the library takes typed options and returns reports.
 
 pub mod bundle;
 pub mod check;
-pub mod cli;
-pub mod cli_offline;
 pub mod clock;
 pub mod compare;
-pub mod endpoint;
 pub mod export;
+pub mod flags;
 pub mod folders;
 pub mod imap;
 pub mod import;
@@ -30,5 +35,6 @@ pub mod push;
 pub mod run;
 pub mod status;
 pub mod store;
+pub mod text;
 pub mod ui;
 pub mod verify;

@@ -11,8 +11,8 @@
 
 use anyhow::Result;
 
-use crate::imap::atom::is_keyword;
-use crate::imap::utf7;
+use crate::flags::is_keyword;
+use crate::names::utf7;
 use crate::ui::printable;
 
 /// System flags and their info letters, in letter order.

@@ -201,7 +201,7 @@ impl std::str::FromStr for InternalDate {
         InternalDate::parse(s).ok_or_else(|| {
             anyhow::anyhow!(
                 "not an IMAP date-time (want DD-Mon-YYYY HH:MM:SS +HHMM): {}",
-                crate::ui::printable(s)
+                crate::text::printable(s)
             )
         })
     }

@@ -6,6 +6,8 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+pub use crate::text::{printable, printable_lines};
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// 0 = quiet, 1 = normal, 2 = verbose, 3 = protocol trace.
@@ -39,14 +41,6 @@ pub fn detail(msg: &str) {
     if verbosity() >= 2 {
         eprintln!("{}", printable(msg));
     }
-}
-
-/// Text of several lines shown through [`printable`] line by line.
-pub fn printable_lines(text: &str) -> String {
-    text.lines()
-        .map(|l| printable(l).into_owned())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Progress of one run over several folders.
@@ -117,26 +111,6 @@ impl Default for Progress {
     }
 }
 
-/// `s` safe to print on a terminal: control characters (ESC, CR, LF, NUL, DEL, C1) and
-/// bidirectional overrides shown as `\u{..}` escapes, everything else as is. Names and texts a
-/// server or a file chose go through this before they reach the screen or a log.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if !s.chars().any(bad) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if bad(c) {
-            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
 /// This process's peak resident memory (VmHWM) in bytes, where the OS reports it (Linux).
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -164,15 +138,6 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn printable_escapes_what_a_terminal_would_act_on() {
-        assert_eq!(printable("Entwürfe/日本語"), "Entwürfe/日本語");
-        assert_eq!(
-            printable("a\u{1b}[2Jb\r\n\u{202e}"),
-            "a\\u{1b}[2Jb\\u{d}\\u{a}\\u{202e}"
-        );
-    }
 
     #[test]
     fn human_bytes_uses_decimal_units() {

@@ -52,6 +52,8 @@ pub struct Problem {
 /// What verify found.
 #[derive(Debug, Default, Serialize)]
 pub struct VerifyReport {
+    /// The index's schema version, as found (verify does not upgrade it).
+    pub schema: i64,
     /// Rows in `objects`.
     pub objects: u64,
     /// Objects decompressed and re-hashed.
@@ -109,6 +111,14 @@ impl VerifyReport {
                 n => format!("{n} problems"),
             }
         ));
+        if self.schema < crate::store::schema::current_version() {
+            out.push_str(&format!(
+                "\nnote: the index is schema {} (this imapferry writes {}); verify read it as it \
+                 is, the next pull or push upgrades it",
+                self.schema,
+                crate::store::schema::current_version()
+            ));
+        }
         if self.unreferenced > 0 {
             out.push_str(&format!(
                 "; {} unreferenced objects ({}) that `imapferry gc --yes` would remove",
@@ -138,8 +148,11 @@ impl VerifyReport {
 /// chosen at random (existence and sizes are checked for all).
 pub fn verify(dir: &std::path::Path, sample_percent: Option<f64>) -> Result<VerifyReport> {
     let started = Instant::now();
-    let store = Store::open_existing(dir)?;
-    let mut report = VerifyReport::default();
+    let store = Store::open_read_only(dir)?;
+    let mut report = VerifyReport {
+        schema: store.index.schema_version(),
+        ..VerifyReport::default()
+    };
     for line in store.index.sqlite_problems()? {
         report.problems.push(Problem {
             kind: "index".into(),

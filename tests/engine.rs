@@ -152,6 +152,37 @@ fn late_copies_of_a_dead_push_are_removed_when_they_double_a_resent_message() {
     assert_eq!(inbox(&server), sorted(msgs));
 }
 
+/// A server that tells no UIDNEXT: the bound of an APPEND's copies comes from the UIDs host2
+/// listed, and late copies of a dead push are still recognised and removed as doubles.
+#[test]
+fn without_uidnext_late_copies_are_still_recognised_as_doubles() {
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = bodies(10);
+    let mut store = store_with(dir.path(), &msgs, &[]);
+    let server = Server::new();
+    let opts = options(dir.path());
+    {
+        let mut s = server.lock().unwrap();
+        s.faults.no_uidnext = true;
+        s.faults.drop_after_appends = Some(3);
+    }
+    let _ = push(&mut store, &server, &opts);
+    let on_the_way = server.lock().unwrap().late.len();
+    assert!(on_the_way > 0);
+    server.lock().unwrap().faults.drop_after_appends = None;
+    let r = push(&mut store, &server, &opts).unwrap();
+    assert!(r.complete, "{}", r.summary());
+    server.lock().unwrap().deliver_late();
+    let r = push(&mut store, &server, &opts).unwrap();
+    assert_eq!(
+        (r.doubles_removed as usize, r.sent),
+        (on_the_way, 0),
+        "{}",
+        r.summary()
+    );
+    assert_eq!(inbox(&server), sorted(msgs));
+}
+
 /// The same when the late copies land before the next push looks: they are recorded as the
 /// dead push's copies, nothing is sent twice and nothing removed.
 #[test]
@@ -273,4 +304,72 @@ fn a_create_that_drops_the_connection_fails_that_folder_alone() {
         r.failures
     );
     assert!(r.created.is_empty(), "{:?}", r.created);
+}
+
+/// Issue 11 item 12: without UIDPLUS, `--delete2` could only EXPUNGE every message flagged
+/// `\Deleted`; while a message it must keep is (a user marked it in a client that does not
+/// expunge), nothing is removed, no message's flags are touched, and the mailbox is listed as a
+/// failure; once none is, the extra goes and nothing else.
+#[test]
+fn delete2_without_uidplus_never_takes_or_touches_another_message() {
+    use imapferry::mailbox::memory::Msg;
+    let dir = tempfile::tempdir().unwrap();
+    let msgs = bodies(3);
+    let mut store = store_with(dir.path(), &msgs, &[]);
+    let server = Server::new();
+    server.lock().unwrap().caps = vec![imapferry::mailbox::Cap::ListStatus];
+    let mut opts = options(dir.path());
+    assert!(push(&mut store, &server, &opts).unwrap().complete);
+
+    let inbox_name = MailboxName::from("INBOX");
+    let flags = |f: &[&str]| f.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let (extra, kept) = {
+        let mut s = server.lock().unwrap();
+        let extra = s.put(
+            "INBOX",
+            Msg {
+                flags: Vec::new(),
+                internaldate: InternalDate::from_unix(1_700_000_000),
+                bytes: b"Subject: extra\r\n\r\nextra\r\n".to_vec(),
+            },
+        );
+        let folder = s.folders.get_mut(&inbox_name).unwrap();
+        let kept = *folder.messages.keys().next().unwrap();
+        folder.messages.get_mut(&kept).unwrap().flags = flags(&["\\Deleted"]);
+        (extra, kept)
+    };
+    let flags_of = |uid: u32| {
+        server.lock().unwrap().folders[&inbox_name].messages[&uid]
+            .flags
+            .clone()
+    };
+    opts.delete2 = true;
+    let r = push(&mut store, &server, &opts).unwrap();
+    assert_eq!(r.deleted, 0, "{}", r.summary());
+    assert!(!r.complete);
+    assert!(
+        r.failures.iter().any(|f| f.reason.contains("UIDPLUS")),
+        "{:?}",
+        r.failures
+    );
+    assert_eq!(inbox(&server).len(), 4, "nothing removed");
+    assert!(flags_of(extra).is_empty(), "the extra was left unflagged");
+    assert_eq!(flags_of(kept), ["\\Deleted"]);
+
+    // Unmarked again: now the extra goes alone.
+    server
+        .lock()
+        .unwrap()
+        .folders
+        .get_mut(&inbox_name)
+        .unwrap()
+        .messages
+        .get_mut(&kept)
+        .unwrap()
+        .flags
+        .clear();
+    let r = push(&mut store, &server, &opts).unwrap();
+    assert_eq!(r.deleted, 1, "{}", r.summary());
+    assert!(r.complete, "{}", r.summary());
+    assert_eq!(inbox(&server), sorted(msgs));
 }

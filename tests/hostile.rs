@@ -264,6 +264,12 @@ fn a_body_that_does_not_match_its_declared_size_is_never_stored_silently() {
     let w = &run.json()["warnings"][0];
     assert_eq!(w["uid"], 1);
     assert!(
+        run.stderr.contains("warning: INBOX UID 1: ")
+            && run.stderr.contains("RFC822.SIZE says 5000"),
+        "the warning is on stderr too: {}",
+        run.stderr
+    );
+    assert!(
         w["reason"]
             .as_str()
             .unwrap()

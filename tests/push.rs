@@ -608,33 +608,3 @@ fn an_unchanged_repush_selects_nothing_and_a_flag_change_touches_only_its_folder
     assert!(!cmds.iter().any(|c| c.starts_with("SELECT")), "{cmds:?}");
     check(&h2, &store).expect_code(0);
 }
-
-/// Not a check: times a first push and an unchanged re-push of the standard corpus through a
-/// 50 ms RTT link and keeps the `-vv` logs in $PROBE_DIR (default /tmp), for profiling.
-#[test]
-#[ignore]
-fn probe_push_over_50ms_rtt() {
-    let corpus = Corpus::standard();
-    let (_h1, _dir, store) = pulled(&corpus);
-    let h2 = Dovecot::start(host2_config());
-    let proxy = Proxy::start(
-        h2.port(),
-        Faults {
-            latency: Duration::from_millis(25),
-            ..Faults::default()
-        },
-    );
-    let out = std::env::var("PROBE_DIR").unwrap_or_else(|_| "/tmp".into());
-    for name in ["first", "again"] {
-        let t = Instant::now();
-        let extra = std::env::var("PROBE_ARGS").unwrap_or_default();
-        let mut args: Vec<&str> = extra.split_whitespace().collect();
-        args.push("-vv");
-        let o = push_command_via(proxy.port(), &h2, &store, &args)
-            .output()
-            .unwrap();
-        let secs = t.elapsed().as_secs_f64();
-        std::fs::write(format!("{out}/probe-{name}.log"), &o.stderr).unwrap();
-        eprintln!("{name}: {secs:.2} s, exit {:?}", o.status.code());
-    }
-}

@@ -497,10 +497,10 @@ fn host2_test(kind: ServerKind) {
     let host2 = &*host2;
     let name = kind.name();
 
-    let r = run_against("push", host2, &store, &[])
-        .expect_code(0)
-        .json();
+    let pushed = run_against("push", host2, &store, &[]).expect_code(0);
+    let r = pushed.json();
     assert_eq!((n(&r, "sent"), n(&r, "failed")), (total, 0), "{name}: {r}");
+    let altered_on_stderr = pushed.stderr.matches("holds it altered").count() as u64;
     let want = expected_on_host2(kind, &store);
     offline::assert_same_contents(&offline::contents_of(host2), &want, name);
     let stored = store_messages(&store);
@@ -530,6 +530,7 @@ fn host2_test(kind: ServerKind) {
         sizes,
         "{name}: push lists every altered message: {r}"
     );
+    assert_eq!(altered_on_stderr, sizes, "{name}: and says so on stderr");
     let c = run_against("check", host2, &store, &[])
         .expect_code(0)
         .json();

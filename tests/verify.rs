@@ -180,3 +180,51 @@ fn verify_lists_rows_a_bundle_apply_would_refuse_by_folder_and_uid() {
         && p["messages"][0]["folder"] == "INBOX"
         && p["messages"][0]["uid"] == 0));
 }
+
+/// verify reads, it does not write: an older schema is reported and left as it is, a newer
+/// one is refused, and nothing in the store changes (no upgrade, `tmp/` debris left for the
+/// writer that owns it, no WAL file made).
+#[test]
+fn verify_changes_nothing_and_names_an_older_or_unknown_schema() {
+    use common::bundle::Spec;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let file = dir.path().join("b.bundle");
+    Spec::inbox(&[b"Subject: 1\r\n\r\n1\r\n", b"Subject: 2\r\n\r\n2\r\n"], 9).write(&file);
+    let s = store.to_str().unwrap();
+    run(&["bundle", "apply", "--store", s, file.to_str().unwrap()]).expect_code(0);
+
+    // A store as imapferry with schema 4 left it, with a writer's debris in tmp/.
+    let db = rusqlite::Connection::open(store.join("index.sqlite")).unwrap();
+    db.execute_batch("ALTER TABLE pushed DROP COLUMN altered; PRAGMA user_version = 4;")
+        .unwrap();
+    db.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    drop(db);
+    fs::write(store.join("tmp/debris"), b"x").unwrap();
+    let before = fs::read(store.join("index.sqlite")).unwrap();
+
+    let r = verify(&store, &[]).expect_code(0);
+    assert!(r.stderr.contains("no problems"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the index is schema 4 (this imapferry writes 5)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fs::read(store.join("index.sqlite")).unwrap(), before);
+    assert!(store.join("tmp/debris").exists());
+    assert!(!store.join("index.sqlite-wal").exists());
+
+    let db = rusqlite::Connection::open(store.join("index.sqlite")).unwrap();
+    db.pragma_update(None, "user_version", 99).unwrap();
+    drop(db);
+    let before = fs::read(store.join("index.sqlite")).unwrap();
+    let r = verify(&store, &[]).expect_code(1);
+    assert!(
+        r.stderr
+            .contains("written by a newer imapferry (schema 99)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fs::read(store.join("index.sqlite")).unwrap(), before);
+}

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use imapferry::imap::{
-    is_transient, uidset, utf7, AppendMessage, AppendOutcome, Client, ConnectOptions, Secret,
-    TlsMode,
+    is_transient, uidset, AppendMessage, AppendOutcome, Client, ConnectOptions, Secret, TlsMode,
 };
+use imapferry::names::utf7;
 
 use common::{endpoint, Dovecot, DovecotConfig};
 

@@ -24,7 +24,7 @@ use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
 use crate::clock::now;
-use crate::imap::atom::is_flag;
+use crate::flags::is_flag;
 use crate::store::bundles::BundleMade;
 use crate::store::frame::{self, FrameError};
 use crate::store::objects::ZSTD_LEVEL;
@@ -109,26 +109,13 @@ pub fn create(
     let warnings = check_records(&store, &folders, &rows, &by_id)?;
     let objects = objects_to_carry(&store, &rows, chain_start)?;
     let live = rows.iter().filter(|m| m.expunged_at.is_none()).count() as u64;
-    let header = Header {
-        format: "imapferry-bundle".into(),
-        bundle_id: crate::clock::random_hex(16)?,
-        source_store: idx.store_id()?,
-        seq: last.as_ref().map_or(1, |l| l.seq + 1),
-        base: base.as_ref().map(|b| Base {
-            seq: b.seq,
-            bundle_id: b.bundle_id.clone(),
-            change: b.change,
-        }),
-        change,
-        created_at: now(),
-        account: idx.account()?.map(|(host, user)| Account { host, user }),
-        counts: Counts {
-            folders: folders.len() as u64,
-            objects: objects.len() as u64,
-            messages: live,
-            expunges: rows.len() as u64 - live,
-        },
+    let counts = Counts {
+        folders: folders.len() as u64,
+        objects: objects.len() as u64,
+        messages: live,
+        expunges: rows.len() as u64 - live,
     };
+    let header = header(&store, last.as_ref(), base.as_ref(), change, counts)?;
 
     let mut w = BundleWriter::create(out, max_size)?;
     let written = write_records(&store, &mut w, &header, &folders, &rows, &objects, &by_id);
@@ -386,6 +373,32 @@ fn write_object(store: &Store, w: &mut BundleWriter, h: &Hash, size: u64, who: &
         }
         Err(e) => Err(corrupt(e.to_string())),
     }
+}
+
+/// The bundle's first record: what it is, what it continues, whose account.
+fn header(
+    store: &Store,
+    last: Option<&BundleMade>,
+    base: Option<&BundleMade>,
+    change: i64,
+    counts: Counts,
+) -> Result<Header> {
+    let idx = &store.index;
+    Ok(Header {
+        format: "imapferry-bundle".into(),
+        bundle_id: crate::clock::random_hex(16)?,
+        source_store: idx.store_id()?,
+        seq: last.map_or(1, |l| l.seq + 1),
+        base: base.map(|b| Base {
+            seq: b.seq,
+            bundle_id: b.bundle_id.clone(),
+            change: b.change,
+        }),
+        change,
+        created_at: now(),
+        account: idx.account()?.map(|(host, user)| Account { host, user }),
+        counts,
+    })
 }
 
 /// `imapferry bundle list`-style lines: what the store made and applied.

@@ -4,7 +4,7 @@
 //! things as the format says (hex ids and hashes, one-character separators, system-flag roles).
 
 use super::format::{ExpungeFacts, FolderFacts, Header, MessageFacts, MAX_OBJECT};
-use crate::imap::atom::is_flag;
+use crate::flags::is_flag;
 use crate::store::rules::{flag_problem, folder_path_problem, message_problem};
 use crate::store::Hash;
 use crate::ui::printable;

@@ -16,17 +16,38 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::imap::uidset::compact;
+use anyhow::bail;
+
+use crate::flags::is_flag;
+use crate::folders::Selection;
 use crate::imap::{without_recent, Selected};
 use crate::mailbox::Mailbox;
+use crate::names::MailboxName;
+use crate::store::{FolderRow, Store};
 use crate::store::{Hash, HeaderFacts, Index, Intent, Mapping, Objects};
 use content::Content;
 use survey::{Explained, HostMsg, Settled, StoreMsg};
 use targets::Target;
 
 /// What the store recorded about one host2 mailbox.
+#[derive(Default)]
 pub struct Ledger {
     pub mappings: Vec<Mapping>,
     pub intents: Vec<Intent>,
+}
+
+impl Ledger {
+    /// The mappings and intents of `mailbox` on `destination` (nothing for a destination the
+    /// store never pushed to).
+    pub fn read(index: &Index, destination: Option<i64>, mailbox: &MailboxName) -> Result<Ledger> {
+        let Some(d) = destination else {
+            return Ok(Ledger::default());
+        };
+        Ok(Ledger {
+            mappings: index.mappings_to(d, mailbox)?,
+            intents: index.intents_for(d, mailbox)?,
+        })
+    }
 }
 
 /// One target compared with host2.
@@ -53,6 +74,38 @@ impl Comparison {
     }
 }
 
+/// The flags host2 can keep for good: all when PERMANENTFLAGS has `\*` or was not sent, else
+/// those it lists (case-insensitively); flags that are not IMAP atoms never. Returns (kept,
+/// dropped).
+pub fn storable_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, Vec<String>) {
+    let all = permanent.is_empty() || permanent.iter().any(|p| p == "\\*");
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    for f in without_recent(flags) {
+        let allowed = all || permanent.iter().any(|p| p.eq_ignore_ascii_case(&f));
+        if allowed && is_flag(&f) {
+            kept.push(f);
+        } else {
+            dropped.push(f);
+        }
+    }
+    (kept, dropped)
+}
+
+/// The store folders this run covers: selected, not gone.
+pub fn store_folders(store: &Store, selection: &Selection) -> Result<Vec<FolderRow>> {
+    let all = store.index.folders()?;
+    if all.is_empty() {
+        bail!(
+            "the store {} holds no folders; run `imapferry pull` first",
+            store.root.display()
+        );
+    }
+    Ok(all
+        .into_iter()
+        .filter(|f| f.gone_at.is_none() && selection.includes(&f.path))
+        .collect())
+}
+
 /// The live messages of the target's store folders, by folder then UID.
 pub fn load_store(index: &Index, target: &Target) -> Result<Vec<StoreMsg>> {
     let mut out = Vec::new();
@@ -73,6 +126,23 @@ pub fn load_store(index: &Index, target: &Target) -> Result<Vec<StoreMsg>> {
         );
     }
     Ok(out)
+}
+
+/// Connect to host2, read its namespace and folders, and plan where each of `folders` goes:
+/// (connection, namespace, plan). The first step of push and of check.
+pub fn plan_host2(
+    folders: &[FolderRow],
+    rules: &targets::MapRules,
+    connector: &dyn crate::run::Connector,
+    retry: &mut crate::run::Retry,
+) -> Result<(Box<dyn Mailbox>, crate::names::Namespace, Vec<Target>)> {
+    let mut conn = crate::run::connect(connector, retry)?;
+    let (ns, listed) =
+        crate::run::retrying(&mut conn, connector, retry, "listing folders", |m, _| {
+            Ok((m.namespace()?, m.list()?))
+        })?;
+    let plan = targets::plan(folders, rules, &ns, &listed);
+    Ok((conn, ns, plan))
 }
 
 /// UID, flags and size of every message of the selected mailbox (`exists` from SELECT).
@@ -232,4 +302,19 @@ fn read_content(objects: &Objects, hashes: &BTreeSet<Hash>) -> HashMap<Hash, Con
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storable_flags_follow_permanentflags() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let flags = s(&["\\Seen", "$Label1", "\\Recent", "odd]"]);
+        let (k, d) = storable_flags(&flags, &s(&["\\Seen", "\\*"]));
+        assert_eq!((k, d), (s(&["\\Seen", "$Label1"]), s(&["odd]"])));
+        let (k, d) = storable_flags(&flags, &s(&["\\Seen", "\\Deleted"]));
+        assert_eq!((k, d), (s(&["\\Seen"]), s(&["$Label1", "odd]"])));
+    }
 }

@@ -450,9 +450,11 @@ mod tests {
                     (u as u32 + 1, Content::of(&b))
                 })
                 .collect();
+            // One mapping per store message at most, as the `pushed` primary key ensures.
+            let mut seen = BTreeSet::new();
             let mappings: Vec<Mapping> = maps
                 .iter()
-                .filter(|(s, h)| *s < store.len() && *h < host.len())
+                .filter(|(s, h)| *s < store.len() && *h < host.len() && seen.insert(*s))
                 .map(|&(s, h)| mapping(s as u32 + 1, h as u32 + 1))
                 .collect();
             let mapped_uids: BTreeSet<u32> = mappings.iter().map(|m| m.dest_uid).collect();

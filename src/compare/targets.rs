@@ -23,7 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Result};
 
-use crate::imap::{MailboxInfo, MailboxStatus, Namespace};
+use crate::imap::{MailboxInfo, MailboxStatus};
+use crate::names::Namespace;
 use crate::names::{mailbox_for, server_name, store_path, MailboxName};
 use crate::store::FolderRow;
 
@@ -189,24 +190,7 @@ pub fn plan(
         .collect();
     let mut targets: BTreeMap<String, Target> = BTreeMap::new();
     for f in folders {
-        let mut path = rules.target_path(&f.path, f.role.as_deref(), &roles);
-        if f.role.is_none() && rules.automap && path == f.path {
-            // A subfolder of a role folder follows its parent ("Sent/2023" → "Sent Items/2023"),
-            // unless an explicit map already moved it.
-            if let Some((root, role)) = role_roots
-                .iter()
-                .filter(|(root, _)| subtree_rest(&f.path, root).is_some_and(|r| !r.is_empty()))
-                .max_by_key(|(root, _)| root.len())
-            {
-                let explicit = rules
-                    .folder_map
-                    .iter()
-                    .any(|(from, _)| subtree_rest(&f.path, from).is_some());
-                if let (false, Some(dest)) = (explicit, roles.get(&role.to_ascii_lowercase())) {
-                    path = format!("{dest}{}", &f.path[root.len()..]);
-                }
-            }
-        }
+        let path = host2_path(f, rules, &roles, &role_roots);
         let escaped = escape_separator(&path, ns.separator);
         // A mailbox host2 already has under the unescaped name (from another tool, or an
         // earlier push) keeps receiving the folder: a new one would get every message again.
@@ -239,6 +223,36 @@ pub fn plan(
         entry.folders.push(f.clone());
     }
     targets.into_values().collect()
+}
+
+/// Where store folder `f` goes on host2 (steps 1 to 4 of the module's list): `rules`, and under
+/// automap a subfolder of a role folder following its parent ("Sent/2023" → "Sent
+/// Items/2023") unless an explicit map already moved it.
+fn host2_path(
+    f: &FolderRow,
+    rules: &MapRules,
+    roles: &HashMap<String, String>,
+    role_roots: &[(&str, &str)],
+) -> String {
+    let path = rules.target_path(&f.path, f.role.as_deref(), roles);
+    if f.role.is_some() || !rules.automap || path != f.path {
+        return path;
+    }
+    let Some((root, role)) = role_roots
+        .iter()
+        .filter(|(root, _)| subtree_rest(&f.path, root).is_some_and(|r| !r.is_empty()))
+        .max_by_key(|(root, _)| root.len())
+    else {
+        return path;
+    };
+    let explicit = rules
+        .folder_map
+        .iter()
+        .any(|(from, _)| subtree_rest(&f.path, from).is_some());
+    match (explicit, roles.get(&role.to_ascii_lowercase())) {
+        (false, Some(dest)) => format!("{dest}{}", &f.path[root.len()..]),
+        _ => path,
+    }
 }
 
 /// `path` (levels joined by `/`) with host2's `separator` replaced by `_` inside level names.

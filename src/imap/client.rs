@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::auth;
 use super::conn::{self, Conn, Endpoint, Secret, Stream, TlsMode, Traffic, Transport};
 use super::error::{wire_error, ErrorKind};
 use super::quote;
+pub use super::response::Fetched;
 use super::response::{self, Code, MailboxStatus, Response, Status, Untagged};
 use super::uidset;
+use super::{auth, log_level};
 use crate::mailtime::InternalDate;
-use crate::names::MailboxName;
+use crate::names::{MailboxName, Namespace};
 
 /// One mailbox from LIST.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +40,6 @@ pub struct MailboxInfo {
     pub status: Option<MailboxStatus>,
 }
 
-/// The personal namespace from NAMESPACE (or a guess from LIST when NAMESPACE is not offered).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Namespace {
-    /// e.g. "" or "INBOX."
-    pub prefix: String,
-    pub separator: Option<char>,
-}
-
 /// What SELECT/EXAMINE told us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selected {
@@ -56,23 +49,6 @@ pub struct Selected {
     /// HIGHESTMODSEQ when the server supports CONDSTORE (None for NOMODSEQ or no CONDSTORE).
     pub highestmodseq: Option<u64>,
     pub permanent_flags: Vec<String>,
-}
-
-/// One FETCH response, with the items that were asked for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fetched {
-    pub uid: u32,
-    /// Flags as sent, e.g. `\Seen`, `$Forwarded`; `\Recent` included if the server sent it.
-    pub flags: Option<Vec<String>>,
-    /// INTERNALDATE, parsed; `Err` holds what the server sent instead (printable) when it is not
-    /// an IMAP date-time (`NIL` included).
-    pub internaldate: Option<Result<InternalDate, String>>,
-    pub size: Option<u64>,
-    pub modseq: Option<u64>,
-    /// `BODY[]` (or `BODY[]<offset>` / `BODY[HEADER]`) bytes, exactly as sent.
-    pub body: Option<Vec<u8>>,
-    /// The offset of a partial `BODY[]<origin>` the server stated.
-    pub origin: Option<u64>,
 }
 
 /// One message to APPEND.
@@ -115,7 +91,7 @@ impl Refusal {
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = crate::ui::printable(&self.text);
+        let text = crate::text::printable(&self.text);
         match &self.code {
             Some(c) => write!(f, "{} [{c}] {text}", self.status),
             None => write!(f, "{} {text}", self.status),
@@ -757,67 +733,18 @@ impl Client {
             if p.in_flight.is_empty() {
                 break;
             }
-            match self.read()? {
-                Response::Untagged(Untagged::Fetch {
-                    uid: Some(got),
-                    item,
-                    ..
-                }) if got == uid => {
-                    p.seen = true;
-                    let Some(body) = item.body else {
-                        continue; // a flag update; a NIL body is settled by the tagged OK
-                    };
-                    if let Err(why) = p.place(body, item.origin) {
-                        failure.get_or_insert_with(|| {
-                            self.protocol_error(format!("UID FETCH {uid} (BODY.PEEK[]<…>): {why}"))
-                        });
-                    }
+            let response = self.read()?;
+            if let Err(e) = self.partial_answer(p, response) {
+                // The server's refusal or nonsense: drain what is in flight. A broken link: stop.
+                if super::error::is_transient(&e) || !super::error::is_wire(&e) {
+                    return Err(e);
                 }
-                Response::Untagged(Untagged::Fetch { .. }) => self.note_unsolicited()?,
-                Response::Untagged(_) => {}
-                Response::Unreadable(why) => {
-                    failure.get_or_insert_with(|| {
-                        self.protocol_error(format!("UID FETCH {uid}: {why}"))
-                    });
-                }
-                Response::Tagged {
-                    tag,
-                    status,
-                    code,
-                    text: t,
-                } => {
-                    let done =
-                        self.pipelined_done(&mut p.in_flight, &tag, status, &code, &t, |at| {
-                            format!("UID FETCH {uid} (BODY.PEEK[]<{at}.{chunk}>)")
-                        });
-                    let Some((at, refused)) = done else {
-                        continue;
-                    };
-                    if let Some(e) = refused {
-                        failure.get_or_insert(e);
-                    } else if !p.seen {
-                        p.ended = true; // nothing for this UID: expunged
-                    } else if at >= p.next_deliver && p.asked.contains_key(&at) {
-                        // Past the end the server answers "" or NIL: an empty piece.
-                        p.pieces.entry(at).or_default();
-                    }
-                }
-                Response::Continuation(t) => bail!(
-                    "{}: unexpected continuation request during UID FETCH: {t}",
-                    self.label
-                ),
-                Response::Bye(t) => return Err(self.bye(None, &t)),
+                failure.get_or_insert(e);
             }
-            while failure.is_none() && !p.ended {
-                let Some(piece) = p.pieces.remove(&p.next_deliver) else {
-                    break;
-                };
-                if let Err(e) = on_piece(&piece) {
+            if failure.is_none() {
+                if let Err(e) = p.deliver(on_piece) {
                     failure = Some(e);
                 }
-                let asked = p.asked.remove(&p.next_deliver).unwrap_or(chunk);
-                p.next_deliver += piece.len() as u64;
-                p.ended = (piece.len() as u64) < asked;
             }
             if failure.is_none() && !p.ended && p.in_flight.is_empty() && p.next_send >= p.end {
                 failure = Some(self.protocol_error(format!(
@@ -831,6 +758,62 @@ impl Client {
             Some(e) => Err(e),
             None => Ok(p.seen),
         }
+    }
+
+    /// One response during [`Client::uid_fetch_partials`]: a piece put in place, or a command
+    /// completed. An error that is the server's (a piece that answers nothing asked, a refusal)
+    /// leaves the loop draining; a broken connection ends it.
+    fn partial_answer(&mut self, p: &mut Partials, response: Response) -> Result<()> {
+        let (uid, chunk) = (p.uid, p.chunk);
+        match response {
+            Response::Untagged(Untagged::Fetch {
+                uid: Some(got),
+                item,
+                ..
+            }) if got == uid => {
+                p.seen = true;
+                // A flag update carries no body; a NIL body is settled by the tagged OK.
+                if let Some(body) = item.body {
+                    p.place(body, item.origin).map_err(|why| {
+                        self.protocol_error(format!("UID FETCH {uid} (BODY.PEEK[]<…>): {why}"))
+                    })?;
+                }
+            }
+            Response::Untagged(Untagged::Fetch { .. }) => self.note_unsolicited()?,
+            Response::Untagged(_) => {}
+            Response::Unreadable(why) => {
+                return Err(self.protocol_error(format!("UID FETCH {uid}: {why}")))
+            }
+            Response::Tagged {
+                tag,
+                status,
+                code,
+                text: t,
+            } => {
+                let done = self.pipelined_done(&mut p.in_flight, &tag, status, &code, &t, |at| {
+                    format!("UID FETCH {uid} (BODY.PEEK[]<{at}.{chunk}>)")
+                });
+                let Some((at, refused)) = done else {
+                    return Ok(());
+                };
+                if let Some(e) = refused {
+                    return Err(e);
+                } else if !p.seen {
+                    p.ended = true; // nothing for this UID: expunged
+                } else if at >= p.next_deliver && p.asked.contains_key(&at) {
+                    // Past the end the server answers "" or NIL: an empty piece.
+                    p.pieces.entry(at).or_default();
+                }
+            }
+            Response::Continuation(t) => {
+                return Err(anyhow!(
+                    "{}: unexpected continuation request during UID FETCH: {t}",
+                    self.label
+                ))
+            }
+            Response::Bye(t) => return Err(self.bye(None, &t)),
+        }
+        Ok(())
     }
 
     /// CREATE a mailbox (raw, already encoded name). An existing mailbox
@@ -980,13 +963,13 @@ impl Client {
             .map(String::as_str)
             .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
             .filter(|f| {
-                let ok = valid_flag(f);
+                let ok = crate::flags::is_flag(f);
                 if !ok {
                     wire_log!(
                         1,
                         "{}: dropping invalid flag {:?}",
                         self.label,
-                        crate::ui::printable(f)
+                        crate::text::printable(f)
                     );
                 }
                 ok
@@ -1081,7 +1064,7 @@ impl Client {
         let flags: Vec<&str> = flags
             .iter()
             .map(String::as_str)
-            .filter(|f| valid_flag(f) && !f.eq_ignore_ascii_case("\\Recent"))
+            .filter(|f| crate::flags::is_flag(f) && !f.eq_ignore_ascii_case("\\Recent"))
             .collect();
         let verb = match op {
             FlagOp::Set => "FLAGS.SILENT",
@@ -1660,8 +1643,8 @@ impl Client {
                     continue;
                 }
             };
-            if crate::ui::verbosity() > 2 && !matches!(r, Response::Tagged { .. }) {
-                wire_log!(2, "{} S: {}", self.label, crate::ui::printable(&head));
+            if log_level() > 2 && !matches!(r, Response::Tagged { .. }) {
+                wire_log!(2, "{} S: {}", self.label, crate::text::printable(&head));
             }
             self.observe(&r)?;
             return Ok(r);
@@ -1698,7 +1681,7 @@ impl Client {
                 1,
                 "{}: server says: {status} {}",
                 self.label,
-                crate::ui::printable(t)
+                crate::text::printable(t)
             ),
             Response::Untagged(Untagged::Status {
                 code: Some(Code::Other(c)),
@@ -1709,7 +1692,7 @@ impl Client {
                     1,
                     "{}: server alert: {}",
                     self.label,
-                    crate::ui::printable(t)
+                    crate::text::printable(t)
                 )
             }
             Response::Untagged(Untagged::Other) => self.note_unsolicited()?,
@@ -1727,7 +1710,7 @@ impl Client {
                 2,
                 "{} S: {tag} {status} {}",
                 self.label,
-                crate::ui::printable(t)
+                crate::text::printable(t)
             );
             self.unsolicited = 0;
             self.conn.get_mut().command_done();
@@ -1823,6 +1806,20 @@ struct Partials {
 }
 
 impl Partials {
+    /// Hand on the pieces that are next in order; the first short one is the end.
+    fn deliver(&mut self, on_piece: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        while !self.ended {
+            let Some(piece) = self.pieces.remove(&self.next_deliver) else {
+                break;
+            };
+            let asked = self.asked.remove(&self.next_deliver).unwrap_or(self.chunk);
+            self.next_deliver += piece.len() as u64;
+            self.ended = (piece.len() as u64) < asked;
+            on_piece(&piece)?;
+        }
+        Ok(())
+    }
+
     /// Put a piece where it belongs, or say why it belongs nowhere.
     fn place(&mut self, body: Vec<u8>, origin: Option<u64>) -> Result<(), String> {
         let at = match origin {
@@ -1872,16 +1869,6 @@ const SPECIAL_USE: &[&str] = &[
 
 fn has_attr(attrs: &[String], a: &str) -> bool {
     attrs.iter().any(|x| x.eq_ignore_ascii_case(a))
-}
-
-/// A flag we can send as an atom (optionally `\`-prefixed).
-fn valid_flag(f: &str) -> bool {
-    let body = f.strip_prefix('\\').unwrap_or(f);
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            (0x21..0x7f).contains(&b)
-                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
-        })
 }
 
 /// Reject sets that would make a malformed command.

@@ -138,6 +138,12 @@ pub fn is_protocol(err: &anyhow::Error) -> bool {
     })
 }
 
+/// True when `err` is a [`WireError`] (the server's answer, or its connection), not a local
+/// failure.
+pub fn is_wire(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<WireError>().is_some())
+}
+
 /// Network-ish I/O errors are transient; local ones (disk full, permissions) are not, so a
 /// store error wrapped in the same chain never causes a retry loop.
 fn io_is_transient(e: &io::Error) -> bool {

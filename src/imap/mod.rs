@@ -7,18 +7,33 @@
 //! here (lines plus literals, one response at a time so memory does not grow with a batch) and
 //! parsed with `imap-proto`.
 
-/// Print to stderr when the user asked for detail: level 1 (server alerts, skipped responses)
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// How much the wire layer logs: 0 nothing, 1 server alerts and skipped responses, 2 and up
+/// also every command sent and every response head. Set by the program (`-v`, `-vv`).
+static LOG_LEVEL: AtomicU8 = AtomicU8::new(0);
+
+/// Set what the wire layer logs (see [`LOG_LEVEL`]).
+pub fn set_log_level(level: u8) {
+    LOG_LEVEL.store(level, Ordering::Relaxed);
+}
+
+/// What the wire layer logs now.
+pub fn log_level() -> u8 {
+    LOG_LEVEL.load(Ordering::Relaxed)
+}
+
+/// Print to stderr when the log level asks for it: level 1 (server alerts, skipped responses)
 /// with `-v`, level 2 (every command sent and every response head) with `-vv`. Callers must
 /// never pass secrets.
 macro_rules! wire_log {
     ($lvl:expr, $($arg:tt)*) => {
-        if $crate::ui::verbosity() > $lvl {
+        if $crate::imap::log_level() > $lvl {
             eprintln!("imap: {}", format_args!($($arg)*));
         }
     };
 }
 
-pub mod atom;
 mod auth;
 pub mod client;
 pub mod conn;
@@ -28,11 +43,10 @@ pub mod quote;
 pub mod ratelimit;
 pub mod response;
 pub mod uidset;
-pub mod utf7;
 
 pub use client::{
     body_margin, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, FlagOp,
-    MailboxInfo, Namespace, Refusal, Selected,
+    MailboxInfo, Refusal, Selected,
 };
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};
 pub use error::{is_protocol, is_transient, ErrorKind, WireError};

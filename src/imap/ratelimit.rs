@@ -60,25 +60,26 @@ impl RateLimit {
     /// Account for `n` bytes that just moved in `dir`, sleeping as long as needed to keep the
     /// average at the cap.
     pub(crate) fn pace(&self, dir: Direction, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let rate = self.rate as f64;
-        let wait = {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-            let b = &mut buckets[dir as usize];
-            let now = Instant::now();
-            let refill = now.duration_since(b.last).as_secs_f64() * rate;
-            b.tokens = (b.tokens + refill).min(Self::burst_of(self.rate) as f64);
-            b.last = now;
-            b.tokens -= n as f64;
-            (b.tokens < 0.0).then(|| Duration::from_secs_f64(-b.tokens / rate))
-        };
         // Sleep outside the lock: other connections account their own bytes meanwhile and
         // queue up behind the debt.
-        if let Some(w) = wait {
+        if let Some(w) = self.debit(dir, n, Instant::now()) {
             std::thread::sleep(w);
         }
+    }
+
+    /// Take `n` bytes from `dir`'s bucket at `now`; the wait that pays the debt, if any.
+    fn debit(&self, dir: Direction, n: usize, now: Instant) -> Option<Duration> {
+        if n == 0 {
+            return None;
+        }
+        let rate = self.rate as f64;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = &mut buckets[dir as usize];
+        let refill = now.saturating_duration_since(b.last).as_secs_f64() * rate;
+        b.tokens = (b.tokens + refill).min(Self::burst_of(self.rate) as f64);
+        b.last = b.last.max(now);
+        b.tokens -= n as f64;
+        (b.tokens < 0.0).then(|| Duration::from_secs_f64(-b.tokens / rate))
     }
 }
 
@@ -92,29 +93,43 @@ impl fmt::Debug for RateLimit {
 mod tests {
     use super::*;
 
+    /// On a clock the test moves (no scheduler in the result): the waits asked for add up to
+    /// the time the bytes take at the cap, beyond the first burst.
     #[test]
     fn average_rate_holds_the_cap() {
         let l = RateLimit::new(200_000);
-        let t = Instant::now();
-        // 100 kB beyond the initial 10 kB burst: about 0.45 s.
+        let mut now = l.buckets.lock().unwrap()[0].last;
+        // 110 kB in 2 kB pieces, each waited out before the next: 100 kB beyond the 10 kB
+        // burst take 0.5 s.
+        let mut waited = Duration::ZERO;
         for _ in 0..55 {
-            l.pace(Direction::In, 2000);
+            if let Some(w) = l.debit(Direction::In, 2000, now) {
+                waited += w;
+                now += w;
+            }
         }
-        let secs = t.elapsed().as_secs_f64();
-        assert!((0.45..0.6).contains(&secs), "{secs}");
+        let secs = waited.as_secs_f64();
+        assert!((0.49..0.51).contains(&secs), "{secs}");
     }
 
     #[test]
     fn directions_and_clones_share_correctly() {
         let l = RateLimit::new(100_000);
         let l2 = l.clone();
-        let t = Instant::now();
+        let now = l.buckets.lock().unwrap()[0].last;
         // Each direction has its own budget: 5 kB burst each, no wait.
-        l.pace(Direction::In, 5000);
-        l2.pace(Direction::Out, 5000);
-        assert!(t.elapsed() < Duration::from_millis(30));
-        // A clone shares the inbound budget: now 10 kB in debt.
-        l2.pace(Direction::In, 10_000);
-        assert!(t.elapsed() >= Duration::from_millis(90));
+        assert_eq!(l.debit(Direction::In, 5000, now), None);
+        assert_eq!(l2.debit(Direction::Out, 5000, now), None);
+        // A clone shares the inbound budget: now 10 kB in debt, 0.1 s at 100 kB/s.
+        let w = l2.debit(Direction::In, 10_000, now).unwrap();
+        assert!((w.as_secs_f64() - 0.1).abs() < 1e-9, "{w:?}");
+    }
+
+    #[test]
+    fn pace_sleeps_off_the_debt() {
+        let l = RateLimit::new(100_000);
+        let t = Instant::now();
+        l.pace(Direction::Out, 5000 + 5000);
+        assert!(t.elapsed() >= Duration::from_millis(45));
     }
 }

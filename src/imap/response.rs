@@ -14,7 +14,6 @@ use std::io::{self, BufRead, Read};
 
 use imap_proto::types as ip;
 
-use super::client::Fetched;
 use crate::mailtime::InternalDate;
 
 /// Most bytes one response may hold, lines and literals together, unless the command in flight
@@ -126,6 +125,23 @@ fn literal_len(line: &[u8]) -> Option<u64> {
 
 // ---------------------------------------------------------------------------------------------
 // Types
+
+/// One FETCH response, with the items that were asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fetched {
+    pub uid: u32,
+    /// Flags as sent, e.g. `\Seen`, `$Forwarded`; `\Recent` included if the server sent it.
+    pub flags: Option<Vec<String>>,
+    /// INTERNALDATE, parsed; `Err` holds what the server sent instead (printable) when it is not
+    /// an IMAP date-time (`NIL` included).
+    pub internaldate: Option<Result<InternalDate, String>>,
+    pub size: Option<u64>,
+    pub modseq: Option<u64>,
+    /// `BODY[]` (or `BODY[]<offset>` / `BODY[HEADER]`) bytes, exactly as sent.
+    pub body: Option<Vec<u8>>,
+    /// The offset of a partial `BODY[]<origin>` the server stated.
+    pub origin: Option<u64>,
+}
 
 /// Completion status of a command or an untagged status response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +346,8 @@ fn body_of(buf: &[u8], data: &[u8], item: &mut Fetched, span: &mut BodySpan) {
     }
 }
 
+// One match over imap-proto's response kinds, each mapped to ours: splitting it would scatter
+// the mapping without making any arm simpler.
 fn convert(buf: &[u8], resp: ip::Response<'_>, span: &mut BodySpan) -> Option<Response> {
     Some(match resp {
         ip::Response::Done {
@@ -771,6 +789,7 @@ impl<'a> Lexer<'a> {
         self.tok(0)
     }
 
+    // One match over what can start a token: the grammar reads best in one place.
     fn tok(&mut self, depth: usize) -> Result<Option<Tok<'a>>, String> {
         while self.b.get(self.pos) == Some(&b' ') {
             self.pos += 1;
@@ -887,7 +906,7 @@ fn within(buf: &[u8], part: &[u8]) -> bool {
 fn internaldate(b: &[u8]) -> Result<InternalDate, String> {
     InternalDate::parse_bytes(b).ok_or_else(|| {
         let shown: String = String::from_utf8_lossy(&b[..b.len().min(80)]).into_owned();
-        format!("{:?}", crate::ui::printable(&shown))
+        format!("{:?}", crate::text::printable(&shown))
     })
 }
 

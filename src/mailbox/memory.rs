@@ -11,11 +11,9 @@ use anyhow::{anyhow, bail, Result};
 
 use super::{Cap, Mailbox, MailboxVerb};
 use crate::imap::uidset;
-use crate::imap::{
-    AppendMessage, AppendOutcome, Fetched, FlagOp, MailboxInfo, Namespace, Selected, Traffic,
-};
+use crate::imap::{AppendMessage, AppendOutcome, Fetched, FlagOp, MailboxInfo, Selected, Traffic};
 use crate::mailtime::InternalDate;
-use crate::names::MailboxName;
+use crate::names::{MailboxName, Namespace};
 
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +68,8 @@ pub struct Faults {
     pub throttle_appends: usize,
     /// Keywords (flags without `\`) are dropped from what is stored, as pymap does.
     pub drop_keywords: bool,
+    /// SELECT and STATUS tell no UIDNEXT (RFC 3501 servers may omit it).
+    pub no_uidnext: bool,
 }
 
 /// The account all connections of one test see.
@@ -238,7 +238,7 @@ impl Mailbox for Memory {
                 subscribed: f.subscribed,
                 status: status.then_some(crate::imap::MailboxStatus {
                     messages: Some(f.messages.len() as u32),
-                    uidnext: Some(f.uidnext),
+                    uidnext: (!s.faults.no_uidnext).then_some(f.uidnext),
                     uidvalidity: Some(f.uidvalidity),
                     highestmodseq: None,
                 }),
@@ -255,7 +255,7 @@ impl Mailbox for Memory {
         let sel = Selected {
             exists: f.messages.len() as u32,
             uidvalidity: f.uidvalidity,
-            uidnext: Some(f.uidnext),
+            uidnext: (!s.faults.no_uidnext).then_some(f.uidnext),
             highestmodseq: None,
             permanent_flags: Vec::new(),
         };

@@ -14,10 +14,9 @@ pub mod memory;
 use anyhow::Result;
 
 use crate::imap::{
-    AppendMessage, AppendOutcome, Client, Fetched, FlagOp, MailboxInfo, Namespace, Selected,
-    Traffic,
+    AppendMessage, AppendOutcome, Client, Fetched, FlagOp, MailboxInfo, Selected, Traffic,
 };
-use crate::names::MailboxName;
+use crate::names::{MailboxName, Namespace};
 
 /// Server capabilities the engines change their behaviour for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

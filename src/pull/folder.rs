@@ -95,17 +95,29 @@ pub(super) fn pull_folder(
     // An attempt cut short finds its failures again in the next one: only a whole one counts.
     bodies.run(conn, local)?;
     let (failed, notices) = (bodies.failed, bodies.notices);
+    let complete = failed.is_empty();
+    list(folder, failed, notices, fr, failures);
+    record_state(local, folder, &sel, complete)
+}
+
+/// The messages that could not be stored (failures) and those stored after a second look
+/// (warnings, shown at once).
+fn list(
+    folder: &FolderRow,
+    failed: Vec<(u32, String)>,
+    notices: Vec<(u32, String)>,
+    fr: &mut FolderReport,
+    failures: &mut Vec<Failure>,
+) {
     for (uid, reason) in notices {
         ui::warn(&format!("{} UID {uid}: {reason}", folder.path));
         fr.warnings
             .push(Failure::message(&folder.path, uid, reason));
     }
-    let complete = failed.is_empty();
     for (uid, reason) in failed {
         fr.failed += 1;
         failures.push(Failure::message(&folder.path, uid, reason));
     }
-    record_state(local, folder, &sel, complete)
 }
 
 /// The new messages (UID → what FETCH said of them) and the UIDs host1 expunged.

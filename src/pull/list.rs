@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 
 use super::{PullOptions, PullReport};
-use crate::imap::{MailboxInfo, MailboxStatus, Namespace};
+use crate::imap::{MailboxInfo, MailboxStatus};
 use crate::mailbox::Mailbox;
+use crate::names::Namespace;
 use crate::names::{store_path, MailboxName};
 use crate::run::Failure;
 use crate::store::{FolderRow, Store};
@@ -45,35 +46,9 @@ pub(super) fn sync_folder_list(
             listed.insert(path, None);
             continue;
         }
-        // A name like `a..b` on a `.` server has an empty level: no path of the store can
-        // hold it (nor a bundle, nor host2), so it is reported instead of stored.
-        if let Some(why) = crate::store::rules::folder_path_problem(&path) {
-            for mb in &mbs {
-                report.failures.push(Failure::folder(
-                    &mb.name,
-                    format!("not pulled: its store path {path:?} has {why}"),
-                ));
-            }
+        let Some(keep) = choose(&path, &mbs, known.get(&path), report) else {
             continue;
-        }
-        // Two mailboxes, one store path (`x/y` and `x_y` on a `.` server): merging them would
-        // mix two UID spaces. The one the store already holds there keeps it, else the one
-        // whose name needed no `_`; the other is reported.
-        let keep = mbs
-            .iter()
-            .position(|mb| known.get(&path).is_some_and(|k| *k == mb.raw_name))
-            .or_else(|| mbs.iter().position(|mb| !escaped_slash(mb)))
-            .unwrap_or(0);
-        for (_, mb) in mbs.iter().enumerate().filter(|(i, _)| *i != keep) {
-            report.failures.push(Failure::folder(
-                &mb.name,
-                format!(
-                    "not pulled: its store path {path:?} is host1's folder {:?} \
-                     (rename one of them on host1)",
-                    mbs[keep].name
-                ),
-            ));
-        }
+        };
         let mb = mbs[keep];
         listed.insert(path.clone(), mb.status.clone());
         store.index.upsert_folder(
@@ -107,6 +82,44 @@ pub(super) fn sync_folder_list(
         }
     }
     Ok(covered)
+}
+
+/// Which of host1's mailboxes `mbs` (all with store path `path`) the store takes there, or
+/// none; the others are reported. A name like `a..b` on a `.` server has an empty level: no
+/// path of the store can hold it (nor a bundle, nor host2). Two mailboxes with one store path
+/// (`x/y` and `x_y` on a `.` server) cannot be merged (two UID spaces): the one the store
+/// already holds there (`known`) keeps it, else the one whose name needed no `_`.
+fn choose(
+    path: &str,
+    mbs: &[&MailboxInfo],
+    known: Option<&MailboxName>,
+    report: &mut PullReport,
+) -> Option<usize> {
+    if let Some(why) = crate::store::rules::folder_path_problem(path) {
+        for mb in mbs {
+            report.failures.push(Failure::folder(
+                &mb.name,
+                format!("not pulled: its store path {path:?} has {why}"),
+            ));
+        }
+        return None;
+    }
+    let keep = mbs
+        .iter()
+        .position(|mb| known.is_some_and(|k| *k == mb.raw_name))
+        .or_else(|| mbs.iter().position(|mb| !escaped_slash(mb)))
+        .unwrap_or(0);
+    for (_, mb) in mbs.iter().enumerate().filter(|(i, _)| *i != keep) {
+        report.failures.push(Failure::folder(
+            &mb.name,
+            format!(
+                "not pulled: its store path {path:?} is host1's folder {:?} \
+                 (rename one of them on host1)",
+                mbs[keep].name
+            ),
+        ));
+    }
+    Some(keep)
 }
 
 /// Whether `mb`'s store path has `_` for a `/` inside a level name.

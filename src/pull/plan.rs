@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::imap::atom::same_flags;
+use crate::flags::same_flags;
 use crate::imap::{MailboxStatus, Selected};
 use crate::store::FolderState;
 

@@ -1,11 +1,12 @@
-//! Pushing one host2 mailbox through a [`Mailbox`]: wait for late arrivals of an interrupted
-//! push to land, compare host2 with the store ([`crate::compare`]), record what is there,
-//! remove the doubles our own pushes left, APPEND what is missing (intent first, mapping after),
-//! update flags, and with `--delete2` remove what the store no longer holds.
+//! Pushing one host2 mailbox through a [`Mailbox`]: compare host2 with the store
+//! ([`crate::compare`]), record what is there, remove the doubles our own pushes left, APPEND
+//! what is missing (intent first, mapping after), update flags, and with `--delete2` remove what
+//! the store no longer holds; when APPENDs were left unanswered, the last look once host2 is
+//! quiet (started by [`super::settle`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Result};
 
@@ -13,8 +14,8 @@ use super::{Ctx, FolderReport, HostState, Outcome};
 use crate::compare::content::Content;
 use crate::compare::survey::{Found, StoreMsg};
 use crate::compare::targets::Target;
-use crate::compare::{self, Comparison, Ledger};
-use crate::imap::atom::{is_flag, same_flags};
+use crate::compare::{self, storable_flags, Comparison, Ledger};
+use crate::flags::same_flags;
 use crate::imap::{without_recent, AppendMessage, AppendOutcome, FlagOp, Refusal, Selected};
 use crate::mailbox::{Cap, Mailbox};
 use crate::mailtime::InternalDate;
@@ -28,7 +29,7 @@ type Key = (i64, u32, u32);
 /// An intent this old whose message host2 holds is dropped: APPENDs still landing that long
 /// after their connection died are not expected. Until then a late copy is recognised as ours
 /// (and removed when it doubles one sent since), and each push looks at the mailbox in full.
-const SETTLED_AFTER_SECS: i64 = 3600;
+pub(super) const SETTLED_AFTER_SECS: i64 = 3600;
 
 /// What the attempts at one target share.
 #[derive(Default)]
@@ -52,6 +53,22 @@ struct State {
     recovered: BTreeSet<Key>,
 }
 
+/// What a pool job gives back for a target.
+pub(crate) enum Pushed {
+    Done(Outcome),
+    /// APPENDs into the mailbox were left unanswered (by this run or a recent interrupted one):
+    /// copies may still land, so the target is finished by the account-wide last look
+    /// ([`super::settle`]) once host2 is quiet.
+    Unsettled(Unfinished),
+}
+
+/// A target waiting for the last look.
+pub(crate) struct Unfinished {
+    fr: FolderReport,
+    state: State,
+    started: Instant,
+}
+
 /// Push one target, retrying after a dropped link (each attempt compares host2 afresh, so what
 /// an earlier attempt sent is recognised, never sent twice).
 pub(crate) fn push_target(
@@ -59,7 +76,7 @@ pub(crate) fn push_target(
     conn: &mut Box<dyn Mailbox>,
     target: &Target,
     position: usize,
-) -> Done<Outcome> {
+) -> Done<Pushed> {
     let started = Instant::now();
     let mut fr = FolderReport {
         folder: target.label(),
@@ -90,28 +107,84 @@ pub(crate) fn push_target(
                 *progressed = state.sent.len() + fr.flags_updated as usize > before;
                 r
             },
-        )?;
-        if !state.unsettled || ctx.opts.dry_run {
-            return Ok(());
-        }
-        run::retrying(
-            conn,
-            ctx.connector,
-            &mut retry,
-            "last look for doubles",
-            |m, _| {
-                Pusher {
-                    ctx,
-                    conn: m,
-                    index: &mut index,
-                    target,
-                    fr: &mut fr,
-                    state: &mut state,
-                }
-                .last_look()
-            },
         )
     });
+    if result.is_ok() && state.unsettled && !ctx.opts.dry_run {
+        return Done {
+            result: Pushed::Unsettled(Unfinished { fr, state, started }),
+            reconnect: false,
+        };
+    }
+    fr.seconds = started.elapsed().as_secs_f64();
+    let done = conclude(ctx, target, fr, state, result);
+    Done {
+        result: Pushed::Done(done.result),
+        reconnect: done.reconnect,
+    }
+}
+
+/// Finish an unsettled target once host2 is quiet: the last look for copies that landed late
+/// and doubles they made, then its report. `late` is a failure to add (host2 never went quiet).
+pub(crate) fn finish_unsettled(
+    ctx: &Ctx<'_>,
+    conn: &mut Box<dyn Mailbox>,
+    index: &mut Index,
+    target: &Target,
+    mut u: Unfinished,
+    late: Option<Failure>,
+) -> Outcome {
+    let mut retry = Retry::new(ctx.opts.retries);
+    let result = run::retrying(
+        conn,
+        ctx.connector,
+        &mut retry,
+        &format!("folder {}, last look for doubles", target.label()),
+        |m, _| {
+            Pusher {
+                ctx,
+                conn: m,
+                index,
+                target,
+                fr: &mut u.fr,
+                state: &mut u.state,
+            }
+            .last_look()
+        },
+    );
+    if let Some(f) = late {
+        u.state.folder_failed.insert("late", f);
+    }
+    u.fr.seconds = u.started.elapsed().as_secs_f64();
+    conclude(ctx, target, u.fr, u.state, result).result
+}
+
+/// The report of an unsettled target whose last look could not be made.
+pub(crate) fn abandon_unsettled(
+    ctx: &Ctx<'_>,
+    target: &Target,
+    mut u: Unfinished,
+    why: String,
+) -> Outcome {
+    u.fr.seconds = u.started.elapsed().as_secs_f64();
+    let why = format!("last look for doubles after an interrupted push: {why}");
+    conclude(ctx, target, u.fr, u.state, Err(anyhow::anyhow!(why))).result
+}
+
+impl Unfinished {
+    /// Message bytes appended so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.fr.bytes
+    }
+}
+
+/// The target's report from what the attempts left in `state`, and its line on the screen.
+fn conclude(
+    ctx: &Ctx<'_>,
+    target: &Target,
+    mut fr: FolderReport,
+    state: State,
+    result: Result<()>,
+) -> Done<Outcome> {
     let mut failures: Vec<Failure> = state.failed.values().cloned().collect();
     failures.extend(state.folder_failed.values().cloned());
     fr.failed = failures.len() as u64;
@@ -120,7 +193,6 @@ pub(crate) fn push_target(
     fr.recovered = state.recovered.difference(&state.sent).count() as u64;
     fr.dropped_keywords = state.dropped.into_iter().collect();
     fr.warnings = state.altered.into_values().collect();
-    fr.seconds = started.elapsed().as_secs_f64();
     let reconnect = match result {
         Ok(()) => {
             if fr.sent + fr.flags_updated + fr.deleted + fr.failed + fr.doubles_removed > 0
@@ -203,16 +275,7 @@ impl Pusher<'_, '_> {
             self.index.forget_mailbox_facts(d, &self.target.mailbox)?;
         }
         let sel = self.conn.select(&self.target.mailbox, dry)?;
-        let ledger = match dest {
-            Some(d) => Ledger {
-                mappings: self.index.mappings_to(d, &self.target.mailbox)?,
-                intents: self.index.intents_for(d, &self.target.mailbox)?,
-            },
-            None => Ledger {
-                mappings: Vec::new(),
-                intents: Vec::new(),
-            },
-        };
+        let ledger = Ledger::read(self.index, dest, &self.target.mailbox)?;
         let now = crate::clock::now();
         self.state.unsettled |= ledger
             .intents
@@ -257,21 +320,15 @@ impl Pusher<'_, '_> {
         Ok(())
     }
 
-    /// After the pushes into the mailbox, when APPENDs were left unanswered: wait for host2 to
-    /// be quiet (they may still be landing), compare again, record the copies that landed and
-    /// remove those that doubled a copy sent since.
+    /// After the pushes, when APPENDs into the mailbox were left unanswered and host2 has been
+    /// quiet (they may have been still landing): compare again, record the copies that landed
+    /// and remove those that doubled a copy sent since.
     fn last_look(&mut self) -> Result<()> {
         let Some(dest) = self.ctx.destination else {
             return Ok(());
         };
-        self.conn.select(&self.target.mailbox, false)?;
-        let intents = self.index.intents_for(dest, &self.target.mailbox)?;
-        settle_late_arrivals(self.conn, self.ctx.opts.settle_secs)?;
         let sel = self.conn.select(&self.target.mailbox, false)?;
-        let ledger = Ledger {
-            mappings: self.index.mappings_to(dest, &self.target.mailbox)?,
-            intents,
-        };
+        let ledger = Ledger::read(self.index, Some(dest), &self.target.mailbox)?;
         let cmp = compare::examine(
             self.conn,
             self.index,
@@ -445,7 +502,14 @@ impl Pusher<'_, '_> {
             return Ok(sel.uidnext);
         }
         let mut claimed: BTreeSet<u32> = cmp.host.keys().copied().collect();
-        let mut lower = sel.uidnext.unwrap_or(1);
+        // UIDs only grow: without UIDNEXT, one above the highest UID listed is still a bound
+        // below which no copy of this run's APPENDs can land.
+        let mut lower = sel.uidnext.unwrap_or_else(|| {
+            cmp.host
+                .keys()
+                .next_back()
+                .map_or(1, |u| u.saturating_add(1))
+        });
         let (max_bytes, max_count) = (self.ctx.opts.batch_bytes, self.ctx.opts.batch_messages);
         let mut again: Vec<Outgoing<'_>> = Vec::new();
         // Each batch is built when it is sent, so only one batch's flags and bytes are held.
@@ -544,35 +608,45 @@ impl Pusher<'_, '_> {
             .collect();
         self.index
             .record_push(dest, &settled, &answers.mappings, &[])?;
-        let sent_bytes: u64 = answers
-            .mappings
+        self.count_sent(&items, &answers.mappings);
+        if let Some(e) = answers.interrupted {
+            return Err(e);
+        }
+        Ok(answers
+            .again
+            .into_iter()
+            .map(|(k, how)| self.again(items[k].0.clone(), how))
+            .collect())
+    }
+
+    /// What the batch's recorded mappings moved: present now, bytes sent.
+    fn count_sent(
+        &mut self,
+        items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
+        mappings: &[Mapping],
+    ) {
+        let sent_bytes: u64 = mappings
             .iter()
             .filter_map(|m| items.iter().find(|(o, ..)| o.msg.key() == m.key()))
             .map(|(_, b, _)| b.len() as u64)
             .sum();
-        self.state
-            .present
-            .extend(answers.mappings.iter().map(Mapping::key));
+        self.state.present.extend(mappings.iter().map(Mapping::key));
         self.fr.bytes += sent_bytes;
         self.ctx.progress.advance(sent_bytes);
-        if let Some(e) = answers.interrupted {
-            return Err(e);
-        }
-        let mut again = Vec::new();
-        for (k, how) in answers.again {
-            let mut o = items[k].0.clone();
-            match how {
-                Again::Synchronizing => o.synchronizing = true,
-                Again::WithoutKeywords => {
-                    let (system, keywords): (Vec<String>, Vec<String>) =
-                        o.flags.into_iter().partition(|f| f.starts_with('\\'));
-                    self.state.dropped.extend(keywords);
-                    o.flags = system;
-                }
+    }
+
+    /// A message to send once more, as `how` says.
+    fn again<'s>(&mut self, mut o: Outgoing<'s>, how: Again) -> Outgoing<'s> {
+        match how {
+            Again::Synchronizing => o.synchronizing = true,
+            Again::WithoutKeywords => {
+                let (system, keywords): (Vec<String>, Vec<String>) =
+                    o.flags.into_iter().partition(|f| f.starts_with('\\'));
+                self.state.dropped.extend(keywords);
+                o.flags = system;
             }
-            again.push(o);
         }
-        Ok(again)
+        o
     }
 
     /// Read (and verify) each message's bytes and parse its date: an unreadable object or a
@@ -892,30 +966,6 @@ struct Answers {
     interrupted: Option<anyhow::Error>,
 }
 
-/// Wait until the selected mailbox has been quiet (no new message) for `quiet` seconds, at
-/// most a minute: APPENDs that were on their way when a connection died may still be landing.
-fn settle_late_arrivals(conn: &mut dyn Mailbox, quiet: u64) -> Result<()> {
-    if quiet == 0 {
-        return Ok(());
-    }
-    let started = Instant::now();
-    let mut calm_since = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(250));
-        if conn.noop()?.is_some() {
-            calm_since = Instant::now();
-        }
-        if calm_since.elapsed() >= Duration::from_secs(quiet) {
-            break;
-        }
-    }
-    ui::detail(&format!(
-        "waited {:.1} s for APPENDs of an interrupted push to land",
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(())
-}
-
 /// Remove exactly `uids` from the selected mailbox: flagged `\Deleted`, then `UID EXPUNGE`.
 /// Without UIDPLUS, EXPUNGE would take every message flagged `\Deleted`: it is used only when
 /// no other message is, and otherwise nothing is removed (the flags are put back).
@@ -1002,23 +1052,6 @@ fn flag_groups(cmp: &Comparison, sel: &Selected) -> BTreeMap<Vec<String>, Vec<Ma
     groups
 }
 
-/// The flags host2 can keep for good: all when PERMANENTFLAGS has `\*` or was not sent, else
-/// those it lists (case-insensitively); flags that are not IMAP atoms never. Returns (kept,
-/// dropped).
-pub fn storable_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, Vec<String>) {
-    let all = permanent.is_empty() || permanent.iter().any(|p| p == "\\*");
-    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
-    for f in without_recent(flags) {
-        let allowed = all || permanent.iter().any(|p| p.eq_ignore_ascii_case(&f));
-        if allowed && is_flag(&f) {
-            kept.push(f);
-        } else {
-            dropped.push(f);
-        }
-    }
-    (kept, dropped)
-}
-
 /// Whether a refusal says the trouble is the flags (only then is a message sent again without
 /// its keywords).
 fn refuses_keywords(r: &Refusal) -> bool {
@@ -1066,15 +1099,5 @@ mod tests {
         );
         assert!(batches(std::iter::empty(), 7, 3).is_empty());
         assert_eq!(batches([1, 1].into_iter(), 7, 0), [0..1, 1..2]);
-    }
-
-    #[test]
-    fn storable_flags_follow_permanentflags() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let flags = s(&["\\Seen", "$Label1", "\\Recent", "odd]"]);
-        let (k, d) = storable_flags(&flags, &s(&["\\Seen", "\\*"]));
-        assert_eq!((k, d), (s(&["\\Seen", "$Label1"]), s(&["odd]"])));
-        let (k, d) = storable_flags(&flags, &s(&["\\Seen", "\\Deleted"]));
-        assert_eq!((k, d), (s(&["\\Seen"]), s(&["$Label1", "odd]"])));
     }
 }

@@ -3,7 +3,8 @@
 //! - [`prepare`]: the host2 folders that are missing, created (and subscribed) first;
 //! - [`folder`]: one host2 mailbox: compare it with the store ([`crate::compare`]), record what
 //!   is there, remove the doubles our own interrupted pushes left, APPEND what is missing,
-//!   update flags, and with `--delete2` remove what the store no longer holds.
+//!   update flags, and with `--delete2` remove what the store no longer holds;
+//! - [`settle`]: the last look, once host2 is quiet, at mailboxes with unanswered APPENDs.
 //!
 //! Exactly once, across crashes, late arrivals and retries: before each APPEND batch one
 //! *intent* per message is committed; an answered APPEND turns its intent into a mapping (store
@@ -17,19 +18,20 @@
 
 pub mod folder;
 mod prepare;
+mod settle;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde::Serialize;
 
-use crate::compare::targets::{self, MapRules, Target};
+use crate::compare::targets::{MapRules, Target};
 use crate::folders::Selection;
 use crate::imap::Endpoint;
 use crate::mailbox::{Cap, Mailbox};
 use crate::run::{self, Connector, Failure, Retry};
-use crate::store::{FolderRow, Index, MailboxFacts, RunCounts, Store};
+use crate::store::{Index, MailboxFacts, RunCounts, Store};
 use crate::ui::{self, human_bytes, Progress};
 
 /// What a push is asked to do.
@@ -51,8 +53,8 @@ pub struct PushOptions {
     pub batch_messages: usize,
     /// Consecutive transient failures to retry (see [`crate::run::Retry`]).
     pub retries: u32,
-    /// How long host2 must stay quiet before a mailbox with a recent interrupted push is
-    /// compared (its APPENDs may still be landing), in seconds.
+    /// How long the mailboxes with unanswered APPENDs must stay unchanged before the last look
+    /// (see [`settle`]), at least, in seconds.
     pub settle_secs: u64,
 }
 
@@ -223,29 +225,11 @@ pub fn run_with(
     connector: &dyn Connector,
 ) -> Result<PushReport> {
     let started = Instant::now();
-    let folders = store_folders(store, &opts.selection)?;
     let mut report = PushReport {
         dry_run: opts.dry_run,
         ..PushReport::default()
     };
-    let paths: Vec<String> = folders.iter().map(|f| f.path.clone()).collect();
-    for missing in opts.selection.unmatched(&paths) {
-        report.failures.push(Failure::folder(
-            missing,
-            "no such folder in the store (see `imapferry status`)",
-        ));
-    }
-    let mut retry = Retry::new(opts.retries);
-    let mut conn = run::connect(connector, &mut retry)?;
-    let (ns, listed) = run::retrying(
-        &mut conn,
-        connector,
-        &mut retry,
-        "listing folders",
-        |m, _| Ok((m.namespace()?, m.list()?)),
-    )?;
-    let plan = targets::plan(&folders, &opts.rules, &ns, &listed);
-    report_renames(&plan, &ns, &mut report);
+    let (conn, ns, plan) = look_at_host2(store, opts, connector, &mut report)?;
     // Nothing changes the store while we hold its lock: this bounds every change we push.
     let store_change = store.index.current_change()?;
     let (host, user) = (&opts.endpoint.host, &opts.endpoint.user);
@@ -277,39 +261,17 @@ pub fn run_with(
         connector,
         conn,
         |c| {
-            prepare::mailboxes(
-                c,
-                &ctx,
-                &ns,
-                &todo,
-                &subscribe_only,
-                &mut created,
-                &mut refused,
-            )
-            .map(Some)
+            let wanted = (&todo[..], &subscribe_only[..]);
+            prepare::mailboxes(c, &ctx, &ns, wanted, &mut created, &mut refused).map(Some)
         },
         |c, i, t| folder::push_target(&ctx, c, t, i),
     )?;
+    let (results, kept) = settle::last_looks(&ctx, kept, &todo, results, started);
     progress.finish();
-    // A folder that could not be created is a failure, not a creation.
-    let refused_paths: Vec<&str> = todo
-        .iter()
-        .zip(&refused)
-        .filter(|(_, r)| r.is_some())
-        .map(|(t, _)| t.path.as_str())
-        .collect();
-    created.retain(|p| !refused_paths.contains(&p.as_str()));
-    report.created = created;
+    report.created = made(created, &todo, &refused);
     if let (Some(mut c), Some(d), false) = (kept, destination, opts.dry_run) {
-        record_facts(
-            c.as_mut(),
-            &mut store.index,
-            d,
-            &todo,
-            &results,
-            store_change,
-            opts,
-        );
+        let done = (&todo[..], &results[..]);
+        record_facts(c.as_mut(), &mut store.index, d, done, store_change, opts);
         c.logout();
     }
     add_up(&mut report, skipped, &todo, results, &refused);
@@ -328,11 +290,46 @@ pub fn run_with(
     Ok(report)
 }
 
+/// The store folders this run covers (a `--folder` the store lacks is a failure), host2's
+/// namespace and folders, and where each store folder goes: (connection, namespace, plan).
+fn look_at_host2(
+    store: &Store,
+    opts: &PushOptions,
+    connector: &dyn Connector,
+    report: &mut PushReport,
+) -> Result<(Box<dyn Mailbox>, crate::names::Namespace, Vec<Target>)> {
+    let folders = crate::compare::store_folders(store, &opts.selection)?;
+    let paths: Vec<String> = folders.iter().map(|f| f.path.clone()).collect();
+    for missing in opts.selection.unmatched(&paths) {
+        report.failures.push(Failure::folder(
+            missing,
+            "no such folder in the store (see `imapferry status`)",
+        ));
+    }
+    let mut retry = Retry::new(opts.retries);
+    let (conn, ns, plan) =
+        crate::compare::plan_host2(&folders, &opts.rules, connector, &mut retry)?;
+    report_renames(&plan, &ns, report);
+    Ok((conn, ns, plan))
+}
+
+/// The host2 paths created: a folder that could not be created is a failure, not a creation.
+fn made(mut created: Vec<String>, todo: &[Target], refused: &[Option<String>]) -> Vec<String> {
+    let refused: Vec<&str> = todo
+        .iter()
+        .zip(refused)
+        .filter(|(_, r)| r.is_some())
+        .map(|(t, _)| t.path.as_str())
+        .collect();
+    created.retain(|p| !refused.contains(&p.as_str()));
+    created
+}
+
 /// One target's report and failures.
 type Outcome = (FolderReport, Vec<Failure>);
 
 /// Print and list the host2 paths whose level names held host2's separator.
-fn report_renames(plan: &[Target], ns: &crate::imap::Namespace, report: &mut PushReport) {
+fn report_renames(plan: &[Target], ns: &crate::names::Namespace, report: &mut PushReport) {
     for t in plan {
         let (Some(from), Some(sep)) = (&t.escaped_from, ns.separator) else {
             continue;
@@ -465,21 +462,6 @@ fn finish(report: &mut PushReport, started: Instant, opts: &PushOptions) {
     };
 }
 
-/// The store folders this run covers: selected, not gone.
-pub fn store_folders(store: &Store, selection: &Selection) -> Result<Vec<FolderRow>> {
-    let all = store.index.folders()?;
-    if all.is_empty() {
-        bail!(
-            "the store {} holds no folders; run `imapferry pull` first",
-            store.root.display()
-        );
-    }
-    Ok(all
-        .into_iter()
-        .filter(|f| f.gone_at.is_none() && selection.includes(&f.path))
-        .collect())
-}
-
 /// The report of a target that needs nothing: host2 reports UIDVALIDITY, UIDNEXT, MESSAGES (and
 /// HIGHESTMODSEQ) exactly as the last complete push into it left them, it goes to the same store
 /// folders, none of which (nor any of their message rows) changed since, no APPEND intent is
@@ -529,8 +511,7 @@ fn record_facts(
     conn: &mut dyn Mailbox,
     index: &mut Index,
     destination: i64,
-    plan: &[Target],
-    results: &[Option<Outcome>],
+    (plan, results): (&[Target], &[Option<Outcome>]),
     store_change: i64,
     opts: &PushOptions,
 ) {

@@ -13,9 +13,10 @@ use anyhow::Result;
 
 use super::Ctx;
 use crate::compare::targets::{ancestor_mailboxes, Target};
-use crate::imap::{is_transient, Namespace};
+use crate::imap::is_transient;
 use crate::mailbox::{Mailbox, MailboxVerb};
 use crate::names::MailboxName;
+use crate::names::Namespace;
 use crate::run::{self, Retry};
 use crate::ui;
 
@@ -26,8 +27,7 @@ pub(super) fn mailboxes(
     conn: &mut Box<dyn Mailbox>,
     ctx: &Ctx<'_>,
     ns: &Namespace,
-    plan: &[Target],
-    subscribe_only: &[MailboxName],
+    (plan, subscribe_only): (&[Target], &[MailboxName]),
     created: &mut Vec<String>,
     refused: &mut [Option<String>],
 ) -> Result<Vec<bool>> {

@@ -125,6 +125,10 @@ pub struct Done<R> {
 /// do: `None` for all). Each worker takes the next item, runs `work`, and replaces its
 /// connection when asked. Returns each item's result (`None`: not done, because every
 /// connection was lost) and the first connection when it is still usable.
+///
+/// Longer than most functions here on purpose: the queue, its condition variable and the
+/// scoped worker threads must live in one scope, and splitting them apart would only pass
+/// the same five references around.
 pub fn pool<T: Sync, R: Send>(
     items: &[T],
     jobs: usize,

@@ -26,6 +26,12 @@ impl Index {
     /// `objects` rows that no `messages` row (live or expunged) and no `push_intents` row names:
     /// what `gc` may remove.
     pub fn unreferenced_object_rows(&self) -> Result<Vec<ObjectRow>> {
+        // Schema 1 (read by verify without upgrading) has no push_intents.
+        if self.version < 2 {
+            return self.objects_where(
+                "WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.hash = o.hash)",
+            );
+        }
         self.objects_where(
             "WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.hash = o.hash)
                AND NOT EXISTS (SELECT 1 FROM push_intents p WHERE p.hash = o.hash)",

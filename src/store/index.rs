@@ -5,7 +5,6 @@
 //! (in the same transaction) and stores it in the row's `change` column, so "what changed
 //! since N" is `change > N`. Writes that change nothing take no number.
 
-use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -21,6 +20,7 @@ use rusqlite::{
 use super::facts::HeaderFacts;
 use super::objects::{Hash, FILE_MODE};
 use super::schema;
+use crate::flags::same_flags;
 use crate::mailtime::InternalDate;
 use crate::names::MailboxName;
 
@@ -115,6 +115,8 @@ pub struct Index {
     /// Shared with the sibling modules that add tables (`push_state`).
     pub(super) conn: Connection,
     pub(super) path: PathBuf,
+    /// The schema version of the file: [`schema::current_version`] unless opened read-only.
+    pub(super) version: i64,
 }
 
 use crate::clock::now;
@@ -158,7 +160,32 @@ impl Index {
         Ok(Index {
             conn,
             path: path.to_path_buf(),
+            version: schema::current_version(),
         })
+    }
+
+    /// Open an existing index without changing it: no file created, no journal mode set, no
+    /// migration (an older schema is read as it is: see [`Index::schema_version`]).
+    pub fn open_read_only(path: &Path) -> Result<Index> {
+        let ctx = || format!("cannot open the index {}", path.display());
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(ctx)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .with_context(ctx)?;
+        let version = schema::read_version(&conn, path)?;
+        Ok(Index {
+            conn,
+            path: path.to_path_buf(),
+            version,
+        })
+    }
+
+    /// The schema version of the file (older than this binary's only when opened read-only).
+    pub fn schema_version(&self) -> i64 {
+        self.version
     }
 
     /// The database file.
@@ -492,7 +519,7 @@ impl Batch<'_> {
 
     /// Record a message (replacing a row with the same folder/uidvalidity/uid). `\Recent` is
     /// dropped from the flags. A replacement keeps `first_seen` and clears `expunged_at`;
-    /// recording exactly what is already there takes no change number. The object's row must
+    /// recording what is already there (flags compared as a set) takes no change number. The object's row must
     /// exist ([`Batch::add_object`] first).
     pub fn add_message(&mut self, folder_id: i64, m: &NewMessage) -> Result<()> {
         let flags = clean_flags(&m.flags)?;
@@ -502,7 +529,7 @@ impl Batch<'_> {
         if let Some(old) = old {
             if old.hash == m.hash
                 && old.size == m.size
-                && old.flags == flags
+                && same_flags(&old.flags, &flags)
                 && old.internaldate == internaldate
                 && old.expunged_at.is_none()
             {
@@ -547,8 +574,8 @@ impl Batch<'_> {
     }
 
     /// Set flags; bumps the change number only when they differ from the stored ones.
-    /// Returns whether they differed. `\Recent` is dropped; the comparison ignores order, the
-    /// stored order is the given one.
+    /// Returns whether they differed. `\Recent` is dropped; the comparison ignores order and
+    /// ASCII case ([`same_flags`]), the stored order is the given one.
     pub fn set_flags(
         &mut self,
         folder_id: i64,
@@ -564,8 +591,7 @@ impl Batch<'_> {
                 self.path.display()
             );
         };
-        let as_set = |f: &[String]| f.iter().cloned().collect::<BTreeSet<String>>();
-        if as_set(&old.flags) == as_set(&flags) {
+        if same_flags(&old.flags, &flags) {
             return Ok(false);
         }
         let change = next_change(&self.tx).with_context(self.ctx())?;

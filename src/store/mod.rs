@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bundles;
 pub mod facts;
 pub mod frame;
+pub mod hash;
 pub mod index;
 pub mod lock;
 pub mod objects;
@@ -83,6 +84,27 @@ impl Store {
             );
         }
         Self::open(dir)
+    }
+
+    /// Open an existing store to read it, changing nothing: the lock is taken (so no writer is
+    /// half-way), but no directory is made, `tmp/` is not cleared and the index is neither
+    /// migrated nor put in WAL mode. For `verify`, which must report what it finds.
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        if !dir.join(INDEX_FILE).is_file() {
+            bail!(
+                "{} is not an imapferry store (no {INDEX_FILE}); run `imapferry pull` to create one",
+                dir.display()
+            );
+        }
+        let lock = StoreLock::acquire(dir)?;
+        let index = Index::open_read_only(&dir.join(INDEX_FILE))?;
+        Ok(Store {
+            root: dir.to_path_buf(),
+            objects: Objects::new(dir),
+            index,
+            partials: partial::Partials::at(dir),
+            _lock: lock,
+        })
     }
 
     /// Lock first, then make the subdirectories, clear `tmp/` and open the index.

@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -32,6 +32,13 @@ impl Partials {
         Ok(Partials { dir })
     }
 
+    /// The `partial/` directory of a store opened read-only (not created).
+    pub fn at(store_root: &Path) -> Partials {
+        Partials {
+            dir: store_root.join("partial"),
+        }
+    }
+
     /// Open (or start) the partial file of one message. A file longer than `size` cannot be a
     /// prefix of the message and is started afresh.
     pub fn begin(&self, folder_id: i64, uidvalidity: u32, uid: u32, size: u64) -> Result<Partial> {
@@ -42,6 +49,9 @@ impl Partials {
             .append(true)
             .mode(FILE_MODE)
             .open(&path)
+            .with_context(ctx)?;
+        // Explicit, like every store file: the umask or an older file's mode does not count.
+        file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
             .with_context(ctx)?;
         let mut len = file.metadata().with_context(ctx)?.len();
         if len > size {

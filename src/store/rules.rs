@@ -3,7 +3,7 @@
 //! writes a bundle that cannot be applied), `import` on the folders it makes, and `verify` on
 //! the rows a store already holds (one damaged by an older bundle, say).
 
-use crate::imap::atom::is_flag;
+use crate::flags::is_flag;
 use crate::mailtime::InternalDate;
 
 /// Why `path` cannot be a store folder path: empty, a NUL, a leading or trailing `/`, or an
@@ -37,7 +37,7 @@ pub fn message_problem(uidvalidity: u32, uid: u32, internaldate: &str) -> Option
     if InternalDate::parse(internaldate).is_none() {
         return Some(format!(
             "INTERNALDATE \"{}\" is not an IMAP date-time (DD-Mon-YYYY HH:MM:SS +HHMM)",
-            crate::ui::printable(internaldate)
+            crate::text::printable(internaldate)
         ));
     }
     None
@@ -49,7 +49,7 @@ pub fn flag_problem(flag: &str) -> Option<String> {
     (!is_flag(flag)).then(|| {
         format!(
             "flag \"{}\" is not an IMAP flag (an atom, optionally after \\)",
-            crate::ui::printable(flag)
+            crate::text::printable(flag)
         )
     })
 }

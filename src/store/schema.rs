@@ -178,29 +178,24 @@ pub fn current_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-/// Bring the database at `path` (already opened as `conn`) to [`current_version`], creating the
-/// schema and the initial `meta` rows on an empty database. Refuses newer or foreign databases.
-pub fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let ctx = || format!("cannot migrate the index {}", path.display());
-    // IMMEDIATE: take the write lock before reading the version so two openers cannot both
-    // decide to run the same step.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .with_context(ctx)?;
-    let version: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .with_context(ctx)?;
-    let app_id: i32 = tx
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .with_context(ctx)?;
-    let tables: i64 = tx
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
-            [],
-            |r| r.get(0),
-        )
-        .with_context(ctx)?;
-    if app_id != APPLICATION_ID && (app_id != 0 || version != 0 || tables != 0) {
+/// What the file says it is: (user_version, application_id, number of tables).
+fn identity(conn: &Connection) -> rusqlite::Result<(i64, i32, i64)> {
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let app_id = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let tables = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((version, app_id, tables))
+}
+
+/// Refuse a foreign database (an empty one is ours to create only when `may_create`) and one
+/// written by a newer imapferry.
+fn check_identity(id: (i64, i32, i64), may_create: bool, path: &Path) -> Result<()> {
+    let (version, app_id, tables) = id;
+    let empty = app_id == 0 && version == 0 && tables == 0;
+    if (app_id != APPLICATION_ID && !(may_create && empty)) || version < 0 {
         bail!(
             "{} is not an imapferry index (application_id {app_id:#x}, user_version {version})",
             path.display()
@@ -214,9 +209,21 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             path.display()
         );
     }
-    if version < 0 {
-        bail!("{} has an invalid schema version {version}", path.display());
-    }
+    Ok(())
+}
+
+/// Bring the database at `path` (already opened as `conn`) to [`current_version`], creating the
+/// schema and the initial `meta` rows on an empty database. Refuses newer or foreign databases.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let ctx = || format!("cannot migrate the index {}", path.display());
+    // IMMEDIATE: take the write lock before reading the version so two openers cannot both
+    // decide to run the same step.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .with_context(ctx)?;
+    let id = identity(&tx).with_context(ctx)?;
+    check_identity(id, true, path)?;
+    let version = id.0;
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(step).with_context(|| {
             format!("migration to schema {} failed on {}", i + 1, path.display())
@@ -232,6 +239,15 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             .with_context(ctx)?;
     }
     tx.commit().with_context(ctx)
+}
+
+/// The schema version of a database opened read-only, without changing it: refuses a database
+/// that is not an imapferry index (an empty one included) or was written by a newer imapferry.
+/// An older version is returned as it is (later versions only add), for the caller to say so.
+pub fn read_version(conn: &Connection, path: &Path) -> Result<i64> {
+    let id = identity(conn).with_context(|| format!("cannot read the index {}", path.display()))?;
+    check_identity(id, false, path)?;
+    Ok(id.0)
 }
 
 /// The rows every store has from creation on.
@@ -256,6 +272,25 @@ fn init_meta(conn: &Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The spec states the version this code writes, in its header and in its migrations
+    /// section, and lists every step.
+    #[test]
+    fn the_format_document_describes_this_schema_version() {
+        let doc = include_str!("../../docs/store-format.md");
+        let v = current_version();
+        assert!(
+            doc.contains(&format!("version **schema {v}**")),
+            "docs/store-format.md header must say schema {v}"
+        );
+        assert!(doc.contains(&format!("describes version {v}.")));
+        for step in 2..=v {
+            assert!(
+                doc.contains(&format!("Step {step} adds")),
+                "docs/store-format.md does not describe migration step {step}"
+            );
+        }
+    }
 
     fn tables(conn: &Connection) -> Vec<String> {
         let mut st = conn

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use imapferry::imap::{AppendMessage, AppendOutcome, Client, Endpoint, MailboxInfo, Namespace};
+use imapferry::imap::{AppendMessage, AppendOutcome, Client, Endpoint, MailboxInfo};
 use imapferry::imap::{Secret, TlsMode};
+use imapferry::names::Namespace;
 
 use super::corpus::{Corpus, CorpusMessage};
 use super::dovecot::Dovecot;
@@ -75,7 +76,7 @@ pub fn client_of(server: &dyn TestServer) -> Client {
 /// The server's mailbox name for a corpus folder path (`/`-separated, UTF-8): `INBOX` stays
 /// `INBOX`; anything else gets the namespace prefix, the server's separator, and modified UTF-7.
 pub fn server_mailbox_name(ns: &Namespace, path: &str) -> String {
-    imapferry::imap::utf7::encode(&imapferry::names::server_name(path, ns))
+    imapferry::names::utf7::encode(&imapferry::names::server_name(path, ns))
 }
 
 /// The corpus folder path (UTF-8, `/`-separated, prefix stripped) of a LISTed mailbox.

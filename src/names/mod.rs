@@ -14,7 +14,15 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::imap::{utf7, Namespace};
+pub mod utf7;
+
+/// The personal namespace from NAMESPACE (or a guess from LIST when NAMESPACE is not offered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    /// e.g. "" or "INBOX."
+    pub prefix: String,
+    pub separator: Option<char>,
+}
 
 /// A mailbox name exactly as a server sent it (or as we encoded it for that server).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -101,7 +109,7 @@ impl fmt::Display for MailboxName {
     /// Lossy and with control characters escaped: for people, never for commands.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text: Cow<'_, str> = String::from_utf8_lossy(&self.0);
-        f.write_str(&crate::ui::printable(&text))
+        f.write_str(&crate::text::printable(&text))
     }
 }
 

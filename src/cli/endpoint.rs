@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{ConnArgs, NetArgs, TlsArg};
-use crate::imap::{Endpoint, RateLimit, Secret, TlsMode};
-use crate::ui;
+use super::args::{ConnArgs, NetArgs, Side, TlsArg};
+use imapferry::imap::{Endpoint, RateLimit, Secret, TlsMode};
+use imapferry::ui;
 
 /// Build the endpoint for one side. `timeout` applies to every connect and read.
 pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
@@ -30,13 +30,13 @@ pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
         ui::warn(&format!(
             "{side}: --tls{n} none sends the password and all mail unencrypted to {}",
             args.host,
-            n = &side[4..]
+            n = side.n()
         ));
     }
     if args.insecure {
         ui::warn(&format!(
             "{side}: certificate verification is off (--insecure{})",
-            &side[4..]
+            side.n()
         ));
     }
     let secret = secret(args)?;
@@ -54,8 +54,6 @@ pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
     })
 }
 
-/// Apply `--no-compress` and `--max-bytes-per-second` to an endpoint. Call once per run: the
-/// rate cap is shared by every connection made from clones of `ep`.
 /// The endpoint of one side with the shared network options applied (deadline, COMPRESS,
 /// rate cap).
 pub fn endpoint_for(args: ConnArgs, net: &NetArgs) -> Result<Endpoint> {
@@ -64,18 +62,20 @@ pub fn endpoint_for(args: ConnArgs, net: &NetArgs) -> Result<Endpoint> {
     Ok(ep)
 }
 
+/// Apply `--no-compress` and `--max-bytes-per-second` to an endpoint. Call once per run: the
+/// rate cap is shared by every connection made from clones of `ep`.
 pub fn apply_net(ep: &mut Endpoint, net: &NetArgs) {
     ep.compress = !net.no_compress;
     ep.rate_limit = net.max_bytes_per_second.map(RateLimit::new);
 }
 
 /// The environment variable holding a side's password, e.g. `IMAPFERRY_PASSWORD1`.
-pub fn password_env_var(side: &str) -> String {
-    format!("IMAPFERRY_PASSWORD{}", &side[4..])
+fn password_env_var(side: Side) -> String {
+    format!("IMAPFERRY_PASSWORD{}", side.n())
 }
 
 fn secret(args: &ConnArgs) -> Result<Secret> {
-    let n = &args.side[4..];
+    let n = args.side.n();
     if let Some(token_file) = &args.oauth2_token_file {
         // Read once now so a wrong path fails before any connection; re-read on every connect.
         std::fs::metadata(token_file).with_context(|| {
@@ -154,7 +154,7 @@ mod tests {
 
     fn args() -> ConnArgs {
         ConnArgs {
-            side: "host1",
+            side: Side::Host1,
             host: "127.0.0.1".into(),
             port: None,
             tls: None,

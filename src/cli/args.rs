@@ -27,15 +27,15 @@ pub enum Command {
     /// Compare host2 with the store, folder by folder (exit 3 when host2 lacks something).
     Check(Box<CheckArgs>),
     /// Carry a store on a disk: `bundle create` writes files, `bundle apply` reads them.
-    Bundle(crate::cli_offline::BundleArgs),
+    Bundle(BundleArgs),
     /// Write the store's mail as Maildir++ or mbox files any mail program reads.
-    Export(crate::cli_offline::ExportArgs),
+    Export(ExportArgs),
     /// Bring a local Maildir tree or mbox file into a store, to push it like pulled mail.
-    Import(crate::cli_offline::ImportArgs),
+    Import(ImportArgs),
     /// Re-hash the store's objects and check them against the index (exit 3 on any problem).
-    Verify(crate::cli_offline::VerifyArgs),
+    Verify(VerifyArgs),
     /// Remove objects nothing refers to (with --yes; without, say what it would free).
-    Gc(crate::cli_offline::GcArgs),
+    Gc(GcArgs),
 }
 
 /// How to secure a connection.
@@ -49,11 +49,36 @@ pub enum TlsArg {
     None,
 }
 
+/// Which server a set of connection options is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The source: `--host1`, `--user1`, ...
+    Host1,
+    /// The destination: `--host2`, `--user2`, ...
+    Host2,
+}
+
+impl Side {
+    /// The suffix of this side's options: "1" or "2".
+    pub fn n(self) -> &'static str {
+        match self {
+            Side::Host1 => "1",
+            Side::Host2 => "2",
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host{}", self.n())
+    }
+}
+
 /// Connection options of one side, independent of its number.
 #[derive(Debug, Clone)]
 pub struct ConnArgs {
-    /// "host1" or "host2": used in messages and to name the options.
-    pub side: &'static str,
+    /// Used in messages and to name the options.
+    pub side: Side,
     pub host: String,
     pub port: Option<u16>,
     pub tls: Option<TlsArg>,
@@ -68,7 +93,7 @@ pub struct ConnArgs {
 /// Declares the connection options of one side with its numeric suffix, so the two sides
 /// cannot drift apart.
 macro_rules! conn_args {
-    ($name:ident, $side:literal, $host:literal, $port:literal, $tls:literal, $insecure:literal,
+    ($name:ident, $side:literal, $sidev:expr, $host:literal, $port:literal, $tls:literal, $insecure:literal,
      $ca:literal, $user:literal, $passfile:literal, $password:literal, $oauth:literal) => {
         #[derive(Args, Debug, Clone)]
         pub struct $name {
@@ -106,7 +131,7 @@ macro_rules! conn_args {
         impl From<$name> for ConnArgs {
             fn from(a: $name) -> ConnArgs {
                 ConnArgs {
-                    side: $side,
+                    side: $sidev,
                     host: a.host,
                     port: a.port,
                     tls: a.tls,
@@ -125,6 +150,7 @@ macro_rules! conn_args {
 conn_args!(
     Host1Args,
     "host1",
+    Side::Host1,
     "host1",
     "port1",
     "tls1",
@@ -139,6 +165,7 @@ conn_args!(
 conn_args!(
     Host2Args,
     "host2",
+    Side::Host2,
     "host2",
     "port2",
     "tls2",
@@ -196,8 +223,8 @@ pub struct FolderArgs {
 
 impl FolderArgs {
     /// The folders these options select.
-    pub fn selection(&self) -> anyhow::Result<crate::folders::Selection> {
-        crate::folders::Selection::new(&self.folders, &self.excludes)
+    pub fn selection(&self) -> anyhow::Result<imapferry::folders::Selection> {
+        imapferry::folders::Selection::new(&self.folders, &self.excludes)
     }
 }
 
@@ -325,4 +352,162 @@ pub struct CheckArgs {
     pub net: NetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    pub command: BundleCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Write what another store needs into FILE: everything the first time, afterwards what
+    /// changed since this store's previous bundle.
+    Create(BundleCreateArgs),
+    /// Check bundles completely, then merge them into a store (created when missing).
+    Apply(BundleApplyArgs),
+    /// List the bundles a store made and applied.
+    List(StoreOnlyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BundleCreateArgs {
+    /// The store to bundle
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// The bundle file to write (must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// A full bundle even when an earlier one exists
+    #[arg(long)]
+    pub full: bool,
+    /// Split into volumes FILE.001, FILE.002, … each smaller than SIZE (K, M, G = binary
+    /// units; 4G fits FAT32)
+    #[arg(long = "max-size", value_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// Print a machine-readable summary (JSON) on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BundleApplyArgs {
+    /// The store to bring up to date (created when missing)
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// Bundle files (for volumes: FILE, FILE.001 or any one volume); applied oldest first
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print a machine-readable summary (JSON) on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StoreOnlyArgs {
+    /// The store directory
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The store to export
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// maildir (Maildir++) or mbox (mboxrd, one file per folder)
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Output directory (new or empty)
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Only this folder (UTF-8 path with `/`, e.g. `Archive/2024`); repeatable
+    #[arg(long = "folder", value_name = "NAME")]
+    pub folders: Vec<String>,
+    /// Print a machine-readable summary (JSON) on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["maildir", "mbox"])))]
+pub struct ImportArgs {
+    /// The store to import into (created when missing; not one made by pull)
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// A Maildir tree (Maildir++ or nested maildirs)
+    #[arg(long, value_name = "PATH")]
+    pub maildir: Option<PathBuf>,
+    /// An mbox file (mboxrd)
+    #[arg(long, value_name = "FILE")]
+    pub mbox: Option<PathBuf>,
+    /// mbox: the folder to import into (default: the file name). Maildir: the folder the root
+    /// becomes, subfolders below it (default: INBOX, subfolders at the top)
+    #[arg(long, value_name = "NAME")]
+    pub folder: Option<String>,
+    /// Print a machine-readable summary (JSON) on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The store to check
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// Re-hash only about N % of the objects, chosen at random (e.g. 10%); sizes are checked
+    /// for all
+    #[arg(long, value_name = "N%", value_parser = parse_percent)]
+    pub sample: Option<f64>,
+    /// Print a machine-readable report (JSON) on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// The store to clean
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// Remove them; without it, only say what would be freed
+    #[arg(long)]
+    pub yes: bool,
+    /// Print a machine-readable report (JSON) on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--sample 10%`: a share of the objects, above 0 and at most 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let n: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage such as 10%"))?;
+    if n > 0.0 && n <= 100.0 {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{s:?}: the sample must be above 0% and at most 100%"
+        ))
+    }
+}
+
+/// `export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Maildir++ (Dovecot, mbsync, mutt, …)
+    Maildir,
+    /// One mboxrd file per folder
+    Mbox,
+}
+
+impl From<ExportFormat> for imapferry::export::Format {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Maildir => imapferry::export::Format::Maildir,
+            ExportFormat::Mbox => imapferry::export::Format::Mbox,
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! IMAP atoms (RFC 3501 §9): the one check of flag and keyword syntax, shared by everything
-//! that sends a flag (push) or takes one in from outside (bundle apply, Maildir import), so a
-//! name that would break a command line never gets into the store.
+//! Flags: the one check of their syntax (IMAP atoms, RFC 3501 §9), shared by everything that
+//! sends a flag (the wire layer, push) or takes one in from outside (pull, bundle apply, Maildir
+//! import), so a name that would break a command line never gets into the store; and the one
+//! comparison of flag sets. A foundation module: the store and the wire layer both use it.
 
 /// An atom: one or more printable ASCII characters other than the atom-specials
 /// `( ) { SP % * " \ ]` (controls and 8-bit bytes are not allowed either).

@@ -1,0 +1,29 @@
+//! The command line, which only the program has: [`args`] (clap's definitions), [`endpoint`]
+//! (a side's connection options into an [`imapferry::imap::Endpoint`]), the handlers of the
+//! commands that talk to a server ([`online`]) and of those that do not ([`offline`]), and
+//! [`exit`], which turns every outcome into the exit status. The library knows none of it: it
+//! takes typed options and returns reports.
+
+pub mod args;
+mod endpoint;
+pub mod exit;
+mod offline;
+mod online;
+
+use args::{Cli, Command};
+use exit::Outcome;
+
+/// Run the command `cli` names.
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Pull(a) => online::pull(*a),
+        Command::Status(a) => online::status(a),
+        Command::Push(a) => online::push(*a),
+        Command::Check(a) => online::check(*a),
+        Command::Bundle(a) => offline::bundle(a),
+        Command::Export(a) => offline::export(a),
+        Command::Import(a) => offline::import(a),
+        Command::Verify(a) => offline::verify(a),
+        Command::Gc(a) => offline::gc(a),
+    }
+}

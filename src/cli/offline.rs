@@ -1,0 +1,115 @@
+//! The commands that need no server: `bundle`, `export`, `import`, `verify`, `gc`. Each handler
+//! returns a [`super::exit::Outcome`]; errors go up to `main`.
+
+use anyhow::Result;
+
+use super::args::{BundleArgs, BundleCommand, ExportArgs, GcArgs, ImportArgs, VerifyArgs};
+use super::exit::Outcome;
+use imapferry::folders::Selection;
+use imapferry::{bundle, export, import, ui, verify};
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// `imapferry bundle …`
+pub fn bundle(a: BundleArgs) -> Result<Outcome> {
+    match a.command {
+        BundleCommand::Create(c) => {
+            let max = c
+                .max_size
+                .as_deref()
+                .map(bundle::format::parse_size)
+                .transpose()?;
+            let r = bundle::create(&c.store, &c.out, c.full, max)?;
+            for w in &r.warnings {
+                ui::warn(w);
+            }
+            if c.json {
+                print_json(&r)?;
+            } else {
+                ui::info(&r.summary());
+            }
+        }
+        BundleCommand::Apply(c) => {
+            let reports = bundle::apply(&c.store, &c.files)?;
+            if c.json {
+                print_json(&reports)?;
+            } else {
+                for r in &reports {
+                    ui::info(&r.summary());
+                }
+            }
+        }
+        BundleCommand::List(c) => {
+            for line in bundle::describe_store(&c.store)? {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// `imapferry export`
+pub fn export(a: ExportArgs) -> Result<Outcome> {
+    let opts = export::ExportOptions {
+        store: a.store,
+        format: a.format.into(),
+        selection: Selection::new(&a.folders, &[])?,
+        out: a.out,
+    };
+    let r = export::run(&opts)?;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        ui::info(&r.summary(&opts.out));
+    }
+    Ok(Outcome::from_complete(r.failures.is_empty()))
+}
+
+/// `imapferry import`
+pub fn import(a: ImportArgs) -> Result<Outcome> {
+    let source = match (a.maildir, a.mbox) {
+        (Some(m), None) => import::Source::Maildir(m),
+        (None, Some(f)) => import::Source::Mbox(f),
+        _ => {
+            return Ok(Outcome::Usage(
+                "give exactly one of --maildir and --mbox".into(),
+            ));
+        }
+    };
+    let r = import::run(&import::ImportOptions {
+        store: a.store,
+        source,
+        folder: a.folder,
+    })?;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        ui::info(&r.summary());
+    }
+    Ok(Outcome::from_complete(r.failures.is_empty()))
+}
+
+/// `imapferry verify`: exit 3 when anything is wrong.
+pub fn verify(a: VerifyArgs) -> Result<Outcome> {
+    let r = verify::verify(&a.store, a.sample)?;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        eprintln!("{}", ui::printable_lines(&r.text()));
+    }
+    Ok(Outcome::from_complete(r.problems.is_empty()))
+}
+
+/// `imapferry gc`
+pub fn gc(a: GcArgs) -> Result<Outcome> {
+    let r = verify::gc(&a.store, a.yes)?;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        eprintln!("{}", ui::printable_lines(&r.text()));
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,44 @@
+//! Text from outside shown safely: a name or a message a server, a bundle or a file chose is
+//! printed with every character a terminal would act on escaped.
+
+/// `s` safe to print on a terminal: control characters (ESC, CR, LF, NUL, DEL, C1) and
+/// bidirectional overrides shown as `\u{..}` escapes, everything else as is. Names and texts a
+/// server or a file chose go through this before they reach the screen or a log.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Text of several lines shown through [`printable`] line by line.
+pub fn printable_lines(text: &str) -> String {
+    text.lines()
+        .map(|l| printable(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_act_on() {
+        assert_eq!(printable("Entwürfe/日本語"), "Entwürfe/日本語");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\r\n\u{202e}"),
+            "a\\u{1b}[2Jb\\u{d}\\u{a}\\u{202e}"
+        );
+    }
+}
