@@ -128,10 +128,7 @@ impl CheckReport {
 /// Compare. Errors that stop the whole check are returned; differences are in the report.
 pub fn run(opts: &CheckOptions) -> Result<CheckReport> {
     let store = Store::open_existing(&opts.store)?;
-    let connector = run::Imap {
-        endpoint: &opts.endpoint,
-        side: "host2",
-    };
+    let connector = run::Imap::new(&opts.endpoint, "host2");
     run_with(opts, &store, &connector)
 }
 

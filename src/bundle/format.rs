@@ -623,47 +623,9 @@ impl Read for ObjectFrame<'_> {
     }
 }
 
-/// `4G`, `650M`, `100k`, `12345`: binary units (K = 1024).
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => bail!("--max-size {s:?}: use a number with K, M, G or T (e.g. 4G)"),
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: u64 = num.trim().parse().map_err(|_| {
-        anyhow::anyhow!("--max-size {s:?}: use a number with K, M, G or T (e.g. 4G)")
-    })?;
-    let v = n
-        .checked_mul(mult)
-        .ok_or_else(|| anyhow::anyhow!("--max-size {s:?} is too large"))?;
-    if v < 4096 {
-        bail!("--max-size {s:?}: volumes must be at least 4K");
-    }
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4G").unwrap(), 4 << 30);
-        assert_eq!(parse_size("650m").unwrap(), 650 << 20);
-        assert_eq!(parse_size("8192").unwrap(), 8192);
-        assert!(parse_size("4X").is_err());
-        assert!(parse_size("1").is_err());
-        assert!(parse_size("").is_err());
-    }
 
     #[test]
     fn volumes_round_trip_and_damage_is_found() {

@@ -195,7 +195,8 @@ pub struct OutputArgs {
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
     /// Seconds to wait for every connect and read before giving up on it
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Consecutive failures (dropped or stalled connections, throttling) to retry with backoff
     /// before giving up; any progress resets the count
@@ -204,9 +205,9 @@ pub struct NetArgs {
     /// Do not use COMPRESS=DEFLATE even when the server offers it
     #[arg(long = "no-compress")]
     pub no_compress: bool,
-    /// Cap the transfer rate at N bytes per second in each direction (all connections together)
-    #[arg(long = "max-bytes-per-second", value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..))]
+    /// Cap the transfer rate at N bytes per second in each direction (all connections
+    /// together); K, M, G are binary units (e.g. 1M)
+    #[arg(long = "max-bytes-per-second", value_name = "N", value_parser = parse_rate)]
     pub max_bytes_per_second: Option<u64>,
 }
 
@@ -223,8 +224,10 @@ pub struct FolderArgs {
 
 impl FolderArgs {
     /// The folders these options select.
+    /// The folders asked for; a pattern that is not a valid regex is a usage error.
     pub fn selection(&self) -> anyhow::Result<imapferry::folders::Selection> {
         imapferry::folders::Selection::new(&self.folders, &self.excludes)
+            .map_err(|e| super::exit::usage(format!("{e:#}")))
     }
 }
 
@@ -244,6 +247,10 @@ pub struct PullArgs {
     /// (what `imapferry verify` lists)
     #[arg(long)]
     pub repair: bool,
+    /// The store mirrors this user under another host name (an alias, a new name at
+    /// cutover): take it, and record the new name
+    #[arg(long)]
+    pub rebind: bool,
     #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]
@@ -384,8 +391,8 @@ pub struct BundleCreateArgs {
     pub full: bool,
     /// Split into volumes FILE.001, FILE.002, … each smaller than SIZE (K, M, G = binary
     /// units; 4G fits FAT32)
-    #[arg(long = "max-size", value_name = "SIZE")]
-    pub max_size: Option<String>,
+    #[arg(long = "max-size", value_name = "SIZE", value_parser = parse_volume_size)]
+    pub max_size: Option<u64>,
     /// Print a machine-readable summary (JSON) on stdout
     #[arg(long)]
     pub json: bool,
@@ -479,6 +486,46 @@ pub struct GcArgs {
 }
 
 /// `--sample 10%`: a share of the objects, above 0 and at most 100.
+/// `4G`, `650M`, `100k`, `12345`: a byte count, binary units (K = 1024).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad =
+        || format!("{s:?} is not a size: use a number, optionally with K, M, G or T (e.g. 4G)");
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(bad()),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| bad())?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A bundle volume size: at least 4K.
+fn parse_volume_size(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s)?;
+    if v < 4096 {
+        return Err(format!("{s:?}: volumes must be at least 4K"));
+    }
+    Ok(v)
+}
+
+/// A rate cap: at least one byte per second.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    match parse_bytes(s)? {
+        0 => Err("0: a rate cap must be at least 1 byte per second".into()),
+        v => Ok(v),
+    }
+}
+
 fn parse_percent(s: &str) -> Result<f64, String> {
     let n: f64 = s
         .trim()
@@ -509,5 +556,24 @@ impl From<ExportFormat> for imapferry::export::Format {
             ExportFormat::Maildir => imapferry::export::Format::Maildir,
             ExportFormat::Mbox => imapferry::export::Format::Mbox,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_rates_take_binary_suffixes() {
+        assert_eq!(parse_bytes("4G"), Ok(4 << 30));
+        assert_eq!(parse_bytes("650m"), Ok(650 << 20));
+        assert_eq!(parse_bytes("8192"), Ok(8192));
+        assert!(parse_bytes("4X").is_err());
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("99999999999T").is_err());
+        assert_eq!(parse_rate("1M"), Ok(1 << 20));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_volume_size("1").is_err());
+        assert_eq!(parse_volume_size("4K"), Ok(4096));
     }
 }

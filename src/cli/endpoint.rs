@@ -6,15 +6,23 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::args::{ConnArgs, NetArgs, Side, TlsArg};
+use super::exit::usage;
 use imapferry::imap::{Endpoint, RateLimit, Secret, TlsMode};
 use imapferry::ui;
 
 /// Build the endpoint for one side. `timeout` applies to every connect and read.
 pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
     let side = args.side;
+    if let Some((name, port)) = host_with_port(&args.host) {
+        let n = side.n();
+        return Err(usage(format!(
+            "--host{n} {}: the port goes in its own option: --host{n} {name} --port{n} {port}",
+            args.host
+        )));
+    }
     let tls = match (args.tls, args.port) {
         (Some(TlsArg::Imaps), _) => TlsMode::Imaps,
         (Some(TlsArg::Starttls), _) => TlsMode::StartTls,
@@ -74,24 +82,34 @@ fn password_env_var(side: Side) -> String {
     format!("IMAPFERRY_PASSWORD{}", side.n())
 }
 
+/// Where the password comes from: an option given on the command line wins over the
+/// environment, which wins over the prompt. Mistakes (a file that cannot be read, no password
+/// and no terminal) are usage errors.
 fn secret(args: &ConnArgs) -> Result<Secret> {
     let n = args.side.n();
+    let var = password_env_var(args.side);
+    let given = [
+        args.oauth2_token_file.is_some(),
+        args.passfile.is_some(),
+        args.password.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(usage(format!(
+            "give only one of --oauth2-token-file{n}, --passfile{n} and --password{n}"
+        )));
+    }
     if let Some(token_file) = &args.oauth2_token_file {
         // Read once now so a wrong path fails before any connection; re-read on every connect.
-        std::fs::metadata(token_file).with_context(|| {
-            format!(
-                "cannot read --oauth2-token-file{n} {}",
+        if let Err(e) = std::fs::metadata(token_file) {
+            return Err(usage(format!(
+                "cannot read --oauth2-token-file{n} {}: {e}",
                 token_file.display()
-            )
-        })?;
+            )));
+        }
         return Ok(Secret::OAuth2TokenFile(token_file.clone()));
     }
     if let Some(file) = &args.passfile {
         return Ok(Secret::Password(read_passfile(file, n)?));
-    }
-    let var = password_env_var(args.side);
-    if let Ok(p) = std::env::var(&var) {
-        return Ok(Secret::Password(p));
     }
     if let Some(p) = &args.password {
         ui::warn(&format!(
@@ -100,16 +118,19 @@ fn secret(args: &ConnArgs) -> Result<Secret> {
         ));
         return Ok(Secret::Password(p.clone()));
     }
+    if let Ok(p) = std::env::var(&var) {
+        return Ok(Secret::Password(p));
+    }
     if std::io::stdin().is_terminal() {
         let p =
             rpassword::prompt_password(format!("Password for {} on {}: ", args.user, args.host))
                 .context("cannot read the password from the terminal")?;
         return Ok(Secret::Password(p));
     }
-    bail!(
+    Err(usage(format!(
         "no password for {}: give --passfile{n} FILE, set {var}, or run on a terminal to be asked",
         args.side
-    )
+    )))
 }
 
 /// The first line of the file, without its line ending; everything else in the password is kept.
@@ -127,13 +148,29 @@ fn read_passfile(file: &Path, n: &str) -> Result<String> {
         }
     }
     let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read --passfile{n} {}", file.display()))?;
+        .map_err(|e| usage(format!("cannot read --passfile{n} {}: {e}", file.display())))?;
     let line = text.split('\n').next().unwrap_or("");
     let line = line.strip_suffix('\r').unwrap_or(line);
     if line.is_empty() {
-        bail!("--passfile{n} {} is empty", file.display());
+        return Err(usage(format!("--passfile{n} {} is empty", file.display())));
     }
     Ok(line.to_string())
+}
+
+/// `name:port` typed into a host option (an IPv6 address is not that).
+fn host_with_port(host: &str) -> Option<(&str, &str)> {
+    if host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok()
+    {
+        return None;
+    }
+    let (name, port) = host.rsplit_once(':')?;
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    (!name.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .then_some((name, port))
 }
 
 /// True for `localhost` and loopback addresses, where plaintext is no exposure.
@@ -193,6 +230,18 @@ mod tests {
         let f = dir.path().join("pw");
         std::fs::write(&f, " p@ss \"w\\rd \r\nsecond line\n").unwrap();
         assert_eq!(read_passfile(&f, "1").unwrap(), " p@ss \"w\\rd ");
+    }
+
+    #[test]
+    fn a_port_typed_into_the_host_is_recognised_and_ipv6_is_not_taken_for_one() {
+        assert_eq!(
+            host_with_port("imap.example:993"),
+            Some(("imap.example", "993"))
+        );
+        assert_eq!(host_with_port("[::1]:143"), Some(("::1", "143")));
+        assert_eq!(host_with_port("::1"), None);
+        assert_eq!(host_with_port("fe80::1"), None);
+        assert_eq!(host_with_port("imap.example"), None);
     }
 
     #[test]

@@ -19,8 +19,55 @@ pub enum Outcome {
     Done,
     /// The run finished; some messages, folders or files could not be done (already listed).
     Incomplete,
-    /// The command line or an option's value is wrong: the message says which option fixes it.
-    Usage(String),
+}
+
+/// The command line or an option's value is wrong (found after parsing: a regex, a file):
+/// exit 2. The message says which option fixes it.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A [`Usage`] error.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(msg.into()))
+}
+
+/// An error that stopped the run, with advice: what to change (printed as `hint:`).
+#[derive(Debug)]
+pub struct Advised {
+    pub error: anyhow::Error,
+    pub hint: String,
+}
+
+impl std::fmt::Display for Advised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for Advised {}
+
+/// The error line, the hint if any, and the exit status of an error that stopped a run.
+fn explain(e: &anyhow::Error) -> (String, Option<String>, u8) {
+    let text = format!("{e:#}");
+    if e.downcast_ref::<Usage>().is_some() {
+        return (text, None, 2);
+    }
+    let hint = e.downcast_ref::<Advised>().map(|a| a.hint.clone());
+    (text, hint, 1)
+}
+
+/// The JSON document of a run that an error stopped (`--json` always prints one).
+pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    let (error, hint, status) = explain(e);
+    serde_json::json!({ "error": error, "hint": hint, "exit_status": status, "complete": false })
 }
 
 impl Outcome {
@@ -39,14 +86,14 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Incomplete) => ExitCode::from(3),
-        Ok(Outcome::Usage(msg)) => {
-            eprintln!("error: {}", ui::printable(&msg));
-            ExitCode::from(2)
-        }
         Err(e) => {
+            let (text, hint, status) = explain(&e);
             // An error may quote a name a server, a bundle or a file chose.
-            eprintln!("error: {}", ui::printable(&format!("{e:#}")));
-            ExitCode::from(1)
+            eprintln!("error: {}", ui::printable(&text));
+            if let Some(h) = hint {
+                eprintln!("hint: {}", ui::printable(&h));
+            }
+            ExitCode::from(status)
         }
     }
 }

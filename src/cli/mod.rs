@@ -7,6 +7,7 @@
 pub mod args;
 mod endpoint;
 pub mod exit;
+mod hints;
 mod offline;
 mod online;
 

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::args::{BundleArgs, BundleCommand, ExportArgs, GcArgs, ImportArgs, VerifyArgs};
-use super::exit::Outcome;
+use super::exit::{usage, Outcome};
 use imapferry::folders::Selection;
 use imapferry::{bundle, export, import, ui, verify};
 
@@ -17,12 +17,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 pub fn bundle(a: BundleArgs) -> Result<Outcome> {
     match a.command {
         BundleCommand::Create(c) => {
-            let max = c
-                .max_size
-                .as_deref()
-                .map(bundle::format::parse_size)
-                .transpose()?;
-            let r = bundle::create(&c.store, &c.out, c.full, max)?;
+            let r = bundle::create(&c.store, &c.out, c.full, c.max_size)?;
             for w in &r.warnings {
                 ui::warn(w);
             }
@@ -74,9 +69,7 @@ pub fn import(a: ImportArgs) -> Result<Outcome> {
         (Some(m), None) => import::Source::Maildir(m),
         (None, Some(f)) => import::Source::Mbox(f),
         _ => {
-            return Ok(Outcome::Usage(
-                "give exactly one of --maildir and --mbox".into(),
-            ));
+            return Err(usage("give exactly one of --maildir and --mbox"));
         }
     };
     let r = import::run(&import::ImportOptions {

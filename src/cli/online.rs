@@ -4,13 +4,15 @@
 
 use serde::Serialize;
 
-use super::args::{CheckArgs, MapArgs, OutputArgs, PullArgs, PushArgs, StatusArgs};
+use super::args::{CheckArgs, MapArgs, OutputArgs, PullArgs, PushArgs, Side, StatusArgs};
 use super::endpoint::endpoint_for;
-use super::exit::{print_failures, print_warnings, Outcome};
+use super::exit::{error_json, print_failures, print_warnings, usage, Outcome};
+use super::hints::advise;
 use imapferry::check::{self, CheckOptions};
 use imapferry::compare::targets::MapRules;
 use imapferry::pull::{self, PullOptions};
 use imapferry::push::{self, PushOptions};
+use imapferry::store::Store;
 use imapferry::{status, ui};
 
 /// Apply `-q`/`-v`: the screen's verbosity and the wire layer's log.
@@ -36,22 +38,40 @@ fn show<R: Serialize>(
 
 pub fn pull(a: PullArgs) -> anyhow::Result<Outcome> {
     set_output(&a.output);
-    let ep = endpoint_for(a.host1.into(), &a.net)?;
-    let selection = a.folders.selection()?;
-    let mut opts = PullOptions::new(ep, a.store, selection);
-    opts.batch_bytes = a.tuning.batch_bytes;
-    opts.depth = a.tuning.depth.max(1);
-    opts.commit_messages = a.tuning.commit_messages.max(1);
-    opts.retries = a.net.retries;
-    opts.jobs = a.jobs.max(1);
-    opts.chunk_threshold = a.tuning.chunk_threshold;
-    opts.chunk_bytes = a.tuning.chunk_bytes.max(1);
-    opts.repair = a.repair;
-    let report = pull::run(&opts)?;
-    print_warnings(&report.warnings);
-    print_failures(&report.failures);
-    show(&a.output, &report, || report.summary())?;
-    Ok(Outcome::from_complete(report.failures.is_empty()))
+    let json = a.output.json;
+    reported(json, || {
+        // Everything that can be wrong on the command line before the password prompt.
+        let selection = a.folders.selection()?;
+        let ep = endpoint_for(a.host1.into(), &a.net)?;
+        let mut opts = PullOptions::new(ep, a.store, selection);
+        opts.batch_bytes = a.tuning.batch_bytes;
+        opts.depth = a.tuning.depth.max(1);
+        opts.commit_messages = a.tuning.commit_messages.max(1);
+        opts.retries = a.net.retries;
+        opts.jobs = a.jobs.max(1);
+        opts.chunk_threshold = a.tuning.chunk_threshold;
+        opts.chunk_bytes = a.tuning.chunk_bytes.max(1);
+        opts.repair = a.repair;
+        opts.rebind = a.rebind;
+        let report = pull::run(&opts).map_err(|e| advise(e, Side::Host1, &opts.endpoint))?;
+        print_warnings(&report.warnings);
+        print_failures(&report.failures);
+        show(&a.output, &report, || report.summary())?;
+        Ok(Outcome::from_complete(report.failures.is_empty()))
+    })
+}
+
+/// Run a command; with `--json`, an error that stops it is a JSON document on stdout too, so
+/// a script always gets one.
+fn reported(json: bool, run: impl FnOnce() -> anyhow::Result<Outcome>) -> anyhow::Result<Outcome> {
+    let r = run();
+    if let (true, Err(e)) = (json, &r) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&error_json(e)).unwrap_or_default()
+        );
+    }
+    r
 }
 
 pub fn status(a: StatusArgs) -> anyhow::Result<Outcome> {
@@ -59,51 +79,65 @@ pub fn status(a: StatusArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Mapping options, or the usage error that says what is wrong with them.
-fn map_rules(m: &MapArgs) -> Result<MapRules, Outcome> {
+/// Mapping options; a wrong one is a usage error.
+fn map_rules(m: &MapArgs) -> anyhow::Result<MapRules> {
     MapRules::parse(&m.folder_map, m.dest_root.as_deref(), m.no_automap)
-        .map_err(|e| Outcome::Usage(format!("{e:#}")))
+        .map_err(|e| usage(format!("{e:#}")))
 }
 
 pub fn push(a: PushArgs) -> anyhow::Result<Outcome> {
     set_output(&a.output);
-    let rules = match map_rules(&a.map) {
-        Ok(r) => r,
-        Err(usage) => return Ok(usage),
-    };
-    let ep = endpoint_for(a.host2.into(), &a.net)?;
-    let selection = a.folders.selection()?;
-    let mut opts = PushOptions::new(ep, a.store, selection);
-    opts.rules = rules;
-    opts.delete2 = a.delete2;
-    opts.dry_run = a.dry_run;
-    opts.jobs = a.jobs.max(1);
-    opts.batch_bytes = a.tuning.batch_bytes.max(1);
-    opts.batch_messages = a.tuning.batch_messages.max(1);
-    opts.retries = a.net.retries;
-    let report = push::run(&opts)?;
-    print_warnings(&report.warnings);
-    print_failures(&report.failures);
-    show(&a.output, &report, || report.summary())?;
-    let done = report.failures.is_empty() && (report.complete || report.dry_run);
-    Ok(Outcome::from_complete(done))
+    reported(a.output.json, || {
+        // Everything that can be wrong on the command line before the password prompt.
+        let rules = map_rules(&a.map)?;
+        let selection = a.folders.selection()?;
+        existing_store(&a.store)?;
+        let ep = endpoint_for(a.host2.into(), &a.net)?;
+        let mut opts = PushOptions::new(ep, a.store, selection);
+        opts.rules = rules;
+        opts.delete2 = a.delete2;
+        opts.dry_run = a.dry_run;
+        opts.jobs = a.jobs.max(1);
+        opts.batch_bytes = a.tuning.batch_bytes.max(1);
+        opts.batch_messages = a.tuning.batch_messages.max(1);
+        opts.retries = a.net.retries;
+        let report = push::run(&opts).map_err(|e| advise(e, Side::Host2, &opts.endpoint))?;
+        print_warnings(&report.warnings);
+        print_failures(&report.failures);
+        show(&a.output, &report, || report.summary())?;
+        let done = report.failures.is_empty() && (report.complete || report.dry_run);
+        Ok(Outcome::from_complete(done))
+    })
 }
 
 pub fn check(a: CheckArgs) -> anyhow::Result<Outcome> {
     set_output(&a.output);
-    let rules = match map_rules(&a.map) {
-        Ok(r) => r,
-        Err(usage) => return Ok(usage),
-    };
-    let ep = endpoint_for(a.host2.into(), &a.net)?;
-    let selection = a.folders.selection()?;
-    let report = check::run(&CheckOptions {
-        endpoint: ep,
-        store: a.store,
-        selection,
-        rules,
-        retries: a.net.retries,
-    })?;
-    show(&a.output, &report, || report.text())?;
-    Ok(Outcome::from_complete(report.ok))
+    reported(a.output.json, || {
+        let rules = map_rules(&a.map)?;
+        let selection = a.folders.selection()?;
+        existing_store(&a.store)?;
+        let endpoint = endpoint_for(a.host2.into(), &a.net)?;
+        let opts = CheckOptions {
+            endpoint,
+            store: a.store,
+            selection,
+            rules,
+            retries: a.net.retries,
+        };
+        let report = check::run(&opts).map_err(|e| advise(e, Side::Host2, &opts.endpoint))?;
+        show(&a.output, &report, || report.text())?;
+        Ok(Outcome::from_complete(report.ok))
+    })
+}
+
+/// A store to read must exist: said before any password is asked for.
+fn existing_store(dir: &std::path::Path) -> anyhow::Result<()> {
+    if Store::exists(dir) {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "--store {} is not an imapferry store; `imapferry pull --store {}` makes one",
+        dir.display(),
+        dir.display()
+    )))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::conn::{self, Conn, Endpoint, Secret, Stream, TlsMode, Traffic, Transport};
-use super::error::{wire_error, ErrorKind};
+use super::error::{wire_error, ConnectProblem, ErrorKind};
 use super::quote;
 pub use super::response::Fetched;
 use super::response::{self, Code, MailboxStatus, Response, Status, Untagged};
@@ -215,7 +215,12 @@ pub struct Client {
     /// Set when the connection can no longer be trusted to be in step with the server (a BAD
     /// to a command whose literal was already on its way): every later command fails with it.
     broken: Option<String>,
+    /// Until the greeting is read, a line that is not IMAP means another protocol answers.
+    greeted: bool,
 }
+
+/// The longest wait for the greeting (at most `--timeout`): servers greet at once.
+const GREETING_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Most responses that answer nothing asked (untagged chatter, FETCH for UIDs not asked for)
 /// one command may bring: a server streaming such responses must not keep a run alive forever.
@@ -264,13 +269,19 @@ impl Client {
             response_limit: response::DEFAULT_RESPONSE_LIMIT,
             unsolicited: 0,
             broken: None,
+            greeted: false,
             hidden: opts
                 .hide_capabilities
                 .iter()
                 .map(|c| c.to_ascii_uppercase())
                 .collect(),
         };
-        let preauth = c.greeting()?;
+        // A server greets at once; whatever else listens there (a web server, a TLS-only
+        // port spoken to in plain) would keep us waiting the whole --timeout.
+        let deadline = ep.timeout.min(GREETING_DEADLINE);
+        c.set_timeout(deadline)?;
+        let preauth = c.greeting(deadline)?;
+        c.set_timeout(ep.timeout)?;
         if ep.tls == TlsMode::StartTls {
             c.starttls(ep)?;
         }
@@ -1156,8 +1167,29 @@ impl Client {
     // Connection setup
 
     /// Read the greeting; learn capabilities from it. Returns true for PREAUTH.
-    fn greeting(&mut self) -> Result<bool> {
-        match self.read().context("reading the greeting")? {
+    fn greeting(&mut self, deadline: Duration) -> Result<bool> {
+        let first = self.read().map_err(|e| {
+            let timed_out = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            });
+            if timed_out {
+                // Connected, but nothing speaks first: not an IMAP server (or a TLS port).
+                wire_error(
+                    ErrorKind::Connect(ConnectProblem::NotImap),
+                    format!(
+                        "{}: no IMAP greeting within {} s: the server said nothing (it may \
+                         expect TLS, or speak another protocol)",
+                        self.label,
+                        deadline.as_secs()
+                    ),
+                )
+            } else {
+                e.context("reading the greeting")
+            }
+        })?;
+        self.greeted = true;
+        match first {
             Response::Untagged(Untagged::Status { status, text, .. }) => match status {
                 Status::Ok => Ok(false),
                 Status::PreAuth => Ok(true),
@@ -1171,7 +1203,10 @@ impl Client {
                 ErrorKind::Connection,
                 format!("{}: server refused the connection: BYE {t}", self.label),
             )),
-            other => bail!("{}: unexpected greeting: {other:?}", self.label),
+            other => Err(wire_error(
+                ErrorKind::Connect(ConnectProblem::NotImap),
+                format!("{}: not an IMAP greeting: {other:?}", self.label),
+            )),
         }
     }
 
@@ -1637,6 +1672,13 @@ impl Client {
                 Err(reason) if response::carries_state(&self.buf) => {
                     return Ok(Response::Unreadable(reason));
                 }
+                Err(_) if !self.greeted => {
+                    let what = crate::text::printable(&head);
+                    return Err(wire_error(
+                        ErrorKind::Connect(ConnectProblem::NotImap),
+                        format!("{}: not an IMAP greeting: {what}", self.label),
+                    ));
+                }
                 Err(reason) => {
                     wire_log!(1, "{}: skipping response: {reason}", self.label);
                     self.note_unsolicited()?;
@@ -1910,9 +1952,9 @@ mod tests {
 
     use super::*;
 
-    /// A server that accepts and then says nothing must give a timeout error, not a hang.
+    /// A server that accepts and then says nothing fails at the greeting deadline, not a hang.
     #[test]
-    fn silent_server_times_out() {
+    fn a_silent_server_fails_at_the_greeting_deadline_as_not_imap() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -1939,10 +1981,15 @@ mod tests {
         done_tx.send(()).unwrap();
         assert!(t.elapsed() < Duration::from_secs(3));
         assert!(
-            format!("{e:#}").contains("timed out after 1 s waiting for 127.0.0.1"),
+            format!("{e:#}").contains("no IMAP greeting within 1 s"),
             "{e:#}"
         );
-        assert!(super::super::is_transient(&e));
+        // Nothing greets: not an IMAP server there, which retrying does not change.
+        assert_eq!(
+            super::super::connect_problem(&e),
+            Some(super::super::ConnectProblem::NotImap)
+        );
+        assert!(!super::super::is_transient(&e));
         hold.join().unwrap();
     }
 

@@ -7,11 +7,11 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use native_tls::{Certificate, HandshakeError, TlsConnector, TlsStream};
 
 use super::deflate::Deflate;
-use super::error::{wire_error, ErrorKind};
+use super::error::{wire_error, ConnectProblem, ErrorKind};
 use super::ratelimit::{Direction, RateLimit};
 
 /// How to secure the connection.
@@ -88,14 +88,14 @@ pub(crate) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Tc
         .to_socket_addrs()
         .map_err(|e| {
             wire_error(
-                ErrorKind::Connection,
+                ErrorKind::Connect(ConnectProblem::Unresolved),
                 format!("resolving {host}:{port}: {e}"),
             )
         })?
         .collect();
     if addrs.is_empty() {
         return Err(wire_error(
-            ErrorKind::Connection,
+            ErrorKind::Connect(ConnectProblem::Unresolved),
             format!("resolving {host}:{port}: no addresses"),
         ));
     }
@@ -115,14 +115,22 @@ pub(crate) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Tc
     let (addr, e) = last_err.expect("addrs is not empty");
     if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock {
         return Err(wire_error(
-            ErrorKind::Connection,
+            ErrorKind::Connect(ConnectProblem::Unreachable),
             format!(
                 "connecting to {host}:{port} ({addr}): timed out after {} s",
                 timeout.as_secs()
             ),
         ));
     }
-    Err(anyhow!(e).context(format!("connecting to {host}:{port} ({addr})")))
+    let problem = if e.kind() == io::ErrorKind::ConnectionRefused {
+        ConnectProblem::Refused
+    } else {
+        ConnectProblem::Unreachable
+    };
+    Err(wire_error(
+        ErrorKind::Connect(problem),
+        format!("connecting to {host}:{port} ({addr}): {e}"),
+    ))
 }
 
 /// Run the TLS handshake on a connected socket.

@@ -23,6 +23,28 @@ pub enum ErrorKind {
     /// cannot be read where its content matters, answers to questions not asked. Asking again
     /// gets the same answer.
     Protocol,
+    /// No IMAP session could be opened: the name, the port or what answers there is wrong
+    /// (or the link is down). See [`ConnectProblem`].
+    Connect(ConnectProblem),
+}
+
+/// Why no IMAP session could be opened, for advice that names the option to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectProblem {
+    /// The host name does not resolve.
+    Unresolved,
+    /// Nothing listens on the port (connection refused).
+    Refused,
+    /// No answer to the connection within the timeout.
+    Unreachable,
+    /// The TLS handshake failed: the port may speak plain IMAP, or something else.
+    TlsHandshake,
+    /// The server's certificate is not trusted.
+    Certificate,
+    /// Something answered, but no IMAP greeting came (another protocol, or TLS expected).
+    NotImap,
+    /// The server refused the login.
+    Login,
 }
 
 /// A failure the wire layer could classify. Its `Display` is the full message.
@@ -47,8 +69,30 @@ impl WireError {
             }
             ErrorKind::Tls { certificate } => !certificate,
             ErrorKind::Protocol => false,
+            ErrorKind::Connect(p) => matches!(
+                p,
+                ConnectProblem::Unresolved | ConnectProblem::Refused | ConnectProblem::Unreachable
+            ),
         }
     }
+
+    /// Why no session could be opened, when that is what this error says.
+    pub fn connect_problem(&self) -> Option<ConnectProblem> {
+        match &self.kind {
+            ErrorKind::Connect(p) => Some(*p),
+            ErrorKind::Tls { certificate: true } => Some(ConnectProblem::Certificate),
+            ErrorKind::Tls { certificate: false } => Some(ConnectProblem::TlsHandshake),
+            ErrorKind::Auth { .. } => Some(ConnectProblem::Login),
+            _ => None,
+        }
+    }
+}
+
+/// Why `err` (anywhere in its chain) says no IMAP session could be opened, if it does.
+pub fn connect_problem(err: &anyhow::Error) -> Option<ConnectProblem> {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<WireError>())
+        .and_then(WireError::connect_problem)
 }
 
 impl fmt::Display for WireError {

@@ -49,7 +49,7 @@ pub use client::{
     MailboxInfo, Refusal, Selected,
 };
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};
-pub use error::{is_protocol, is_transient, ErrorKind, WireError};
+pub use error::{connect_problem, is_protocol, is_transient, ConnectProblem, ErrorKind, WireError};
 pub use ratelimit::RateLimit;
 pub use response::MailboxStatus;
 

@@ -55,6 +55,8 @@ pub struct PullOptions {
     /// Re-hash every object the pulled folders' messages use and fetch the damaged or missing
     /// ones again (what `verify` lists).
     pub repair: bool,
+    /// Take a store that mirrors the same user under another host name (see `check_account`).
+    pub rebind: bool,
 }
 
 impl PullOptions {
@@ -72,6 +74,7 @@ impl PullOptions {
             chunk_bytes: 1 << 20,
             retries: 20,
             repair: false,
+            rebind: false,
         }
     }
 }
@@ -145,24 +148,43 @@ impl PullReport {
 /// Run a pull. Errors that stop the whole run (cannot open the store, cannot log in) are
 /// returned; per-message and per-folder problems are in [`PullReport::failures`].
 pub fn run(opts: &PullOptions) -> Result<PullReport> {
-    let mut store = Store::open_or_create(&opts.store)?;
-    check_account(&mut store, &opts.endpoint)?;
-    let connector = run::Imap {
-        endpoint: &opts.endpoint,
-        side: "host1",
+    let connector = run::Imap::new(&opts.endpoint, "host1");
+    // An existing store is checked before connecting (another account's store fails at
+    // once); a new one is made only after a login succeeded, so a mistyped host, user or
+    // password leaves nothing behind.
+    let existing = Store::exists(&opts.store);
+    let mut store = existing
+        .then(|| Store::open_existing(&opts.store))
+        .transpose()?;
+    if let Some(store) = &mut store {
+        check_account(store, opts)?;
+    }
+    let conn = run::connect(&connector, &mut Retry::new(opts.retries))?;
+    let mut store = match store {
+        Some(store) => store,
+        None => {
+            let mut store = Store::open_or_create(&opts.store)?;
+            check_account(&mut store, opts)?;
+            store
+        }
     };
-    run_with(opts, &mut store, &connector)
+    run_with(opts, &mut store, &connector, Some(conn))
 }
 
-/// [`run`] on an open store through any [`Connector`] (the engine tests use memory mailboxes).
+/// [`run`] on an open store through any [`Connector`] (the engine tests use memory mailboxes),
+/// on `first` when a connection is already open.
 pub fn run_with(
     opts: &PullOptions,
     store: &mut Store,
     connector: &dyn Connector,
+    first: Option<Box<dyn Mailbox>>,
 ) -> Result<PullReport> {
     let started = Instant::now();
     let mut retry = Retry::new(opts.retries);
-    let mut conn = run::connect(connector, &mut retry)?;
+    let mut conn = match first {
+        Some(c) => c,
+        None => run::connect(connector, &mut retry)?,
+    };
     let run_id = store.index.start_run("pull")?;
     let mut report = PullReport::default();
     let folders = run::retrying(
@@ -399,11 +421,29 @@ fn folder_line(fr: &FolderReport) -> String {
     line
 }
 
-/// A store mirrors one account; pulling another into it would mix two mailboxes.
-fn check_account(store: &mut Store, ep: &Endpoint) -> Result<()> {
+/// A store mirrors one account; pulling another into it would mix two mailboxes. The same
+/// account under another host name (an alias, a new name at cutover) is taken with `rebind`.
+fn check_account(store: &mut Store, opts: &PullOptions) -> Result<()> {
+    let ep = &opts.endpoint;
     match store.index.account()? {
         None => store.index.set_account(&ep.host, &ep.user),
         Some((host, user)) if host.eq_ignore_ascii_case(&ep.host) && user == ep.user => Ok(()),
+        Some((host, user)) if user == ep.user && opts.rebind => {
+            ui::info(&format!(
+                "store {} now mirrors {user} on {} (it mirrored {user} on {host}); folders whose \
+                 UIDVALIDITY differs there are pulled again",
+                store.root.display(),
+                ep.host
+            ));
+            store.index.set_account(&ep.host, &ep.user)
+        }
+        Some((host, user)) if user == ep.user => bail!(
+            "store {} mirrors {user} on {host}, not on {}: if {} is the same server under \
+             another name, add --rebind; otherwise use another --store",
+            store.root.display(),
+            ep.host,
+            ep.host
+        ),
         Some((host, user)) => bail!(
             "store {} mirrors {user} on {host}, not {} on {}: use another --store for this account",
             store.root.display(),

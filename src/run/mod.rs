@@ -8,12 +8,13 @@ mod retry;
 pub use retry::Retry;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
-use crate::imap::{is_transient, Client, Endpoint};
+use crate::imap::{connect_problem, is_transient, Client, ConnectProblem, Endpoint};
 use crate::mailbox::Mailbox;
 use crate::ui;
 
@@ -50,12 +51,29 @@ pub trait Connector: Sync {
 
     /// One new, logged-in connection (no retries here: [`connect`] adds them).
     fn open(&self) -> Result<Box<dyn Mailbox>>;
+
+    /// Whether a connection was opened in this run. Until one was, failing to connect is
+    /// not retried: a wrong name, port or TLS mode, or a wrong password, fails at once.
+    fn has_connected(&self) -> bool {
+        true
+    }
 }
 
 /// The network [`Connector`] of an endpoint.
 pub struct Imap<'a> {
-    pub endpoint: &'a Endpoint,
-    pub side: &'a str,
+    endpoint: &'a Endpoint,
+    side: &'a str,
+    connected: AtomicBool,
+}
+
+impl<'a> Imap<'a> {
+    pub fn new(endpoint: &'a Endpoint, side: &'a str) -> Imap<'a> {
+        Imap {
+            endpoint,
+            side,
+            connected: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Connector for Imap<'_> {
@@ -64,20 +82,37 @@ impl Connector for Imap<'_> {
     }
 
     fn open(&self) -> Result<Box<dyn Mailbox>> {
-        let mut c = Client::connect(self.endpoint)?;
+        let ep = self.endpoint;
+        let mut c = Client::connect(ep).map_err(|e| {
+            let what = if connect_problem(&e) == Some(ConnectProblem::Login) {
+                format!("cannot log in to {} as {}", self.side, ep.user)
+            } else {
+                format!("cannot connect to {} ({}:{})", self.side, ep.host, ep.port)
+            };
+            e.context(what)
+        })?;
         c.set_label(self.side);
+        self.connected.store(true, Ordering::Relaxed);
         Ok(Box::new(c))
+    }
+
+    fn has_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 }
 
-/// Connect through `connector`, retrying transient failures within `retry`'s budget.
+/// Connect through `connector`, retrying transient failures within `retry`'s budget once a
+/// connection was opened in this run (see [`Connector::has_connected`]).
 pub fn connect(connector: &dyn Connector, retry: &mut Retry) -> Result<Box<dyn Mailbox>> {
     let side = connector.side();
     loop {
         match connector.open() {
             Ok(c) => return Ok(c),
-            Err(e) if is_transient(&e) && retry.failed(&format!("connecting to {side}"), &e) => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot connect to {side}")),
+            Err(e)
+                if is_transient(&e)
+                    && connector.has_connected()
+                    && retry.failed(&format!("connecting to {side}"), &e) => {}
+            Err(e) => return Err(e),
         }
     }
 }

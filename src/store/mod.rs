@@ -55,6 +55,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// Whether `dir` holds a store (its index file).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(INDEX_FILE).is_file()
+    }
+
     /// Open the store at `dir`, creating it (mode 0700, files 0600) when it does not exist.
     /// Takes the store lock; fails with a clear error when another process holds it.
     /// Refuses an existing non-empty directory that is not a store.

@@ -1,0 +1,71 @@
+//! Advice for an error that stopped a run before anything moved: which option of which side
+//! fixes a connection that could not be opened. The library says what went wrong
+//! ([`ConnectProblem`]); only the command line knows its options' names.
+
+use super::args::Side;
+use super::exit::Advised;
+use imapferry::imap::{connect_problem, ConnectProblem, Endpoint, TlsMode};
+
+/// `e` with advice when it says no session with `side` could be opened; `e` unchanged
+/// otherwise.
+pub fn advise(e: anyhow::Error, side: Side, ep: &Endpoint) -> anyhow::Error {
+    match connect_problem(&e) {
+        Some(p) => {
+            let hint = hint(p, side, ep);
+            anyhow::Error::new(Advised { error: e, hint })
+        }
+        None => e,
+    }
+}
+
+/// What to change for `problem` on `side`.
+pub fn hint(problem: ConnectProblem, side: Side, ep: &Endpoint) -> String {
+    let n = side.n();
+    let (host, port) = (&ep.host, ep.port);
+    let ports = format!(
+        "IMAP listens on 993 with implicit TLS (--tls{n} imaps) and on 143 for STARTTLS or \
+         plain (--tls{n} starttls|none)"
+    );
+    match problem {
+        ConnectProblem::Unresolved if host.contains(':') && !host.starts_with('[') => format!(
+            "--host{n} takes a name or an address only; give the port with --port{n} \
+             (e.g. --host{n} {} --port{n} {})",
+            host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h),
+            host.rsplit_once(':').map_or("993", |(_, p)| p)
+        ),
+        ConnectProblem::Unresolved => {
+            format!("check the spelling of --host{n} {host}: the name does not resolve")
+        }
+        ConnectProblem::Refused => {
+            format!("nothing listens on {host} port {port}: check --port{n} and --host{n}; {ports}")
+        }
+        ConnectProblem::Unreachable => format!(
+            "{host} port {port} did not answer: check --host{n} and --port{n}, a firewall, \
+             or raise --timeout on a very slow link"
+        ),
+        ConnectProblem::TlsHandshake if ep.tls == TlsMode::Imaps => format!(
+            "port {port} does not speak TLS at once: for STARTTLS use --tls{n} starttls \
+             (usually with --port{n} 143); for implicit TLS use --port{n} 993"
+        ),
+        ConnectProblem::TlsHandshake => {
+            format!("the server's STARTTLS failed: check --port{n} and --tls{n}; {ports}")
+        }
+        ConnectProblem::Certificate => format!(
+            "the server's certificate is not trusted: give its CA with --ca-file{n} PEM, or, \
+             only for a server you trust by other means, --insecure{n}"
+        ),
+        ConnectProblem::NotImap => format!(
+            "what answers on {host} port {port} is not an IMAP server speaking {}: check \
+             --port{n} and --tls{n}; {ports}",
+            match ep.tls {
+                TlsMode::Imaps => "TLS",
+                _ => "plain IMAP",
+            }
+        ),
+        ConnectProblem::Login => format!(
+            "check --user{n} {} and the password (--passfile{n}, IMAPFERRY_PASSWORD{n}, or \
+             the prompt)",
+            ep.user
+        ),
+    }
+}

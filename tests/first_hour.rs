@@ -1,0 +1,382 @@
+//! A person's first hour (issue 12): mistakes fail in seconds with the option that fixes them
+//! named, exit 2 for bad usage, nothing left behind by a run that never logged in, and a JSON
+//! document for scripts even when the run stopped on an error. Each case runs the binary and
+//! bounds its wall time.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::run::{imapferry, pull, Run};
+use common::{Dovecot, DovecotConfig};
+
+/// Run `cmd` and return what it did and how long it took.
+fn timed(cmd: &mut std::process::Command) -> (Run, Duration) {
+    let started = Instant::now();
+    let run: Run = cmd.output().expect("run imapferry").into();
+    (run, started.elapsed())
+}
+
+/// `imapferry pull` with these host1 options (password from the environment) into `store`.
+fn pull_with(store: &Path, host1: &[&str], password: &str) -> std::process::Command {
+    let mut c = imapferry();
+    c.arg("pull")
+        .args(host1)
+        .arg("--store")
+        .arg(store)
+        .env("IMAPFERRY_PASSWORD1", password);
+    c
+}
+
+/// A loopback port with nothing listening on it.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A loopback server that is not IMAP: on each connection it writes `banner` (nothing when
+/// empty, like a web server waiting for a request) and keeps the connection open.
+fn not_imap(banner: &'static [u8]) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(banner);
+            held.push(s);
+        }
+    });
+    port
+}
+
+fn assert_fast_failure(run: &Run, took: Duration, within: Duration, wants: &[&str]) {
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    assert!(
+        took < within,
+        "took {took:?} (bound {within:?}):\n{}",
+        run.stderr
+    );
+    for w in wants {
+        assert!(
+            run.stderr.contains(w),
+            "stderr lacks {w:?}:\n{}",
+            run.stderr
+        );
+    }
+    eprintln!("{took:.1?}: {}", run.stderr.trim().replace('\n', " | "));
+}
+
+#[test]
+fn connection_mistakes_fail_in_seconds_naming_the_option_and_leave_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = closed_port().to_string();
+    let (run, took) = timed(&mut pull_with(
+        &store,
+        &[
+            "--host1",
+            "127.0.0.1",
+            "--port1",
+            &port,
+            "--tls1",
+            "none",
+            "--user1",
+            "alice",
+        ],
+        "x",
+    ));
+    assert_fast_failure(
+        &run,
+        took,
+        Duration::from_secs(3),
+        &["hint:", "--port1", "refused"],
+    );
+    assert!(!store.exists(), "a run that never logged in made a store");
+
+    // A program that speaks first, but not IMAP (an SSH server on the port).
+    let ssh = not_imap(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n").to_string();
+    let (run, took) = timed(&mut pull_with(
+        &store,
+        &[
+            "--host1",
+            "127.0.0.1",
+            "--port1",
+            &ssh,
+            "--tls1",
+            "none",
+            "--user1",
+            "alice",
+        ],
+        "x",
+    ));
+    assert_fast_failure(
+        &run,
+        took,
+        Duration::from_secs(3),
+        &["not an IMAP", "--port1"],
+    );
+
+    // One that waits for the client to speak (a web server): the greeting deadline.
+    let web = not_imap(b"").to_string();
+    let (run, took) = timed(&mut pull_with(
+        &store,
+        &[
+            "--host1",
+            "127.0.0.1",
+            "--port1",
+            &web,
+            "--tls1",
+            "none",
+            "--user1",
+            "alice",
+        ],
+        "x",
+    ));
+    assert_fast_failure(
+        &run,
+        took,
+        Duration::from_secs(15),
+        &["no IMAP greeting", "--tls1"],
+    );
+
+    // Implicit TLS against a plain IMAP port, and plain IMAP against the TLS port.
+    let server = Dovecot::start(DovecotConfig::new().tls());
+    let plain = server.port().to_string();
+    let (run, took) = timed(&mut pull_with(
+        &store,
+        &[
+            "--host1",
+            "127.0.0.1",
+            "--port1",
+            &plain,
+            "--tls1",
+            "imaps",
+            "--user1",
+            "alice",
+        ],
+        "x",
+    ));
+    assert_fast_failure(
+        &run,
+        took,
+        Duration::from_secs(3),
+        &["TLS", "--tls1 starttls"],
+    );
+    let imaps = server.imaps_port().to_string();
+    let (run, took) = timed(&mut pull_with(
+        &store,
+        &[
+            "--host1",
+            "127.0.0.1",
+            "--port1",
+            &imaps,
+            "--tls1",
+            "none",
+            "--user1",
+            "alice",
+        ],
+        "x",
+    ));
+    assert_fast_failure(&run, took, Duration::from_secs(15), &["--port1", "--tls1"]);
+    assert!(!store.exists(), "a run that never logged in made a store");
+}
+
+#[test]
+fn a_wrong_user_or_password_fails_at_once_and_binds_no_store() {
+    let server = Dovecot::start_default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = server.port().to_string();
+    let host1 = |user: &'static str| -> Vec<String> {
+        [
+            "--host1",
+            "127.0.0.1",
+            "--port1",
+            &port,
+            "--tls1",
+            "none",
+            "--user1",
+            user,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let args = host1("alcie");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (run, took) = timed(&mut pull_with(&store, &args, server.password("alice")));
+    assert_fast_failure(
+        &run,
+        took,
+        Duration::from_secs(10),
+        &["cannot log in to host1 as alcie", "--user1"],
+    );
+    assert!(!store.exists(), "a failed login made a store");
+
+    // Fixed, the same command works: the store was never bound to the typo.
+    pull(&server, "alice", &store, &[]).expect_code(0);
+}
+
+#[test]
+fn the_same_account_under_another_host_name_needs_rebind_and_says_so() {
+    let server = Dovecot::start_default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&server, "alice", &store, &[]).expect_code(0);
+    let port = server.port().to_string();
+    let args = [
+        "--host1",
+        "localhost",
+        "--port1",
+        &port,
+        "--tls1",
+        "none",
+        "--user1",
+        "alice",
+    ];
+    let (run, took) = timed(&mut pull_with(&store, &args, server.password("alice")));
+    assert_fast_failure(&run, took, Duration::from_secs(3), &["--rebind"]);
+    let mut rebind = pull_with(&store, &args, server.password("alice"));
+    rebind.arg("--rebind");
+    let run: Run = rebind.output().unwrap().into();
+    let run = run.expect_code(0);
+    assert!(
+        run.stderr.contains("now mirrors alice on localhost"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_usage_exits_2_before_any_prompt_or_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let base = [
+        "--host1",
+        "127.0.0.1",
+        "--port1",
+        "1",
+        "--tls1",
+        "none",
+        "--user1",
+        "alice",
+    ];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--exclude", "(unclosed"], "regex"),
+        (&["--passfile1", "/nonexistent/pass"], "--passfile1"),
+        (&["--timeout", "0"], "--timeout"),
+        (&["--max-bytes-per-second", "0"], "--max-bytes-per-second"),
+        (
+            &["--max-bytes-per-second", "fast"],
+            "--max-bytes-per-second",
+        ),
+    ];
+    for (extra, wants) in cases {
+        let mut c = imapferry();
+        c.arg("pull")
+            .args(base)
+            .arg("--store")
+            .arg(&store)
+            .args(*extra);
+        let (run, took) = timed(&mut c);
+        assert_eq!(run.code, 2, "{extra:?}: {}", run.stderr);
+        assert!(run.stderr.contains(wants), "{extra:?}: {}", run.stderr);
+        assert!(took < Duration::from_secs(2), "{extra:?} took {took:?}");
+    }
+    // The host with its port typed in: said before any lookup.
+    let mut c = imapferry();
+    c.arg("pull")
+        .args([
+            "--host1",
+            "imap.example.org:993",
+            "--user1",
+            "alice",
+            "--store",
+        ])
+        .arg(&store);
+    let run: Run = c.output().unwrap().into();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--host1 imap.example.org --port1 993"),
+        "{}",
+        run.stderr
+    );
+    // A store that does not exist, for push: said before any password is asked for.
+    let mut c = imapferry();
+    c.arg("push")
+        .args(["--host2", "127.0.0.1", "--user2", "bob", "--store"])
+        .arg(dir.path().join("nothing"));
+    let run: Run = c.output().unwrap().into();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not an imapferry store"),
+        "{}",
+        run.stderr
+    );
+    assert!(!store.exists());
+}
+
+#[test]
+fn sizes_and_rates_take_suffixes_and_an_explicit_password_beats_the_environment() {
+    let server = Dovecot::start_default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = server.port().to_string();
+    let mut c = pull_with(
+        &store,
+        &[
+            "--host1",
+            "127.0.0.1",
+            "--port1",
+            &port,
+            "--tls1",
+            "none",
+            "--user1",
+            "alice",
+        ],
+        "wrong-from-the-environment",
+    );
+    c.args(["--password1", server.password("alice")])
+        .args(["--max-bytes-per-second", "8M"]);
+    let run: Run = c.output().unwrap().into();
+    run.expect_code(0);
+}
+
+#[test]
+fn json_is_printed_also_when_an_error_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port().to_string();
+    let mut c = pull_with(
+        &dir.path().join("store"),
+        &[
+            "--host1",
+            "127.0.0.1",
+            "--port1",
+            &port,
+            "--tls1",
+            "none",
+            "--user1",
+            "alice",
+        ],
+        "x",
+    );
+    c.arg("--json");
+    let run: Run = c.output().unwrap().into();
+    assert_eq!(run.code, 1);
+    let j = run.json();
+    assert!(j["error"].as_str().unwrap().contains("refused"), "{j}");
+    assert!(j["hint"].as_str().unwrap().contains("--port1"), "{j}");
+    assert_eq!(j["exit_status"], 1);
+
+    let mut c = pull_with(
+        &dir.path().join("store"),
+        &["--host1", "127.0.0.1", "--user1", "alice", "--exclude", "("],
+        "x",
+    );
+    c.arg("--json");
+    let run: Run = c.output().unwrap().into();
+    assert_eq!(run.code, 2);
+    assert_eq!(run.json()["exit_status"], 2);
+}
