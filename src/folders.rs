@@ -1,26 +1,35 @@
-//! Which folders a run covers (`--folder`, `--exclude`), by store path (see [`crate::names`]).
+//! Which folders a run covers (`--folder`, `--include`, `--exclude`), by store path (see
+//! [`crate::names`]).
 
 use anyhow::{Context, Result};
 use regex::Regex;
 
 /// Which folders a run covers.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Selection {
     only: Vec<String>,
+    includes: Vec<Regex>,
     excludes: Vec<Regex>,
 }
 
+/// Compile the values of `option` (`--include`, `--exclude`).
+fn patterns(option: &str, values: &[String]) -> Result<Vec<Regex>> {
+    values
+        .iter()
+        .map(|re| {
+            Regex::new(re)
+                .with_context(|| format!("{option} {re:?} is not a valid regular expression"))
+        })
+        .collect()
+}
+
 impl Selection {
-    /// `only` lists exact store paths (empty: all); `excludes` are regular expressions matched
-    /// against store paths.
-    pub fn new(only: &[String], excludes: &[String]) -> Result<Selection> {
-        let excludes = excludes
-            .iter()
-            .map(|re| {
-                Regex::new(re)
-                    .with_context(|| format!("--exclude {re:?} is not a valid regular expression"))
-            })
-            .collect::<Result<_>>()?;
+    /// `only` lists exact store paths (empty: all); `includes` and `excludes` are regular
+    /// expressions matched against store paths: a folder is covered when it is listed (or
+    /// nothing is), matches an include (or none is given) and matches no exclude.
+    pub fn new(only: &[String], includes: &[String], excludes: &[String]) -> Result<Selection> {
+        let includes = patterns("--include", includes)?;
+        let excludes = patterns("--exclude", excludes)?;
         let only = only
             .iter()
             .map(|p| {
@@ -31,11 +40,16 @@ impl Selection {
                 }
             })
             .collect();
-        Ok(Selection { only, excludes })
+        Ok(Selection {
+            only,
+            includes,
+            excludes,
+        })
     }
 
     pub fn includes(&self, path: &str) -> bool {
         (self.only.is_empty() || self.only.iter().any(|p| p == path))
+            && (self.includes.is_empty() || self.includes.iter().any(|re| re.is_match(path)))
             && !self.excludes.iter().any(|re| re.is_match(path))
     }
 
@@ -54,13 +68,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn selection_takes_exact_paths_and_excludes_by_regex() {
-        let s = Selection::new(&["Archive/2024".into(), "inbox".into()], &[]).unwrap();
+    fn selection_takes_exact_paths_includes_and_excludes_by_regex() {
+        let s = Selection::new(&["Archive/2024".into(), "inbox".into()], &[], &[]).unwrap();
         assert!(s.includes("Archive/2024") && s.includes("INBOX"));
         assert!(!s.includes("Archive"));
-        let s = Selection::new(&[], &["^Trash$".into(), "^Lists/".into()]).unwrap();
+        let s = Selection::new(&[], &[], &["^Trash$".into(), "^Lists/".into()]).unwrap();
         assert!(!s.includes("Trash") && !s.includes("Lists/rust"));
         assert!(s.includes("Trash2"));
-        assert!(Selection::new(&[], &["(".into()]).is_err());
+        let s = Selection::new(&[], &["^Lists".into()], &["dovecot".into()]).unwrap();
+        assert!(s.includes("Lists/rust") && !s.includes("Lists/dovecot") && !s.includes("INBOX"));
+        assert!(Selection::new(&[], &[], &["(".into()]).is_err());
+        assert!(Selection::new(&[], &["(".into()], &[]).is_err());
     }
 }

@@ -24,6 +24,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Replay the store into the account on host2: every message once, exact, with flags.
     Push(Box<PushArgs>),
+    /// imapsync's command line in one shot: pull from host1, then push to host2, through a
+    /// store kept for the next run (see docs/imapsync.md).
+    Sync(Box<SyncArgs>),
     /// Compare host2 with the store, folder by folder (exit 3 when host2 lacks something).
     Check(Box<CheckArgs>),
     /// Carry a store on a disk: `bundle create` writes files, `bundle apply` reads them.
@@ -88,43 +91,65 @@ pub struct ConnArgs {
     pub passfile: Option<PathBuf>,
     pub password: Option<String>,
     pub oauth2_token_file: Option<PathBuf>,
+    /// imapsync's switches: `--ssl1` (implicit TLS), `--nossl1`, `--notls1`.
+    pub ssl: bool,
+    pub nossl: bool,
+    pub notls: bool,
+    /// imapsync's `--timeout1`: this side's deadline, instead of `--timeout`.
+    pub timeout: Option<u64>,
 }
 
 /// Declares the connection options of one side with its numeric suffix, so the two sides
 /// cannot drift apart.
 macro_rules! conn_args {
     ($name:ident, $side:literal, $sidev:expr, $host:literal, $port:literal, $tls:literal, $insecure:literal,
-     $ca:literal, $user:literal, $passfile:literal, $password:literal, $oauth:literal) => {
+     $ca:literal, $user:literal, $passfile:literal, $password:literal, $oauth:literal,
+     $ssl:literal, $nossl:literal, $notls:literal, $timeout:literal, $env:literal) => {
         #[derive(Args, Debug, Clone)]
         pub struct $name {
-            #[doc = concat!("IMAP server of ", $side)]
-            #[arg(long = $host, value_name = "HOST")]
+            #[doc = concat!("IMAP server of ", $side, ": a name or an address (the port goes in its own option)")]
+            #[arg(id = $host, long = $host, value_name = "HOST")]
             pub host: String,
             /// Port (default 993 with implicit TLS, 143 otherwise)
-            #[arg(long = $port, value_name = "N")]
+            #[arg(id = $port, long = $port, value_name = "N")]
             pub port: Option<u16>,
-            /// imaps, starttls or none (default: imaps on port 993, else starttls)
-            #[arg(long = $tls, value_enum, value_name = "MODE")]
+            /// imaps, starttls or none (default: imaps on port 993, else starttls); alone, as
+            /// imapsync's switch: starttls
+            #[arg(id = $tls, long = $tls, value_enum, value_name = "MODE", num_args = 0..=1,
+                  default_missing_value = "starttls")]
             pub tls: Option<TlsArg>,
+            /// Implicit TLS (imapsync's switch; the same as the TLS option with imaps)
+            #[arg(id = $ssl, long = $ssl, conflicts_with = $tls)]
+            pub ssl: bool,
+            /// No implicit TLS (imapsync's switch)
+            #[arg(id = $nossl, long = $nossl, conflicts_with = $ssl)]
+            pub nossl: bool,
+            /// No STARTTLS (imapsync's switch): with no implicit TLS either, no encryption
+            #[arg(id = $notls, long = $notls)]
+            pub notls: bool,
+            /// Seconds for every connect and read on this side (instead of --timeout)
+            #[arg(id = $timeout, long = $timeout, value_name = "SECS",
+                  value_parser = clap::value_parser!(u64).range(1..))]
+            pub timeout: Option<u64>,
             /// Do not verify the server's TLS certificate (only for servers you trust by other means)
-            #[arg(long = $insecure)]
+            #[arg(id = $insecure, long = $insecure)]
             pub insecure: bool,
             /// Trust this CA certificate (PEM) in addition to the system's
-            #[arg(long = $ca, value_name = "PEM")]
+            #[arg(id = $ca, long = $ca, value_name = "PEM")]
             pub ca_file: Option<PathBuf>,
             /// User name to log in with
-            #[arg(long = $user, value_name = "USER")]
+            #[arg(id = $user, long = $user, value_name = "USER")]
             pub user: String,
-            /// Read the password from this file (first line)
-            #[arg(long = $passfile, value_name = "FILE")]
+            #[doc = concat!("Read the password from this file (first line); without a password option, the environment variable ", $env, " is used, else a prompt")]
+            #[arg(id = $passfile, long = $passfile, value_name = "FILE")]
             pub passfile: Option<PathBuf>,
             /// Password on the command line (visible to other users of this machine: prefer
             /// the passfile or the environment variable)
-            #[arg(long = $password, value_name = "PASSWORD", hide_default_value = true)]
+            #[arg(id = $password, long = $password, value_name = "PASSWORD", hide_default_value = true)]
             pub password: Option<String>,
             /// Authenticate with AUTHENTICATE XOAUTH2, the token read from this file (re-read on
             /// every connection)
-            #[arg(long = $oauth, value_name = "FILE")]
+            #[arg(id = $oauth, long = $oauth, value_name = "FILE")]
             pub oauth2_token_file: Option<PathBuf>,
         }
 
@@ -141,6 +166,10 @@ macro_rules! conn_args {
                     passfile: a.passfile,
                     password: a.password,
                     oauth2_token_file: a.oauth2_token_file,
+                    ssl: a.ssl,
+                    nossl: a.nossl,
+                    notls: a.notls,
+                    timeout: a.timeout,
                 }
             }
         }
@@ -159,7 +188,12 @@ conn_args!(
     "user1",
     "passfile1",
     "password1",
-    "oauth2-token-file1"
+    "oauth2-token-file1",
+    "ssl1",
+    "nossl1",
+    "notls1",
+    "timeout1",
+    "IMAPFERRY_PASSWORD1"
 );
 
 conn_args!(
@@ -174,7 +208,12 @@ conn_args!(
     "user2",
     "passfile2",
     "password2",
-    "oauth2-token-file2"
+    "oauth2-token-file2",
+    "ssl2",
+    "nossl2",
+    "notls2",
+    "timeout2",
+    "IMAPFERRY_PASSWORD2"
 );
 
 /// Options shared by commands that print a run summary.
@@ -217,6 +256,9 @@ pub struct FolderArgs {
     /// Only this folder (UTF-8 path with `/` between levels, e.g. `Archive/2024`); repeatable
     #[arg(long = "folder", value_name = "NAME")]
     pub folders: Vec<String>,
+    /// Only folders whose path matches this regular expression; repeatable
+    #[arg(long = "include", value_name = "REGEX")]
+    pub includes: Vec<String>,
     /// Leave out folders whose path matches this regular expression; repeatable
     #[arg(long = "exclude", value_name = "REGEX")]
     pub excludes: Vec<String>,
@@ -226,7 +268,7 @@ impl FolderArgs {
     /// The folders these options select.
     /// The folders asked for; a pattern that is not a valid regex is a usage error.
     pub fn selection(&self) -> anyhow::Result<imapferry::folders::Selection> {
-        imapferry::folders::Selection::new(&self.folders, &self.excludes)
+        imapferry::folders::Selection::new(&self.folders, &self.includes, &self.excludes)
             .map_err(|e| super::exit::usage(format!("{e:#}")))
     }
 }
@@ -251,6 +293,8 @@ pub struct PullArgs {
     /// cutover): take it, and record the new name
     #[arg(long)]
     pub rebind: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]
@@ -297,11 +341,48 @@ pub struct MapArgs {
     #[arg(long = "folder-map", value_name = "FROM=TO")]
     pub folder_map: Vec<String>,
     /// Put everything under this host2 folder (INBOX becomes PATH/INBOX); turns automap off
-    #[arg(long = "dest-root", value_name = "PATH")]
+    #[arg(long = "dest-root", visible_alias = "subfolder2", value_name = "PATH")]
     pub dest_root: Option<String>,
     /// Do not send special-use folders (\Sent, \Drafts, ...) to host2's folder of the same role
-    #[arg(long = "no-automap")]
+    #[arg(long = "no-automap", visible_alias = "noautomap")]
     pub no_automap: bool,
+    /// Send special-use folders to host2's folder of the same role (the default; imapsync's
+    /// switch)
+    #[arg(long = "automap", conflicts_with = "no_automap")]
+    pub automap: bool,
+    /// Rewrite each host2 path (UTF-8, `/` between levels) with s/PATTERN/REPLACEMENT/FLAGS,
+    /// after the options above; repeatable, applied in order
+    #[arg(long = "regextrans2", value_name = "s/…/…/")]
+    pub regextrans2: Vec<String>,
+}
+
+/// Which new messages a pull takes (imapsync's options): the others are left for a later pull
+/// without them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only messages received less than DAYS days ago (INTERNALDATE)
+    #[arg(long, value_name = "DAYS")]
+    pub maxage: Option<u32>,
+    /// Only messages received more than DAYS days ago
+    #[arg(long, value_name = "DAYS")]
+    pub minage: Option<u32>,
+    /// Leave out messages of SIZE bytes or more (K, M, G: binary units)
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub maxsize: Option<u64>,
+    /// Leave out messages of SIZE bytes or less
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub minsize: Option<u64>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> imapferry::pull::plan::MessageFilter {
+        imapferry::pull::plan::MessageFilter {
+            max_age_days: self.maxage,
+            min_age_days: self.minage,
+            max_size: self.maxsize,
+            min_size: self.minsize,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -320,8 +401,11 @@ pub struct PushArgs {
     #[arg(long)]
     pub delete2: bool,
     /// Print the plan (folders to create, messages and bytes per folder) and change nothing
-    #[arg(long = "dry-run")]
+    #[arg(long = "dry-run", visible_alias = "dry")]
     pub dry_run: bool,
+    /// Create the folders only; send no message
+    #[arg(long)]
+    pub justfolders: bool,
     /// Connections to host2; folders are spread over them
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
@@ -331,6 +415,42 @@ pub struct PushArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub tuning: PushTuning,
+}
+
+/// `imapferry sync`: imapsync's command line, one shot (pull, then push, through a store).
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub host1: Host1Args,
+    #[command(flatten)]
+    pub host2: Host2Args,
+    /// The store between the two (default: one under $XDG_DATA_HOME/imapferry/, or
+    /// ~/.local/share/imapferry/, named after both accounts, so a re-run continues)
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    #[command(flatten)]
+    pub map: MapArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Make each folder on host2 match host1: delete there what host1 no longer holds
+    #[arg(long)]
+    pub delete2: bool,
+    /// Change nothing on host2: pull (into the store, imapferry's own), then print what push
+    /// would do
+    #[arg(long = "dry", visible_alias = "dry-run")]
+    pub dry_run: bool,
+    /// Create the folders only; copy no message
+    #[arg(long)]
+    pub justfolders: bool,
+    /// Connections to each server
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Knobs for benchmarks and tests; the defaults suit real links.

@@ -13,6 +13,21 @@ use super::exit::usage;
 use imapferry::imap::{Endpoint, RateLimit, Secret, TlsMode};
 use imapferry::ui;
 
+/// The TLS mode from the TLS option, imapsync's switches and the port: an explicit mode wins;
+/// `--ssl1` is implicit TLS; `--notls1` without implicit TLS is none; otherwise implicit TLS
+/// on port 993 (or with no port) unless `--nossl1`, else STARTTLS.
+fn tls_mode(args: &ConnArgs) -> TlsMode {
+    match (args.tls, args.port) {
+        (Some(TlsArg::Imaps), _) => TlsMode::Imaps,
+        (Some(TlsArg::Starttls), _) => TlsMode::StartTls,
+        (Some(TlsArg::None), _) => TlsMode::None,
+        _ if args.ssl => TlsMode::Imaps,
+        (None, Some(993) | None) if !args.nossl => TlsMode::Imaps,
+        _ if args.notls => TlsMode::None,
+        _ => TlsMode::StartTls,
+    }
+}
+
 /// Build the endpoint for one side. `timeout` applies to every connect and read.
 pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
     let side = args.side;
@@ -23,13 +38,7 @@ pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
             args.host
         )));
     }
-    let tls = match (args.tls, args.port) {
-        (Some(TlsArg::Imaps), _) => TlsMode::Imaps,
-        (Some(TlsArg::Starttls), _) => TlsMode::StartTls,
-        (Some(TlsArg::None), _) => TlsMode::None,
-        (None, Some(993) | None) => TlsMode::Imaps,
-        (None, Some(_)) => TlsMode::StartTls,
-    };
+    let tls = tls_mode(args);
     let port = args.port.unwrap_or(match tls {
         TlsMode::Imaps => 993,
         _ => 143,
@@ -65,7 +74,10 @@ pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
 /// The endpoint of one side with the shared network options applied (deadline, COMPRESS,
 /// rate cap).
 pub fn endpoint_for(args: ConnArgs, net: &NetArgs) -> Result<Endpoint> {
-    let mut ep = endpoint(&args, Duration::from_secs(net.timeout))?;
+    let mut ep = endpoint(
+        &args,
+        Duration::from_secs(args.timeout.unwrap_or(net.timeout)),
+    )?;
     apply_net(&mut ep, net);
     Ok(ep)
 }
@@ -201,7 +213,44 @@ mod tests {
             passfile: None,
             password: Some("pw".into()),
             oauth2_token_file: None,
+            ssl: false,
+            nossl: false,
+            notls: false,
+            timeout: None,
         }
+    }
+
+    #[test]
+    fn imapsync_switches_choose_the_tls_mode() {
+        let with = |f: fn(&mut ConnArgs)| {
+            let mut a = args();
+            f(&mut a);
+            tls_mode(&a)
+        };
+        assert_eq!(with(|a| a.ssl = true), TlsMode::Imaps);
+        assert_eq!(with(|a| a.port = Some(143)), TlsMode::StartTls);
+        assert_eq!(
+            with(|a| {
+                a.port = Some(143);
+                a.notls = true
+            }),
+            TlsMode::None
+        );
+        assert_eq!(with(|a| a.nossl = true), TlsMode::StartTls);
+        assert_eq!(
+            with(|a| {
+                a.nossl = true;
+                a.notls = true
+            }),
+            TlsMode::None
+        );
+        assert_eq!(
+            with(|a| {
+                a.ssl = true;
+                a.tls = Some(TlsArg::Starttls)
+            }),
+            TlsMode::StartTls
+        );
     }
 
     #[test]

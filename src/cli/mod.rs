@@ -10,6 +10,7 @@ pub mod exit;
 mod hints;
 mod offline;
 mod online;
+mod sync;
 
 use args::{Cli, Command};
 use exit::Outcome;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Pull(a) => online::pull(*a),
         Command::Status(a) => online::status(a),
         Command::Push(a) => online::push(*a),
+        Command::Sync(a) => sync::sync(*a),
         Command::Check(a) => online::check(*a),
         Command::Bundle(a) => offline::bundle(a),
         Command::Export(a) => offline::export(a),

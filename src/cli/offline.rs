@@ -51,7 +51,7 @@ pub fn export(a: ExportArgs) -> Result<Outcome> {
     let opts = export::ExportOptions {
         store: a.store,
         format: a.format.into(),
-        selection: Selection::new(&a.folders, &[])?,
+        selection: Selection::new(&a.folders, &[], &[])?,
         out: a.out,
     };
     let r = export::run(&opts)?;

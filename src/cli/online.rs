@@ -16,14 +16,14 @@ use imapferry::store::Store;
 use imapferry::{status, ui};
 
 /// Apply `-q`/`-v`: the screen's verbosity and the wire layer's log.
-fn set_output(o: &OutputArgs) {
+pub(super) fn set_output(o: &OutputArgs) {
     let level = if o.quiet { 0 } else { 1 + o.verbose };
     ui::set_verbosity(level);
     imapferry::imap::set_log_level(level);
 }
 
 /// The report as JSON on stdout with `--json`, else its summary on stderr.
-fn show<R: Serialize>(
+pub(super) fn show<R: Serialize>(
     o: &OutputArgs,
     report: &R,
     summary: impl FnOnce() -> String,
@@ -53,6 +53,7 @@ pub fn pull(a: PullArgs) -> anyhow::Result<Outcome> {
         opts.chunk_bytes = a.tuning.chunk_bytes.max(1);
         opts.repair = a.repair;
         opts.rebind = a.rebind;
+        opts.filter = a.filter.filter();
         let report = pull::run(&opts).map_err(|e| advise(e, Side::Host1, &opts.endpoint))?;
         print_warnings(&report.warnings);
         print_failures(&report.failures);
@@ -63,7 +64,10 @@ pub fn pull(a: PullArgs) -> anyhow::Result<Outcome> {
 
 /// Run a command; with `--json`, an error that stops it is a JSON document on stdout too, so
 /// a script always gets one.
-fn reported(json: bool, run: impl FnOnce() -> anyhow::Result<Outcome>) -> anyhow::Result<Outcome> {
+pub(super) fn reported(
+    json: bool,
+    run: impl FnOnce() -> anyhow::Result<Outcome>,
+) -> anyhow::Result<Outcome> {
     let r = run();
     if let (true, Err(e)) = (json, &r) {
         println!(
@@ -80,9 +84,14 @@ pub fn status(a: StatusArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Mapping options; a wrong one is a usage error.
-fn map_rules(m: &MapArgs) -> anyhow::Result<MapRules> {
-    MapRules::parse(&m.folder_map, m.dest_root.as_deref(), m.no_automap)
-        .map_err(|e| usage(format!("{e:#}")))
+pub(super) fn map_rules(m: &MapArgs) -> anyhow::Result<MapRules> {
+    MapRules::parse(
+        &m.folder_map,
+        m.dest_root.as_deref(),
+        m.no_automap,
+        &m.regextrans2,
+    )
+    .map_err(|e| usage(format!("{e:#}")))
 }
 
 pub fn push(a: PushArgs) -> anyhow::Result<Outcome> {
@@ -97,6 +106,7 @@ pub fn push(a: PushArgs) -> anyhow::Result<Outcome> {
         opts.rules = rules;
         opts.delete2 = a.delete2;
         opts.dry_run = a.dry_run;
+        opts.just_folders = a.justfolders;
         opts.jobs = a.jobs.max(1);
         opts.batch_bytes = a.tuning.batch_bytes.max(1);
         opts.batch_messages = a.tuning.batch_messages.max(1);

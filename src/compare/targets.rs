@@ -9,7 +9,10 @@
 //! 3. otherwise the same path;
 //! 4. then `--dest-root D` puts the result under `D`, INBOX included (`D/INBOX`), like imapsync's
 //!    `--subfolder2`;
-//! 5. a level whose name holds host2's separator (`Dr. Jones` or `v1.2` on a server that
+//! 5. then each `--regextrans2 's/PATTERN/REPLACEMENT/FLAGS'`, in order, on the path as it is
+//!    now (UTF-8, levels joined by `/`, no namespace prefix: unlike imapsync, which rewrites
+//!    host2's raw name);
+//! 6. a level whose name holds host2's separator (`Dr. Jones` or `v1.2` on a server that
 //!    separates levels with `.`) gets `_` in its place (`Dr_ Jones`), so it stays one folder
 //!    instead of becoming a hierarchy (or an invalid name, for `Notes...`), unless host2
 //!    already has a mailbox under the unescaped name (left by another tool or an earlier
@@ -35,6 +38,53 @@ pub struct MapRules {
     pub folder_map: Vec<(String, String)>,
     pub dest_root: Option<String>,
     pub automap: bool,
+    /// `--regextrans2` substitutions, applied in order.
+    pub transforms: Vec<Transform>,
+}
+
+/// One `s/PATTERN/REPLACEMENT/FLAGS` substitution (Perl's form, as imapsync takes it: any
+/// delimiter, flags `g` for every match and `i` to ignore case; `$1` in the replacement).
+#[derive(Debug, Clone)]
+pub struct Transform {
+    pattern: regex::Regex,
+    replacement: String,
+    global: bool,
+}
+
+impl Transform {
+    pub fn parse(s: &str) -> Result<Transform> {
+        let bad =
+            || anyhow::anyhow!("--regextrans2 {s:?}: expected s/PATTERN/REPLACEMENT/ (flags g, i)");
+        let rest = s.strip_prefix('s').ok_or_else(bad)?;
+        let delim = rest
+            .chars()
+            .next()
+            .filter(|c| !c.is_alphanumeric())
+            .ok_or_else(bad)?;
+        let parts: Vec<&str> = rest[delim.len_utf8()..].split(delim).collect();
+        let [pattern, replacement, flags] = parts[..] else {
+            return Err(bad());
+        };
+        if let Some(f) = flags.chars().find(|f| !matches!(f, 'g' | 'i')) {
+            bail!("--regextrans2 {s:?}: unknown flag {f:?} (g and i are understood)");
+        }
+        let pattern = regex::RegexBuilder::new(pattern)
+            .case_insensitive(flags.contains('i'))
+            .build()
+            .map_err(|e| anyhow::anyhow!("--regextrans2 {s:?}: {e}"))?;
+        Ok(Transform {
+            pattern,
+            replacement: replacement.to_string(),
+            global: flags.contains('g'),
+        })
+    }
+
+    pub fn apply(&self, path: &str) -> String {
+        let limit = if self.global { 0 } else { 1 };
+        self.pattern
+            .replacen(path, limit, self.replacement.as_str())
+            .into_owned()
+    }
 }
 
 /// Normalise a user-given path: `/` trimmed at the ends, INBOX in any case is `INBOX`.
@@ -48,11 +98,12 @@ fn norm(p: &str) -> String {
 }
 
 impl MapRules {
-    /// Parse `--folder-map FROM=TO` values, `--dest-root` and `--no-automap`.
+    /// Parse `--folder-map FROM=TO` values, `--dest-root`, `--no-automap` and `--regextrans2`.
     pub fn parse(
         folder_map: &[String],
         dest_root: Option<&str>,
         no_automap: bool,
+        regextrans: &[String],
     ) -> Result<MapRules> {
         let mut map = Vec::new();
         for m in folder_map {
@@ -73,6 +124,10 @@ impl MapRules {
             folder_map: map,
             automap: !no_automap && dest_root.is_none(),
             dest_root,
+            transforms: regextrans
+                .iter()
+                .map(|s| Transform::parse(s))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -234,6 +289,18 @@ fn host2_path(
     roles: &HashMap<String, String>,
     role_roots: &[(&str, &str)],
 ) -> String {
+    let path = mapped_path(f, rules, roles, role_roots);
+    let path = rules.transforms.iter().fold(path, |p, t| t.apply(&p));
+    norm(&path)
+}
+
+/// Steps 1 to 4 of the module's list.
+fn mapped_path(
+    f: &FolderRow,
+    rules: &MapRules,
+    roles: &HashMap<String, String>,
+    role_roots: &[(&str, &str)],
+) -> String {
     let path = rules.target_path(&f.path, f.role.as_deref(), roles);
     if f.role.is_some() || !rules.automap || path != f.path {
         return path;
@@ -314,7 +381,7 @@ mod tests {
 
     #[test]
     fn automap_sends_role_folders_and_their_children_to_host2s_role_folder() {
-        let rules = MapRules::parse(&[], None, false).unwrap();
+        let rules = MapRules::parse(&[], None, false, &[]).unwrap();
         let fs = [
             folder("INBOX", None),
             folder("Sent", Some("\\Sent")),
@@ -336,9 +403,21 @@ mod tests {
                 ("Sent Items/2023", "INBOX.Sent Items.2023", false),
             ]
         );
-        let rules = MapRules::parse(&[], None, true).unwrap();
+        let rules = MapRules::parse(&[], None, true, &[]).unwrap();
         let t = plan(&fs, &rules, &dot(), &host2);
         assert!(t.iter().any(|t| t.mailbox == "INBOX.Sent"));
+    }
+
+    #[test]
+    fn regextrans2_substitutes_like_perl_with_any_delimiter_and_g_and_i_flags() {
+        let t = |s: &str| Transform::parse(s).unwrap();
+        assert_eq!(t("s/ /_/g").apply("A B C"), "A_B_C");
+        assert_eq!(t("s/ /_/").apply("A B C"), "A_B C");
+        assert_eq!(t("s,^inbox/(.*),Old/$1,i").apply("INBOX/x"), "Old/x");
+        assert_eq!(t("s#^Sent$#Sent Items#").apply("Sent"), "Sent Items");
+        for bad in ["y/a/b/", "s/a/b", "s/(/x/", "s/a/b/x", "s"] {
+            assert!(Transform::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -347,6 +426,7 @@ mod tests {
             &["Lists=Old/Lists".into(), "Lists/rust=Rust".into()],
             None,
             false,
+            &[],
         )
         .unwrap();
         let roles = HashMap::new();
@@ -356,14 +436,14 @@ mod tests {
         );
         assert_eq!(rules.target_path("Lists/rust/x", None, &roles), "Rust/x");
         assert_eq!(rules.target_path("Listsx", None, &roles), "Listsx");
-        let rules = MapRules::parse(&[], Some("/Imported/"), false).unwrap();
+        let rules = MapRules::parse(&[], Some("/Imported/"), false, &[]).unwrap();
         assert!(!rules.automap);
         assert_eq!(rules.target_path("INBOX", None, &roles), "Imported/INBOX");
         assert_eq!(
             rules.target_path("Sent", Some("\\Sent"), &roles),
             "Imported/Sent"
         );
-        assert!(MapRules::parse(&["nope".into()], None, false).is_err());
+        assert!(MapRules::parse(&["nope".into()], None, false, &[]).is_err());
         assert_eq!(
             ancestor_mailboxes("a/b/c", &dot()),
             [MailboxName::from("INBOX.a"), MailboxName::from("INBOX.a.b")]
@@ -372,7 +452,7 @@ mod tests {
 
     #[test]
     fn host2s_separator_inside_a_level_name_becomes_an_underscore() {
-        let rules = MapRules::parse(&[], None, false).unwrap();
+        let rules = MapRules::parse(&[], None, false, &[]).unwrap();
         let t = plan(
             &[folder("Archive/Dr. Jones", None), folder("Notes...", None)],
             &rules,

@@ -75,6 +75,8 @@ pub(super) fn pull_folder(
             Ok(())
         })?;
     }
+    let left_out = leave_out(&mut new_meta, &repairs, &job.opts.filter);
+    fr.left_out += left_out;
     let flag_changes = flag_changes(conn, folder, &known, &sel, start)?;
     record_changes(local, folder, &sel, start, &expunged, &flag_changes, fr)?;
 
@@ -95,9 +97,27 @@ pub(super) fn pull_folder(
     // An attempt cut short finds its failures again in the next one: only a whole one counts.
     bodies.run(conn, local)?;
     let (failed, notices) = (bodies.failed, bodies.notices);
-    let complete = failed.is_empty();
+    let complete = failed.is_empty() && left_out == 0;
     list(folder, failed, notices, fr, failures);
     record_state(local, folder, &sel, complete)
+}
+
+/// Drop the new messages the filter does not take (never a repair); how many.
+fn leave_out(
+    new_meta: &mut BTreeMap<u32, Fetched>,
+    repairs: &BTreeSet<u32>,
+    filter: &plan::MessageFilter,
+) -> u64 {
+    if filter.is_empty() {
+        return 0;
+    }
+    let now = crate::clock::now();
+    let before = new_meta.len();
+    new_meta.retain(|uid, f| {
+        let received = f.internaldate.as_ref().and_then(|d| d.as_ref().ok());
+        repairs.contains(uid) || filter.takes(f.size, received.map(|d| d.unix()), now)
+    });
+    (before - new_meta.len()) as u64
 }
 
 /// The messages that could not be stored (failures) and those stored after a second look

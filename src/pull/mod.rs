@@ -57,6 +57,10 @@ pub struct PullOptions {
     pub repair: bool,
     /// Take a store that mirrors the same user under another host name (see `check_account`).
     pub rebind: bool,
+    /// Which new messages to take (all by default).
+    pub filter: plan::MessageFilter,
+    /// Record the folder list only; take no message (`sync --justfolders`).
+    pub just_folders: bool,
 }
 
 impl PullOptions {
@@ -75,6 +79,8 @@ impl PullOptions {
             retries: 20,
             repair: false,
             rebind: false,
+            filter: plan::MessageFilter::default(),
+            just_folders: false,
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct FolderReport {
     pub repaired: u64,
     pub expunged: u64,
     pub failed: u64,
+    /// New messages the message filter left out (taken by a later pull without it).
+    pub left_out: u64,
     /// Message bytes downloaded.
     pub bytes: u64,
     /// True when one EXAMINE showed nothing changed.
@@ -115,6 +123,8 @@ pub struct PullReport {
     /// Messages whose damaged or missing object was fetched again (`--repair`).
     pub repaired: u64,
     pub expunged: u64,
+    /// New messages the message filter left out (taken by a later pull without it).
+    pub left_out: u64,
     pub bytes: u64,
     pub seconds: f64,
     /// Peak resident memory of the process, for benchmarks and the large-message test.
@@ -130,8 +140,13 @@ impl PullReport {
     /// One line for humans.
     pub fn summary(&self) -> String {
         let rate = self.bytes as f64 / self.seconds.max(0.001);
+        let left_out = if self.left_out > 0 {
+            format!(", {} left out by the message filter", self.left_out)
+        } else {
+            String::new()
+        };
         format!(
-            "pull: {} folders, {} messages new ({} already in the store), {} updated, {} expunged, {} failed; {} in {:.1} s ({}/s)",
+            "pull: {} folders, {} messages new ({} already in the store), {} updated, {} expunged, {} failed{left_out}; {} in {:.1} s ({}/s)",
             self.folders,
             self.new,
             self.reused,
@@ -198,7 +213,17 @@ pub fn run_with(
             list::sync_folder_list(m, store, &ns, opts, &mut report)
         },
     )?;
-    let (todo, mut results) = if opts.repair {
+    let (todo, mut results) = if opts.just_folders {
+        // The folder list is recorded; each folder counts as looked at, nothing is fetched.
+        let seen = folders.iter().map(|(f, _)| {
+            let fr = FolderReport {
+                folder: f.path.clone(),
+                ..FolderReport::default()
+            };
+            Some((fr, Vec::new()))
+        });
+        (Vec::new(), seen.collect())
+    } else if opts.repair {
         // Every folder is looked at: an unchanged one may still hold a damaged object.
         ((0..folders.len()).collect(), vec![None; folders.len()])
     } else {
@@ -375,6 +400,7 @@ fn add_up(
         report.updated += fr.updated;
         report.repaired += fr.repaired;
         report.expunged += fr.expunged;
+        report.left_out += fr.left_out;
         report.bytes += fr.bytes;
         report.per_folder.push(fr);
     }

@@ -8,6 +8,40 @@ use crate::flags::same_flags;
 use crate::imap::{MailboxStatus, Selected};
 use crate::store::FolderState;
 
+/// Which new messages a pull takes (`--maxage`, `--minage`, `--maxsize`, `--minsize`, with
+/// imapsync's meaning): a staged migration copies part first. A folder from which some were
+/// left out is recorded as not completely pulled, so the next pull compares UID lists and
+/// takes the rest, and `push --delete2` leaves its mailbox alone meanwhile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    /// Only messages received (INTERNALDATE) less than this many days ago.
+    pub max_age_days: Option<u32>,
+    /// Only messages received more than this many days ago.
+    pub min_age_days: Option<u32>,
+    /// Leave out messages of this size or larger (bytes).
+    pub max_size: Option<u64>,
+    /// Leave out messages of this size or smaller (bytes).
+    pub min_size: Option<u64>,
+}
+
+impl MessageFilter {
+    pub fn is_empty(&self) -> bool {
+        *self == MessageFilter::default()
+    }
+
+    /// Whether a message of `size` bytes received at `received` (Unix seconds) is taken at
+    /// `now`. What host1 did not say is no reason to leave a message out.
+    pub fn takes(&self, size: Option<u64>, received: Option<i64>, now: i64) -> bool {
+        let days = |d: u32| i64::from(d) * 86_400;
+        let young = |d| received.is_none_or(|r| r > now - days(d));
+        let old = |d| received.is_none_or(|r| r <= now - days(d));
+        self.max_age_days.is_none_or(young)
+            && self.min_age_days.is_none_or(old)
+            && self.max_size.is_none_or(|m| size.is_none_or(|s| s < m))
+            && self.min_size.is_none_or(|m| size.is_none_or(|s| s > m))
+    }
+}
+
 /// How to go about a folder after SELECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -126,6 +160,34 @@ pub fn final_state(sel: &Selected, complete: bool) -> FolderState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_message_filter_means_what_imapsync_means() {
+        let now = 100 * 86_400;
+        let day = |d: i64| Some(now - d * 86_400);
+        let f = MessageFilter {
+            max_age_days: Some(30),
+            ..MessageFilter::default()
+        };
+        assert!(f.takes(Some(1), day(29), now) && !f.takes(Some(1), day(31), now));
+        assert!(
+            f.takes(Some(1), None, now),
+            "an unknown date is no reason to leave out"
+        );
+        let f = MessageFilter {
+            min_age_days: Some(30),
+            ..MessageFilter::default()
+        };
+        assert!(!f.takes(Some(1), day(29), now) && f.takes(Some(1), day(31), now));
+        let f = MessageFilter {
+            max_size: Some(1000),
+            min_size: Some(10),
+            ..MessageFilter::default()
+        };
+        assert!(f.takes(Some(999), None, now) && !f.takes(Some(1000), None, now));
+        assert!(f.takes(Some(11), None, now) && !f.takes(Some(10), None, now));
+        assert!(MessageFilter::default().is_empty() && !f.is_empty());
+    }
     use proptest::prelude::*;
 
     fn sel(exists: u32, uv: u32, next: u32, modseq: Option<u64>) -> Selected {

@@ -84,6 +84,12 @@ pub(crate) fn push_target(
         created: !target.exists,
         ..FolderReport::default()
     };
+    if ctx.opts.just_folders {
+        return Done {
+            result: Pushed::Done((fr, Vec::new())),
+            reconnect: false,
+        };
+    }
     let mut state = State::default();
     let mut retry = Retry::new(ctx.opts.retries);
     let result = Index::open(&ctx.index_path).and_then(|mut index| {

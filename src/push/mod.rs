@@ -45,6 +45,8 @@ pub struct PushOptions {
     pub delete2: bool,
     /// Print the plan; change nothing on host2 or in the store.
     pub dry_run: bool,
+    /// Create the folders only; send no message (`--justfolders`).
+    pub just_folders: bool,
     /// Connections (and folders in parallel).
     pub jobs: usize,
     /// Most message bytes per APPEND batch (one intent transaction each).
@@ -67,6 +69,7 @@ impl PushOptions {
             rules: MapRules::default(),
             delete2: false,
             dry_run: false,
+            just_folders: false,
             jobs: 4,
             batch_bytes: 8 << 20,
             batch_messages: 500,
@@ -425,7 +428,8 @@ fn finish(report: &mut PushReport, started: Instant, opts: &PushOptions) {
     report.rate = report.bytes as f64 / report.seconds.max(0.001);
     report.peak_rss_bytes = ui::peak_rss_bytes();
     let missing: u64 = report.per_folder.iter().map(FolderReport::missing).sum();
-    report.complete = !opts.dry_run && missing == 0 && report.failures.is_empty();
+    report.complete =
+        !opts.dry_run && (missing == 0 || opts.just_folders) && report.failures.is_empty();
     let altered = if report.warnings.is_empty() {
         String::new()
     } else {
@@ -434,7 +438,13 @@ fn finish(report: &mut PushReport, started: Instant, opts: &PushOptions) {
             report.warnings.len()
         )
     };
-    report.verdict = if opts.dry_run {
+    report.verdict = if opts.just_folders {
+        format!(
+            "folders only (--justfolders): {} {}, no message sent",
+            report.created.len(),
+            if opts.dry_run { "to create" } else { "created" }
+        )
+    } else if opts.dry_run {
         format!(
             "dry run: would create {} folders, send {} messages ({}), remove {} doubles and \
              delete {}; nothing was changed",

@@ -1,0 +1,201 @@
+//! `imapferry sync`, imapsync's command line in one shot (issue 12): the seed's basic command
+//! line against two Dovecots, a staged migration (`--maxage` first, then the rest), folder
+//! renaming with `--regextrans2`, and `--justfolders`.
+
+mod common;
+
+use std::path::Path;
+
+use common::offline::{assert_same_contents, contents_of};
+use common::run::{imapferry, Run};
+use common::*;
+
+/// Run `imapferry sync` with `args`, HOME in `home` (for the default store).
+fn sync(home: &Path, args: &[&str]) -> Run {
+    let mut c = imapferry();
+    c.arg("sync")
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME");
+    c.output().expect("run imapferry").into()
+}
+
+/// The connection options of both accounts (plaintext on loopback), imapsync's spelling.
+fn accounts(h1: &Dovecot, h2: &Dovecot) -> Vec<String> {
+    [
+        ("--host1", "127.0.0.1".to_string()),
+        ("--port1", h1.port().to_string()),
+        ("--user1", "alice".into()),
+        ("--password1", h1.password("alice").to_string()),
+        ("--host2", "127.0.0.1".into()),
+        ("--port2", h2.port().to_string()),
+        ("--user2", "alice".into()),
+        ("--password2", h2.password("alice").to_string()),
+        ("--notls1", String::new()),
+        ("--notls2", String::new()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .filter(|s| !s.is_empty())
+    .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn the_seed_command_line_syncs_two_servers_and_a_rerun_sends_nothing() {
+    let h1 = Dovecot::start(DovecotConfig::new().tls());
+    let h2 = Dovecot::start(DovecotConfig::new().tls());
+    seed(&h1, "alice", &Corpus::small());
+    let home = tempfile::tempdir().unwrap();
+    // Both self-signed certificates trusted the way a system trusts its CAs.
+    let trust = home.path().join("trust.pem");
+    let pem = [
+        std::fs::read(h1.ca_file()).unwrap(),
+        std::fs::read(h2.ca_file()).unwrap(),
+    ]
+    .concat();
+    std::fs::write(&trust, pem).unwrap();
+    // imapsync --host1 imap.truc.org --user1 john --password1 superdur
+    //          --host2 imap.trac.com --user2 rodo --password2 bof
+    // (plus the ports: the test servers cannot listen on 993 or 143)
+    let (p1, p2) = (h1.port().to_string(), h2.port().to_string());
+    let seed_line = [
+        "--host1",
+        "127.0.0.1",
+        "--user1",
+        "alice",
+        "--password1",
+        h1.password("alice"),
+        "--host2",
+        "127.0.0.1",
+        "--user2",
+        "alice",
+        "--password2",
+        h2.password("alice"),
+        "--port1",
+        &p1,
+        "--port2",
+        &p2,
+    ];
+    let mut c = imapferry();
+    c.arg("sync")
+        .args(seed_line)
+        .env("HOME", home.path())
+        .env_remove("XDG_DATA_HOME")
+        .env("SSL_CERT_FILE", &trust);
+    let run: Run = c.output().unwrap().into();
+    let run = run.expect_code(0);
+    eprintln!("{}", run.stderr);
+    assert_same_contents(
+        &contents_of(&h2.account("alice")),
+        &contents_of(&h1.account("alice")),
+        "host2",
+    );
+    let stores = home.path().join(".local/share/imapferry/stores");
+    let made: Vec<_> = std::fs::read_dir(&stores).unwrap().flatten().collect();
+    assert_eq!(made.len(), 1, "one store for the pair of accounts");
+
+    let mut again = imapferry();
+    again
+        .arg("sync")
+        .args(seed_line)
+        .arg("--json")
+        .env("HOME", home.path())
+        .env_remove("XDG_DATA_HOME")
+        .env("SSL_CERT_FILE", &trust);
+    let run: Run = again.output().unwrap().into();
+    let j = run.expect_code(0).json();
+    assert_eq!(j["push"]["sent"], 0, "{j}");
+    assert_eq!(j["pull"]["new"], 0, "{j}");
+}
+
+#[test]
+fn maxage_first_then_a_full_sync_leaves_host2_exact() {
+    let h1 = Dovecot::start_default();
+    let h2 = Dovecot::start_default();
+    let mut corpus = Corpus::small();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // A third of the messages arrived in the last ten days, the rest long ago.
+    let mut recent = 0;
+    for (i, m) in corpus.messages.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            m.internaldate =
+                imapferry::mailtime::format_internaldate(now - (i as i64 % 10) * 86_400);
+            recent += 1;
+        }
+    }
+    seed(&h1, "alice", &corpus);
+    let home = tempfile::tempdir().unwrap();
+    let acc = accounts(&h1, &h2);
+    let mut args = strs(&acc);
+    args.extend(["--maxage", "30", "--json"]);
+    let run = sync(home.path(), &args).expect_code(0);
+    let j = run.json();
+    assert_eq!(j["push"]["sent"], recent, "{j}");
+    assert_eq!(
+        j["pull"]["left_out"].as_u64().unwrap() as usize,
+        corpus.messages.len() - recent,
+        "{j}"
+    );
+
+    // The rest, with --delete2 (every folder is now pulled completely): host2 exact.
+    let mut args = strs(&acc);
+    args.extend(["--delete2", "--json"]);
+    let j = sync(home.path(), &args).expect_code(0).json();
+    assert_eq!(
+        j["push"]["sent"].as_u64().unwrap() as usize,
+        corpus.messages.len() - recent,
+        "{j}"
+    );
+    assert_eq!(j["push"]["deleted"], 0, "{j}");
+    assert_same_contents(
+        &contents_of(&h2.account("alice")),
+        &contents_of(&h1.account("alice")),
+        "host2",
+    );
+}
+
+#[test]
+fn regextrans2_renames_on_host2_and_justfolders_copies_no_message() {
+    let h1 = Dovecot::start_default();
+    let h2 = Dovecot::start_default();
+    seed(&h1, "alice", &Corpus::small());
+    let home = tempfile::tempdir().unwrap();
+    let acc = accounts(&h1, &h2);
+    let mut args = strs(&acc);
+    args.extend([
+        "--justfolders",
+        "--regextrans2",
+        "s/^Archive/Old/",
+        "--json",
+    ]);
+    let j = sync(home.path(), &args).expect_code(0).json();
+    assert_eq!(j["push"]["sent"], 0, "{j}");
+    let on_host2 = contents_of(&h2.account("alice"));
+    let names: Vec<&String> = on_host2.keys().collect();
+    assert!(names.iter().any(|n| n.starts_with("Old")), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("Archive")), "{names:?}");
+    assert!(on_host2.values().all(|v| v.is_empty()), "no message copied");
+
+    // Then the messages, under the renamed folders.
+    let mut args = strs(&acc);
+    args.extend(["--regextrans2", "s/^Archive/Old/", "--json"]);
+    let j = sync(home.path(), &args).expect_code(0).json();
+    let total = Corpus::small().messages.len() as u64;
+    assert_eq!(j["push"]["sent"], total, "{j}");
+    let on_host2 = contents_of(&h2.account("alice"));
+    let on_host1 = contents_of(&h1.account("alice"));
+    for (folder, msgs) in &on_host1 {
+        let there = match folder.strip_prefix("Archive") {
+            Some(rest) => format!("Old{rest}"),
+            None => folder.clone(),
+        };
+        assert_eq!(on_host2.get(&there), Some(msgs), "{folder} → {there}");
+    }
+}
