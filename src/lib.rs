@@ -33,6 +33,7 @@ pub mod names;
 pub mod pull;
 pub mod push;
 pub mod run;
+pub mod runlog;
 pub mod status;
 pub mod store;
 pub mod text;

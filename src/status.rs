@@ -14,6 +14,7 @@ use crate::ui::{human_bytes, printable};
 pub fn run(dir: &Path, json: bool) -> Result<()> {
     let store = Store::open_existing(dir)?;
     let rows = store.index.summary()?;
+    let account = store.index.account()?;
     if json {
         let list: Vec<_> = rows
             .iter()
@@ -28,12 +29,20 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        let live = rows.iter().filter(|r| !r.gone);
+        let doc = serde_json::json!({
+            "store": dir,
+            "account": account.as_ref().map(|(host, user)| serde_json::json!({"host": host, "user": user})),
+            "folders": rows.iter().filter(|r| !r.gone).count(),
+            "messages": live.clone().map(|r| r.messages).sum::<u64>(),
+            "raw_bytes": live.clone().map(|r| r.raw_bytes).sum::<u64>(),
+            "stored_bytes": live.map(|r| r.stored_bytes).sum::<u64>(),
+            "per_folder": list,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    let account = store
-        .index
-        .account()?
+    let account = account
         .map(|(h, u)| format!("{} on {}", printable(&u), printable(&h)))
         .unwrap_or_else(|| "no account pulled yet".into());
     println!(

@@ -26,11 +26,14 @@ pub fn verbosity() -> u8 {
 
 /// Always shown.
 pub fn warn(msg: &str) {
-    eprintln!("warning: {}", printable(msg));
+    let line = format!("warning: {}", printable(msg));
+    crate::runlog::write(&line);
+    eprintln!("{line}");
 }
 
 /// Shown unless `-q`.
 pub fn info(msg: &str) {
+    crate::runlog::write(&printable(msg));
     if verbosity() >= 1 {
         eprintln!("{}", printable(msg));
     }
@@ -38,6 +41,7 @@ pub fn info(msg: &str) {
 
 /// Shown with `-v`.
 pub fn detail(msg: &str) {
+    crate::runlog::write(&printable(msg));
     if verbosity() >= 2 {
         eprintln!("{}", printable(msg));
     }
@@ -93,7 +97,10 @@ impl Progress {
     /// A line that stays (a finished folder, a failure).
     pub fn line(&self, msg: &str) {
         match &self.bar {
-            Some(bar) => bar.println(printable(msg)),
+            Some(bar) => {
+                crate::runlog::write(&printable(msg));
+                bar.println(printable(msg))
+            }
             None => info(msg),
         }
     }

@@ -380,3 +380,49 @@ fn json_is_printed_also_when_an_error_stops_the_run() {
     assert_eq!(run.code, 2);
     assert_eq!(run.json()["exit_status"], 2);
 }
+
+#[test]
+fn the_summary_goes_to_stdout_and_each_run_is_logged_in_the_store_without_the_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Dovecot::start(DovecotConfig::new());
+    common::seed(&server, "alice", &common::Corpus::small());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = server.port().to_string();
+    let password = server.password("alice");
+    let args = [
+        "--host1",
+        "127.0.0.1",
+        "--port1",
+        &port,
+        "--tls1",
+        "none",
+        "--user1",
+        "alice",
+    ];
+    let run: Run = pull_with(&store, &args, password).output().unwrap().into();
+    let run = run.expect_code(0);
+    assert!(run.stdout.starts_with("pull: "), "stdout: {}", run.stdout);
+    assert!(!run.stderr.contains("pull: "), "stderr: {}", run.stderr);
+    let logs: Vec<_> = std::fs::read_dir(store.join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let meta = std::fs::metadata(&logs[0]).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(text.contains("pull: ") && text.contains("INBOX"), "{text}");
+    assert!(!text.contains(password), "the log holds the password");
+    eprintln!("{}:\n{text}", logs[0].display());
+    let again: Run = pull_with(&store, &args, password).output().unwrap().into();
+    again.expect_code(0);
+    assert_eq!(std::fs::read_dir(store.join("logs")).unwrap().count(), 2);
+    common::run::imapferry()
+        .args(["verify", "--store"])
+        .arg(&store)
+        .status()
+        .map(|s| assert!(s.success(), "verify takes the logs directory"))
+        .unwrap();
+}

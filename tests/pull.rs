@@ -76,7 +76,11 @@ fn status_lists_each_folder_with_its_counts() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["account"]["user"], "alice", "{doc}");
+    assert_eq!(doc["account"]["host"], "127.0.0.1", "{doc}");
+    assert_eq!(doc["messages"].as_u64().unwrap() as usize, corpus.len());
+    let rows = &doc["per_folder"];
     let total: u64 = rows
         .as_array()
         .unwrap()

@@ -107,8 +107,8 @@ macro_rules! conn_args {
      $ssl:literal, $nossl:literal, $notls:literal, $timeout:literal, $env:literal) => {
         #[derive(Args, Debug, Clone)]
         pub struct $name {
-            #[doc = concat!("IMAP server of ", $side, ": a name or an address (the port goes in its own option)")]
-            #[arg(id = $host, long = $host, value_name = "HOST")]
+            #[arg(id = $host, long = $host, value_name = "HOST",
+                  help = concat!("IMAP server of ", $side, ": a name or an address (the port goes in its own option)"))]
             pub host: String,
             /// Port (default 993 with implicit TLS, 143 otherwise)
             #[arg(id = $port, long = $port, value_name = "N")]
@@ -140,8 +140,8 @@ macro_rules! conn_args {
             /// User name to log in with
             #[arg(id = $user, long = $user, value_name = "USER")]
             pub user: String,
-            #[doc = concat!("Read the password from this file (first line); without a password option, the environment variable ", $env, " is used, else a prompt")]
-            #[arg(id = $passfile, long = $passfile, value_name = "FILE")]
+            #[arg(id = $passfile, long = $passfile, value_name = "FILE",
+                  help = concat!("Read the password from this file (first line); without a password option, the environment variable ", $env, " is used, else a prompt"))]
             pub passfile: Option<PathBuf>,
             /// Password on the command line (visible to other users of this machine: prefer
             /// the passfile or the environment variable)

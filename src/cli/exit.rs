@@ -89,9 +89,11 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
         Err(e) => {
             let (text, hint, status) = explain(&e);
             // An error may quote a name a server, a bundle or a file chose.
-            eprintln!("error: {}", ui::printable(&text));
-            if let Some(h) = hint {
-                eprintln!("hint: {}", ui::printable(&h));
+            let mut lines = vec![format!("error: {}", ui::printable(&text))];
+            lines.extend(hint.map(|h| format!("hint: {}", ui::printable(&h))));
+            for line in lines {
+                imapferry::runlog::write(&line);
+                eprintln!("{line}");
             }
             ExitCode::from(status)
         }
@@ -112,9 +114,11 @@ pub fn print_warnings(warnings: &[Failure]) {
 fn print_items(kind: &str, items: &[Failure]) {
     for f in items {
         let (folder, reason) = (ui::printable(&f.folder), ui::printable(&f.reason));
-        match f.uid {
-            Some(uid) => eprintln!("{kind}: {folder} UID {uid}: {reason}"),
-            None => eprintln!("{kind}: {folder}: {reason}"),
-        }
+        let line = match f.uid {
+            Some(uid) => format!("{kind}: {folder} UID {uid}: {reason}"),
+            None => format!("{kind}: {folder}: {reason}"),
+        };
+        imapferry::runlog::write(&line);
+        eprintln!("{line}");
     }
 }

@@ -22,7 +22,8 @@ pub(super) fn set_output(o: &OutputArgs) {
     imapferry::imap::set_log_level(level);
 }
 
-/// The report as JSON on stdout with `--json`, else its summary on stderr.
+/// The report as JSON on stdout with `--json`, else its summary on stdout (the lines before it,
+/// progress and diagnostics, went to stderr): `imapferry pull > pull.log` keeps the result.
 pub(super) fn show<R: Serialize>(
     o: &OutputArgs,
     report: &R,
@@ -31,7 +32,9 @@ pub(super) fn show<R: Serialize>(
     if o.json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        eprintln!("{}", ui::printable_lines(&summary()));
+        let text = ui::printable_lines(&summary());
+        imapferry::runlog::write(&text);
+        println!("{text}");
     }
     Ok(())
 }

@@ -49,7 +49,9 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
         print_warnings(&pulled.warnings);
         print_failures(&pulled.failures);
         if !a.output.json {
-            eprintln!("{}", ui::printable_lines(&pulled.summary()));
+            let text = ui::printable_lines(&pulled.summary());
+            imapferry::runlog::write(&text);
+            println!("{text}");
         }
 
         let mut q = PushOptions::new(ep2, store.clone(), selection);
@@ -74,7 +76,9 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
             };
             println!("{}", serde_json::to_string_pretty(&r)?);
         } else {
-            eprintln!("{}", ui::printable_lines(&pushed.summary()));
+            let text = ui::printable_lines(&pushed.summary());
+            imapferry::runlog::write(&text);
+            println!("{text}");
         }
         Ok(Outcome::from_complete(complete))
     })

@@ -125,6 +125,10 @@ pub struct PullReport {
     pub expunged: u64,
     /// New messages the message filter left out (taken by a later pull without it).
     pub left_out: u64,
+    /// Messages and folders that could not be pulled (`failures` lists them), as in push.
+    pub failed: u64,
+    /// True when every selected message is in the store (the filter selects), as in push.
+    pub complete: bool,
     pub bytes: u64,
     pub seconds: f64,
     /// Peak resident memory of the process, for benchmarks and the large-message test.
@@ -183,6 +187,7 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
             store
         }
     };
+    crate::runlog::start(&store.root, "pull")?;
     run_with(opts, &mut store, &connector, Some(conn))
 }
 
@@ -261,6 +266,8 @@ pub fn run_with(
     add_up(&mut report, results, &folders);
     report.seconds = started.elapsed().as_secs_f64();
     report.peak_rss_bytes = ui::peak_rss_bytes();
+    report.failed = report.failures.len() as u64;
+    report.complete = report.failures.is_empty();
     let counts = RunCounts {
         folders: report.folders,
         new: report.new,

@@ -214,6 +214,7 @@ pub(crate) struct Ctx<'a> {
 /// problems are in [`PushReport::failures`].
 pub fn run(opts: &PushOptions) -> Result<PushReport> {
     let mut store = Store::open_existing(&opts.store)?;
+    crate::runlog::start(&store.root, "push")?;
     let connector = run::Imap::new(&opts.endpoint, "host2");
     run_with(opts, &mut store, &connector)
 }

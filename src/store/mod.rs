@@ -37,6 +37,7 @@ const STORE_ENTRIES: &[&str] = &[
     "objects",
     "partial",
     "tmp",
+    "logs",
     "lock",
     INDEX_FILE,
     "index.sqlite-wal",
