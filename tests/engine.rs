@@ -36,6 +36,7 @@ fn endpoint() -> Endpoint {
         insecure: false,
         ca_file: None,
         user: "alice".into(),
+        authuser: None,
         secret: Secret::Password("x".into()),
         timeout: Duration::from_secs(5),
         compress: false,

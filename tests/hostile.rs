@@ -443,6 +443,7 @@ fn a_bad_after_a_non_synchronizing_literal_closes_the_connection() {
         insecure: false,
         ca_file: None,
         user: "mallory".into(),
+        authuser: None,
         secret: imapferry::imap::Secret::Password("x".into()),
         timeout: Duration::from_secs(10),
         compress: false,

@@ -199,3 +199,72 @@ fn regextrans2_renames_on_host2_and_justfolders_copies_no_message() {
         assert_eq!(on_host2.get(&there), Some(msgs), "{folder} → {there}");
     }
 }
+
+#[test]
+fn search_selects_messages_and_authuser_logs_in_as_an_administrator() {
+    // host1 lets `admin` act as any user (a Dovecot master user, through SASL PLAIN's
+    // authorization identity), as migrations by a domain's administrator need.
+    let keys = tempfile::tempdir().unwrap();
+    let master = keys.path().join("master-passwd");
+    std::fs::write(&master, "admin:{PLAIN}admin-secret::::::\n").unwrap();
+    let mut cfg = DovecotConfig::new();
+    cfg.extra = format!(
+        "passdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {}\n}}\n",
+        master.display()
+    );
+    let h1 = Dovecot::start(cfg);
+    let h2 = Dovecot::start_default();
+    let corpus = Corpus::small();
+    seed(&h1, "alice", &corpus);
+    let unseen = corpus
+        .messages
+        .iter()
+        .filter(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+        .count();
+    assert!(unseen > 0 && unseen < corpus.messages.len());
+    let home = tempfile::tempdir().unwrap();
+    let (p1, p2) = (h1.port().to_string(), h2.port().to_string());
+    let args = [
+        "--host1",
+        "127.0.0.1",
+        "--port1",
+        &p1,
+        "--notls1",
+        "--user1",
+        "alice",
+        "--authuser1",
+        "admin",
+        "--password1",
+        "admin-secret",
+        "--host2",
+        "127.0.0.1",
+        "--port2",
+        &p2,
+        "--notls2",
+        "--user2",
+        "alice",
+        "--password2",
+        h2.password("alice"),
+    ];
+    let mut first = args.to_vec();
+    first.extend(["--search", "UNSEEN", "--json"]);
+    let j = sync(home.path(), &first).expect_code(0).json();
+    assert_eq!(j["push"]["sent"].as_u64().unwrap() as usize, unseen, "{j}");
+    let mut rest = args.to_vec();
+    rest.push("--json");
+    let j = sync(home.path(), &rest).expect_code(0).json();
+    assert_eq!(
+        j["push"]["sent"].as_u64().unwrap() as usize,
+        corpus.messages.len() - unseen,
+        "{j}"
+    );
+    assert_same_contents(
+        &contents_of(&h2.account("alice")),
+        &contents_of(&h1.account("alice")),
+        "host2",
+    );
+    // Criteria that could smuggle a literal (or a second command) are refused as usage.
+    let mut bad = args.to_vec();
+    bad.extend(["--search", "SUBJECT {5}"]);
+    assert_eq!(sync(home.path(), &bad).code, 2);
+}

@@ -97,6 +97,8 @@ pub struct ConnArgs {
     pub notls: bool,
     /// imapsync's `--timeout1`: this side's deadline, instead of `--timeout`.
     pub timeout: Option<u64>,
+    /// imapsync's `--authuser1`: log in as this administrator to act as the user.
+    pub authuser: Option<String>,
 }
 
 /// Declares the connection options of one side with its numeric suffix, so the two sides
@@ -104,7 +106,8 @@ pub struct ConnArgs {
 macro_rules! conn_args {
     ($name:ident, $side:literal, $sidev:expr, $host:literal, $port:literal, $tls:literal, $insecure:literal,
      $ca:literal, $user:literal, $passfile:literal, $password:literal, $oauth:literal,
-     $ssl:literal, $nossl:literal, $notls:literal, $timeout:literal, $env:literal) => {
+     $ssl:literal, $nossl:literal, $notls:literal, $timeout:literal, $env:literal,
+     $authuser:literal) => {
         #[derive(Args, Debug, Clone)]
         pub struct $name {
             #[arg(id = $host, long = $host, value_name = "HOST",
@@ -131,6 +134,10 @@ macro_rules! conn_args {
             #[arg(id = $timeout, long = $timeout, value_name = "SECS",
                   value_parser = clap::value_parser!(u64).range(1..))]
             pub timeout: Option<u64>,
+            /// Log in as this administrator (with its password) to act as the user: proxy
+            /// authentication with AUTHENTICATE PLAIN, as imapsync's option of that name
+            #[arg(id = $authuser, long = $authuser, value_name = "ADMIN")]
+            pub authuser: Option<String>,
             /// Do not verify the server's TLS certificate (only for servers you trust by other means)
             #[arg(id = $insecure, long = $insecure)]
             pub insecure: bool,
@@ -170,6 +177,7 @@ macro_rules! conn_args {
                     nossl: a.nossl,
                     notls: a.notls,
                     timeout: a.timeout,
+                    authuser: a.authuser,
                 }
             }
         }
@@ -193,7 +201,8 @@ conn_args!(
     "nossl1",
     "notls1",
     "timeout1",
-    "IMAPFERRY_PASSWORD1"
+    "IMAPFERRY_PASSWORD1",
+    "authuser1"
 );
 
 conn_args!(
@@ -213,7 +222,8 @@ conn_args!(
     "nossl2",
     "notls2",
     "timeout2",
-    "IMAPFERRY_PASSWORD2"
+    "IMAPFERRY_PASSWORD2",
+    "authuser2"
 );
 
 /// Options shared by commands that print a run summary.
@@ -372,6 +382,13 @@ pub struct FilterArgs {
     /// Leave out messages of SIZE bytes or less
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub minsize: Option<u64>,
+    /// Only messages host1 finds with these IMAP SEARCH criteria (e.g. 'SENTSINCE 1-Jan-2024')
+    #[arg(long, value_name = "CRITERIA", value_parser = parse_search)]
+    pub search: Option<imapferry::imap::SearchKey>,
+}
+
+fn parse_search(s: &str) -> Result<imapferry::imap::SearchKey, String> {
+    imapferry::imap::SearchKey::parse(s).map_err(|e| format!("{e:#}"))
 }
 
 impl FilterArgs {

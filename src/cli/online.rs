@@ -57,6 +57,7 @@ pub fn pull(a: PullArgs) -> anyhow::Result<Outcome> {
         opts.repair = a.repair;
         opts.rebind = a.rebind;
         opts.filter = a.filter.filter();
+        opts.search = a.filter.search.clone();
         let report = pull::run(&opts).map_err(|e| advise(e, Side::Host1, &opts.endpoint))?;
         print_warnings(&report.warnings);
         print_failures(&report.failures);

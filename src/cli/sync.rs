@@ -44,6 +44,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
         p.jobs = a.jobs.max(1);
         p.retries = a.net.retries;
         p.filter = a.filter.filter();
+        p.search = a.filter.search.clone();
         p.just_folders = a.justfolders;
         let pulled = pull::run(&p).map_err(|e| advise(e, Side::Host1, &p.endpoint))?;
         print_warnings(&pulled.warnings);

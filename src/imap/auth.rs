@@ -29,9 +29,11 @@ pub(crate) fn base64(data: &[u8]) -> String {
     out
 }
 
-/// SASL PLAIN initial response: base64("" NUL user NUL password).
-pub(crate) fn plain(user: &str, password: &str) -> String {
-    let mut v = Vec::with_capacity(user.len() + password.len() + 2);
+/// SASL PLAIN initial response (RFC 4616): base64(authzid NUL authcid NUL password); the
+/// authorization identity is empty unless an administrator (`authcid`) acts as `authzid`.
+pub(crate) fn plain(authzid: &str, user: &str, password: &str) -> String {
+    let mut v = Vec::with_capacity(authzid.len() + user.len() + password.len() + 2);
+    v.extend_from_slice(authzid.as_bytes());
     v.push(0);
     v.extend_from_slice(user.as_bytes());
     v.push(0);
@@ -79,8 +81,13 @@ mod tests {
     #[test]
     fn sasl() {
         assert_eq!(
-            plain("tim", "tanstaaftanstaaf"),
+            plain("", "tim", "tanstaaftanstaaf"),
             "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
+        );
+        // RFC 4616's example with an authorization identity: "Ursel" acts as "Kurt".
+        assert_eq!(
+            plain("Ursel", "Kurt", "xipj3plmq"),
+            base64(b"Ursel\0Kurt\0xipj3plmq")
         );
         // Example from Google's XOAUTH2 documentation.
         assert_eq!(

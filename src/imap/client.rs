@@ -509,8 +509,13 @@ impl Client {
 
     /// `UID SEARCH ALL`: every UID in the selected mailbox, ascending.
     pub fn uid_search_all(&mut self) -> Result<Vec<u32>> {
+        self.uid_search(&SearchKey::all())
+    }
+
+    /// `UID SEARCH <key>`: the UIDs of the selected mailbox that match, ascending, without 0.
+    pub fn uid_search(&mut self, key: &SearchKey) -> Result<Vec<u32>> {
         let mut uids = Vec::new();
-        self.run(&[text("UID SEARCH ALL")], &mut |u| {
+        self.run(&[text(&format!("UID SEARCH {}", key.as_str()))], &mut |u| {
             if let Untagged::Search(v) = u {
                 uids.extend(v);
             }
@@ -1281,8 +1286,17 @@ impl Client {
         match &ep.secret {
             Secret::Password(pw) => {
                 if self.has_capability("AUTH=PLAIN") {
-                    let payload = auth::plain(&ep.user, pw);
+                    let payload = match &ep.authuser {
+                        Some(admin) => auth::plain(&ep.user, admin, pw),
+                        None => auth::plain("", &ep.user, pw),
+                    };
                     self.sasl("PLAIN", &payload)?;
+                } else if ep.authuser.is_some() {
+                    bail!(
+                        "{}: logging in as one user to act as another needs AUTHENTICATE PLAIN, \
+                         which this server does not offer",
+                        self.label
+                    );
                 } else {
                     if self.has_capability("LOGINDISABLED") {
                         bail!(
@@ -1913,6 +1927,33 @@ fn has_attr(attrs: &[String], a: &str) -> bool {
     attrs.iter().any(|x| x.eq_ignore_ascii_case(a))
 }
 
+/// Search criteria a user gave (`--search`, as imapsync takes them: `SENTSINCE 1-Jan-2024`),
+/// checked to be one line of printable ASCII without literals, so they can only ever be the
+/// criteria of the one command they are sent in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchKey(String);
+
+impl SearchKey {
+    pub fn all() -> SearchKey {
+        SearchKey("ALL".into())
+    }
+
+    pub fn parse(s: &str) -> Result<SearchKey> {
+        let t = s.trim();
+        if t.is_empty() || !t.bytes().all(|b| (0x20..0x7f).contains(&b)) || t.contains('{') {
+            bail!(
+                "--search {s:?}: give IMAP SEARCH criteria on one line of printable ASCII \
+                 without literals, e.g. 'SENTSINCE 1-Jan-2024'"
+            );
+        }
+        Ok(SearchKey(t.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Reject sets that would make a malformed command.
 fn check_set(set: &str) -> Result<()> {
     if set.is_empty()
@@ -1971,6 +2012,7 @@ mod tests {
             insecure: false,
             ca_file: None,
             user: "u".into(),
+            authuser: None,
             secret: Secret::Password("pw".into()),
             timeout: Duration::from_secs(1),
             compress: true,

@@ -53,6 +53,9 @@ pub struct Endpoint {
     /// Extra trusted CA certificate (PEM).
     pub ca_file: Option<PathBuf>,
     pub user: String,
+    /// Log in as this (administrator) user, with its password, to act as `user` (SASL PLAIN's
+    /// authorization identity; imapsync's `--authuser1`).
+    pub authuser: Option<String>,
     pub secret: Secret,
     /// Deadline for every connect and read.
     pub timeout: Duration,

@@ -46,7 +46,7 @@ pub mod uidset;
 
 pub use client::{
     body_margin, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, FlagOp,
-    MailboxInfo, Refusal, Selected,
+    MailboxInfo, Refusal, SearchKey, Selected,
 };
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};
 pub use error::{connect_problem, is_protocol, is_transient, ConnectProblem, ErrorKind, WireError};

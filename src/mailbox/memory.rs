@@ -11,7 +11,9 @@ use anyhow::{anyhow, bail, Result};
 
 use super::{Cap, Mailbox, MailboxVerb};
 use crate::imap::uidset;
-use crate::imap::{AppendMessage, AppendOutcome, Fetched, FlagOp, MailboxInfo, Selected, Traffic};
+use crate::imap::{
+    AppendMessage, AppendOutcome, Fetched, FlagOp, MailboxInfo, SearchKey, Selected, Traffic,
+};
 use crate::mailtime::InternalDate;
 use crate::names::{MailboxName, Namespace};
 
@@ -263,6 +265,14 @@ impl Mailbox for Memory {
         self.selected = Some(name.clone());
         self.seen = sel.exists;
         Ok(sel)
+    }
+
+    fn search(&mut self, key: &SearchKey) -> Result<Vec<u32>> {
+        // The memory mailbox understands no criteria but ALL.
+        if !key.as_str().eq_ignore_ascii_case("ALL") {
+            return Err(anyhow!("memory: SEARCH {} is not supported", key.as_str()));
+        }
+        self.search_all()
     }
 
     fn search_all(&mut self) -> Result<Vec<u32>> {

@@ -14,7 +14,8 @@ pub mod memory;
 use anyhow::Result;
 
 use crate::imap::{
-    AppendMessage, AppendOutcome, Client, Fetched, FlagOp, MailboxInfo, Selected, Traffic,
+    AppendMessage, AppendOutcome, Client, Fetched, FlagOp, MailboxInfo, SearchKey, Selected,
+    Traffic,
 };
 use crate::names::{MailboxName, Namespace};
 
@@ -52,6 +53,9 @@ pub trait Mailbox: Send {
 
     /// Every UID of the selected mailbox, ascending, without 0.
     fn search_all(&mut self) -> Result<Vec<u32>>;
+
+    /// The UIDs of the selected mailbox that match `key`, ascending, without 0.
+    fn search(&mut self, key: &SearchKey) -> Result<Vec<u32>>;
 
     /// UID, FLAGS, INTERNALDATE, RFC822.SIZE (and MODSEQ) of the messages of `uids` (a set,
     /// `*` allowed, as in `5:*`), each UID at most once, only UIDs of the set; with
@@ -149,6 +153,10 @@ impl Mailbox for Client {
 
     fn search_all(&mut self) -> Result<Vec<u32>> {
         self.uid_search_all()
+    }
+
+    fn search(&mut self, key: &SearchKey) -> Result<Vec<u32>> {
+        self.uid_search(key)
     }
 
     fn fetch_meta(

@@ -75,7 +75,13 @@ pub(super) fn pull_folder(
             Ok(())
         })?;
     }
-    let left_out = leave_out(&mut new_meta, &repairs, &job.opts.filter);
+    let mut left_out = leave_out(&mut new_meta, &repairs, &job.opts.filter);
+    if let (Some(key), false) = (&job.opts.search, new_meta.is_empty()) {
+        let found: BTreeSet<u32> = conn.search(key)?.into_iter().collect();
+        let before = new_meta.len();
+        new_meta.retain(|uid, _| found.contains(uid) || repairs.contains(uid));
+        left_out += (before - new_meta.len()) as u64;
+    }
     fr.left_out += left_out;
     let flag_changes = flag_changes(conn, folder, &known, &sel, start)?;
     record_changes(local, folder, &sel, start, &expunged, &flag_changes, fr)?;

@@ -59,6 +59,8 @@ pub struct PullOptions {
     pub rebind: bool,
     /// Which new messages to take (all by default).
     pub filter: plan::MessageFilter,
+    /// And of those, only the ones host1 finds with these SEARCH criteria (`--search`).
+    pub search: Option<crate::imap::SearchKey>,
     /// Record the folder list only; take no message (`sync --justfolders`).
     pub just_folders: bool,
 }
@@ -80,6 +82,7 @@ impl PullOptions {
             repair: false,
             rebind: false,
             filter: plan::MessageFilter::default(),
+            search: None,
             just_folders: false,
         }
     }
