@@ -426,3 +426,70 @@ fn the_summary_goes_to_stdout_and_each_run_is_logged_in_the_store_without_the_pa
         .map(|s| assert!(s.success(), "verify takes the logs directory"))
         .unwrap();
 }
+
+#[test]
+fn dry_runs_show_the_plan_and_change_nothing() {
+    let h1 = Dovecot::start(DovecotConfig::new());
+    let h2 = Dovecot::start(DovecotConfig::new());
+    let corpus = common::Corpus::small();
+    common::seed(&h1, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = h1.port().to_string();
+    let args = [
+        "--host1",
+        "127.0.0.1",
+        "--port1",
+        &port,
+        "--tls1",
+        "none",
+        "--user1",
+        "alice",
+    ];
+    let mut dry = pull_with(&store, &args, h1.password("alice"));
+    dry.arg("--dry-run");
+    let run: Run = dry.output().unwrap().into();
+    let run = run.expect_code(0);
+    let want = format!("{} messages to fetch", corpus.messages.len());
+    assert!(run.stdout.contains(&want), "{}", run.stdout);
+    assert!(run.stdout.contains("nothing was changed"), "{}", run.stdout);
+    assert!(!store.exists(), "a dry run made a store");
+
+    pull_with(&store, &args, h1.password("alice"))
+        .output()
+        .map(|o| assert!(o.status.success()))
+        .unwrap();
+    let index = std::fs::read(store.join("index.sqlite")).unwrap();
+    let mut dry = pull_with(&store, &args, h1.password("alice"));
+    dry.arg("--dry-run");
+    let run: Run = dry.output().unwrap().into();
+    assert!(
+        run.expect_code(0).stdout.contains("0 messages to fetch"),
+        "an up-to-date store has nothing to fetch"
+    );
+    assert_eq!(std::fs::read(store.join("index.sqlite")).unwrap(), index);
+
+    let mut push = imapferry();
+    push.arg("push")
+        .args(["--host2", "127.0.0.1", "--port2"])
+        .arg(h2.port().to_string())
+        .args(["--tls2", "none", "--user2", "alice", "--dry-run", "--store"])
+        .arg(&store)
+        .env("IMAPFERRY_PASSWORD2", h2.password("alice"));
+    let run: Run = push.output().unwrap().into();
+    let run = run.expect_code(0);
+    eprintln!("{}{}", run.stderr, run.stdout);
+    assert!(run.stderr.contains("(to create)"), "{}", run.stderr);
+    let want = format!("{} to send", corpus.messages.len());
+    assert!(run.stdout.contains(&want), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains(" sent") && !run.stdout.contains("/s)"),
+        "{}",
+        run.stdout
+    );
+    let on_host2 = common::offline::contents_of(&h2.account("alice"));
+    assert!(
+        on_host2.values().all(|v| v.is_empty()),
+        "a dry run sent mail"
+    );
+}

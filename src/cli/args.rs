@@ -305,6 +305,9 @@ pub struct PullArgs {
     pub rebind: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Say what would be fetched, changed and expunged, per folder; change nothing
+    #[arg(long = "dry-run", visible_alias = "dry")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]

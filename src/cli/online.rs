@@ -56,6 +56,7 @@ pub fn pull(a: PullArgs) -> anyhow::Result<Outcome> {
         opts.chunk_bytes = a.tuning.chunk_bytes.max(1);
         opts.repair = a.repair;
         opts.rebind = a.rebind;
+        opts.dry_run = a.dry_run;
         opts.filter = a.filter.filter();
         opts.search = a.filter.search.clone();
         let report = pull::run(&opts).map_err(|e| advise(e, Side::Host1, &opts.endpoint))?;

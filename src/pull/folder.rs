@@ -88,6 +88,13 @@ pub(super) fn pull_folder(
 
     let (index, count) = job.position;
     let bytes = new_meta.values().map(|f| f.size.unwrap_or(0)).sum();
+    if job.opts.dry_run {
+        // The index is a scratch copy: the changes above were counted, nothing is fetched.
+        fr.dry_run = true;
+        fr.new = new_meta.len() as u64;
+        fr.bytes = bytes;
+        return Ok(());
+    }
     job.progress
         .folder(index, count, &folder.path, new_meta.len() as u64, bytes);
     let mut bodies = Bodies::new(

@@ -63,6 +63,9 @@ pub struct PullOptions {
     pub search: Option<crate::imap::SearchKey>,
     /// Record the folder list only; take no message (`sync --justfolders`).
     pub just_folders: bool,
+    /// Say what would be fetched, changed and expunged; change nothing (the run works on a
+    /// scratch copy of the index).
+    pub dry_run: bool,
 }
 
 impl PullOptions {
@@ -84,6 +87,7 @@ impl PullOptions {
             filter: plan::MessageFilter::default(),
             search: None,
             just_folders: false,
+            dry_run: false,
         }
     }
 }
@@ -106,6 +110,9 @@ pub struct FolderReport {
     pub left_out: u64,
     /// Message bytes downloaded.
     pub bytes: u64,
+    /// Counted for a dry run: `new` and `bytes` are what would be fetched.
+    #[serde(skip)]
+    pub dry_run: bool,
     /// True when one EXAMINE showed nothing changed.
     pub unchanged: bool,
     /// Bytes of large messages received in chunks (progress even before a message completes).
@@ -119,6 +126,7 @@ pub struct FolderReport {
 /// The outcome of a pull.
 #[derive(Debug, Default, Serialize)]
 pub struct PullReport {
+    pub dry_run: bool,
     pub folders: u64,
     pub new: u64,
     pub reused: u64,
@@ -146,6 +154,18 @@ pub struct PullReport {
 impl PullReport {
     /// One line for humans.
     pub fn summary(&self) -> String {
+        if self.dry_run {
+            return format!(
+                "pull (dry run): {} folders, {} messages to fetch ({}), {} flags to change, {} \
+                 expunged on host1, {} failed; nothing was changed",
+                self.folders,
+                self.new,
+                human_bytes(self.bytes),
+                self.updated,
+                self.expunged,
+                self.failures.len()
+            );
+        }
         let rate = self.bytes as f64 / self.seconds.max(0.001);
         let left_out = if self.left_out > 0 {
             format!(", {} left out by the message filter", self.left_out)
@@ -171,6 +191,9 @@ impl PullReport {
 /// returned; per-message and per-folder problems are in [`PullReport::failures`].
 pub fn run(opts: &PullOptions) -> Result<PullReport> {
     let connector = run::Imap::new(&opts.endpoint, "host1");
+    if opts.dry_run {
+        return dry_run(opts, &connector);
+    }
     // An existing store is checked before connecting (another account's store fails at
     // once); a new one is made only after a login succeeded, so a mistyped host, user or
     // password leaves nothing behind.
@@ -192,6 +215,31 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
     };
     crate::runlog::start(&store.root, "pull")?;
     run_with(opts, &mut store, &connector, Some(conn))
+}
+
+/// A dry run: the store's index copied into a scratch store (or an empty one), pulled there
+/// without fetching a body, then thrown away.
+fn dry_run(opts: &PullOptions, connector: &run::Imap<'_>) -> Result<PullReport> {
+    let scratch = std::env::temp_dir().join(format!(
+        "imapferry-dry-run-{}-{}",
+        std::process::id(),
+        crate::clock::now()
+    ));
+    std::fs::create_dir_all(&scratch)?;
+    let result = (|| {
+        if Store::exists(&opts.store) {
+            let store = Store::open_existing(&opts.store)?;
+            store
+                .index
+                .copy_to(&scratch.join(crate::store::INDEX_FILE))?;
+        }
+        let mut store = Store::open_or_create(&scratch)?;
+        check_account(&mut store, opts)?;
+        let conn = run::connect(connector, &mut Retry::new(opts.retries))?;
+        run_with(opts, &mut store, connector, Some(conn))
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }
 
 /// [`run`] on an open store through any [`Connector`] (the engine tests use memory mailboxes),
@@ -270,6 +318,7 @@ pub fn run_with(
     report.seconds = started.elapsed().as_secs_f64();
     report.peak_rss_bytes = ui::peak_rss_bytes();
     report.failed = report.failures.len() as u64;
+    report.dry_run = opts.dry_run;
     report.complete = report.failures.is_empty();
     let counts = RunCounts {
         folders: report.folders,
@@ -437,6 +486,16 @@ impl Local {
 fn folder_line(fr: &FolderReport) -> String {
     if fr.unchanged {
         return format!("{}: unchanged", fr.folder);
+    }
+    if fr.dry_run {
+        return format!(
+            "{}: {} to fetch ({}), {} flags to change, {} expunged on host1",
+            fr.folder,
+            fr.new,
+            human_bytes(fr.bytes),
+            fr.updated,
+            fr.expunged
+        );
     }
     let mut line = format!("{}: {} new", fr.folder, fr.new);
     if fr.reused > 0 {

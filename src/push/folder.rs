@@ -202,6 +202,7 @@ fn conclude(
     let reconnect = match result {
         Ok(()) => {
             if fr.sent + fr.flags_updated + fr.deleted + fr.failed + fr.doubles_removed > 0
+                || ctx.opts.dry_run
                 || ui::verbosity() >= 2
             {
                 ctx.progress.line(&folder_line(&fr, ctx.opts.dry_run));
@@ -223,7 +224,10 @@ fn conclude(
 }
 
 fn folder_line(fr: &FolderReport, dry: bool) -> String {
-    let verb = if dry { "to send" } else { "sent" };
+    if dry {
+        return dry_line(fr);
+    }
+    let verb = "sent";
     let mut s = format!(
         "{}: {} {verb} ({}), {} already there, {} failed, {} flag updates, {} deleted",
         fr.folder,
@@ -242,6 +246,28 @@ fn folder_line(fr: &FolderReport, dry: bool) -> String {
             "; keywords host2 does not store, left off: {}",
             fr.dropped_keywords.join(" ")
         );
+    }
+    s
+}
+
+/// What a dry run would do in one mailbox: where the store folder goes, whether it is created.
+fn dry_line(fr: &FolderReport) -> String {
+    let place = if fr.folder.contains(" → ") || fr.folder == fr.mailbox {
+        fr.folder.clone()
+    } else {
+        format!("{} → {}", fr.folder, fr.mailbox)
+    };
+    let create = if fr.created { " (to create)" } else { "" };
+    let mut s = format!(
+        "{place}{create}: {} to send ({}), {} already there, {} flag updates, {} to delete",
+        fr.sent,
+        human_bytes(fr.bytes),
+        fr.already,
+        fr.flags_updated,
+        fr.deleted
+    );
+    if fr.doubles_removed > 0 {
+        s += &format!(", {} doubles to remove", fr.doubles_removed);
     }
     s
 }

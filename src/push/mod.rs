@@ -168,11 +168,23 @@ pub struct PushReport {
 impl PushReport {
     /// The final lines for humans.
     pub fn summary(&self) -> String {
-        let head = if self.dry_run {
-            "push (dry run)"
-        } else {
-            "push"
-        };
+        if self.dry_run {
+            return format!(
+                "push (dry run): {} folders ({} to create), {} messages: {} to send ({}), {} \
+                 already there; {} flag updates, {} to delete, {} doubles to remove\n{}",
+                self.folders,
+                self.created.len(),
+                self.messages,
+                self.sent,
+                human_bytes(self.bytes),
+                self.already,
+                self.flags_updated,
+                self.deleted,
+                self.doubles_removed,
+                self.verdict
+            );
+        }
+        let head = "push";
         let mut s = format!(
             "{head}: {} folders ({} created), {} messages: {} sent, {} already there, {} failed; \
              {} flag updates, {} deleted",
@@ -446,12 +458,18 @@ fn finish(report: &mut PushReport, started: Instant, opts: &PushOptions) {
             if opts.dry_run { "to create" } else { "created" }
         )
     } else if opts.dry_run {
+        let creates = if report.created.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", report.created.join(", "))
+        };
         format!(
-            "dry run: would create {} folders, send {} messages ({}), remove {} doubles and \
-             delete {}; nothing was changed",
+            "dry run: would create {} folders{creates}, send {} messages ({}), update flags of \
+             {}, remove {} doubles and delete {}; nothing was changed",
             report.created.len(),
             report.sent,
             human_bytes(report.bytes),
+            report.flags_updated,
             report.doubles_removed,
             report.deleted
         )

@@ -193,6 +193,18 @@ impl Index {
         &self.path
     }
 
+    /// Write a consistent copy of the database to `path` (which must not exist): what a dry
+    /// run works on, so the store itself is never changed.
+    pub fn copy_to(&self, path: &Path) -> Result<()> {
+        let target = path
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", path.display()))?;
+        self.conn
+            .execute("VACUUM INTO ?1", [target])
+            .with_context(|| format!("copying {} to {target}", self.path.display()))?;
+        Ok(())
+    }
+
     /// The random identity given to the store at creation (32 hex digits).
     pub fn store_id(&self) -> Result<String> {
         meta_get(&self.conn, "store_id")
