@@ -493,3 +493,31 @@ fn dry_runs_show_the_plan_and_change_nothing() {
         "a dry run sent mail"
     );
 }
+
+#[test]
+fn status_shows_folder_names_wider_than_any_column() {
+    let server = Dovecot::start(DovecotConfig::new());
+    let long = format!("{}日本語{}", "A".repeat(150), "b".repeat(80));
+    let corpus = common::Corpus {
+        folders: vec!["INBOX".into(), long.clone()],
+        messages: vec![common::CorpusMessage {
+            folder: long.clone(),
+            bytes: b"Subject: wide\r\n\r\nwide\r\n".to_vec(),
+            flags: Vec::new(),
+            internaldate: "05-Mar-2021 14:03:07 +0100".into(),
+        }],
+    };
+    common::seed(&server, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    pull(&server, "alice", &store, &[]).expect_code(0);
+    let run: Run = imapferry()
+        .args(["status", "--store"])
+        .arg(&store)
+        .env("COLUMNS", "60")
+        .output()
+        .unwrap()
+        .into();
+    let run = run.expect_code(0);
+    assert!(run.stdout.contains(&long), "{}", run.stdout);
+}
