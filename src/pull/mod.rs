@@ -27,7 +27,7 @@ use crate::mailbox::Mailbox;
 use crate::run::{self, Connector, Done, Failure, Retry};
 use crate::store::partial::Partials;
 use crate::store::{FolderRow, Index, Objects, RunCounts, Store, INDEX_FILE};
-use crate::ui::{self, human_bytes, Progress};
+use crate::ui::{self, human_bytes, Direction, Progress};
 use bodies::Carry;
 use folder::{pull_folder, Job};
 
@@ -204,8 +204,14 @@ pub fn run_with(
     } else {
         settle_unchanged(store, &folders)?
     };
-    let progress = Progress::new();
     let count = folders.len();
+    let progress = Progress::new(Direction::Fetch, count);
+    progress.settled(count - todo.len());
+    // What LIST-STATUS counts is known before any body moves: the total starts near its end
+    // value instead of growing folder by folder.
+    for (i, messages) in expected(store, &folders, &todo)? {
+        progress.expect(i, messages);
+    }
     let items: Vec<usize> = todo;
     let root = store.root.clone();
     let (done, kept) = run::pool(
@@ -292,6 +298,29 @@ fn settle_unchanged(
     Ok((todo, results))
 }
 
+/// For the folders of `todo` whose LIST-STATUS is known: the messages a pull is expected to
+/// fetch there (see [`plan::expected_new`]).
+fn expected(
+    store: &Store,
+    folders: &[(FolderRow, Option<MailboxStatus>)],
+    todo: &[usize],
+) -> Result<Vec<(usize, u64)>> {
+    let mut out = Vec::new();
+    for &i in todo {
+        let (folder, Some(status)) = &folders[i] else {
+            continue;
+        };
+        let live = match (folder.state.uidvalidity, status.uidvalidity) {
+            (Some(old), Some(now)) if old == now => store.index.live_count(folder.id, old)?,
+            _ => 0,
+        };
+        if let Some(n) = plan::expected_new(live, status) {
+            out.push((i, n));
+        }
+    }
+    Ok(out)
+}
+
 /// Pull one folder, reconnecting and resuming after transient failures.
 fn pull_one(
     conn: &mut Box<dyn Mailbox>,
@@ -313,6 +342,7 @@ fn pull_one(
         progress,
         position,
     };
+    progress.start(position.0, &folder.path);
     let mut carry = Carry::default();
     let mut retry = Retry::new(opts.retries);
     let done = |fr: &FolderReport| fr.new + fr.updated + fr.expunged + fr.chunk_bytes;
@@ -345,6 +375,7 @@ fn pull_one(
             true
         }
     };
+    progress.done(position.0);
     Done {
         result: (fr, failures),
         reconnect,
