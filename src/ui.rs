@@ -2,13 +2,20 @@
 //! terminal, plain lines otherwise). Everything goes to stderr so `--json` output on stdout stays
 //! clean.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 pub use crate::text::{printable, printable_lines};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::style::ProgressTracker;
+use indicatif::TermLike;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::imap::ByteMeter;
 
 /// 0 = quiet, 1 = normal, 2 = verbose, 3 = protocol trace.
 static VERBOSITY: AtomicU8 = AtomicU8::new(1);
@@ -24,18 +31,33 @@ pub fn verbosity() -> u8 {
 // Every sink below shows its message through [`printable`]: messages carry folder names and
 // server texts, and a terminal must never act on bytes a server chose. A message is one line.
 
+/// The bar on screen, if any: lines printed while it is drawn must go through it, or they leave
+/// bar remnants behind and the bar redraws over them.
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Print one line to stderr, above the bar when one is drawn.
+fn say(line: String) {
+    let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match bar {
+        // indicatif clears the bar, prints the line (the terminal wraps a long one; indicatif
+        // counts the wrapped rows) and draws the bar again below it.
+        Some(bar) => bar.println(line),
+        None => eprintln!("{line}"),
+    }
+}
+
 /// Always shown.
 pub fn warn(msg: &str) {
     let line = format!("warning: {}", printable(msg));
     crate::runlog::write(&line);
-    eprintln!("{line}");
+    say(line);
 }
 
 /// Shown unless `-q`.
 pub fn info(msg: &str) {
     crate::runlog::write(&printable(msg));
     if verbosity() >= 1 {
-        eprintln!("{}", printable(msg));
+        say(printable(msg).into_owned());
     }
 }
 
@@ -43,63 +65,389 @@ pub fn info(msg: &str) {
 pub fn detail(msg: &str) {
     crate::runlog::write(&printable(msg));
     if verbosity() >= 2 {
-        eprintln!("{}", printable(msg));
+        say(printable(msg).into_owned());
     }
 }
 
-/// Progress of one run over several folders.
-pub struct Progress {
-    bar: Option<ProgressBar>,
+/// Which way a run moves messages: the words on its bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// pull: host1 into the store.
+    Fetch,
+    /// push: the store into host2.
+    Send,
 }
 
-impl Progress {
-    /// A bar when stderr is a terminal and not quiet; otherwise plain lines from [`Progress::line`].
-    pub fn new() -> Progress {
-        let bar = (verbosity() >= 1 && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:.bold} {wide_msg}\n[{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
-        Progress { bar }
-    }
-
-    /// A folder starts: `bytes` more are expected.
-    pub fn folder(&self, index: usize, count: usize, path: &str, messages: u64, bytes: u64) {
-        match &self.bar {
-            Some(bar) => {
-                bar.set_prefix(format!("[{}/{}]", index + 1, count));
-                bar.set_message(format!("{}: {messages} messages to fetch", printable(path)));
-                bar.inc_length(bytes);
-            }
-            None if messages > 0 => detail(&format!(
-                "[{}/{}] {path}: fetching {messages} messages ({})",
-                index + 1,
-                count,
-                human_bytes(bytes)
-            )),
-            None => {}
+impl Direction {
+    fn command(self) -> &'static str {
+        match self {
+            Direction::Fetch => "pull",
+            Direction::Send => "push",
         }
     }
 
-    /// `bytes` more arrived.
-    pub fn advance(&self, bytes: u64) {
+    fn to_do(self) -> &'static str {
+        match self {
+            Direction::Fetch => "to fetch",
+            Direction::Send => "to send",
+        }
+    }
+
+    fn doing(self) -> &'static str {
+        match self {
+            Direction::Fetch => "fetching",
+            Direction::Send => "sending",
+        }
+    }
+}
+
+/// One folder's work as the display knows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Messages expected before the folder is examined (pull: what LIST-STATUS counts beyond
+    /// what the store holds).
+    pub estimate: u64,
+    /// Once examined: (messages, bytes) this run moves for it, what already moved included.
+    pub examined: Option<(u64, u64)>,
+    /// Messages moved so far.
+    pub messages_done: u64,
+    /// Bytes that arrived (or went) so far, pieces of unfinished messages included.
+    pub bytes_done: u64,
+}
+
+/// Messages and bytes of all planned work. Bytes of folders not examined yet are estimated at
+/// the average message size of those examined, so the total is near its end value early and
+/// the bar seldom runs backwards; `None` while no message size is known at all.
+pub fn totals<'a>(work: impl IntoIterator<Item = &'a Work>) -> (u64, Option<u64>) {
+    let (mut messages, mut bytes, mut unexamined) = (0u64, 0u64, 0u64);
+    for w in work {
+        match w.examined {
+            Some((m, b)) => {
+                messages += m;
+                bytes += b;
+            }
+            None => unexamined += w.estimate,
+        }
+    }
+    let bytes = match (unexamined, messages) {
+        (0, _) => Some(bytes),
+        (_, 0) => None,
+        (u, m) => Some(bytes.saturating_add((bytes / m).saturating_mul(u))),
+    };
+    (messages + unexamined, bytes)
+}
+
+/// A transfer rate that forgets the past smoothly: bytes and seconds are both decayed with a
+/// time constant of [`RATE_WINDOW`] s, so one fast burst or a pause between folders moves it
+/// gradually, and a stall shows as a falling rate rather than a frozen one.
+#[derive(Debug, Clone, Default)]
+pub struct Rate {
+    last: Option<(f64, u64)>,
+    bytes: f64,
+    secs: f64,
+}
+
+/// Seconds over which [`Rate`] forgets.
+pub const RATE_WINDOW: f64 = 10.0;
+/// Seconds of data flow before a rate (and an ETA) is shown: the first seconds say little.
+pub const RATE_WARMUP: f64 = 3.0;
+
+impl Rate {
+    /// The position `pos` (bytes) at time `t` (seconds since any fixed start).
+    pub fn sample(&mut self, t: f64, pos: u64) {
+        let Some((t0, p0)) = self.last else {
+            self.last = Some((t, pos));
+            return;
+        };
+        let dt = t - t0;
+        if dt < 0.1 {
+            return;
+        }
+        self.last = Some((t, pos));
+        // Before the first byte (listing, examining folders) there is no rate to measure.
+        if pos == 0 || pos < p0 {
+            return;
+        }
+        let keep = (-dt / RATE_WINDOW).exp();
+        self.bytes = self.bytes * keep + (pos - p0) as f64;
+        self.secs = self.secs * keep + dt;
+    }
+
+    /// Bytes per second, once data has flowed long enough to say.
+    pub fn per_sec(&self) -> Option<f64> {
+        (self.secs >= RATE_WARMUP).then(|| self.bytes / self.secs)
+    }
+}
+
+/// Longest ETA worth showing: beyond it the rate says "stalled" more than "this long".
+const ETA_CAP_SECS: f64 = 99.0 * 3600.0;
+
+/// "ETA 3m 05s" for `remaining` bytes at `rate` bytes/s; "ETA --" while either is unknown or
+/// nothing moves, "ETA >99h" beyond the cap.
+pub fn eta_text(remaining: Option<u64>, rate: Option<f64>) -> String {
+    let (Some(remaining), Some(rate)) = (remaining, rate) else {
+        return "ETA --".into();
+    };
+    if remaining == 0 {
+        return "ETA 0s".into();
+    }
+    if rate < 1.0 {
+        return "ETA --".into();
+    }
+    let secs = remaining as f64 / rate;
+    if secs > ETA_CAP_SECS {
+        return "ETA >99h".into();
+    }
+    let secs = secs.ceil() as u64;
+    match secs {
+        0..60 => format!("ETA {secs}s"),
+        60..3600 => format!("ETA {}m {:02}s", secs / 60, secs % 60),
+        _ => format!("ETA {}h {:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// What the bar shows, kept up to date by the workers.
+#[derive(Debug, Default)]
+struct Plan {
+    work: BTreeMap<usize, Work>,
+    /// Folders in progress now, by slot.
+    running: BTreeMap<usize, String>,
+    folders: usize,
+    /// Folders finished (or found unchanged without a command).
+    finished: usize,
+}
+
+impl Plan {
+    fn work(&mut self, slot: usize) -> &mut Work {
+        self.work.entry(slot).or_default()
+    }
+
+    /// The first bar line: folders finished, and those running now.
+    fn header(&self, direction: Direction) -> String {
+        let mut line = format!(
+            "{} {}/{} folders",
+            direction.command(),
+            self.finished,
+            self.folders
+        );
+        if !self.running.is_empty() {
+            let names: Vec<&str> = self.running.values().map(String::as_str).collect();
+            line += &format!(", now: {}", names.join(", "));
+        }
+        printable(&line).into_owned()
+    }
+
+    /// The bar's length: the planned bytes, never less than what already moved.
+    fn length(&self) -> Option<u64> {
+        let moved: u64 = self.work.values().map(|w| w.bytes_done).sum();
+        totals(self.work.values()).1.map(|b| b.max(moved))
+    }
+
+    /// (messages moved, messages planned).
+    fn messages(&self) -> (u64, u64) {
+        let done = self.work.values().map(|w| w.messages_done).sum();
+        (done, totals(self.work.values()).0)
+    }
+
+    /// Whether the byte total is partly an estimate (folders with messages not examined yet).
+    fn estimated(&self) -> bool {
+        self.work
+            .values()
+            .any(|w| w.examined.is_none() && w.estimate > 0)
+    }
+}
+
+/// The bar's third line: bytes and messages, done of planned; `~` marks an estimated total.
+fn amount_text(
+    direction: Direction,
+    pos: u64,
+    len: Option<u64>,
+    estimated: bool,
+    messages: (u64, u64),
+) -> String {
+    let about = if estimated { "~" } else { "" };
+    let len = len.map_or("?".to_string(), |l| {
+        format!("{about}{}", human_bytes(l.max(pos)))
+    });
+    format!(
+        "{} of {len} · {}/{} messages {}",
+        human_bytes(pos),
+        messages.0,
+        messages.1.max(messages.0),
+        direction.to_do()
+    )
+}
+
+/// The rate and ETA of the bar: sampled at each tick, smoothed by [`Rate`].
+#[derive(Clone, Default)]
+struct Pace {
+    started: Option<Instant>,
+    rate: Rate,
+}
+
+impl ProgressTracker for Pace {
+    fn clone_box(&self) -> Box<dyn ProgressTracker> {
+        Box::new(self.clone())
+    }
+
+    fn tick(&mut self, state: &ProgressState, now: Instant) {
+        let started = *self.started.get_or_insert(now);
+        let t = now.saturating_duration_since(started).as_secs_f64();
+        self.rate.sample(t, state.pos());
+    }
+
+    fn reset(&mut self, _: &ProgressState, _: Instant) {}
+
+    fn write(&self, state: &ProgressState, w: &mut dyn fmt::Write) {
+        let rate = self.rate.per_sec();
+        let remaining = state.len().map(|l| l.saturating_sub(state.pos()));
+        let shown = rate.map_or("-- B".into(), |r| human_bytes(r as u64));
+        let _ = write!(w, "{shown}/s {}", eta_text(remaining, rate));
+    }
+}
+
+/// Progress of one run over several folders, told by the workers (several at once).
+pub struct Progress {
+    direction: Direction,
+    plan: Arc<Mutex<Plan>>,
+    bar: Option<ProgressBar>,
+    /// Orders setting the bar's length and header. The plan's lock is never held while the bar
+    /// is touched: a draw locks the plan (see [`bar_style`]).
+    order: Mutex<()>,
+}
+
+impl Progress {
+    /// A bar when stderr is a terminal and not quiet; otherwise plain lines from
+    /// [`Progress::line`]. `folders`: how many the run covers.
+    pub fn new(direction: Direction, folders: usize) -> Progress {
+        let plan = Arc::new(Mutex::new(Plan {
+            folders,
+            ..Plan::default()
+        }));
+        let bar = (verbosity() >= 1 && std::io::stderr().is_terminal()).then(|| {
+            let screen = ProgressDrawTarget::term_like_with_hz(Box::new(Screen::stderr()), 20);
+            let bar = ProgressBar::with_draw_target(None, screen);
+            bar.set_style(bar_style(direction, &plan));
+            bar.enable_steady_tick(Duration::from_millis(200));
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+            bar
+        });
+        let p = Progress {
+            direction,
+            plan,
+            bar,
+            order: Mutex::new(()),
+        };
+        p.refresh();
+        p
+    }
+
+    fn plan(&self) -> MutexGuard<'_, Plan> {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Show the plan's header and length on the bar.
+    fn refresh(&self) {
+        let Some(bar) = &self.bar else { return };
+        let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        let (header, length) = {
+            let plan = self.plan();
+            (plan.header(self.direction), plan.length())
+        };
+        match length {
+            Some(l) => bar.set_length(l),
+            None => bar.unset_length(),
+        }
+        bar.set_message(header);
+    }
+
+    /// `n` folders need no work (unchanged since the last run).
+    pub fn settled(&self, n: usize) {
+        self.plan().finished += n;
+        self.refresh();
+    }
+
+    /// The folder of `slot` is expected to hold `messages` to move, before it is examined.
+    pub fn expect(&self, slot: usize, messages: u64) {
+        self.plan().work(slot).estimate = messages;
+        self.refresh();
+    }
+
+    /// The folder of `slot` is being worked on now.
+    pub fn start(&self, slot: usize, path: &str) {
+        self.plan().running.insert(slot, path.to_string());
+        self.refresh();
+    }
+
+    /// The folder of `slot` was examined: `messages` of `bytes` are left to move (again after a
+    /// retry: what already moved is kept).
+    pub fn folder(&self, slot: usize, messages: u64, bytes: u64) {
+        let (path, count) = {
+            let mut plan = self.plan();
+            let w = plan.work(slot);
+            w.examined = Some((w.messages_done + messages, w.bytes_done + bytes));
+            let path = plan.running.get(&slot).cloned().unwrap_or_default();
+            (path, plan.folders)
+        };
+        if self.bar.is_some() {
+            self.refresh();
+        } else if messages > 0 {
+            detail(&format!(
+                "[{}/{count}] {path}: {} {messages} messages ({})",
+                slot + 1,
+                self.direction.doing(),
+                human_bytes(bytes)
+            ));
+        }
+    }
+
+    /// The folder of `slot` is finished (done or failed): what it moved is all it will move,
+    /// so a failed folder's remaining work leaves the totals.
+    pub fn done(&self, slot: usize) {
+        {
+            let mut plan = self.plan();
+            if plan.running.remove(&slot).is_some() {
+                plan.finished += 1;
+            }
+            let w = plan.work(slot);
+            w.examined = Some((w.messages_done, w.bytes_done));
+        }
+        self.refresh();
+    }
+
+    /// `messages` more were moved for `slot`, with `bytes` no meter counted.
+    pub fn moved(&self, slot: usize, messages: u64, bytes: u64) {
+        {
+            let mut plan = self.plan();
+            let w = plan.work(slot);
+            w.messages_done += messages;
+            w.bytes_done += bytes;
+        }
         if let Some(bar) = &self.bar {
             bar.inc(bytes);
         }
     }
 
-    /// A line that stays (a finished folder, a failure).
+    /// A meter for the connection working on `slot`: counts bytes as they arrive (see
+    /// [`crate::mailbox::Mailbox::set_literal_meter`]). `None` without a bar.
+    pub fn meter(&self, slot: usize) -> Option<ByteMeter> {
+        let bar = self.bar.clone()?;
+        let plan = Arc::clone(&self.plan);
+        Some(Arc::new(move |n| {
+            plan.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .work(slot)
+                .bytes_done += n;
+            bar.inc(n);
+        }))
+    }
+
+    /// A line that stays (a finished folder, a failure), above the bar.
     pub fn line(&self, msg: &str) {
         match &self.bar {
-            Some(bar) => {
+            Some(_) => {
                 crate::runlog::write(&printable(msg));
-                bar.println(printable(msg))
+                say(printable(msg).into_owned())
             }
             None => info(msg),
         }
@@ -107,15 +455,132 @@ impl Progress {
 
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
+            let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+            *active = None;
+            drop(active);
             bar.finish_and_clear();
         }
     }
 }
 
-impl Default for Progress {
-    fn default() -> Self {
-        Progress::new()
+impl Drop for Progress {
+    /// A run that ends with an error leaves no bar ticking over its message.
+    fn drop(&mut self) {
+        self.finish();
     }
+}
+
+/// stderr as indicatif draws on it, except that a line is as wide as its text: indicatif pads
+/// each line with spaces to the terminal's width, and a terminal narrowed by a resize then
+/// rewraps every padded line into two rows, which the next redraw does not clear. Each pad
+/// becomes an erase-to-end-of-line, and the row change it implied a CR LF.
+#[derive(Debug)]
+struct Screen {
+    term: console::Term,
+    pen: Mutex<Pen>,
+}
+
+/// Where [`Screen`] is in indicatif's drawing: it writes each line's text, then its pad.
+#[derive(Debug, Default)]
+struct Pen {
+    pad_next: bool,
+    newline_due: bool,
+}
+
+impl Screen {
+    fn stderr() -> Screen {
+        Screen {
+            term: console::Term::buffered_stderr(),
+            pen: Mutex::new(Pen::default()),
+        }
+    }
+
+    /// Any cursor movement ends a drawing: no pad, no row change due.
+    fn moved(&self) {
+        *self.pen.lock().unwrap_or_else(|e| e.into_inner()) = Pen::default();
+    }
+}
+
+impl TermLike for Screen {
+    fn width(&self) -> u16 {
+        self.term.size().1
+    }
+
+    fn height(&self) -> u16 {
+        self.term.size().0
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.moved();
+        self.term.move_cursor_up(n)
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.moved();
+        self.term.move_cursor_down(n)
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.moved();
+        self.term.move_cursor_right(n)
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.moved();
+        self.term.move_cursor_left(n)
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.moved();
+        self.term.write_line(s)
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        let mut pen = self.pen.lock().unwrap_or_else(|e| e.into_inner());
+        if pen.pad_next {
+            pen.pad_next = false;
+            pen.newline_due = true;
+            // An empty pad means the text ended in the last column: nothing to erase (an
+            // erase there would take the last character).
+            if s.is_empty() {
+                return Ok(());
+            }
+            return self.term.write_str("\x1b[K");
+        }
+        if std::mem::take(&mut pen.newline_due) {
+            self.term.write_str("\r\n")?;
+        }
+        pen.pad_next = true;
+        self.term.write_str(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.moved();
+        self.term.clear_line()
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.term.flush()
+    }
+}
+
+/// Three lines: what runs; the bar with rate and ETA; bytes and messages. None is padded to
+/// the terminal's width (see [`Screen`]); at 60 columns each fits on one row.
+fn bar_style(direction: Direction, plan: &Arc<Mutex<Plan>>) -> ProgressStyle {
+    let plan = Arc::clone(plan);
+    let amount = move |state: &ProgressState, w: &mut dyn fmt::Write| {
+        let (messages, estimated) = {
+            let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+            (plan.messages(), plan.estimated())
+        };
+        let line = amount_text(direction, state.pos(), state.len(), estimated, messages);
+        let _ = w.write_str(&line);
+    };
+    ProgressStyle::with_template("{msg:.bold}\n[{elapsed_precise}] {bar:25} {pace}\n{amount}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("pace", Pace::default())
+        .with_key("amount", amount)
+        .progress_chars("=> ")
 }
 
 /// This process's peak resident memory (VmHWM) in bytes, where the OS reports it (Linux).
@@ -145,6 +610,136 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn examined(messages: u64, bytes: u64) -> Work {
+        Work {
+            examined: Some((messages, bytes)),
+            ..Work::default()
+        }
+    }
+
+    fn expected(messages: u64) -> Work {
+        Work {
+            estimate: messages,
+            ..Work::default()
+        }
+    }
+
+    #[test]
+    fn totals_count_listed_messages_before_their_folders_are_examined() {
+        // Nothing examined yet: messages known from LIST-STATUS, bytes not.
+        assert_eq!(totals(&[expected(100), expected(50)]), (150, None));
+        // One folder examined: the other is estimated at its average size.
+        let work = [examined(100, 1_000_000), expected(50)];
+        assert_eq!(totals(&work), (150, Some(1_500_000)));
+        // All examined: exact.
+        let work = [examined(100, 1_000_000), examined(50, 2_000_000)];
+        assert_eq!(totals(&work), (150, Some(3_000_000)));
+        assert_eq!(totals(&[]), (0, Some(0)));
+    }
+
+    #[test]
+    fn a_retried_folder_is_not_counted_twice() {
+        let mut plan = Plan::default();
+        plan.work(0).estimate = 10;
+        plan.work(0).examined = Some((10, 1000));
+        plan.work(0).messages_done = 4;
+        plan.work(0).bytes_done = 450;
+        // The second attempt finds 6 left (550 bytes): the plan still says 10 and 1000.
+        let w = plan.work(0);
+        w.examined = Some((w.messages_done + 6, w.bytes_done + 550));
+        assert_eq!(plan.messages(), (4, 10));
+        assert_eq!(plan.length(), Some(1000));
+    }
+
+    #[test]
+    fn the_header_names_every_folder_running_now() {
+        let mut plan = Plan {
+            folders: 5,
+            finished: 2,
+            ..Plan::default()
+        };
+        plan.running.insert(3, "Archive/2024".into());
+        plan.running.insert(1, "INBOX".into());
+        assert_eq!(
+            plan.header(Direction::Fetch),
+            "pull 2/5 folders, now: INBOX, Archive/2024"
+        );
+        plan.running.clear();
+        assert_eq!(plan.header(Direction::Send), "push 2/5 folders");
+    }
+
+    #[test]
+    fn the_amount_line_says_fetch_for_pull_and_send_for_push() {
+        let line = amount_text(Direction::Fetch, 1_500_000, Some(3_000_000), false, (3, 7));
+        assert_eq!(line, "1.5 MB of 3.0 MB · 3/7 messages to fetch");
+        let line = amount_text(Direction::Fetch, 1_500_000, Some(3_000_000), true, (3, 7));
+        assert_eq!(line, "1.5 MB of ~3.0 MB · 3/7 messages to fetch");
+        let line = amount_text(Direction::Send, 1_500_000, None, true, (3, 7));
+        assert_eq!(line, "1.5 MB of ? · 3/7 messages to send");
+    }
+
+    #[test]
+    fn the_rate_is_hidden_until_data_has_flowed_for_a_few_seconds() {
+        let mut r = Rate::default();
+        // Listing and examining: no bytes, no rate.
+        for i in 0..20 {
+            r.sample(i as f64 * 0.2, 0);
+        }
+        assert_eq!(r.per_sec(), None);
+        let mut t = 4.0;
+        let mut pos = 0;
+        while t < 6.0 {
+            t += 0.2;
+            pos += 20_000;
+            r.sample(t, pos);
+        }
+        assert_eq!(r.per_sec(), None, "2 s of data is not enough");
+        while t < 30.0 {
+            t += 0.2;
+            pos += 20_000;
+            r.sample(t, pos);
+        }
+        let rate = r.per_sec().unwrap();
+        assert!((rate - 100_000.0).abs() < 1_000.0, "{rate}");
+    }
+
+    #[test]
+    fn one_stalled_second_lowers_the_rate_only_a_little() {
+        let mut r = Rate::default();
+        let mut pos = 0;
+        for i in 0..100 {
+            pos += 50_000;
+            r.sample(i as f64 * 0.2, pos);
+        }
+        let before = r.per_sec().unwrap();
+        for i in 100..105 {
+            r.sample(i as f64 * 0.2, pos);
+        }
+        let after = r.per_sec().unwrap();
+        assert!(
+            after < before && after > before * 0.8,
+            "{before} -> {after}"
+        );
+        // A long stall brings it down towards nothing rather than freezing it.
+        for i in 105..400 {
+            r.sample(i as f64 * 0.2, pos);
+        }
+        assert!(r.per_sec().unwrap() < before * 0.01);
+    }
+
+    #[test]
+    fn the_eta_is_sane_or_not_shown() {
+        assert_eq!(eta_text(None, Some(1000.0)), "ETA --");
+        assert_eq!(eta_text(Some(1000), None), "ETA --");
+        assert_eq!(eta_text(Some(1000), Some(0.0)), "ETA --");
+        assert_eq!(eta_text(Some(0), Some(0.0)), "ETA 0s");
+        assert_eq!(eta_text(Some(42_000), Some(1000.0)), "ETA 42s");
+        assert_eq!(eta_text(Some(185_000), Some(1000.0)), "ETA 3m 05s");
+        assert_eq!(eta_text(Some(7_500_000), Some(1000.0)), "ETA 2h 05m");
+        // What once showed as "4390y": a near-zero rate over gigabytes.
+        assert_eq!(eta_text(Some(5_000_000_000), Some(36.0)), "ETA >99h");
+    }
 
     #[test]
     fn human_bytes_uses_decimal_units() {

@@ -217,6 +217,8 @@ pub struct Client {
     broken: Option<String>,
     /// Until the greeting is read, a line that is not IMAP means another protocol answers.
     greeted: bool,
+    /// Hears of literal bytes as they arrive (see [`Client::set_literal_meter`]).
+    literal_meter: Option<super::ByteMeter>,
 }
 
 /// The longest wait for the greeting (at most `--timeout`): servers greet at once.
@@ -267,6 +269,7 @@ impl Client {
             buf: Vec::new(),
             logging_out: false,
             response_limit: response::DEFAULT_RESPONSE_LIMIT,
+            literal_meter: None,
             unsolicited: 0,
             broken: None,
             greeted: false,
@@ -313,6 +316,12 @@ impl Client {
     /// True when COMPRESS=DEFLATE is active on this connection.
     pub fn is_compressed(&self) -> bool {
         self.conn.get_ref().is_compressed()
+    }
+
+    /// Tell `meter` of every literal byte read from now on (`None`: stop), so a progress display
+    /// counts a message's bytes while they arrive rather than once it is complete.
+    pub fn set_literal_meter(&mut self, meter: Option<super::ByteMeter>) {
+        self.literal_meter = meter;
     }
 
     /// Bytes this connection moved so far, on the socket and as IMAP text.
@@ -1657,21 +1666,26 @@ impl Client {
             self.buf = Vec::new();
         }
         loop {
-            let got =
-                match response::read_response(&mut self.conn, &mut self.buf, self.response_limit) {
-                    Ok(got) => got,
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        // The rest of that response is still coming and would be read as new
-                        // responses: this connection is done.
-                        let why = format!("{}: reading response: {e}", self.label);
-                        self.poison(why.clone());
-                        return Err(wire_error(ErrorKind::Protocol, why));
-                    }
-                    Err(e) => {
-                        return Err(anyhow::Error::new(e)
-                            .context(format!("{}: reading response", self.label)))
-                    }
-                };
+            let got = match response::read_response(
+                &mut self.conn,
+                &mut self.buf,
+                self.response_limit,
+                self.literal_meter.as_deref(),
+            ) {
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // The rest of that response is still coming and would be read as new
+                    // responses: this connection is done.
+                    let why = format!("{}: reading response: {e}", self.label);
+                    self.poison(why.clone());
+                    return Err(wire_error(ErrorKind::Protocol, why));
+                }
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("{}: reading response", self.label))
+                    )
+                }
+            };
             if !got {
                 let msg = if self.logging_out {
                     format!("{}: connection closed", self.label)

@@ -53,6 +53,9 @@ pub use error::{connect_problem, is_protocol, is_transient, ConnectProblem, Erro
 pub use ratelimit::RateLimit;
 pub use response::MailboxStatus;
 
+/// Hears of bytes as they arrive (see [`Client::set_literal_meter`]).
+pub type ByteMeter = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
 /// Flags without `\Recent`: a session flag, never stored or copied.
 pub fn without_recent(flags: &[String]) -> Vec<String> {
     flags

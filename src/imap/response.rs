@@ -33,7 +33,14 @@ const MAX_DEPTH: usize = 64;
 /// A response of more than `limit` bytes in all (however it is split into lines and literals)
 /// is refused with `InvalidData` as soon as it announces or reaches that size, so memory stays
 /// within `limit` whatever the server sends.
-pub fn read_response<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, limit: u64) -> io::Result<bool> {
+/// `meter`, when given, hears of literal bytes as they arrive (in pieces of at most
+/// [`LITERAL_PIECE`]), so a progress display moves during one large message.
+pub fn read_response<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    limit: u64,
+    meter: Option<&(dyn Fn(u64) + Send + Sync)>,
+) -> io::Result<bool> {
     buf.clear();
     let too_big = |what: String| {
         io::Error::new(
@@ -67,15 +74,39 @@ pub fn read_response<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, limit: u64) -> io
         }
         // Exactly what was announced, within the limit: no doubling past it while reading.
         buf.reserve_exact(usize::try_from(n).unwrap_or(0));
+        read_literal(r, buf, n, meter)?;
+    }
+}
+
+/// Most literal bytes read before the meter hears of them: a few refreshes per second even on
+/// a slow link.
+pub const LITERAL_PIECE: u64 = 16 << 10;
+
+/// Append exactly `n` literal bytes to `buf`, telling `meter` of each piece.
+fn read_literal<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    n: u64,
+    meter: Option<&(dyn Fn(u64) + Send + Sync)>,
+) -> io::Result<()> {
+    let mut got = 0u64;
+    while got < n {
+        let step = (n - got).min(LITERAL_PIECE);
         let before = buf.len();
-        let got = r.take(n).read_to_end(buf)?;
-        if (got as u64) != n || buf.len() - before != got {
+        let read = r.take(step).read_to_end(buf)?;
+        if (read as u64) != step || buf.len() - before != read {
+            let got = got + read as u64;
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("connection closed inside a {n}-byte literal after {got} bytes"),
             ));
         }
+        got += step;
+        if let Some(m) = meter {
+            m(step);
+        }
     }
+    Ok(())
 }
 
 /// Append bytes up to and including the next LF. Returns false on EOF before the LF; fails with
@@ -1022,7 +1053,7 @@ mod tests {
         let mut r = BufReader::with_capacity(1, OneByte(input));
         let mut out = Vec::new();
         let mut buf = Vec::new();
-        while read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT).unwrap() {
+        while read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT, None).unwrap() {
             out.push(buf.clone());
         }
         out
@@ -1058,6 +1089,22 @@ mod tests {
     }
 
     #[test]
+    fn a_large_literal_is_reported_in_pieces_as_it_arrives() {
+        let body = vec![b'x'; 40_000];
+        let input = fetch_wire(1, &body);
+        let pieces = std::sync::Mutex::new(Vec::new());
+        let meter = |n: u64| pieces.lock().unwrap().push(n);
+        let mut r = std::io::BufReader::new(&input[..]);
+        let mut buf = Vec::new();
+        assert!(read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT, Some(&meter)).unwrap());
+        assert_eq!(buf, input);
+        let pieces = pieces.into_inner().unwrap();
+        assert_eq!(pieces.iter().sum::<u64>(), 40_000);
+        assert!(pieces.len() >= 3, "{pieces:?}");
+        assert!(pieces.iter().all(|&p| p <= LITERAL_PIECE));
+    }
+
+    #[test]
     fn framing_with_literals_one_byte_at_a_time() {
         let mut input = b"* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n".to_vec();
         for (i, b) in bodies().iter().enumerate() {
@@ -1076,22 +1123,22 @@ mod tests {
     fn framing_errors() {
         let mut r = BufReader::new(&b"* 1 FETCH (BODY[] {10}\r\nshort"[..]);
         let mut buf = Vec::new();
-        assert!(read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT).is_err());
+        assert!(read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT, None).is_err());
         let mut r = BufReader::new(&b"* OK no newline"[..]);
-        assert!(read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT).is_err());
+        assert!(read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT, None).is_err());
         let mut r = BufReader::new(&b""[..]);
-        assert!(!read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT).unwrap());
+        assert!(!read_response(&mut r, &mut buf, DEFAULT_RESPONSE_LIMIT, None).unwrap());
         // Over the limit, by a literal's announcement or by lines and literals together.
         let mut r = BufReader::new(&b"* 1 FETCH (BODY[] {100}\r\n"[..]);
-        let e = read_response(&mut r, &mut buf, 99).unwrap_err();
+        let e = read_response(&mut r, &mut buf, 99, None).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
         let chain = b"* 1 FETCH (X {3}\r\nabc Y {3}\r\nabc Z {3}\r\nabc)\r\n";
         let mut r = BufReader::new(&chain[..]);
-        assert!(read_response(&mut r, &mut buf, 30).is_err());
+        assert!(read_response(&mut r, &mut buf, 30, None).is_err());
         let mut r = BufReader::new(&chain[..]);
-        assert!(read_response(&mut r, &mut buf, chain.len() as u64).unwrap());
+        assert!(read_response(&mut r, &mut buf, chain.len() as u64, None).unwrap());
         let mut r = BufReader::new(&b"* OK 0123456789\r\n"[..]);
-        assert!(read_response(&mut r, &mut buf, 10).is_err());
+        assert!(read_response(&mut r, &mut buf, 10, None).is_err());
     }
 
     #[test]

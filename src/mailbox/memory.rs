@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, Result};
 use super::{Cap, Mailbox, MailboxVerb};
 use crate::imap::uidset;
 use crate::imap::{
-    AppendMessage, AppendOutcome, Fetched, FlagOp, MailboxInfo, SearchKey, Selected, Traffic,
+    AppendMessage, AppendOutcome, ByteMeter, Fetched, FlagOp, MailboxInfo, SearchKey, Selected,
+    Traffic,
 };
 use crate::mailtime::InternalDate;
 use crate::names::{MailboxName, Namespace};
@@ -142,6 +143,8 @@ pub struct Memory {
     seen: u32,
     appends: usize,
     usable: bool,
+    /// Told of each body (or piece) delivered, as the network client tells of literals.
+    meter: Option<ByteMeter>,
 }
 
 impl Memory {
@@ -152,6 +155,13 @@ impl Memory {
             seen: 0,
             appends: 0,
             usable: true,
+            meter: None,
+        }
+    }
+
+    fn metered(&self, n: usize) {
+        if let Some(m) = &self.meter {
+            m(n as u64);
         }
     }
 
@@ -322,6 +332,7 @@ impl Mailbox for Memory {
             return Ok(Vec::new());
         }
         for (uid, m) in self.selected_uids(&set)? {
+            self.metered(m.bytes.len());
             f(fetched(uid, &m, true))?;
         }
         Ok(Vec::new())
@@ -344,6 +355,7 @@ impl Mailbox for Memory {
             .min(m.bytes.len());
         loop {
             let end = (at + chunk as usize).min(m.bytes.len());
+            self.metered(end - at);
             on_piece(&m.bytes[at..end])?;
             if end - at < chunk as usize {
                 return Ok(true);
@@ -489,6 +501,10 @@ impl Mailbox for Memory {
 
     fn traffic(&self) -> Traffic {
         Traffic::default()
+    }
+
+    fn set_literal_meter(&mut self, meter: Option<ByteMeter>) {
+        self.meter = meter;
     }
 
     fn logout(&mut self) {

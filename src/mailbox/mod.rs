@@ -14,8 +14,8 @@ pub mod memory;
 use anyhow::Result;
 
 use crate::imap::{
-    AppendMessage, AppendOutcome, Client, Fetched, FlagOp, MailboxInfo, SearchKey, Selected,
-    Traffic,
+    AppendMessage, AppendOutcome, ByteMeter, Client, Fetched, FlagOp, MailboxInfo, SearchKey,
+    Selected, Traffic,
 };
 use crate::names::{MailboxName, Namespace};
 
@@ -125,6 +125,9 @@ pub trait Mailbox: Send {
 
     /// Bytes moved so far.
     fn traffic(&self) -> Traffic;
+
+    /// Tell `meter` of message bytes as they arrive, pieces of a body included (`None`: stop).
+    fn set_literal_meter(&mut self, meter: Option<ByteMeter>);
 
     /// Say goodbye (best effort).
     fn logout(&mut self);
@@ -238,6 +241,10 @@ impl Mailbox for Client {
 
     fn is_usable(&self) -> bool {
         Client::is_usable(self)
+    }
+
+    fn set_literal_meter(&mut self, meter: Option<ByteMeter>) {
+        Client::set_literal_meter(self, meter)
     }
 
     fn traffic(&self) -> Traffic {

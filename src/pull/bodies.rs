@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 
+use super::folder::Job;
 use super::{FolderReport, Local, PullOptions, UidSize, MIN_CHUNK};
 use crate::imap::{body_margin, is_protocol, without_recent, Fetched};
 use crate::mailbox::Mailbox;
@@ -51,6 +52,8 @@ pub(super) struct Bodies<'a> {
     pub meta: &'a BTreeMap<u32, Fetched>,
     pub opts: &'a PullOptions,
     pub progress: &'a Progress,
+    /// This folder's place on the progress display.
+    pub slot: usize,
     pub fr: &'a mut FolderReport,
     /// Kept across attempts.
     pub carry: &'a mut Carry,
@@ -78,20 +81,19 @@ enum Pass {
 
 impl<'a> Bodies<'a> {
     pub fn new(
-        folder: &'a FolderRow,
+        job: &Job<'a>,
         uv: u32,
         meta: &'a BTreeMap<u32, Fetched>,
-        opts: &'a PullOptions,
-        progress: &'a Progress,
         fr: &'a mut FolderReport,
         carry: &'a mut Carry,
     ) -> Bodies<'a> {
         Bodies {
-            folder,
+            folder: job.folder,
             uv,
             meta,
-            opts,
-            progress,
+            opts: job.opts,
+            progress: job.progress,
+            slot: job.position.0,
             fr,
             carry,
             pending: Pending {
@@ -109,6 +111,14 @@ impl<'a> Bodies<'a> {
 
     /// Fetch every message of `meta`. What host1 never answered for ends up in `failed`.
     pub fn run(&mut self, conn: &mut dyn Mailbox, local: &mut Local) -> Result<()> {
+        // Bytes are counted as they arrive, so the display moves inside a large message too.
+        conn.set_literal_meter(self.progress.meter(self.slot));
+        let result = self.fetch_all(conn, local);
+        conn.set_literal_meter(None);
+        result
+    }
+
+    fn fetch_all(&mut self, conn: &mut dyn Mailbox, local: &mut Local) -> Result<()> {
         let all: Vec<UidSize> = self
             .meta
             .iter()
@@ -149,7 +159,7 @@ impl<'a> Bodies<'a> {
         let sizes: Vec<u64> = small.iter().map(|(_, s)| *s).collect();
         let (batch, depth) = (self.opts.batch_bytes, self.opts.depth);
         let result = conn.fetch_bodies(&uids, &sizes, batch, depth, &mut |f| {
-            self.accept(f, Pass::First, false, local)
+            self.accept(f, Pass::First, local)
         });
         // Keep what arrived even when the stream broke off.
         self.flush(local)?;
@@ -190,11 +200,10 @@ impl<'a> Bodies<'a> {
                 .partials
                 .begin(self.folder.id, self.uv, uid, size + body_margin(size))?;
         let offset = part.len();
-        let (fr, progress) = (&mut *self.fr, self.progress);
+        let fr = &mut *self.fr;
         let fetched = conn.fetch_partials(uid, offset, chunk, size, self.opts.depth, &mut |b| {
             part.append(b)?;
             fr.chunk_bytes += b.len() as u64;
-            progress.advance(b.len() as u64);
             Ok(())
         });
         match fetched {
@@ -205,7 +214,7 @@ impl<'a> Bodies<'a> {
                     body: Some(body),
                     ..Fetched::default()
                 };
-                self.accept(f, Pass::First, true, local)?;
+                self.accept(f, Pass::First, local)?;
                 self.flush(local)?;
             }
             Ok(false) => {}
@@ -251,7 +260,7 @@ impl<'a> Bodies<'a> {
             })
             .collect();
         let repeated = conn.fetch_bodies(&uids, &sizes, 1, 1, &mut |f| {
-            self.accept(f, Pass::Second, false, local)
+            self.accept(f, Pass::Second, local)
         })?;
         self.flush(local)?;
         self.repeated(&repeated, local)?;
@@ -264,8 +273,8 @@ impl<'a> Bodies<'a> {
         Ok(())
     }
 
-    /// One answer for a message. `counted`: its bytes already moved the progress bar.
-    fn accept(&mut self, f: Fetched, pass: Pass, counted: bool, local: &mut Local) -> Result<()> {
+    /// One answer for a message (its bytes were counted by the meter as they arrived).
+    fn accept(&mut self, f: Fetched, pass: Pass, local: &mut Local) -> Result<()> {
         let uid = f.uid;
         let (Some(meta), Some(body)) = (self.meta.get(&uid), f.body) else {
             return Ok(());
@@ -292,9 +301,6 @@ impl<'a> Bodies<'a> {
             }
         };
         let len = body.len() as u64;
-        if !counted {
-            self.progress.advance(len);
-        }
         let declared = meta.size;
         match (pass, declared) {
             (Pass::First, Some(size)) if size != len => {
@@ -397,6 +403,7 @@ impl<'a> Bodies<'a> {
             self.fr.new += 1;
         }
         self.fr.bytes += len;
+        self.progress.moved(self.slot, 1, 0);
         if self.pending.bytes >= self.opts.commit_bytes
             || self.pending.rows.len() >= self.opts.commit_messages
         {

@@ -86,7 +86,6 @@ pub(super) fn pull_folder(
     let flag_changes = flag_changes(conn, folder, &known, &sel, start)?;
     record_changes(local, folder, &sel, start, &expunged, &flag_changes, fr)?;
 
-    let (index, count) = job.position;
     let bytes = new_meta.values().map(|f| f.size.unwrap_or(0)).sum();
     if job.opts.dry_run {
         // The index is a scratch copy: the changes above were counted, nothing is fetched.
@@ -96,16 +95,8 @@ pub(super) fn pull_folder(
         return Ok(());
     }
     job.progress
-        .folder(index, count, &folder.path, new_meta.len() as u64, bytes);
-    let mut bodies = Bodies::new(
-        folder,
-        sel.uidvalidity,
-        &new_meta,
-        job.opts,
-        job.progress,
-        fr,
-        carry,
-    );
+        .folder(job.position.0, new_meta.len() as u64, bytes);
+    let mut bodies = Bodies::new(job, sel.uidvalidity, &new_meta, fr, carry);
     bodies.repairs = repairs;
     // An attempt cut short finds its failures again in the next one: only a whole one counts.
     bodies.run(conn, local)?;

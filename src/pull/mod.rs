@@ -27,7 +27,7 @@ use crate::mailbox::Mailbox;
 use crate::run::{self, Connector, Done, Failure, Retry};
 use crate::store::partial::Partials;
 use crate::store::{FolderRow, Index, Objects, RunCounts, Store, INDEX_FILE};
-use crate::ui::{self, human_bytes, Progress};
+use crate::ui::{self, human_bytes, Direction, Progress};
 use bodies::Carry;
 use folder::{pull_folder, Job};
 
@@ -269,24 +269,15 @@ pub fn run_with(
             list::sync_folder_list(m, store, &ns, opts, &mut report)
         },
     )?;
-    let (todo, mut results) = if opts.just_folders {
-        // The folder list is recorded; each folder counts as looked at, nothing is fetched.
-        let seen = folders.iter().map(|(f, _)| {
-            let fr = FolderReport {
-                folder: f.path.clone(),
-                ..FolderReport::default()
-            };
-            Some((fr, Vec::new()))
-        });
-        (Vec::new(), seen.collect())
-    } else if opts.repair {
-        // Every folder is looked at: an unchanged one may still hold a damaged object.
-        ((0..folders.len()).collect(), vec![None; folders.len()])
-    } else {
-        settle_unchanged(store, &folders)?
-    };
-    let progress = Progress::new();
+    let (todo, mut results) = to_pull(store, &folders, opts)?;
     let count = folders.len();
+    let progress = Progress::new(Direction::Fetch, count);
+    progress.settled(count - todo.len());
+    // What LIST-STATUS counts is known before any body moves: the total starts near its end
+    // value instead of growing folder by folder.
+    for (i, messages) in expected(store, &folders, &todo)? {
+        progress.expect(i, messages);
+    }
     let items: Vec<usize> = todo;
     let root = store.root.clone();
     let (done, kept) = run::pool(
@@ -315,11 +306,7 @@ pub fn run_with(
     }
     progress.finish();
     add_up(&mut report, results, &folders);
-    report.seconds = started.elapsed().as_secs_f64();
-    report.peak_rss_bytes = ui::peak_rss_bytes();
-    report.failed = report.failures.len() as u64;
-    report.dry_run = opts.dry_run;
-    report.complete = report.failures.is_empty();
+    finish(&mut report, started, opts);
     let counts = RunCounts {
         folders: report.folders,
         new: report.new,
@@ -336,6 +323,40 @@ pub fn run_with(
 
 /// One folder's outcome: its report and its failures.
 type Outcome = (FolderReport, Vec<Failure>);
+
+/// The folders to pull (indexes into `folders`) and a result slot per folder, those needing
+/// nothing already filled.
+fn to_pull(
+    store: &mut Store,
+    folders: &[(FolderRow, Option<MailboxStatus>)],
+    opts: &PullOptions,
+) -> Result<(Vec<usize>, Vec<Option<Outcome>>)> {
+    if opts.just_folders {
+        // The folder list is recorded; each folder counts as looked at, nothing is fetched.
+        let seen = folders.iter().map(|(f, _)| {
+            let fr = FolderReport {
+                folder: f.path.clone(),
+                ..FolderReport::default()
+            };
+            Some((fr, Vec::new()))
+        });
+        return Ok((Vec::new(), seen.collect()));
+    }
+    if opts.repair {
+        // Every folder is looked at: an unchanged one may still hold a damaged object.
+        return Ok(((0..folders.len()).collect(), vec![None; folders.len()]));
+    }
+    settle_unchanged(store, folders)
+}
+
+/// Time, memory and the run's verdict fields.
+fn finish(report: &mut PullReport, started: Instant, opts: &PullOptions) {
+    report.seconds = started.elapsed().as_secs_f64();
+    report.peak_rss_bytes = ui::peak_rss_bytes();
+    report.failed = report.failures.len() as u64;
+    report.dry_run = opts.dry_run;
+    report.complete = report.failures.is_empty();
+}
 
 /// Folders LIST-STATUS shows exactly as the last pull left them are recorded as pulled now,
 /// without a command. Returns the indexes of the others, and a result slot per folder.
@@ -376,6 +397,29 @@ fn settle_unchanged(
     Ok((todo, results))
 }
 
+/// For the folders of `todo` whose LIST-STATUS is known: the messages a pull is expected to
+/// fetch there (see [`plan::expected_new`]).
+fn expected(
+    store: &Store,
+    folders: &[(FolderRow, Option<MailboxStatus>)],
+    todo: &[usize],
+) -> Result<Vec<(usize, u64)>> {
+    let mut out = Vec::new();
+    for &i in todo {
+        let (folder, Some(status)) = &folders[i] else {
+            continue;
+        };
+        let live = match (folder.state.uidvalidity, status.uidvalidity) {
+            (Some(old), Some(now)) if old == now => store.index.live_count(folder.id, old)?,
+            _ => 0,
+        };
+        if let Some(n) = plan::expected_new(live, status) {
+            out.push((i, n));
+        }
+    }
+    Ok(out)
+}
+
 /// Pull one folder, reconnecting and resuming after transient failures.
 fn pull_one(
     conn: &mut Box<dyn Mailbox>,
@@ -397,6 +441,7 @@ fn pull_one(
         progress,
         position,
     };
+    progress.start(position.0, &folder.path);
     let mut carry = Carry::default();
     let mut retry = Retry::new(opts.retries);
     let done = |fr: &FolderReport| fr.new + fr.updated + fr.expunged + fr.chunk_bytes;
@@ -429,6 +474,7 @@ fn pull_one(
             true
         }
     };
+    progress.done(position.0);
     Done {
         result: (fr, failures),
         reconnect,

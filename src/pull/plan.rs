@@ -92,6 +92,13 @@ pub fn unchanged_by_status(old: &FolderState, live: u64, st: &MailboxStatus) -> 
         && live == u64::from(messages)
 }
 
+/// The messages a pull of a folder is expected to fetch, from its LIST-STATUS MESSAGES and the
+/// `live` messages the store holds under the same UIDVALIDITY (0 when it changed: all come
+/// again). Exact unless messages were both expunged and added since the last pull.
+pub fn expected_new(live: u64, st: &MailboxStatus) -> Option<u64> {
+    st.messages.map(|m| u64::from(m).saturating_sub(live))
+}
+
 /// Whether known plus new messages account for every message host1 holds; when not, some
 /// known ones were expunged (or new ones sit below the old UIDNEXT) and the UID list decides.
 pub fn counts_add_up(known: usize, new: usize, exists: u32) -> bool {
@@ -254,6 +261,19 @@ mod tests {
             9,
             &st(9, 7, 10, Some(50))
         ));
+    }
+
+    #[test]
+    fn list_status_counts_what_the_store_lacks_as_expected_work() {
+        let st = |m| MailboxStatus {
+            messages: m,
+            ..MailboxStatus::default()
+        };
+        assert_eq!(expected_new(0, &st(Some(120))), Some(120));
+        assert_eq!(expected_new(100, &st(Some(120))), Some(20));
+        // More in the store than on host1 (expunges): nothing to fetch, not an underflow.
+        assert_eq!(expected_new(130, &st(Some(120))), Some(0));
+        assert_eq!(expected_new(0, &st(None)), None);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub(crate) struct Unfinished {
     fr: FolderReport,
     state: State,
     started: Instant,
+    /// Its place on the progress display.
+    slot: usize,
 }
 
 /// Push one target, retrying after a dropped link (each attempt compares host2 afresh, so what
@@ -92,6 +94,7 @@ pub(crate) fn push_target(
     }
     let mut state = State::default();
     let mut retry = Retry::new(ctx.opts.retries);
+    ctx.progress.start(position, &target.label());
     let result = Index::open(&ctx.index_path).and_then(|mut index| {
         run::retrying(
             conn,
@@ -108,21 +111,29 @@ pub(crate) fn push_target(
                     target,
                     fr: &mut fr,
                     state: &mut state,
+                    slot: position,
                 };
-                let r = p.run(position);
+                let r = p.run();
                 *progressed = state.sent.len() + fr.flags_updated as usize > before;
                 r
             },
         )
     });
     if result.is_ok() && state.unsettled && !ctx.opts.dry_run {
+        ctx.progress.done(position);
         return Done {
-            result: Pushed::Unsettled(Unfinished { fr, state, started }),
+            result: Pushed::Unsettled(Unfinished {
+                fr,
+                state,
+                started,
+                slot: position,
+            }),
             reconnect: false,
         };
     }
     fr.seconds = started.elapsed().as_secs_f64();
     let done = conclude(ctx, target, fr, state, result);
+    ctx.progress.done(position);
     Done {
         result: Pushed::Done(done.result),
         reconnect: done.reconnect,
@@ -153,6 +164,7 @@ pub(crate) fn finish_unsettled(
                 target,
                 fr: &mut u.fr,
                 state: &mut u.state,
+                slot: u.slot,
             }
             .last_look()
         },
@@ -287,10 +299,12 @@ struct Pusher<'a, 'c> {
     target: &'a Target,
     fr: &'a mut FolderReport,
     state: &'a mut State,
+    /// The target's place on the progress display.
+    slot: usize,
 }
 
 impl Pusher<'_, '_> {
-    fn run(&mut self, position: usize) -> Result<()> {
+    fn run(&mut self) -> Result<()> {
         let dry = self.ctx.opts.dry_run;
         if !self.target.exists && dry {
             // Nothing to look at on host2: everything would be sent.
@@ -329,13 +343,9 @@ impl Pusher<'_, '_> {
             .iter()
             .map(|&i| cmp.store[i].row.size)
             .sum();
-        self.ctx.progress.folder(
-            position,
-            self.ctx.count,
-            &self.target.label(),
-            cmp.settled.missing.len() as u64,
-            bytes,
-        );
+        self.ctx
+            .progress
+            .folder(self.slot, cmp.settled.missing.len() as u64, bytes);
         if dry {
             return self.dry_run(&cmp, &sel);
         }
@@ -664,7 +674,9 @@ impl Pusher<'_, '_> {
             .sum();
         self.state.present.extend(mappings.iter().map(Mapping::key));
         self.fr.bytes += sent_bytes;
-        self.ctx.progress.advance(sent_bytes);
+        self.ctx
+            .progress
+            .moved(self.slot, mappings.len() as u64, sent_bytes);
     }
 
     /// A message to send once more, as `how` says.

@@ -32,7 +32,7 @@ use crate::imap::Endpoint;
 use crate::mailbox::{Cap, Mailbox};
 use crate::run::{self, Connector, Failure, Retry};
 use crate::store::{Index, MailboxFacts, RunCounts, Store};
-use crate::ui::{self, human_bytes, Progress};
+use crate::ui::{self, human_bytes, Direction, Progress};
 
 /// What a push is asked to do.
 #[derive(Debug)]
@@ -217,7 +217,6 @@ pub(crate) struct Ctx<'a> {
     pub destination: Option<i64>,
     pub objects: &'a crate::store::Objects,
     pub progress: &'a Progress,
-    pub count: usize,
     pub connector: &'a dyn Connector,
     pub index_path: PathBuf,
 }
@@ -256,13 +255,12 @@ pub fn run_with(
         .transpose()?;
     let (todo, skipped, subscribe_only) = split_unchanged(&store.index, destination, plan, opts)?;
 
-    let progress = Progress::new();
+    let progress = Progress::new(Direction::Send, todo.len());
     let ctx = Ctx {
         opts,
         destination,
         objects: &store.objects,
         progress: &progress,
-        count: todo.len(),
         connector,
         index_path: store.index.path().to_path_buf(),
     };
