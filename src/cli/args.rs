@@ -29,6 +29,9 @@ pub enum Command {
     Sync(Box<SyncArgs>),
     /// Compare host2 with the store, folder by folder (exit 3 when host2 lacks something).
     Check(Box<CheckArgs>),
+    /// Many accounts: `fleet run` migrates a list of account pairs (imapsync's file format),
+    /// resumably; `fleet status` shows where each stands.
+    Fleet(FleetArgs),
     /// Carry a store on a disk: `bundle create` writes files, `bundle apply` reads them.
     Bundle(BundleArgs),
     /// Write the store's mail as Maildir++ or mbox files any mail program reads.
@@ -697,6 +700,98 @@ impl From<ExportFormat> for imapferry::export::Format {
             ExportFormat::Mbox => imapferry::export::Format::Mbox,
         }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct FleetArgs {
+    #[command(subcommand)]
+    pub command: FleetCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Run a phase for every account of the file, several at once, each into its own store.
+    Run(FleetRunArgs),
+    /// Where each account stands (after the fleet process is gone too).
+    Status(FleetStatusArgs),
+}
+
+/// Which phase a fleet runs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Pull,
+    Push,
+    Sync,
+}
+
+impl Phase {
+    pub fn command(self) -> &'static str {
+        match self {
+            Phase::Pull => "pull",
+            Phase::Push => "push",
+            Phase::Sync => "sync",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FleetRunArgs {
+    /// One account pair a line: host1;user1;password1;host2;user2;password2;[options];
+    /// (a password may be file:PATH or env:NAME)
+    #[arg(value_name = "ACCOUNTS")]
+    pub accounts: PathBuf,
+    /// The directory of the accounts' stores (one each, named after host1 and user1)
+    #[arg(long, value_name = "DIR")]
+    pub stores: PathBuf,
+    /// sync pulls then pushes each account; pull or push runs that phase only
+    #[arg(long, value_enum, default_value = "sync")]
+    pub phase: Phase,
+    /// Accounts at once (default: from the cores and the memory available, and said)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub parallel: Option<u64>,
+    /// Run only the accounts of shard K of N (1 ≤ K ≤ N), by host1 and user1: stable when
+    /// other lines are added, removed or moved
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+    /// Most connections to any one server across all accounts (servers limit them per IP)
+    #[arg(
+        long = "max-connections-per-host",
+        value_name = "M",
+        default_value_t = 8
+    )]
+    pub max_per_host: usize,
+    /// Connections each account opens to each server
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Print the accounts' records as JSON on stdout at the end
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetStatusArgs {
+    /// Stores directories of fleet runs (repeatable: shards run on several machines)
+    #[arg(long, value_name = "DIR", required = true)]
+    pub stores: Vec<PathBuf>,
+    /// JSON on stdout instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `K/N` with 1 ≤ K ≤ N.
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: give the shard as K/N with 1 <= K <= N, e.g. 2/5");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u32, u32) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 #[cfg(test)]

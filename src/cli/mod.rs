@@ -7,6 +7,7 @@
 pub mod args;
 mod endpoint;
 pub mod exit;
+mod fleet;
 mod hints;
 mod offline;
 mod online;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Push(a) => online::push(*a),
         Command::Sync(a) => sync::sync(*a),
         Command::Check(a) => online::check(*a),
+        Command::Fleet(a) => fleet::fleet(a),
         Command::Bundle(a) => offline::bundle(a),
         Command::Export(a) => offline::export(a),
         Command::Import(a) => offline::import(a),

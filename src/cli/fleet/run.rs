@@ -1,0 +1,294 @@
+//! `imapferry fleet run`: each account is one `imapferry pull|push|sync` process of this same
+//! binary, with its own store under `--stores`, its passwords in its environment (never on a
+//! command line) and its JSON report read back. Processes, not threads: an account's memory
+//! is bounded by its own process and measured by it, and one account's crash is its own. A
+//! child dies with the fleet (PR_SET_PDEATHSIG), so a killed fleet leaves no store locked,
+//! and every phase resumes where it stopped when the fleet runs again.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use super::accounts::Account;
+use super::state::{self, Item, Record, State};
+
+/// What the fleet runs for each account.
+pub struct Plan<'a> {
+    pub stores: &'a Path,
+    pub phase: &'a str,
+    pub parallel: usize,
+    /// Connections each account opens to each server (`--jobs` of the child).
+    pub jobs: usize,
+    pub max_per_host: usize,
+    /// Options every child gets (`--timeout`, `--retries`, ...), before the account's own.
+    pub common: Vec<String>,
+}
+
+/// Who waits, and how many connections each server has in use.
+struct Sched {
+    queue: VecDeque<usize>,
+    in_use: HashMap<String, usize>,
+    done: usize,
+}
+
+/// Run `accounts` and return their records (in the order they finished).
+pub fn run_all(plan: &Plan<'_>, accounts: &[Account]) -> Vec<Record> {
+    let sched = Mutex::new(Sched {
+        queue: (0..accounts.len()).collect(),
+        in_use: HashMap::new(),
+        done: 0,
+    });
+    let freed = Condvar::new();
+    let records = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..plan.parallel.clamp(1, accounts.len().max(1)) {
+            s.spawn(|| {
+                while let Some(i) = next(plan, accounts, &sched, &freed) {
+                    let a = &accounts[i];
+                    let r = run_one(plan, a);
+                    let mut g = sched.lock().unwrap_or_else(|e| e.into_inner());
+                    for h in hosts(plan, a) {
+                        *g.in_use.entry(h).or_default() -= plan.jobs;
+                    }
+                    g.done += 1;
+                    eprintln!("[{}/{}] {}", g.done, accounts.len(), line(&r));
+                    drop(g);
+                    freed.notify_all();
+                    records.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+                }
+            });
+        }
+    });
+    records.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The servers an account's phase connects to (lower-cased names).
+fn hosts(plan: &Plan<'_>, a: &Account) -> Vec<String> {
+    let (h1, h2) = (a.host1.to_ascii_lowercase(), a.host2.to_ascii_lowercase());
+    match plan.phase {
+        "pull" => vec![h1],
+        "push" => vec![h2],
+        _ if h1 == h2 => vec![h1],
+        _ => vec![h1, h2],
+    }
+}
+
+/// The next account whose servers have room for its connections; `None` when none is left.
+fn next(
+    plan: &Plan<'_>,
+    accounts: &[Account],
+    sched: &Mutex<Sched>,
+    freed: &Condvar,
+) -> Option<usize> {
+    let mut g = sched.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if g.queue.is_empty() {
+            return None;
+        }
+        let fits = |g: &Sched, i: usize| {
+            hosts(plan, &accounts[i]).iter().all(|h| {
+                // An account alone always fits, even when its jobs exceed the cap.
+                let used = g.in_use.get(h).copied().unwrap_or(0);
+                used == 0 || used + plan.jobs <= plan.max_per_host
+            })
+        };
+        if let Some(pos) = (0..g.queue.len()).find(|&k| fits(&g, g.queue[k])) {
+            let i = g.queue.remove(pos).unwrap_or_default();
+            for h in hosts(plan, &accounts[i]) {
+                *g.in_use.entry(h).or_default() += plan.jobs;
+            }
+            return Some(i);
+        }
+        g = freed.wait(g).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// One line for the account's end.
+pub fn line(r: &Record) -> String {
+    let what = match r.state {
+        State::Done => "done".to_string(),
+        State::Failed => format!(
+            "FAILED ({}): {}",
+            if r.retry_helps == Some(false) {
+                "fix first"
+            } else {
+                "a retry may help"
+            },
+            r.reason.as_deref().unwrap_or("?")
+        ),
+        State::Running => "running".into(),
+        State::Interrupted => "interrupted".into(),
+    };
+    format!(
+        "{}: {what}; {} fetched, {} sent in {:.1} s",
+        r.name, r.pulled, r.pushed, r.seconds
+    )
+}
+
+fn record(plan: &Plan<'_>, a: &Account) -> Record {
+    Record {
+        name: a.name(),
+        line: a.line,
+        host1: a.host1.clone(),
+        user1: a.user1.clone(),
+        host2: a.host2.clone(),
+        user2: a.user2.clone(),
+        phase: plan.phase.to_string(),
+        state: State::Running,
+        retry_helps: None,
+        reason: None,
+        started: imapferry::clock::now(),
+        seconds: 0.0,
+        exit_status: None,
+        pid: None,
+        pulled: 0,
+        pulled_bytes: 0,
+        pushed: 0,
+        pushed_bytes: 0,
+        peak_rss_bytes: None,
+        failures: Vec::new(),
+    }
+}
+
+/// Run one account's phase as a child process and record how it ended.
+fn run_one(plan: &Plan<'_>, a: &Account) -> Record {
+    let mut r = record(plan, a);
+    let started = Instant::now();
+    let outcome = spawn(plan, a).and_then(|child| {
+        r.pid = Some(child.id());
+        let _ = state::write(plan.stores, &r);
+        Ok(child.wait_with_output()?)
+    });
+    r.seconds = started.elapsed().as_secs_f64();
+    r.pid = None;
+    match outcome {
+        Ok(out) => read_report(
+            &mut r,
+            out.status.code(),
+            &out.stdout,
+            &stderr_path(plan, a),
+        ),
+        Err(e) => {
+            r.state = State::Failed;
+            r.retry_helps = Some(false);
+            r.reason = Some(format!("{e:#}"));
+        }
+    }
+    if let Err(e) = state::write(plan.stores, &r) {
+        eprintln!("warning: cannot record {}: {e:#}", r.name);
+    }
+    r
+}
+
+fn stderr_path(plan: &Plan<'_>, a: &Account) -> PathBuf {
+    state::dir(plan.stores).join(format!("{}.stderr", a.name()))
+}
+
+/// The child: this binary, the phase's options, passwords in the environment.
+fn spawn(plan: &Plan<'_>, a: &Account) -> anyhow::Result<std::process::Child> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(std::env::current_exe()?);
+    // Only this account's passwords reach the child, and only through its environment.
+    c.env_remove("IMAPFERRY_PASSWORD1")
+        .env_remove("IMAPFERRY_PASSWORD2")
+        .arg(plan.phase);
+    if plan.phase != "push" {
+        let pw = a
+            .password1
+            .resolve()
+            .map_err(|e| anyhow::anyhow!("password1: {e}"))?;
+        c.args(["--host1", &a.host1, "--user1", &a.user1])
+            .env("IMAPFERRY_PASSWORD1", pw);
+    }
+    if plan.phase != "pull" {
+        let pw = a
+            .password2
+            .resolve()
+            .map_err(|e| anyhow::anyhow!("password2: {e}"))?;
+        c.args(["--host2", &a.host2, "--user2", &a.user2])
+            .env("IMAPFERRY_PASSWORD2", pw);
+    }
+    c.arg("--store")
+        .arg(plan.stores.join(a.name()))
+        .args(["--json", "--jobs", &plan.jobs.to_string()])
+        .args(&plan.common)
+        .args(&a.extra);
+    std::fs::create_dir_all(state::dir(plan.stores))?;
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(stderr_path(plan, a))?;
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(err));
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe; nothing else runs between fork
+    // and exec.
+    unsafe {
+        c.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
+    Ok(c.spawn()?)
+}
+
+/// Fill `r` from the child's exit status and JSON report (see `imapferry sync --json`).
+fn read_report(r: &mut Record, code: Option<i32>, stdout: &[u8], stderr: &Path) {
+    r.exit_status = code;
+    let j: serde_json::Value = serde_json::from_slice(stdout).unwrap_or_default();
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let (pull, push) = match r.phase.as_str() {
+        "pull" => (&j, &serde_json::Value::Null),
+        "push" => (&serde_json::Value::Null, &j),
+        _ => (&j["pull"], &j["push"]),
+    };
+    r.pulled = n(pull, "new");
+    r.pulled_bytes = n(pull, "bytes");
+    r.pushed = n(push, "sent");
+    r.pushed_bytes = n(push, "bytes");
+    r.peak_rss_bytes = [pull, push]
+        .iter()
+        .filter_map(|v| v["peak_rss_bytes"].as_u64())
+        .max();
+    for v in [pull, push] {
+        if let Some(list) = v["failures"].as_array() {
+            r.failures.extend(list.iter().map(|f| Item {
+                folder: f["folder"].as_str().unwrap_or_default().to_string(),
+                uid: f["uid"].as_u64().map(|u| u as u32),
+                reason: f["reason"].as_str().unwrap_or_default().to_string(),
+            }));
+        }
+    }
+    match code {
+        Some(0) => r.state = State::Done,
+        _ => {
+            r.state = State::Failed;
+            let error = j["error"].as_str().map(String::from);
+            let last_line = std::fs::read_to_string(stderr).ok().and_then(|t| {
+                t.lines()
+                    .rev()
+                    .find(|l| l.starts_with("error:"))
+                    .map(String::from)
+            });
+            r.reason = error
+                .or(last_line)
+                .or_else(|| {
+                    r.failures
+                        .first()
+                        .map(|f| format!("{}: {}", f.folder, f.reason))
+                })
+                .or_else(|| Some(format!("exit status {code:?}")));
+            // Bad usage and a refused login stay so until someone changes something.
+            let login = r
+                .reason
+                .as_deref()
+                .is_some_and(|t| t.contains("cannot log in"));
+            r.retry_helps = Some(!(code == Some(2) || login));
+        }
+    }
+}

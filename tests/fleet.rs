@@ -1,0 +1,251 @@
+//! `imapferry fleet` (issue 13): many account pairs from imapsync's accounts file, each in a
+//! store of its own, several at once, over several real Dovecot servers in both namespace
+//! styles; a wrong password and a malformed line reported and the rest done; a SIGKILLed fleet
+//! run again; shards that cover every account once.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::offline::{assert_same_contents, contents_of};
+use common::run::{imapferry, Run};
+use common::*;
+
+const USERS: usize = 6;
+
+fn server(style: NamespaceStyle) -> Dovecot {
+    let mut cfg = DovecotConfig::new().namespace(style);
+    cfg.users = (0..USERS)
+        .map(|i| (format!("user{i}"), format!("pw-{i}")))
+        .collect();
+    Dovecot::start(cfg)
+}
+
+/// Two host1s and two host2s (one of each namespace style); 12 accounts, account i of host1
+/// `a` going to the same user on host2 `a`; account 0 of the second host1 has a wrong password
+/// for host2; one malformed line.
+struct Fleet {
+    host1: [Dovecot; 2],
+    host2: [Dovecot; 2],
+}
+
+impl Fleet {
+    fn start() -> Fleet {
+        let f = Fleet {
+            host1: [
+                server(NamespaceStyle::Slash),
+                server(NamespaceStyle::InboxDot),
+            ],
+            host2: [
+                server(NamespaceStyle::InboxDot),
+                server(NamespaceStyle::Slash),
+            ],
+        };
+        for h in &f.host1 {
+            for i in 0..USERS {
+                seed(h, &format!("user{i}"), &Corpus::small());
+            }
+        }
+        f
+    }
+
+    /// The accounts file (passwords through a file and the environment, one literal).
+    fn accounts(&self, dir: &Path) -> std::path::PathBuf {
+        let mut text = String::from("# host1;user1;password1;host2;user2;password2;options\n");
+        for (s, (h1, h2)) in self.host1.iter().zip(&self.host2).enumerate() {
+            for i in 0..USERS {
+                let pw_file = dir.join(format!("pw-{s}-{i}"));
+                std::fs::write(&pw_file, format!("pw-{i}\n")).unwrap();
+                let pw2 = if s == 1 && i == 0 {
+                    "wrong".to_string()
+                } else {
+                    format!("env:FLEET_PW_{i}")
+                };
+                text += &format!(
+                    "127.0.0.1;user{i};file:{};127.0.0.1;user{i};{pw2};--port1 {} --tls1 none --port2 {} --tls2 none;\n",
+                    pw_file.display(),
+                    h1.port(),
+                    h2.port()
+                );
+            }
+        }
+        text += "127.0.0.1;broken-line\n";
+        let path = dir.join("accounts.txt");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn assert_exact(&self, except: (usize, usize)) {
+        for (s, (h1, h2)) in self.host1.iter().zip(&self.host2).enumerate() {
+            for i in 0..USERS {
+                if (s, i) == except {
+                    continue;
+                }
+                let user = format!("user{i}");
+                assert_same_contents(
+                    &contents_of(&h2.account(&user)),
+                    &contents_of(&h1.account(&user)),
+                    &format!("host2 #{s} {user}"),
+                );
+            }
+        }
+    }
+}
+
+fn fleet_command(accounts: &Path, stores: &Path, extra: &[&str]) -> std::process::Command {
+    let mut c = imapferry();
+    c.args(["fleet", "run"])
+        .arg(accounts)
+        .arg("--stores")
+        .arg(stores)
+        .args(extra);
+    for i in 0..USERS {
+        c.env(format!("FLEET_PW_{i}"), format!("pw-{i}"));
+    }
+    c
+}
+
+fn status(stores: &Path) -> serde_json::Value {
+    let run: Run = imapferry()
+        .args(["fleet", "status", "--json", "--stores"])
+        .arg(stores)
+        .output()
+        .unwrap()
+        .into();
+    run.json()
+}
+
+#[test]
+fn twelve_accounts_run_four_at_a_time_the_bad_ones_listed_and_a_rerun_moves_nothing() {
+    let f = Fleet::start();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = f.accounts(dir.path());
+    let stores = dir.path().join("stores");
+    let t = Instant::now();
+    let run: Run = fleet_command(&accounts, &stores, &["--parallel", "4"])
+        .output()
+        .unwrap()
+        .into();
+    let took = t.elapsed();
+    eprintln!("first run in {took:.1?}:\n{}{}", run.stderr, run.stdout);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("line 14"),
+        "the malformed line is named"
+    );
+    f.assert_exact((1, 0));
+    let s = status(&stores);
+    assert_eq!(s["totals"]["accounts"], 12, "{s}");
+    assert_eq!(s["totals"]["done"], 11, "{s}");
+    let bad = s["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["state"] == "failed")
+        .unwrap();
+    assert_eq!(bad["retry_helps"], false, "{bad}");
+    assert!(
+        bad["reason"].as_str().unwrap().contains("cannot log in"),
+        "{bad}"
+    );
+    let peak = s["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["peak_rss_bytes"].as_u64())
+        .max()
+        .unwrap();
+    eprintln!(
+        "peak memory of one running account: {:.1} MB",
+        peak as f64 / 1e6
+    );
+    assert!(peak < 200 << 20, "{peak}");
+    let table: Run = imapferry()
+        .args(["fleet", "status", "--stores"])
+        .arg(&stores)
+        .output()
+        .unwrap()
+        .into();
+    eprintln!("{}", table.stdout);
+
+    let t = Instant::now();
+    let again: Run = fleet_command(&accounts, &stores, &["--parallel", "4", "--json"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(again.code, 3);
+    let records = again.json();
+    let moved: u64 = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pulled"].as_u64().unwrap() + r["pushed"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "unchanged re-run in {:.1?}: {moved} messages moved",
+        t.elapsed()
+    );
+    assert_eq!(moved, 0);
+}
+
+#[test]
+fn a_fleet_killed_mid_way_and_run_again_leaves_every_account_exact() {
+    let f = Fleet::start();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = f.accounts(dir.path());
+    let stores = dir.path().join("stores");
+    let mut child = fleet_command(&accounts, &stores, &["--parallel", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once some accounts are done and others are running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let s = status(&stores);
+        if s["totals"]["done"].as_u64().unwrap_or(0) >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, the fleet binary itself
+    child.wait().unwrap();
+    let s = status(&stores);
+    eprintln!("at the kill: {}", s["totals"]);
+    let run: Run = fleet_command(&accounts, &stores, &["--parallel", "3"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    f.assert_exact((1, 0));
+    assert_eq!(status(&stores)["totals"]["done"], 11);
+}
+
+#[test]
+fn three_shards_cover_every_account_exactly_once() {
+    let f = Fleet::start();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = f.accounts(dir.path());
+    let mut seen = Vec::new();
+    for k in 1..=3 {
+        let stores = dir.path().join(format!("shard-{k}"));
+        let shard = format!("{k}/3");
+        fleet_command(&accounts, &stores, &["--shard", &shard, "--phase", "pull"])
+            .output()
+            .unwrap();
+        seen.extend(
+            status(&stores)["accounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["name"].as_str().unwrap().to_string()),
+        );
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(seen.len(), 12, "{seen:?}");
+    assert_eq!(unique.len(), 12, "{seen:?}");
+}
