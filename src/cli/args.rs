@@ -778,6 +778,9 @@ pub struct FleetStatusArgs {
     /// JSON on stdout instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Also write a self-contained HTML page of the table (sortable, a bar per account)
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `K/N` with 1 ≤ K ≤ N.

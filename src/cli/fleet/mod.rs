@@ -4,6 +4,7 @@
 //! (`--shard K/N`, docs/fleet.md).
 
 mod accounts;
+mod html;
 mod run;
 mod state;
 
@@ -139,6 +140,10 @@ fn status(a: FleetStatusArgs) -> anyhow::Result<Outcome> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", table(&records));
+    }
+    if let Some(path) = &a.html {
+        std::fs::write(path, html::page(&records))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     let all_done = records.iter().all(|r| r.state == State::Done);
     Ok(Outcome::from_complete(all_done))
