@@ -11,6 +11,9 @@ use anyhow::{Context, Result};
 
 use super::objects::FILE_MODE;
 
+/// How long a held lock is waited for before the store is reported in use.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Held for as long as the store is open; dropping it releases the lock.
 pub struct StoreLock {
     _file: File,
@@ -29,15 +32,24 @@ impl StoreLock {
             .mode(FILE_MODE)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => anyhow::bail!(
-                "store {} is in use by another imapferry process (lock {}); wait for it to finish",
-                store_root.display(),
-                path.display()
-            ),
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        // A holder that is going away (a process exiting, or a copy of the descriptor in a
+        // child between fork and exec) lets go within moments: wait that long, no longer.
+        let started = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if started.elapsed() < RELEASE_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(TryLockError::WouldBlock) => anyhow::bail!(
+                    "store {} is in use by another imapferry process (lock {}); wait for it to \
+                     finish",
+                    store_root.display(),
+                    path.display()
+                ),
+                Err(TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+                }
             }
         }
         // Mode 0600 whatever the umask at creation; only once we own the lock.

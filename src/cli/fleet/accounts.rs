@@ -156,6 +156,7 @@ fn parse_line(line: &str) -> Result<Account, String> {
         .flat_map(|f| f.split_whitespace())
         .map(String::from)
         .collect();
+    options_for(&extra, "pull")?;
     if let Some(bad) = extra
         .iter()
         .find(|o| FORBIDDEN.iter().any(|f| o.starts_with(f)))
@@ -214,6 +215,59 @@ pub fn read(path: &Path) -> anyhow::Result<(Vec<Account>, Vec<Malformed>, Option
     Ok((accounts, bad, warning))
 }
 
+/// The extra options that `phase` (`pull` or `push`) takes, with their values: an account line
+/// holds both sides' options (`--port1 993 --port2 143 --delete2`) and each phase gets its own,
+/// as clap defines them for that command. `Err` names an option neither phase knows.
+pub fn options_for(extra: &[String], phase: &str) -> Result<Vec<String>, String> {
+    let mine = known_options(phase);
+    let other = known_options(if phase == "pull" { "push" } else { "pull" });
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < extra.len() {
+        let token = &extra[i];
+        let name = token.trim_start_matches('-');
+        let (name, inline) = match name.split_once('=') {
+            Some((n, _)) => (n, true),
+            None => (name, false),
+        };
+        let find = |list: &[(String, bool, bool)]| list.iter().find(|(n, _, _)| n == name).cloned();
+        let Some((_, takes, optional)) = find(&mine).or_else(|| find(&other)) else {
+            return Err(format!("unknown option {token}"));
+        };
+        let with_value = takes
+            && !inline
+            && extra
+                .get(i + 1)
+                .is_some_and(|v| !(optional && v.starts_with("--")));
+        let end = (i + if with_value { 2 } else { 1 }).min(extra.len());
+        if find(&mine).is_some() {
+            out.extend(extra[i..end].iter().cloned());
+        }
+        i = end;
+    }
+    Ok(out)
+}
+
+/// (long name or alias, takes a value, the value is optional) of each option of `command`.
+fn known_options(command: &str) -> Vec<(String, bool, bool)> {
+    use clap::CommandFactory;
+    let cli = super::super::args::Cli::command();
+    let Some(c) = cli.find_subcommand(command) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for a in c.get_arguments() {
+        let takes = a.get_action().takes_values();
+        let optional = a.get_num_args().is_some_and(|n| n.min_values() == 0);
+        let names = a
+            .get_long()
+            .into_iter()
+            .chain(a.get_all_aliases().unwrap_or_default());
+        out.extend(names.map(|n| (n.to_string(), takes, optional)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +289,40 @@ mod tests {
             ["--folder", "INBOX", "--exclude", "^Trash"]
         );
         assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), [5, 6]);
+    }
+
+    #[test]
+    fn each_phase_gets_its_own_options_with_their_values() {
+        let extra: Vec<String> = "--port1 993 --tls1 --port2 143 --tls2 none --delete2 \
+            --maxage 30 --exclude ^Trash"
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            options_for(&extra, "pull").unwrap(),
+            [
+                "--port1",
+                "993",
+                "--tls1",
+                "--maxage",
+                "30",
+                "--exclude",
+                "^Trash"
+            ]
+        );
+        assert_eq!(
+            options_for(&extra, "push").unwrap(),
+            [
+                "--port2",
+                "143",
+                "--tls2",
+                "none",
+                "--delete2",
+                "--exclude",
+                "^Trash"
+            ]
+        );
+        assert!(options_for(&["--nonsense".into()], "pull").is_err());
     }
 
     #[test]

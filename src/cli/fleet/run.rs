@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use super::accounts::Account;
+use super::accounts::{self, Account};
 use super::state::{self, Item, Record, State};
 
 /// What the fleet runs for each account.
@@ -152,30 +152,51 @@ fn record(plan: &Plan<'_>, a: &Account) -> Record {
     }
 }
 
-/// Run one account's phase as a child process and record how it ended.
+/// Run one account's phases as child processes (a sync is a pull, then a push: each phase's
+/// counts are recorded, and a failure names its phase) and record how it ended.
 fn run_one(plan: &Plan<'_>, a: &Account) -> Record {
     let mut r = record(plan, a);
     let started = Instant::now();
-    let outcome = spawn(plan, a).and_then(|child| {
-        r.pid = Some(child.id());
-        let _ = state::write(plan.stores, &r);
-        Ok(child.wait_with_output()?)
-    });
-    r.seconds = started.elapsed().as_secs_f64();
-    r.pid = None;
-    match outcome {
-        Ok(out) => read_report(
-            &mut r,
-            out.status.code(),
-            &out.stdout,
-            &stderr_path(plan, a),
-        ),
-        Err(e) => {
-            r.state = State::Failed;
-            r.retry_helps = Some(false);
-            r.reason = Some(format!("{e:#}"));
+    // This run's phases append their diagnostics to a fresh file.
+    let _ = std::fs::remove_file(stderr_path(plan, a));
+    let phases: &[&str] = match plan.phase {
+        "sync" => &["pull", "push"],
+        p => std::slice::from_ref(match p {
+            "pull" => &"pull",
+            _ => &"push",
+        }),
+    };
+    for phase in phases {
+        let outcome = spawn(plan, a, phase).and_then(|child| {
+            r.pid = Some(child.id());
+            let _ = state::write(plan.stores, &r);
+            Ok(child.wait_with_output()?)
+        });
+        r.pid = None;
+        let code = match outcome {
+            Ok(out) => {
+                read_report(
+                    &mut r,
+                    phase,
+                    out.status.code(),
+                    &out.stdout,
+                    &stderr_path(plan, a),
+                );
+                out.status.code()
+            }
+            Err(e) => {
+                r.state = State::Failed;
+                r.retry_helps = Some(false);
+                r.reason = Some(format!("{phase}: {e:#}"));
+                None
+            }
+        };
+        // A pull that could not move everything still lets the push send what it has.
+        if !matches!(code, Some(0) | Some(3)) {
+            break;
         }
     }
+    r.seconds = started.elapsed().as_secs_f64();
     if let Err(e) = state::write(plan.stores, &r) {
         eprintln!("warning: cannot record {}: {e:#}", r.name);
     }
@@ -187,15 +208,15 @@ fn stderr_path(plan: &Plan<'_>, a: &Account) -> PathBuf {
 }
 
 /// The child: this binary, the phase's options, passwords in the environment.
-fn spawn(plan: &Plan<'_>, a: &Account) -> anyhow::Result<std::process::Child> {
+fn spawn(plan: &Plan<'_>, a: &Account, phase: &str) -> anyhow::Result<std::process::Child> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let mut c = Command::new(std::env::current_exe()?);
     // Only this account's passwords reach the child, and only through its environment.
     c.env_remove("IMAPFERRY_PASSWORD1")
         .env_remove("IMAPFERRY_PASSWORD2")
-        .arg(plan.phase);
-    if plan.phase != "push" {
+        .arg(phase);
+    if phase == "pull" {
         let pw = a
             .password1
             .resolve()
@@ -203,7 +224,7 @@ fn spawn(plan: &Plan<'_>, a: &Account) -> anyhow::Result<std::process::Child> {
         c.args(["--host1", &a.host1, "--user1", &a.user1])
             .env("IMAPFERRY_PASSWORD1", pw);
     }
-    if plan.phase != "pull" {
+    if phase == "push" {
         let pw = a
             .password2
             .resolve()
@@ -215,12 +236,11 @@ fn spawn(plan: &Plan<'_>, a: &Account) -> anyhow::Result<std::process::Child> {
         .arg(plan.stores.join(a.name()))
         .args(["--json", "--jobs", &plan.jobs.to_string()])
         .args(&plan.common)
-        .args(&a.extra);
+        .args(accounts::options_for(&a.extra, phase).map_err(|e| anyhow::anyhow!(e))?);
     std::fs::create_dir_all(state::dir(plan.stores))?;
     let err = std::fs::OpenOptions::new()
         .create(true)
-        .truncate(true)
-        .write(true)
+        .append(true)
         .mode(0o600)
         .open(stderr_path(plan, a))?;
     c.stdin(Stdio::null())
@@ -237,58 +257,49 @@ fn spawn(plan: &Plan<'_>, a: &Account) -> anyhow::Result<std::process::Child> {
     Ok(c.spawn()?)
 }
 
-/// Fill `r` from the child's exit status and JSON report (see `imapferry sync --json`).
-fn read_report(r: &mut Record, code: Option<i32>, stdout: &[u8], stderr: &Path) {
-    r.exit_status = code;
+/// Add one phase's exit status and JSON report (`imapferry pull|push --json`) to `r`; the
+/// worst phase decides the account's state.
+fn read_report(r: &mut Record, phase: &str, code: Option<i32>, stdout: &[u8], stderr: &Path) {
     let j: serde_json::Value = serde_json::from_slice(stdout).unwrap_or_default();
-    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
-    let (pull, push) = match r.phase.as_str() {
-        "pull" => (&j, &serde_json::Value::Null),
-        "push" => (&serde_json::Value::Null, &j),
-        _ => (&j["pull"], &j["push"]),
-    };
-    r.pulled = n(pull, "new");
-    r.pulled_bytes = n(pull, "bytes");
-    r.pushed = n(push, "sent");
-    r.pushed_bytes = n(push, "bytes");
-    r.peak_rss_bytes = [pull, push]
-        .iter()
-        .filter_map(|v| v["peak_rss_bytes"].as_u64())
-        .max();
-    for v in [pull, push] {
-        if let Some(list) = v["failures"].as_array() {
-            r.failures.extend(list.iter().map(|f| Item {
-                folder: f["folder"].as_str().unwrap_or_default().to_string(),
-                uid: f["uid"].as_u64().map(|u| u as u32),
-                reason: f["reason"].as_str().unwrap_or_default().to_string(),
-            }));
-        }
+    let n = |k: &str| j[k].as_u64().unwrap_or(0);
+    if phase == "pull" {
+        (r.pulled, r.pulled_bytes) = (n("new"), n("bytes"));
+    } else {
+        (r.pushed, r.pushed_bytes) = (n("sent"), n("bytes"));
     }
-    match code {
-        Some(0) => r.state = State::Done,
-        _ => {
-            r.state = State::Failed;
-            let error = j["error"].as_str().map(String::from);
-            let last_line = std::fs::read_to_string(stderr).ok().and_then(|t| {
-                t.lines()
-                    .rev()
-                    .find(|l| l.starts_with("error:"))
-                    .map(String::from)
-            });
-            r.reason = error
-                .or(last_line)
-                .or_else(|| {
-                    r.failures
-                        .first()
-                        .map(|f| format!("{}: {}", f.folder, f.reason))
-                })
-                .or_else(|| Some(format!("exit status {code:?}")));
-            // Bad usage and a refused login stay so until someone changes something.
-            let login = r
-                .reason
-                .as_deref()
-                .is_some_and(|t| t.contains("cannot log in"));
-            r.retry_helps = Some(!(code == Some(2) || login));
-        }
+    r.peak_rss_bytes = r.peak_rss_bytes.max(j["peak_rss_bytes"].as_u64());
+    if let Some(list) = j["failures"].as_array() {
+        r.failures.extend(list.iter().map(|f| Item {
+            folder: f["folder"].as_str().unwrap_or_default().to_string(),
+            uid: f["uid"].as_u64().map(|u| u as u32),
+            reason: f["reason"].as_str().unwrap_or_default().to_string(),
+        }));
     }
+    if r.state == State::Failed {
+        return;
+    }
+    r.exit_status = code;
+    if code == Some(0) {
+        r.state = State::Done;
+        return;
+    }
+    r.state = State::Failed;
+    let error = j["error"].as_str().map(String::from);
+    let last_line = std::fs::read_to_string(stderr).ok().and_then(|t| {
+        t.lines()
+            .rev()
+            .find(|l| l.starts_with("error:"))
+            .map(String::from)
+    });
+    let reason = error
+        .or(last_line)
+        .or_else(|| {
+            r.failures
+                .first()
+                .map(|f| format!("{}: {}", f.folder, f.reason))
+        })
+        .unwrap_or_else(|| format!("exit status {code:?}"));
+    // Bad usage and a refused login stay so until someone changes something.
+    r.retry_helps = Some(!(code == Some(2) || reason.contains("cannot log in")));
+    r.reason = Some(format!("{phase}: {reason}"));
 }
