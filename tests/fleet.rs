@@ -9,112 +9,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::offline::{assert_same_contents, contents_of};
+use common::fleet::{fleet_command, status_of, Fleet, WRONG};
 use common::run::{imapferry, Run};
-use common::*;
-
-const USERS: usize = 6;
-
-fn server(style: NamespaceStyle) -> Dovecot {
-    let mut cfg = DovecotConfig::new().namespace(style);
-    cfg.users = (0..USERS)
-        .map(|i| (format!("user{i}"), format!("pw-{i}")))
-        .collect();
-    Dovecot::start(cfg)
-}
-
-/// Two host1s and two host2s (one of each namespace style); 12 accounts, account i of host1
-/// `a` going to the same user on host2 `a`; account 0 of the second host1 has a wrong password
-/// for host2; one malformed line.
-struct Fleet {
-    host1: [Dovecot; 2],
-    host2: [Dovecot; 2],
-}
-
-impl Fleet {
-    fn start() -> Fleet {
-        let f = Fleet {
-            host1: [
-                server(NamespaceStyle::Slash),
-                server(NamespaceStyle::InboxDot),
-            ],
-            host2: [
-                server(NamespaceStyle::InboxDot),
-                server(NamespaceStyle::Slash),
-            ],
-        };
-        for h in &f.host1 {
-            for i in 0..USERS {
-                seed(h, &format!("user{i}"), &Corpus::small());
-            }
-        }
-        f
-    }
-
-    /// The accounts file (passwords through a file and the environment, one literal).
-    fn accounts(&self, dir: &Path) -> std::path::PathBuf {
-        let mut text = String::from("# host1;user1;password1;host2;user2;password2;options\n");
-        for (s, (h1, h2)) in self.host1.iter().zip(&self.host2).enumerate() {
-            for i in 0..USERS {
-                let pw_file = dir.join(format!("pw-{s}-{i}"));
-                std::fs::write(&pw_file, format!("pw-{i}\n")).unwrap();
-                let pw2 = if s == 1 && i == 0 {
-                    "wrong".to_string()
-                } else {
-                    format!("env:FLEET_PW_{i}")
-                };
-                text += &format!(
-                    "127.0.0.1;user{i};file:{};127.0.0.1;user{i};{pw2};--port1 {} --tls1 none --port2 {} --tls2 none;\n",
-                    pw_file.display(),
-                    h1.port(),
-                    h2.port()
-                );
-            }
-        }
-        text += "127.0.0.1;broken-line\n";
-        let path = dir.join("accounts.txt");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn assert_exact(&self, except: (usize, usize)) {
-        for (s, (h1, h2)) in self.host1.iter().zip(&self.host2).enumerate() {
-            for i in 0..USERS {
-                if (s, i) == except {
-                    continue;
-                }
-                let user = format!("user{i}");
-                assert_same_contents(
-                    &contents_of(&h2.account(&user)),
-                    &contents_of(&h1.account(&user)),
-                    &format!("host2 #{s} {user}"),
-                );
-            }
-        }
-    }
-}
-
-fn fleet_command(accounts: &Path, stores: &Path, extra: &[&str]) -> std::process::Command {
-    let mut c = imapferry();
-    c.args(["fleet", "run"])
-        .arg(accounts)
-        .arg("--stores")
-        .arg(stores)
-        .args(extra);
-    for i in 0..USERS {
-        c.env(format!("FLEET_PW_{i}"), format!("pw-{i}"));
-    }
-    c
-}
 
 fn status(stores: &Path) -> serde_json::Value {
-    let run: Run = imapferry()
-        .args(["fleet", "status", "--json", "--stores"])
-        .arg(stores)
-        .output()
-        .unwrap()
-        .into();
-    run.json()
+    status_of(&[stores])
 }
 
 #[test]
@@ -135,7 +34,7 @@ fn twelve_accounts_run_four_at_a_time_the_bad_ones_listed_and_a_rerun_moves_noth
         run.stderr.contains("line 14"),
         "the malformed line is named"
     );
-    f.assert_exact((1, 0));
+    f.assert_exact(Some(WRONG));
     let s = status(&stores);
     assert_eq!(s["totals"]["accounts"], 12, "{s}");
     assert_eq!(s["totals"]["done"], 11, "{s}");
@@ -219,7 +118,7 @@ fn a_fleet_killed_mid_way_and_run_again_leaves_every_account_exact() {
         .unwrap()
         .into();
     assert_eq!(run.code, 3, "{}", run.stderr);
-    f.assert_exact((1, 0));
+    f.assert_exact(Some(WRONG));
     assert_eq!(status(&stores)["totals"]["done"], 11);
 }
 

@@ -11,6 +11,7 @@
 pub mod bundle;
 pub mod corpus;
 pub mod dovecot;
+pub mod fleet;
 pub mod hoodiecrow;
 pub mod hostile;
 pub mod imap;
