@@ -59,6 +59,10 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
     if a.net.no_compress {
         common.push("--no-compress".into());
     }
+    if let Some(rate) = a.net.max_bytes_per_second {
+        // Each account's own cap: a fleet-wide one would need one limiter across processes.
+        common.extend(["--max-bytes-per-second".into(), rate.to_string()]);
+    }
     let plan = run::Plan {
         stores: &a.stores,
         phase: a.phase.command(),
