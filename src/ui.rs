@@ -470,6 +470,67 @@ impl Drop for Progress {
     }
 }
 
+/// A live status of several lines (a fleet's accounts) on a terminal, redrawn in place, with
+/// lines printed above it; nothing when stderr is not a terminal or the run is quiet (the
+/// caller prints plain lines then).
+pub struct Board {
+    bar: Option<ProgressBar>,
+}
+
+impl Board {
+    pub fn new() -> Board {
+        let bar = (verbosity() >= 1 && std::io::stderr().is_terminal()).then(|| {
+            let screen = ProgressDrawTarget::term_like_with_hz(Box::new(Screen::stderr()), 10);
+            let bar = ProgressBar::with_draw_target(None, screen);
+            bar.set_style(
+                ProgressStyle::with_template("{wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(500));
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+            bar
+        });
+        Board { bar }
+    }
+
+    /// Whether the board is drawn (else the caller says things in plain lines).
+    pub fn is_live(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// The status lines now.
+    pub fn set(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(printable_lines(text));
+        }
+    }
+
+    /// A line that stays, above the board.
+    pub fn line(&self, msg: &str) {
+        crate::runlog::write(&printable(msg));
+        say(printable(msg).into_owned());
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Board::new()
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// stderr as indicatif draws on it, except that a line is as wide as its text: indicatif pads
 /// each line with spaces to the terminal's width, and a terminal narrowed by a resize then
 /// rewraps every padded line into two rows, which the next redraw does not clear. Each pad

@@ -148,3 +148,87 @@ fn three_shards_cover_every_account_exactly_once() {
     assert_eq!(seen.len(), 12, "{seen:?}");
     assert_eq!(unique.len(), 12, "{seen:?}");
 }
+
+/// The live board in a terminal (tmux, 100 columns): the counts, and a line per running
+/// account with its phase, redrawn in place; the finished-account lines stay above it; the
+/// board is gone when the fleet ends.
+#[test]
+fn the_fleet_board_shows_counts_and_running_accounts_in_a_terminal() {
+    let tmux_ok = std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !tmux_ok {
+        eprintln!("SKIPPED: tmux is not installed (scripts/test installs it)");
+        return;
+    }
+    let f = Fleet::start();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = f.accounts_in_files(dir.path(), false);
+    let stores = dir.path().join("stores");
+    let script = dir.path().join("fleet.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "'{}' fleet run '{}' --stores '{}' --parallel 3\necho \"EXIT=$?\"\nsleep 30\n",
+            common::run::binary().display(),
+            accounts.display(),
+            stores.display()
+        ),
+    )
+    .unwrap();
+    let socket = format!("imapferry-fleet-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cmd = format!("sh {}", script.display());
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "f",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    let started = Instant::now();
+    let mut frames = Vec::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let text = tmux(&["capture-pane", "-p", "-t", "f"]);
+        let done = text.contains("EXIT=");
+        frames.push((started.elapsed().as_secs_f64(), text));
+        if done || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    tmux(&["kill-server"]);
+    let board = frames
+        .iter()
+        .find(|(_, t)| t.contains(" running, ") && t.lines().any(|l| l.starts_with("  user")))
+        .expect("a frame shows the board with its running accounts");
+    eprintln!("--- {:.1} s ---\n{}", board.0, board.1.trim_end());
+    let (at, last) = frames.last().unwrap();
+    eprintln!("--- {at:.1} s (last) ---\n{}", last.trim_end());
+    assert!(last.contains("EXIT=3"), "{last}");
+    assert!(
+        last.contains("fleet: 12 accounts (11 done, 1 failed)"),
+        "{last}"
+    );
+    assert!(
+        !last.contains(" waiting · "),
+        "the board is cleared at the end: {last}"
+    );
+    let finished = last.lines().filter(|l| l.starts_with('[')).count();
+    assert!(
+        finished >= 12,
+        "every finished account has its line: {last}"
+    );
+}

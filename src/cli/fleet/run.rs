@@ -5,7 +5,7 @@
 //! child dies with the fleet (PR_SET_PDEATHSIG), so a killed fleet leaves no store locked,
 //! and every phase resumes where it stopped when the fleet runs again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex};
@@ -31,6 +31,11 @@ struct Sched {
     queue: VecDeque<usize>,
     in_use: HashMap<String, usize>,
     done: usize,
+    failed: usize,
+    /// Message bytes the finished accounts moved.
+    bytes: u64,
+    /// Running accounts: (name, phase, since).
+    running: BTreeMap<usize, (String, &'static str, Instant)>,
 }
 
 /// Run `accounts` and return their records (in the order they finished).
@@ -39,29 +44,89 @@ pub fn run_all(plan: &Plan<'_>, accounts: &[Account]) -> Vec<Record> {
         queue: (0..accounts.len()).collect(),
         in_use: HashMap::new(),
         done: 0,
+        failed: 0,
+        bytes: 0,
+        running: BTreeMap::new(),
     });
     let freed = Condvar::new();
     let records = Mutex::new(Vec::new());
+    let board = imapferry::ui::Board::new();
+    let started = Instant::now();
+    let show = || {
+        let g = sched.lock().unwrap_or_else(|e| e.into_inner());
+        board.set(&board_text(&g, accounts.len(), started.elapsed()));
+    };
     std::thread::scope(|s| {
+        if board.is_live() {
+            // The running accounts' times move even when nothing finishes.
+            s.spawn(|| loop {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if sched.lock().unwrap_or_else(|e| e.into_inner()).done == accounts.len() {
+                    break;
+                }
+                show();
+            });
+        }
         for _ in 0..plan.parallel.clamp(1, accounts.len().max(1)) {
             s.spawn(|| {
                 while let Some(i) = next(plan, accounts, &sched, &freed) {
                     let a = &accounts[i];
-                    let r = run_one(plan, a);
+                    let on_phase = |phase: &'static str| {
+                        let mut g = sched.lock().unwrap_or_else(|e| e.into_inner());
+                        g.running.insert(i, (a.name(), phase, Instant::now()));
+                        drop(g);
+                        show();
+                    };
+                    let r = run_one(plan, a, &on_phase);
                     let mut g = sched.lock().unwrap_or_else(|e| e.into_inner());
                     for h in hosts(plan, a) {
                         *g.in_use.entry(h).or_default() -= plan.jobs;
                     }
+                    g.running.remove(&i);
                     g.done += 1;
-                    eprintln!("[{}/{}] {}", g.done, accounts.len(), line(&r));
+                    g.failed += usize::from(r.state != State::Done);
+                    g.bytes += r.pulled_bytes + r.pushed_bytes;
+                    let done_line = format!("[{}/{}] {}", g.done, accounts.len(), line(&r));
                     drop(g);
+                    board.line(&done_line);
+                    show();
                     freed.notify_all();
                     records.lock().unwrap_or_else(|e| e.into_inner()).push(r);
                 }
             });
         }
     });
+    board.finish();
     records.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The live board: counts, bytes, rate and an estimate of the time left from the accounts
+/// finished so far, then one line per running account.
+fn board_text(g: &Sched, total: usize, elapsed: std::time::Duration) -> String {
+    use imapferry::ui::human_bytes;
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let waiting = total - g.done - g.running.len();
+    let eta = if g.done == 0 {
+        "ETA --".to_string()
+    } else {
+        let left = secs / g.done as f64 * (total - g.done) as f64;
+        format!("ETA {:.0} s", left)
+    };
+    let mut out = format!(
+        "fleet: {}/{total} done ({} failed), {} running, {waiting} waiting · {} moved, {}/s · {eta}",
+        g.done,
+        g.failed,
+        g.running.len(),
+        human_bytes(g.bytes),
+        human_bytes((g.bytes as f64 / secs) as u64)
+    );
+    for (name, phase, since) in g.running.values() {
+        out += &format!(
+            "\n  {name}: {phase}, {:.0} s",
+            since.elapsed().as_secs_f64()
+        );
+    }
+    out
 }
 
 /// The servers an account's phase connects to (lower-cased names).
@@ -154,12 +219,12 @@ fn record(plan: &Plan<'_>, a: &Account) -> Record {
 
 /// Run one account's phases as child processes (a sync is a pull, then a push: each phase's
 /// counts are recorded, and a failure names its phase) and record how it ended.
-fn run_one(plan: &Plan<'_>, a: &Account) -> Record {
+fn run_one(plan: &Plan<'_>, a: &Account, on_phase: &dyn Fn(&'static str)) -> Record {
     let mut r = record(plan, a);
     let started = Instant::now();
     // This run's phases append their diagnostics to a fresh file.
     let _ = std::fs::remove_file(stderr_path(plan, a));
-    let phases: &[&str] = match plan.phase {
+    let phases: &[&'static str] = match plan.phase {
         "sync" => &["pull", "push"],
         p => std::slice::from_ref(match p {
             "pull" => &"pull",
@@ -167,6 +232,7 @@ fn run_one(plan: &Plan<'_>, a: &Account) -> Record {
         }),
     };
     for phase in phases {
+        on_phase(phase);
         let outcome = spawn(plan, a, phase).and_then(|child| {
             r.pid = Some(child.id());
             let _ = state::write(plan.stores, &r);
