@@ -31,6 +31,21 @@ fn pull_with(store: &Path, host1: &[&str], password: &str) -> std::process::Comm
     c
 }
 
+/// `pull` from 127.0.0.1:`port` with `--tls1 tls` as alice (password "x") into `store`, timed.
+fn attempt(store: &Path, port: &str, tls: &str) -> (Run, Duration) {
+    let host1 = [
+        "--host1",
+        "127.0.0.1",
+        "--port1",
+        port,
+        "--tls1",
+        tls,
+        "--user1",
+        "alice",
+    ];
+    timed(&mut pull_with(store, &host1, "x"))
+}
+
 /// A loopback port with nothing listening on it.
 fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -74,20 +89,7 @@ fn connection_mistakes_fail_in_seconds_naming_the_option_and_leave_no_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let port = closed_port().to_string();
-    let (run, took) = timed(&mut pull_with(
-        &store,
-        &[
-            "--host1",
-            "127.0.0.1",
-            "--port1",
-            &port,
-            "--tls1",
-            "none",
-            "--user1",
-            "alice",
-        ],
-        "x",
-    ));
+    let (run, took) = attempt(&store, &port, "none");
     assert_fast_failure(
         &run,
         took,
@@ -98,20 +100,7 @@ fn connection_mistakes_fail_in_seconds_naming_the_option_and_leave_no_store() {
 
     // A program that speaks first, but not IMAP (an SSH server on the port).
     let ssh = not_imap(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n").to_string();
-    let (run, took) = timed(&mut pull_with(
-        &store,
-        &[
-            "--host1",
-            "127.0.0.1",
-            "--port1",
-            &ssh,
-            "--tls1",
-            "none",
-            "--user1",
-            "alice",
-        ],
-        "x",
-    ));
+    let (run, took) = attempt(&store, &ssh, "none");
     assert_fast_failure(
         &run,
         took,
@@ -121,20 +110,7 @@ fn connection_mistakes_fail_in_seconds_naming_the_option_and_leave_no_store() {
 
     // One that waits for the client to speak (a web server): the greeting deadline.
     let web = not_imap(b"").to_string();
-    let (run, took) = timed(&mut pull_with(
-        &store,
-        &[
-            "--host1",
-            "127.0.0.1",
-            "--port1",
-            &web,
-            "--tls1",
-            "none",
-            "--user1",
-            "alice",
-        ],
-        "x",
-    ));
+    let (run, took) = attempt(&store, &web, "none");
     assert_fast_failure(
         &run,
         took,
@@ -145,20 +121,7 @@ fn connection_mistakes_fail_in_seconds_naming_the_option_and_leave_no_store() {
     // Implicit TLS against a plain IMAP port, and plain IMAP against the TLS port.
     let server = Dovecot::start(DovecotConfig::new().tls());
     let plain = server.port().to_string();
-    let (run, took) = timed(&mut pull_with(
-        &store,
-        &[
-            "--host1",
-            "127.0.0.1",
-            "--port1",
-            &plain,
-            "--tls1",
-            "imaps",
-            "--user1",
-            "alice",
-        ],
-        "x",
-    ));
+    let (run, took) = attempt(&store, &plain, "imaps");
     assert_fast_failure(
         &run,
         took,
@@ -166,20 +129,7 @@ fn connection_mistakes_fail_in_seconds_naming_the_option_and_leave_no_store() {
         &["TLS", "--tls1 starttls"],
     );
     let imaps = server.imaps_port().to_string();
-    let (run, took) = timed(&mut pull_with(
-        &store,
-        &[
-            "--host1",
-            "127.0.0.1",
-            "--port1",
-            &imaps,
-            "--tls1",
-            "none",
-            "--user1",
-            "alice",
-        ],
-        "x",
-    ));
+    let (run, took) = attempt(&store, &imaps, "none");
     assert_fast_failure(&run, took, Duration::from_secs(15), &["--port1", "--tls1"]);
     assert!(!store.exists(), "a run that never logged in made a store");
 }

@@ -150,3 +150,16 @@ pub fn status_of(stores: &[&Path]) -> serde_json::Value {
     let run: Run = c.output().unwrap().into();
     run.json()
 }
+
+/// The one failed account of a status of the fixture's 12 accounts (11 done).
+pub fn the_failed_account(s: &serde_json::Value) -> serde_json::Value {
+    assert_eq!(s["totals"]["accounts"], 12, "{s}");
+    assert_eq!(s["totals"]["done"], 11, "{s}");
+    s["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["state"] == "failed")
+        .cloned()
+        .unwrap()
+}
