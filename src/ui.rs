@@ -1,6 +1,6 @@
 //! What the user sees while a run goes: warnings, info lines, and progress (an indicatif bar on a
-//! terminal, plain lines otherwise). Everything goes to stderr so `--json` output on stdout stays
-//! clean.
+//! terminal, plain lines otherwise). All of it goes to stderr: stdout carries only a command's
+//! result (its summary, or its `--json` document).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -185,13 +185,13 @@ fn full_then_incremental_bundle_reproduce_the_store_and_push_exactly() {
         "incremental {delta_size} vs full {full_size}"
     );
     let out = apply(&b, &[&delta]).expect_code(0);
-    assert!(out.stderr.contains("applied bundle #2"), "{}", out.stderr);
+    assert!(out.all().contains("applied bundle #2"), "{}", out.stderr);
     assert_same_store(&b, &a);
 
     // Twice: nothing changes.
     let before = snapshot(&b);
     let out = apply(&b, &[&delta, &full]).expect_code(0);
-    assert!(out.stderr.contains("applied already"), "{}", out.stderr);
+    assert!(out.all().contains("applied already"), "{}", out.stderr);
     assert_eq!(snapshot(&b), before);
 
     push(&host2, &b, &["--delete2"]).expect_code(0);
@@ -243,7 +243,7 @@ fn tampered_truncated_out_of_order_and_foreign_bundles_are_refused_leaving_the_s
     let c = p("c");
     let r = apply(&c, &[&f2]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("apply bundle #1 first"), "{}", r.stderr);
+    assert!(r.all().contains("apply bundle #1 first"), "{}", r.stderr);
     assert!(!c.exists());
 
     // A flipped byte in the middle of a volume: refused before anything is written.
@@ -256,17 +256,13 @@ fn tampered_truncated_out_of_order_and_foreign_bundles_are_refused_leaving_the_s
     flip_byte(&t.join("f1.bundle.002"), 3000);
     let r = apply(&c, &[&t.join("f1.bundle.001")]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("damaged"), "{}", r.stderr);
+    assert!(r.all().contains("damaged"), "{}", r.stderr);
     assert!(!c.exists());
     // A missing last volume: truncated.
     fs::copy(p("f1.bundle.002"), t.join("f1.bundle.002")).unwrap();
     fs::remove_file(t.join(format!("f1.bundle.{volumes:03}"))).unwrap();
     let r = apply(&c, &[&t.join("f1.bundle")]);
-    assert!(
-        r.code == 1 && r.stderr.contains("truncated"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.code == 1 && r.all().contains("truncated"), "{}", r.stderr);
 
     // The full bundle, named by its first volume.
     apply(&c, &[&p("f1.bundle.001")]).expect_code(0);
@@ -276,7 +272,7 @@ fn tampered_truncated_out_of_order_and_foreign_bundles_are_refused_leaving_the_s
     let r = apply(&c, &[&f3]);
     assert_eq!(r.code, 1);
     assert!(
-        r.stderr.contains("continues bundle #2") && r.stderr.contains("apply bundle #2 first"),
+        r.all().contains("continues bundle #2") && r.all().contains("apply bundle #2 first"),
         "{}",
         r.stderr
     );
@@ -287,11 +283,7 @@ fn tampered_truncated_out_of_order_and_foreign_bundles_are_refused_leaving_the_s
     let bytes = fs::read(&f2).unwrap();
     fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let r = apply(&c, &[&cut]);
-    assert!(
-        r.code == 1 && r.stderr.contains("truncated"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.code == 1 && r.all().contains("truncated"), "{}", r.stderr);
     assert_eq!(snapshot(&c), before);
     let bad = p("bad.bundle");
     for at in [20, bytes.len() / 3, bytes.len() - 40, bytes.len() - 5] {
@@ -300,7 +292,7 @@ fn tampered_truncated_out_of_order_and_foreign_bundles_are_refused_leaving_the_s
         let r = apply(&c, &[&bad]);
         assert_eq!(r.code, 1, "flip at {at}: {}", r.stderr);
         assert!(
-            r.stderr.contains("damaged") || r.stderr.contains("truncated"),
+            r.all().contains("damaged") || r.all().contains("truncated"),
             "{}",
             r.stderr
         );
@@ -319,7 +311,7 @@ fn tampered_truncated_out_of_order_and_foreign_bundles_are_refused_leaving_the_s
     let before = snapshot(&c);
     let r = apply(&c, &[&fo]);
     assert!(
-        r.code == 1 && r.stderr.contains("follows store"),
+        r.code == 1 && r.all().contains("follows store"),
         "{}",
         r.stderr
     );
@@ -327,7 +319,7 @@ fn tampered_truncated_out_of_order_and_foreign_bundles_are_refused_leaving_the_s
     // And a store that was pulled does not take bundles.
     let r = apply(&other, &[&f1]);
     assert!(
-        r.code == 1 && r.stderr.contains("did not come from bundles"),
+        r.code == 1 && r.all().contains("did not come from bundles"),
         "{}",
         r.stderr
     );
@@ -340,7 +332,7 @@ fn tampered_truncated_out_of_order_and_foreign_bundles_are_refused_leaving_the_s
     // Refusing to overwrite.
     let r = run(&["bundle", "create", "--store", s(&a), "--out", s(&f4)]);
     assert!(
-        r.code == 1 && r.stderr.contains("already exists"),
+        r.code == 1 && r.all().contains("already exists"),
         "{}",
         r.stderr
     );
@@ -584,7 +576,7 @@ fn a_bundle_with_rows_a_store_cannot_hold_is_refused_before_anything_changes_nam
             let r = apply(target, &[&file]);
             assert_eq!(r.code, 1, "{what} into {}: {}", target.display(), r.stderr);
             assert!(
-                r.stderr.contains(s(&file)) && r.stderr.contains(reason.as_str()),
+                r.all().contains(s(&file)) && r.all().contains(reason.as_str()),
                 "{what}: the error names neither the bundle nor {reason:?}:\n{}",
                 r.stderr
             );
@@ -608,7 +600,7 @@ fn a_bundle_with_rows_a_store_cannot_hold_is_refused_before_anything_changes_nam
     all[2].1.write(&second);
     let fresh = p("a/b/fresh");
     let r = apply(&fresh, &[&first, &second]);
-    assert!(r.code == 1 && r.stderr.contains(s(&second)), "{}", r.stderr);
+    assert!(r.code == 1 && r.all().contains(s(&second)), "{}", r.stderr);
     assert!(
         !p("a").exists(),
         "parents made for the store were left behind"
@@ -680,9 +672,9 @@ fn bundle_create_refuses_a_message_larger_than_apply_takes_naming_it() {
     ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
-        r.stderr.contains("INBOX UID 1 (UIDVALIDITY 7)")
-            && r.stderr.contains("a message of 2147483649 bytes")
-            && r.stderr.contains("at most 2147483648"),
+        r.all().contains("INBOX UID 1 (UIDVALIDITY 7)")
+            && r.all().contains("a message of 2147483649 bytes")
+            && r.all().contains("at most 2147483648"),
         "{}",
         r.stderr
     );
@@ -730,7 +722,7 @@ fn bundle_create_leaves_out_flags_apply_would_refuse_and_says_which() {
     let file = dir.path().join("g.bundle");
     let r = run(&["bundle", "create", "--store", s(&a), "--out", s(&file)]).expect_code(0);
     assert!(
-        r.stderr.contains(&format!(
+        r.all().contains(&format!(
             "INBOX UID 1 (UIDVALIDITY 7): flags {odd} are no IMAP flags"
         )),
         "{}",

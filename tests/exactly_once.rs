@@ -258,7 +258,7 @@ fn delete2_after_an_unfinished_first_pull_deletes_nothing() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(n(&r, "deleted"), 0);
     assert!(
-        run.stderr.contains("not pulled completely"),
+        run.all().contains("not pulled completely"),
         "{}",
         run.stderr
     );
@@ -362,7 +362,7 @@ fn a_damaged_store_is_repaired_by_pull() {
     std::fs::write(&objects[1], &bytes).unwrap();
     let path = store.to_str().unwrap();
     let v = offline::run(&["verify", "--store", path]).expect_code(3);
-    assert!(v.stderr.contains("pull --repair"), "{}", v.stderr);
+    assert!(v.all().contains("pull --repair"), "{}", v.stderr);
     let r = common::run::pull(&h1, "alice", &store, &["--repair"])
         .expect_code(0)
         .json();

@@ -65,7 +65,7 @@ fn maildir_export_is_read_back_by_dovecot_identically_and_imports_then_pushes_ex
         s(&out),
     ]);
     assert_eq!(again.code, 1, "{}", again.stderr);
-    assert!(again.stderr.contains("not empty"), "{}", again.stderr);
+    assert!(again.all().contains("not empty"), "{}", again.stderr);
 
     // A fresh Dovecot whose Maildir is the export.
     let reader = Dovecot::start_default();
@@ -110,7 +110,7 @@ fn maildir_export_is_read_back_by_dovecot_identically_and_imports_then_pushes_ex
     // A store made by pull refuses imports (a later pull would drop them).
     let r = run(&["import", "--store", s(&store), "--maildir", s(&out)]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("store of its own"), "{}", r.stderr);
+    assert!(r.all().contains("store of its own"), "{}", r.stderr);
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn mbox_export_reads_back_byte_for_byte_and_imports() {
         "--folder",
         "Nope",
     ]);
-    assert!(r.code == 1 && r.stderr.contains("Nope"), "{}", r.stderr);
+    assert!(r.code == 1 && r.all().contains("Nope"), "{}", r.stderr);
 
     // Import the INBOX mbox: the same bytes and dates (flags are not in an mbox).
     let imported = dir.path().join("imported");

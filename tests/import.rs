@@ -160,7 +160,7 @@ fn import_stays_inside_the_maildir_it_is_given_and_lists_every_link_it_does_not_
         ]
     );
     assert!(
-        r.stderr.contains("not imported: ") && r.stderr.contains("/root/.Linked"),
+        r.all().contains("not imported: ") && r.all().contains("/root/.Linked"),
         "{}",
         r.stderr
     );

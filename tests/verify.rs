@@ -44,7 +44,7 @@ fn verify_finds_a_corrupted_object_by_folder_and_uid_and_gc_frees_only_on_reques
     let (dir, store) = pulled_store(&server);
 
     let ok = verify(&store, &[]).expect_code(0);
-    assert!(ok.stderr.contains("no problems"), "{}", ok.stderr);
+    assert!(ok.all().contains("no problems"), "{}", ok.stderr);
     let json = verify(&store, &["--json", "--sample", "50%"])
         .expect_code(0)
         .json();
@@ -60,12 +60,12 @@ fn verify_finds_a_corrupted_object_by_folder_and_uid_and_gc_frees_only_on_reques
     let r = verify(&store, &[]).expect_code(3);
     let line = format!("{folder} UID {uid} ");
     assert!(
-        r.stderr.contains(&line) && r.stderr.contains("corrupt"),
+        r.all().contains(&line) && r.all().contains("corrupt"),
         "verify output does not name {line}:\n{}",
         r.stderr
     );
     assert!(
-        r.stderr.contains(&path.display().to_string()),
+        r.all().contains(&path.display().to_string()),
         "{}",
         r.stderr
     );
@@ -86,7 +86,7 @@ fn verify_finds_a_corrupted_object_by_folder_and_uid_and_gc_frees_only_on_reques
     fs::remove_file(&path).unwrap();
     let r = verify(&store, &[]).expect_code(3);
     assert!(
-        r.stderr.contains("missing") && r.stderr.contains(&line),
+        r.all().contains("missing") && r.all().contains(&line),
         "{}",
         r.stderr
     );
@@ -104,10 +104,10 @@ fn verify_finds_a_corrupted_object_by_folder_and_uid_and_gc_frees_only_on_reques
         s.objects.path(&h)
     };
     let r = verify(&store, &[]).expect_code(0);
-    assert!(r.stderr.contains("1 unreferenced"), "{}", r.stderr);
+    assert!(r.all().contains("1 unreferenced"), "{}", r.stderr);
     let dry = run(&["gc", "--store", store.to_str().unwrap()]).expect_code(0);
     assert!(
-        dry.stderr.contains("would be removed") && dry.stderr.contains("--yes"),
+        dry.all().contains("would be removed") && dry.all().contains("--yes"),
         "{}",
         dry.stderr
     );
@@ -117,12 +117,12 @@ fn verify_finds_a_corrupted_object_by_folder_and_uid_and_gc_frees_only_on_reques
     assert!(!stray.exists());
     assert!(path.exists(), "gc removed a referenced object");
     let again = run(&["gc", "--store", store.to_str().unwrap()]).expect_code(0);
-    assert!(again.stderr.contains("nothing to free"), "{}", again.stderr);
+    assert!(again.all().contains("nothing to free"), "{}", again.stderr);
     verify(&store, &[]).expect_code(0);
 
     // Not a store: a clear error, exit 1.
     let r = run(&["verify", "--store", dir.path().to_str().unwrap()]).expect_code(1);
-    assert!(r.stderr.contains("not an imapferry store"), "{}", r.stderr);
+    assert!(r.all().contains("not an imapferry store"), "{}", r.stderr);
 }
 
 #[test]
@@ -170,9 +170,9 @@ fn verify_lists_rows_a_bundle_apply_would_refuse_by_folder_and_uid() {
         "invalid: INBOX UID 4 (uidvalidity 0): UIDVALIDITY 0",
         "invalid: folder \"a//b\": an empty level",
     ] {
-        assert!(r.stderr.contains(line), "no {line:?} in:\n{}", r.stderr);
+        assert!(r.all().contains(line), "no {line:?} in:\n{}", r.stderr);
     }
-    assert!(!r.stderr.contains("INBOX UID 6 "), "{}", r.stderr);
+    assert!(!r.all().contains("INBOX UID 6 "), "{}", r.stderr);
     let json = verify(&store, &["--json"]).expect_code(3).json();
     let problems = json["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 5, "{problems:?}");
@@ -204,12 +204,12 @@ fn verify_changes_nothing_and_names_an_older_or_unknown_schema() {
     let before = fs::read(store.join("index.sqlite")).unwrap();
 
     let r = verify(&store, &[]).expect_code(0);
-    assert!(r.stderr.contains("no problems"), "{}", r.stderr);
+    assert!(r.all().contains("no problems"), "{}", r.stderr);
     assert!(
-        r.stderr
+        r.stdout
             .contains("the index is schema 4 (this imapferry writes 5)"),
-        "{}",
-        r.stderr
+        "the note is part of the report on stdout: {}",
+        r.all()
     );
     assert_eq!(fs::read(store.join("index.sqlite")).unwrap(), before);
     assert!(store.join("tmp/debris").exists());

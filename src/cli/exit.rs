@@ -100,6 +100,14 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
     }
 }
 
+/// A command's final summary, on stdout (progress and diagnostics went to stderr), so that
+/// `imapferry verify > report.txt` keeps the result; also in the run log.
+pub fn print_summary(text: &str) {
+    let text = ui::printable_lines(text);
+    imapferry::runlog::write(&text);
+    println!("{text}");
+}
+
 /// Every message or folder that could not be moved, on stderr: nothing fails silently.
 pub fn print_failures(failures: &[Failure]) {
     print_items("failed", failures);

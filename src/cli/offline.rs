@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::args::{BundleArgs, BundleCommand, ExportArgs, GcArgs, ImportArgs, VerifyArgs};
-use super::exit::{usage, Outcome};
+use super::exit::{print_summary, usage, Outcome};
 use imapferry::folders::Selection;
 use imapferry::{bundle, export, import, ui, verify};
 
@@ -24,7 +24,7 @@ pub fn bundle(a: BundleArgs) -> Result<Outcome> {
             if c.json {
                 print_json(&r)?;
             } else {
-                ui::info(&r.summary());
+                print_summary(&r.summary());
             }
         }
         BundleCommand::Apply(c) => {
@@ -33,7 +33,7 @@ pub fn bundle(a: BundleArgs) -> Result<Outcome> {
                 print_json(&reports)?;
             } else {
                 for r in &reports {
-                    ui::info(&r.summary());
+                    print_summary(&r.summary());
                 }
             }
         }
@@ -58,7 +58,7 @@ pub fn export(a: ExportArgs) -> Result<Outcome> {
     if a.json {
         print_json(&r)?;
     } else {
-        ui::info(&r.summary(&opts.out));
+        print_summary(&r.summary(&opts.out));
     }
     Ok(Outcome::from_complete(r.failures.is_empty()))
 }
@@ -80,7 +80,7 @@ pub fn import(a: ImportArgs) -> Result<Outcome> {
     if a.json {
         print_json(&r)?;
     } else {
-        ui::info(&r.summary());
+        print_summary(&r.summary());
     }
     Ok(Outcome::from_complete(r.failures.is_empty()))
 }
@@ -91,7 +91,7 @@ pub fn verify(a: VerifyArgs) -> Result<Outcome> {
     if a.json {
         print_json(&r)?;
     } else {
-        eprintln!("{}", ui::printable_lines(&r.text()));
+        print_summary(&r.text());
     }
     Ok(Outcome::from_complete(r.problems.is_empty()))
 }
@@ -102,7 +102,7 @@ pub fn gc(a: GcArgs) -> Result<Outcome> {
     if a.json {
         print_json(&r)?;
     } else {
-        eprintln!("{}", ui::printable_lines(&r.text()));
+        print_summary(&r.text());
     }
     Ok(Outcome::Done)
 }

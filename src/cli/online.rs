@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::args::{CheckArgs, MapArgs, OutputArgs, PullArgs, PushArgs, Side, StatusArgs};
 use super::endpoint::endpoint_for;
-use super::exit::{error_json, print_failures, print_warnings, usage, Outcome};
+use super::exit::{error_json, print_failures, print_summary, print_warnings, usage, Outcome};
 use super::hints::advise;
 use imapferry::check::{self, CheckOptions};
 use imapferry::compare::targets::MapRules;
@@ -32,9 +32,7 @@ pub(super) fn show<R: Serialize>(
     if o.json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        let text = ui::printable_lines(&summary());
-        imapferry::runlog::write(&text);
-        println!("{text}");
+        print_summary(&summary());
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::args::{Side, SyncArgs};
 use super::endpoint::endpoint_for;
-use super::exit::{print_failures, print_warnings, usage, Outcome};
+use super::exit::{print_failures, print_summary, print_warnings, usage, Outcome};
 use super::hints::advise;
 use super::online::{map_rules, reported, set_output};
 use imapferry::pull::{self, PullOptions, PullReport};
@@ -50,9 +50,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
         print_warnings(&pulled.warnings);
         print_failures(&pulled.failures);
         if !a.output.json {
-            let text = ui::printable_lines(&pulled.summary());
-            imapferry::runlog::write(&text);
-            println!("{text}");
+            print_summary(&pulled.summary());
         }
 
         let mut q = PushOptions::new(ep2, store.clone(), selection);
@@ -77,9 +75,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
             };
             println!("{}", serde_json::to_string_pretty(&r)?);
         } else {
-            let text = ui::printable_lines(&pushed.summary());
-            imapferry::runlog::write(&text);
-            println!("{text}");
+            print_summary(&pushed.summary());
         }
         Ok(Outcome::from_complete(complete))
     })

@@ -28,6 +28,11 @@ impl Run {
         })
     }
 
+    /// Everything the run printed, stdout (its summary) then stderr (progress, diagnostics).
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
     /// Panic with the output unless the exit status is `code`.
     pub fn expect_code(self, code: i32) -> Run {
         assert_eq!(
