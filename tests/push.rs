@@ -608,3 +608,32 @@ fn an_unchanged_repush_selects_nothing_and_a_flag_change_touches_only_its_folder
     assert!(!cmds.iter().any(|c| c.starts_with("SELECT")), "{cmds:?}");
     check(&h2, &store).expect_code(0);
 }
+
+/// Issue 14, first part: a server that announces APPENDLIMIT (RFC 7889; Gmail announces
+/// 35651584) is never sent a larger message: each is listed with its size and the limit, the
+/// push exits 3, and every other message arrives. Emulated on Dovecot by announcing the
+/// capability (Dovecot itself would take the message).
+#[test]
+fn a_message_larger_than_appendlimit_is_listed_and_never_sent() {
+    let corpus = Corpus::small();
+    let (_h1, _dir, store) = pulled(&corpus);
+    let h2 = Dovecot::start(host2_config().imap_capability("+APPENDLIMIT=15000"));
+    let too_big = corpus
+        .messages
+        .iter()
+        .filter(|m| m.bytes.len() > 15000)
+        .count();
+    assert!(too_big > 0 && too_big < corpus.len());
+    let r = push(&h2, &store, &[]).expect_code(3);
+    let j = r.json();
+    assert_eq!(n(&j, "sent") as usize, corpus.len() - too_big, "{j}");
+    let listed = j["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["reason"].as_str().unwrap().contains("APPENDLIMIT=15000"))
+        .count();
+    assert_eq!(listed, too_big, "{j}");
+    assert!(r.stderr.contains("larger than host2 takes"), "{}", r.stderr);
+    assert_eq!(h2.stored_messages("alice"), corpus.len() - too_big);
+}

@@ -334,6 +334,16 @@ impl Client {
         self.caps.contains(&name.to_ascii_uppercase())
     }
 
+    /// The largest message the server takes, from `APPENDLIMIT=N` (RFC 7889); `None` when it
+    /// names none for the whole server.
+    pub fn append_limit(&self) -> Option<u64> {
+        self.caps
+            .iter()
+            .filter_map(|c| c.strip_prefix("APPENDLIMIT="))
+            .filter_map(|n| n.parse().ok())
+            .min()
+    }
+
     /// All capabilities, upper-cased and sorted (for logs and diagnostics).
     pub fn capabilities(&self) -> Vec<String> {
         let mut v: Vec<String> = self.caps.iter().cloned().collect();

@@ -73,6 +73,8 @@ pub struct Faults {
     pub drop_keywords: bool,
     /// SELECT and STATUS tell no UIDNEXT (RFC 3501 servers may omit it).
     pub no_uidnext: bool,
+    /// `APPENDLIMIT=N` is announced.
+    pub append_limit: Option<u64>,
 }
 
 /// The account all connections of one test see.
@@ -228,6 +230,10 @@ impl Mailbox for Memory {
             .lock()
             .map(|s| s.caps.contains(&cap))
             .unwrap_or(false)
+    }
+
+    fn append_limit(&self) -> Option<u64> {
+        self.server.lock().ok().and_then(|s| s.faults.append_limit)
     }
 
     fn namespace(&mut self) -> Result<Namespace> {

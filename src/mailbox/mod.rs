@@ -42,6 +42,9 @@ pub trait Mailbox: Send {
     /// Whether the server offers `cap` (as far as this connection may use it).
     fn has(&self, cap: Cap) -> bool;
 
+    /// The largest message the server takes (RFC 7889 `APPENDLIMIT=N`), if it says.
+    fn append_limit(&self) -> Option<u64>;
+
     /// The personal namespace (prefix and separator).
     fn namespace(&mut self) -> Result<Namespace>;
 
@@ -140,6 +143,10 @@ impl Mailbox for Client {
             Cap::ListStatus => "LIST-STATUS",
             Cap::CondStore => "CONDSTORE",
         })
+    }
+
+    fn append_limit(&self) -> Option<u64> {
+        Client::append_limit(self)
     }
 
     fn namespace(&mut self) -> Result<Namespace> {

@@ -539,7 +539,19 @@ impl Pusher<'_, '_> {
         cmp: &Comparison,
         sel: &Selected,
     ) -> Result<Option<u32>> {
-        let missing: Vec<&StoreMsg> = cmp.settled.missing.iter().map(|&i| &cmp.store[i]).collect();
+        let mut missing: Vec<&StoreMsg> =
+            cmp.settled.missing.iter().map(|&i| &cmp.store[i]).collect();
+        if let Some(limit) = self.conn.append_limit() {
+            // Refused before a byte is sent: the server said it would not take them.
+            for msg in missing.iter().filter(|m| m.row.size > limit) {
+                let why = format!(
+                    "{} bytes, larger than host2 takes (APPENDLIMIT={limit})",
+                    msg.row.size
+                );
+                self.fail(msg, why);
+            }
+            missing.retain(|m| m.row.size <= limit);
+        }
         if missing.is_empty() {
             return Ok(sel.uidnext);
         }
