@@ -162,12 +162,30 @@ fn read_passfile(file: &Path, n: &str) -> Result<String> {
     }
     let text = std::fs::read_to_string(file)
         .map_err(|e| usage(format!("cannot read --passfile{n} {}: {e}", file.display())))?;
+    password_line(&text)
+        .map(String::from)
+        .ok_or_else(|| usage(format!("--passfile{n} {} is empty", file.display())))
+}
+
+/// The password a password file holds: its first line without the line ending, everything
+/// else in it kept; `None` when that is empty.
+pub fn password_line(text: &str) -> Option<&str> {
     let line = text.split('\n').next().unwrap_or("");
     let line = line.strip_suffix('\r').unwrap_or(line);
-    if line.is_empty() {
-        return Err(usage(format!("--passfile{n} {} is empty", file.display())));
-    }
-    Ok(line.to_string())
+    (!line.is_empty()).then_some(line)
+}
+
+/// `s` as part of a file name: letters, digits and `.@-_+` kept, anything else `_`.
+pub fn file_name_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".@-_+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// `name:port` typed into a host option (an IPv6 address is not that).

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::args::{Side, SyncArgs};
-use super::endpoint::endpoint_for;
+use super::endpoint::{endpoint_for, file_name_part};
 use super::exit::{print_failures, print_summary, print_warnings, usage, Outcome};
 use super::hints::advise;
 use super::online::{map_rules, reported, set_output};
@@ -92,17 +92,7 @@ fn default_store(host1: &str, user1: &str, host2: &str, user2: &str) -> anyhow::
             None => return Err(usage("no HOME nor XDG_DATA_HOME: give --store DIR")),
         },
     };
-    let safe = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || ".@-_+".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
+    let safe = file_name_part;
     let name = format!(
         "{}@{}--{}@{}",
         safe(user1),

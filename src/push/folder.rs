@@ -327,15 +327,7 @@ impl Pusher<'_, '_> {
             .intents
             .iter()
             .any(|i| now - i.created_at < SETTLED_AFTER_SECS);
-        let cmp = compare::examine(
-            self.conn,
-            self.index,
-            self.ctx.objects,
-            self.target,
-            &sel,
-            ledger,
-            now,
-        )?;
+        let cmp = self.examine(&sel, ledger, now)?;
         self.fr.messages = cmp.store.len() as u64;
         let bytes: u64 = cmp
             .settled
@@ -362,6 +354,19 @@ impl Pusher<'_, '_> {
         Ok(())
     }
 
+    /// Compare the selected mailbox with the store ([`compare::examine`]).
+    fn examine(&mut self, sel: &Selected, ledger: Ledger, now: i64) -> Result<Comparison> {
+        compare::examine(
+            self.conn,
+            self.index,
+            self.ctx.objects,
+            self.target,
+            sel,
+            ledger,
+            now,
+        )
+    }
+
     /// After the pushes, when APPENDs into the mailbox were left unanswered and host2 has been
     /// quiet (they may have been still landing): compare again, record the copies that landed
     /// and remove those that doubled a copy sent since.
@@ -371,15 +376,7 @@ impl Pusher<'_, '_> {
         };
         let sel = self.conn.select(&self.target.mailbox, false)?;
         let ledger = Ledger::read(self.index, Some(dest), &self.target.mailbox)?;
-        let cmp = compare::examine(
-            self.conn,
-            self.index,
-            self.ctx.objects,
-            self.target,
-            &sel,
-            ledger,
-            crate::clock::now(),
-        )?;
+        let cmp = self.examine(&sel, ledger, crate::clock::now())?;
         let sent = self.state.sent.clone();
         self.record_found(dest, &cmp)?;
         self.state.sent = sent;

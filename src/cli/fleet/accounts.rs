@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::super::endpoint::{file_name_part, password_line};
+
 /// Where a password comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Password {
@@ -37,12 +39,9 @@ impl Password {
             Password::File(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let line = text.split('\n').next().unwrap_or("");
-                let line = line.strip_suffix('\r').unwrap_or(line);
-                if line.is_empty() {
-                    return Err(format!("{} is empty", path.display()));
-                }
-                Ok(line.to_string())
+                password_line(&text)
+                    .map(String::from)
+                    .ok_or_else(|| format!("{} is empty", path.display()))
             }
         }
     }
@@ -67,16 +66,11 @@ impl Account {
     /// account a store mirrors), readable, and distinct even when two names differ only in
     /// characters that are replaced or in the port.
     pub fn name(&self) -> String {
-        let safe: String = format!("{}@{}", self.user1, self.host1.to_ascii_lowercase())
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || ".@-_+".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = file_name_part(&format!(
+            "{}@{}",
+            self.user1,
+            self.host1.to_ascii_lowercase()
+        ));
         format!("{safe}-{}", &self.key_hash()[..8])
     }
 
