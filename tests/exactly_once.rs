@@ -65,6 +65,10 @@ fn six_kills_through_a_buffering_link_leave_no_duplicate() {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push was still running when killed"
+        );
         child.kill().unwrap(); // SIGKILL, the binary itself
         child.wait().unwrap();
         killed_at.push(h2.stored_messages("alice"));

@@ -102,6 +102,10 @@ fn a_fleet_killed_mid_way_and_run_again_leaves_every_account_exact() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the fleet was still running when killed"
+    );
     child.kill().unwrap(); // SIGKILL, the fleet binary itself
     child.wait().unwrap();
     let s = status(&stores);

@@ -231,6 +231,10 @@ fn kill_9_during_a_pull_then_a_new_pull_completes_without_fetching_anything_twic
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the pull was still running when killed"
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 

@@ -353,6 +353,10 @@ fn kill_9_at_several_moments_then_a_push_ends_exact_without_duplicates() {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push was still running when killed"
+        );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let st = imapferry::store::Store::open_existing(&store).unwrap();
