@@ -692,6 +692,7 @@ fn import_folder(
                 size: bytes.len() as u64,
                 flags,
                 internaldate: InternalDate::from_unix(time),
+                gmail: None,
             },
             stored,
             facts,

@@ -30,6 +30,7 @@ pub mod maildir;
 pub mod mailtime;
 pub mod mbox;
 pub mod names;
+pub mod provider;
 pub mod pull;
 pub mod push;
 pub mod run;

@@ -656,6 +656,7 @@ fn bundle_create_refuses_a_message_larger_than_apply_takes_naming_it() {
         size,
         flags: vec![],
         internaldate: "05-Mar-2021 14:03:07 +0100".parse().unwrap(),
+        gmail: None,
     };
     b.add_message(id, &m).unwrap();
     b.commit().unwrap();
@@ -713,6 +714,7 @@ fn bundle_create_leaves_out_flags_apply_would_refuse_and_says_which() {
         size: body.len() as u64,
         flags: vec!["\\Seen".into(), odd.into()],
         internaldate: "05-Mar-2021 14:03:07 +0100".parse().unwrap(),
+        gmail: None,
     };
     batch.add_message(id, &m).unwrap();
     batch.commit().unwrap();

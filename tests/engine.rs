@@ -41,6 +41,7 @@ fn endpoint() -> Endpoint {
         timeout: Duration::from_secs(5),
         compress: false,
         rate_limit: None,
+        provider: None,
     }
 }
 
@@ -67,6 +68,7 @@ fn store_with(dir: &std::path::Path, bodies: &[Vec<u8>], flags: &[&str]) -> Stor
             size: b.len() as u64,
             flags: flags.iter().map(|f| f.to_string()).collect(),
             internaldate: InternalDate::from_unix(1_700_000_000 + i as i64),
+            gmail: None,
         };
         batch.add_message(id, &m).unwrap();
     }

@@ -267,6 +267,7 @@ fn store_with_folders(store: &Path, names: &[String]) -> Vec<Vec<u8>> {
             size: body.len() as u64,
             flags: vec!["\\Seen".into()],
             internaldate: "05-Mar-2021 14:03:07 +0100".parse().unwrap(),
+            gmail: None,
         };
         b.add_message(id, &m).unwrap();
         b.commit().unwrap();

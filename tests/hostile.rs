@@ -448,6 +448,7 @@ fn a_bad_after_a_non_synchronizing_literal_closes_the_connection() {
         timeout: Duration::from_secs(10),
         compress: false,
         rate_limit: None,
+        provider: None,
     };
     let msg = |body: &'static [u8], sync: bool| imapferry::imap::AppendMessage {
         flags: &[],

@@ -423,6 +423,7 @@ fn commit(store: &mut Store, c: &Checked, new: &[NewObject]) -> Result<()> {
             size: m.size,
             flags: m.flags.clone(),
             internaldate: m.internaldate.parse()?,
+            gmail: None,
         };
         batch.add_message(id, &message)?;
     }

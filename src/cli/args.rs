@@ -102,6 +102,8 @@ pub struct ConnArgs {
     pub timeout: Option<u64>,
     /// imapsync's `--authuser1`: log in as this administrator to act as the user.
     pub authuser: Option<String>,
+    /// `--provider1/2`: the provider's rules, instead of recognising them.
+    pub provider: Option<imapferry::provider::Provider>,
 }
 
 /// Declares the connection options of one side with its numeric suffix, so the two sides
@@ -110,7 +112,7 @@ macro_rules! conn_args {
     ($name:ident, $side:literal, $sidev:expr, $host:literal, $port:literal, $tls:literal, $insecure:literal,
      $ca:literal, $user:literal, $passfile:literal, $password:literal, $oauth:literal,
      $ssl:literal, $nossl:literal, $notls:literal, $timeout:literal, $env:literal,
-     $authuser:literal) => {
+     $authuser:literal, $provider:literal) => {
         #[derive(Args, Debug, Clone)]
         pub struct $name {
             #[arg(id = $host, long = $host, value_name = "HOST",
@@ -161,6 +163,10 @@ macro_rules! conn_args {
             /// every connection)
             #[arg(id = $oauth, long = $oauth, value_name = "FILE")]
             pub oauth2_token_file: Option<PathBuf>,
+            /// The provider's rules (gmail, m365 or generic); by default recognised from the
+            /// server's capabilities and greeting (see docs/providers.md)
+            #[arg(id = $provider, long = $provider, value_name = "NAME")]
+            pub provider: Option<imapferry::provider::Provider>,
         }
 
         impl From<$name> for ConnArgs {
@@ -181,6 +187,7 @@ macro_rules! conn_args {
                     notls: a.notls,
                     timeout: a.timeout,
                     authuser: a.authuser,
+                    provider: a.provider,
                 }
             }
         }
@@ -205,7 +212,8 @@ conn_args!(
     "notls1",
     "timeout1",
     "IMAPFERRY_PASSWORD1",
-    "authuser1"
+    "authuser1",
+    "provider1"
 );
 
 conn_args!(
@@ -226,7 +234,8 @@ conn_args!(
     "notls2",
     "timeout2",
     "IMAPFERRY_PASSWORD2",
-    "authuser2"
+    "authuser2",
+    "provider2"
 );
 
 /// Options shared by commands that print a run summary.

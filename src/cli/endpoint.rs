@@ -69,6 +69,7 @@ pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
         timeout,
         compress: true,
         rate_limit: None,
+        provider: args.provider,
     })
 }
 
@@ -233,6 +234,7 @@ mod tests {
             password: Some("pw".into()),
             oauth2_token_file: None,
             authuser: None,
+            provider: None,
             ssl: false,
             nossl: false,
             notls: false,

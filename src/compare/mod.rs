@@ -141,7 +141,11 @@ pub fn plan_host2(
         crate::run::retrying(&mut conn, connector, retry, "listing folders", |m, _| {
             Ok((m.namespace()?, m.list()?))
         })?;
-    let plan = targets::plan(folders, rules, &ns, &listed);
+    let rules = targets::MapRules {
+        provider: conn.provider(),
+        ..rules.clone()
+    };
+    let plan = targets::plan(folders, &rules, &ns, &listed);
     Ok((conn, ns, plan))
 }
 

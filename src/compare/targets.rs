@@ -16,7 +16,11 @@
 //!    separates levels with `.`) gets `_` in its place (`Dr_ Jones`), so it stays one folder
 //!    instead of becoming a hierarchy (or an invalid name, for `Notes...`), unless host2
 //!    already has a mailbox under the unescaped name (left by another tool or an earlier
-//!    push), which then keeps receiving it. Each renamed folder is reported by the push.
+//!    push), which then keeps receiving it. Each renamed folder is reported by the push;
+//! 7. then the provider's naming rules (docs/providers.md): on Gmail a label level loses
+//!    leading, trailing and repeated spaces and `^` becomes `_`; on Microsoft 365 a level named
+//!    `Files` (reserved there) becomes `Files_`, and since names there ignore case a folder
+//!    whose path differs from an earlier one only in case gets ` (2)`. Each is reported.
 //!
 //! The host2 path is then turned into host2's name with its separator and personal-namespace
 //! prefix ([`crate::names::server_name`]) and encoded in modified UTF-7; a mailbox host2 already
@@ -28,6 +32,7 @@ use anyhow::{bail, Result};
 
 use crate::imap::{MailboxInfo, MailboxStatus};
 use crate::names::Namespace;
+use crate::provider::{gmail_valid_level, Provider};
 use crate::names::{mailbox_for, server_name, store_path, MailboxName};
 use crate::store::FolderRow;
 
@@ -40,6 +45,8 @@ pub struct MapRules {
     pub automap: bool,
     /// `--regextrans2` substitutions, applied in order.
     pub transforms: Vec<Transform>,
+    /// host2's naming rules (step 7), from the connection.
+    pub provider: Provider,
 }
 
 /// One `s/PATTERN/REPLACEMENT/FLAGS` substitution (Perl's form, as imapsync takes it: any
@@ -128,6 +135,7 @@ impl MapRules {
                 .iter()
                 .map(|s| Transform::parse(s))
                 .collect::<Result<_>>()?,
+            provider: Provider::Generic,
         })
     }
 
@@ -185,9 +193,13 @@ pub struct Target {
     pub folders: Vec<FolderRow>,
     /// host2's MESSAGES, UIDNEXT, UIDVALIDITY (HIGHESTMODSEQ) from LIST-STATUS, when offered.
     pub status: Option<MailboxStatus>,
-    /// The host2 path before host2's separator was replaced in level names (step 5 above), when
-    /// it was.
+    /// host2's special-use attribute of the mailbox (`\All`, `\Sent`), when it lists one.
+    pub role: Option<String>,
+    /// The host2 path before host2's separator was replaced in level names (step 6 above), or
+    /// before host2's naming rules changed it (step 7), when one of them did.
     pub escaped_from: Option<String>,
+    /// Why the path is not `escaped_from`, when the provider's rules changed it (step 7).
+    pub renamed_because: Option<String>,
 }
 
 impl Target {
@@ -244,6 +256,8 @@ pub fn plan(
         .filter_map(|f| f.role.as_deref().map(|r| (f.path.as_str(), r)))
         .collect();
     let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    // Paths used so far, by their lower case (Microsoft 365 ignores case in names).
+    let mut seen: HashMap<String, String> = HashMap::new();
     for f in folders {
         let path = host2_path(f, rules, &roles, &role_roots);
         let escaped = escape_separator(&path, ns.separator);
@@ -255,6 +269,11 @@ pub fn plan(
         } else {
             (path, None)
         };
+        let (path, escaped_from, because) = match provider_rules(&path, rules.provider, &seen) {
+            Some((fixed, why)) if !selectable(&path) => (fixed, escaped_from.or(Some(path)), Some(why)),
+            _ => (path, escaped_from, None),
+        };
+        seen.entry(path.to_lowercase()).or_insert(path.clone());
         let entry = targets.entry(path.clone()).or_insert_with(|| {
             let existing = lookup(&path);
             Target {
@@ -270,14 +289,61 @@ pub fn plan(
                 status: existing
                     .filter(|mb| !mb.noselect)
                     .and_then(|mb| mb.status.clone()),
+                role: existing.and_then(|mb| mb.special_use.clone()),
                 escaped_from: None,
+                renamed_because: None,
             }
         });
         entry.escaped_from = entry.escaped_from.take().or(escaped_from);
+        entry.renamed_because = entry.renamed_because.take().or(because);
         entry.want_subscribed |= f.subscribed;
         entry.folders.push(f.clone());
     }
     targets.into_values().collect()
+}
+
+/// Step 7: `path` as host2's provider needs it, and why, when that differs.
+fn provider_rules(
+    path: &str,
+    provider: Provider,
+    seen: &HashMap<String, String>,
+) -> Option<(String, String)> {
+    match provider {
+        Provider::Gmail if !path.starts_with("[Gmail]") => {
+            let levels: Vec<String> = path
+                .split('/')
+                .map(|l| gmail_valid_level(l).unwrap_or_else(|| l.to_string()))
+                .collect();
+            let fixed = levels.join("/");
+            (fixed != path).then(|| {
+                let why = "Gmail refuses labels with leading, trailing or repeated spaces or ^";
+                (fixed, why.to_string())
+            })
+        }
+        Provider::M365 => {
+            let reserved = Provider::M365.reserved_names();
+            let levels: Vec<String> = path
+                .split('/')
+                .map(|l| match reserved.iter().any(|r| r.eq_ignore_ascii_case(l)) {
+                    true => format!("{l}_"),
+                    false => l.to_string(),
+                })
+                .collect();
+            let fixed = levels.join("/");
+            if fixed != path {
+                let why = format!("{path:?} is a reserved folder name on Microsoft 365");
+                return Some((fixed, why));
+            }
+            match seen.get(&path.to_lowercase()) {
+                Some(other) if other != path => Some((
+                    format!("{path} (2)"),
+                    format!("Microsoft 365 ignores case in names: {other:?} is the same folder"),
+                )),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Where store folder `f` goes on host2 (steps 1 to 4 of the module's list): `rules`, and under
@@ -520,5 +586,33 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].folders.len(), 2);
         assert_eq!(t[0].escaped_from.as_deref(), Some("a.b"));
+    }
+
+    #[test]
+    fn provider_rules_rename_reserved_case_twins_and_gmail_spaces_and_say_why() {
+        let fs = [
+            folder("Archive", None),
+            folder("archive", None),
+            folder("Files", None),
+            folder(" Old  Mail ", None),
+        ];
+        let m365 = MapRules {
+            provider: Provider::M365,
+            ..MapRules::default()
+        };
+        let t = plan(&fs, &m365, &dot(), &[]);
+        let paths: Vec<&str> = t.iter().map(|t| t.path.as_str()).collect();
+        assert!(paths.contains(&"Files_"), "{paths:?}");
+        assert!(paths.contains(&"archive (2)"), "{paths:?}");
+        assert!(paths.contains(&"Archive"), "{paths:?}");
+        let why = t.iter().find(|t| t.path == "Files_").unwrap();
+        assert!(why.renamed_because.as_deref().unwrap().contains("reserved"));
+        let gmail = MapRules {
+            provider: Provider::Gmail,
+            ..MapRules::default()
+        };
+        let t = plan(&fs, &gmail, &dot(), &[]);
+        let old = t.iter().find(|t| t.path == "Old Mail").unwrap();
+        assert_eq!(old.escaped_from.as_deref(), Some(" Old  Mail "));
     }
 }

@@ -16,6 +16,7 @@ use super::uidset;
 use super::{auth, log_level};
 use crate::mailtime::InternalDate;
 use crate::names::{MailboxName, Namespace};
+use crate::provider::Provider;
 
 /// One mailbox from LIST.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +220,10 @@ pub struct Client {
     greeted: bool,
     /// Hears of literal bytes as they arrive (see [`Client::set_literal_meter`]).
     literal_meter: Option<super::ByteMeter>,
+    /// The greeting's text, for [`Provider::detect`].
+    greeting_text: String,
+    /// The rules this server gets: forced by the endpoint or recognised after login.
+    provider: Provider,
 }
 
 /// The longest wait for the greeting (at most `--timeout`): servers greet at once.
@@ -273,6 +278,8 @@ impl Client {
             unsolicited: 0,
             broken: None,
             greeted: false,
+            greeting_text: String::new(),
+            provider: Provider::Generic,
             hidden: opts
                 .hide_capabilities
                 .iter()
@@ -291,6 +298,9 @@ impl Client {
         if !preauth {
             c.authenticate(ep)?;
         }
+        c.provider = ep.provider.unwrap_or_else(|| {
+            Provider::detect(c.caps.iter().map(String::as_str), &c.greeting_text)
+        });
         if ep.compress && c.has_capability("COMPRESS=DEFLATE") {
             c.start_compress()?;
         }
@@ -305,6 +315,11 @@ impl Client {
             c.wait_done(&sent, &mut |_| Ok(()))?;
         }
         Ok(c)
+    }
+
+    /// The rules this server gets (see [`crate::provider`]).
+    pub fn provider(&self) -> Provider {
+        self.provider
     }
 
     /// False once the connection was closed on purpose (a response too large to read, a BAD
@@ -561,9 +576,12 @@ impl Client {
     ) -> Result<()> {
         check_set(set)?;
         let condstore = self.has_capability("CONDSTORE");
+        // Gmail's ids cost a few bytes per message and tell one message in many label views.
+        let gmail = self.has_capability("X-GM-EXT-1");
         let mut cmd = format!(
-            "UID FETCH {set} (UID FLAGS INTERNALDATE RFC822.SIZE{})",
-            if condstore { " MODSEQ" } else { "" }
+            "UID FETCH {set} (UID FLAGS INTERNALDATE RFC822.SIZE{}{})",
+            if condstore { " MODSEQ" } else { "" },
+            if gmail { " X-GM-MSGID X-GM-THRID" } else { "" }
         );
         if let (Some(n), true) = (changedsince, condstore) {
             cmd.push_str(&format!(" (CHANGEDSINCE {n})"));
@@ -1111,6 +1129,27 @@ impl Client {
         Ok(())
     }
 
+    /// Gmail's `UID STORE <uids> +X-GM-LABELS.SILENT (<labels>)`: each label an astring (a
+    /// system label such as `\Inbox` quoted), so the messages show in those label views too.
+    pub fn uid_add_labels(&mut self, uids: &[u32], labels: &[Vec<u8>]) -> Result<()> {
+        if uids.is_empty() || labels.is_empty() {
+            return Ok(());
+        }
+        let set = uidset::compact(uids);
+        check_set(&set)?;
+        let head = format!("UID STORE {set} +X-GM-LABELS.SILENT (");
+        let mut parts = vec![text(&head)];
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 {
+                parts.push(text(" "));
+            }
+            parts.push(arg(l));
+        }
+        parts.push(text(")"));
+        self.run(&parts, &mut |_| Ok(()))?;
+        Ok(())
+    }
+
     /// `UID EXPUNGE <uids>` (UIDPLUS): removes exactly those messages (if flagged `\Deleted`).
     pub fn uid_expunge(&mut self, uids: &[u32]) -> Result<()> {
         if uids.is_empty() {
@@ -1215,7 +1254,10 @@ impl Client {
         self.greeted = true;
         match first {
             Response::Untagged(Untagged::Status { status, text, .. }) => match status {
-                Status::Ok => Ok(false),
+                Status::Ok => {
+                    self.greeting_text = text;
+                    Ok(false)
+                }
                 Status::PreAuth => Ok(true),
                 _ => bail!(
                     "{}: server refused the connection: {status} {text}",
@@ -2041,6 +2083,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             compress: true,
             rate_limit: None,
+            provider: None,
         };
         let t = Instant::now();
         let e = Client::connect(&ep).err().unwrap();

@@ -64,6 +64,8 @@ pub struct Endpoint {
     /// Cap on the bytes per second each way (`--max-bytes-per-second`), shared by every
     /// connection made from this endpoint and its clones.
     pub rate_limit: Option<RateLimit>,
+    /// The provider's rules, when the user forced them (`--provider1/2`); otherwise recognised.
+    pub provider: Option<crate::provider::Provider>,
 }
 
 /// Build the TLS connector for `ep`: system roots, plus `ca_file`, verification off only when

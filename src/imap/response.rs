@@ -172,6 +172,10 @@ pub struct Fetched {
     pub body: Option<Vec<u8>>,
     /// The offset of a partial `BODY[]<origin>` the server stated.
     pub origin: Option<u64>,
+    /// Gmail's message id (`X-GM-MSGID`), the same in every label view.
+    pub gm_msgid: Option<u64>,
+    /// Gmail's thread id (`X-GM-THRID`).
+    pub gm_thrid: Option<u64>,
 }
 
 /// Completion status of a command or an untagged status response.
@@ -452,6 +456,8 @@ fn convert(buf: &[u8], resp: ip::Response<'_>, span: &mut BodySpan) -> Option<Re
                     }
                     ip::AttributeValue::Rfc822Size(n) => item.size = Some(u64::from(n)),
                     ip::AttributeValue::ModSeq(m) => item.modseq = Some(m),
+                    ip::AttributeValue::GmailMsgId(m) => item.gm_msgid = Some(m),
+                    ip::AttributeValue::GmailThrId(t) => item.gm_thrid = Some(t),
                     ip::AttributeValue::BodySection { data, index, .. } => {
                         item.origin = index.map(u64::from);
                         if let Some(d) = data {
@@ -638,6 +644,8 @@ fn fetch_from_toks(
             (b"INTERNALDATE", other) => {
                 item.internaldate = Some(Err(other.lossy()));
             }
+            (b"X-GM-MSGID", Tok::Atom(v)) => item.gm_msgid = Some(atoi(v).ok_or("bad X-GM-MSGID")?),
+            (b"X-GM-THRID", Tok::Atom(v)) => item.gm_thrid = Some(atoi(v).ok_or("bad X-GM-THRID")?),
             (b"MODSEQ", Tok::List(l)) => {
                 if let Some(Tok::Atom(v)) = l.first() {
                     item.modseq = Some(atoi(v).ok_or("bad MODSEQ")?);

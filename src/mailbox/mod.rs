@@ -18,6 +18,7 @@ use crate::imap::{
     Selected, Traffic,
 };
 use crate::names::{MailboxName, Namespace};
+use crate::provider::Provider;
 
 /// Server capabilities the engines change their behaviour for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,11 @@ pub trait Mailbox: Send {
 
     /// The largest message the server takes (RFC 7889 `APPENDLIMIT=N`), if it says.
     fn append_limit(&self) -> Option<u64>;
+
+    /// The provider rules this server gets ([`Provider::Generic`] unless recognised or forced).
+    fn provider(&self) -> Provider {
+        Provider::Generic
+    }
 
     /// The personal namespace (prefix and separator).
     fn namespace(&mut self) -> Result<Namespace>;
@@ -109,6 +115,13 @@ pub trait Mailbox: Send {
     /// Change the flags of `uids` in the selected mailbox.
     fn store_flags(&mut self, uids: &[u32], op: FlagOp, flags: &[String]) -> Result<()>;
 
+    /// Gmail: add `labels` (X-GM-LABELS values, as the server names them) to `uids` of the
+    /// selected mailbox, so each shows in those label views too.
+    fn add_labels(&mut self, uids: &[u32], labels: &[Vec<u8>]) -> Result<()> {
+        let _ = (uids, labels);
+        anyhow::bail!("this server has no labels")
+    }
+
     /// Remove exactly `uids` (flagged `\Deleted` first by the caller); needs [`Cap::UidPlus`].
     fn expunge_uids(&mut self, uids: &[u32]) -> Result<()>;
 
@@ -147,6 +160,14 @@ impl Mailbox for Client {
 
     fn append_limit(&self) -> Option<u64> {
         Client::append_limit(self)
+    }
+
+    fn provider(&self) -> Provider {
+        Client::provider(self)
+    }
+
+    fn add_labels(&mut self, uids: &[u32], labels: &[Vec<u8>]) -> Result<()> {
+        self.uid_add_labels(uids, labels)
     }
 
     fn namespace(&mut self) -> Result<Namespace> {

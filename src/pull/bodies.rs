@@ -18,7 +18,7 @@ use super::{FolderReport, Local, PullOptions, UidSize, MIN_CHUNK};
 use crate::imap::{body_margin, is_protocol, without_recent, Fetched};
 use crate::mailbox::Mailbox;
 use crate::mailtime::InternalDate;
-use crate::store::{FolderRow, Hash, HeaderFacts, Index, NewMessage, Objects};
+use crate::store::{FolderRow, GmailIds, Hash, HeaderFacts, Index, NewMessage, Objects};
 use crate::ui::Progress;
 
 /// What is odd about a message whose first answer could not be stored as it came.
@@ -391,6 +391,7 @@ impl<'a> Bodies<'a> {
                 size: len,
                 flags,
                 internaldate,
+                gmail: self.meta.get(&uid).and_then(gmail_ids),
             },
             HeaderFacts::parse(body),
             stored,
@@ -474,4 +475,12 @@ fn flush(
     batch.commit()?;
     pending.bytes = 0;
     Ok(pending.rows.drain(..).map(|(m, ..)| m.uid).collect())
+}
+
+/// Gmail's ids of a message, when host1 sent them.
+pub(super) fn gmail_ids(f: &Fetched) -> Option<GmailIds> {
+    f.gm_msgid.map(|msgid| GmailIds {
+        msgid,
+        thrid: f.gm_thrid,
+    })
 }

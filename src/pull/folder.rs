@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 
-use super::bodies::{Bodies, Carry};
+use super::bodies::{gmail_ids, Bodies, Carry};
 use super::plan::{self, Start};
 use super::{FolderReport, Local, PullOptions};
 use crate::imap::uidset::compact;
 use crate::imap::{without_recent, Fetched, Selected};
 use crate::mailbox::Mailbox;
 use crate::run::Failure;
-use crate::store::{FolderRow, MessageRow};
+use crate::store::{FolderRow, MessageRow, NewMessage};
 use crate::ui::{self, Progress};
 
 /// What one folder's pull works on.
@@ -85,12 +85,13 @@ pub(super) fn pull_folder(
     fr.left_out += left_out;
     let flag_changes = flag_changes(conn, folder, &known, &sel, start)?;
     record_changes(local, folder, &sel, start, &expunged, &flag_changes, fr)?;
+    record_known_gmail(local, folder, &sel, &mut new_meta, &repairs, fr)?;
 
     let bytes = new_meta.values().map(|f| f.size.unwrap_or(0)).sum();
     if job.opts.dry_run {
         // The index is a scratch copy: the changes above were counted, nothing is fetched.
         fr.dry_run = true;
-        fr.new = new_meta.len() as u64;
+        fr.new += new_meta.len() as u64;
         fr.bytes = bytes;
         return Ok(());
     }
@@ -104,6 +105,56 @@ pub(super) fn pull_folder(
     let complete = failed.is_empty() && left_out == 0;
     list(folder, failed, notices, fr, failures);
     record_state(local, folder, &sel, complete)
+}
+
+/// New messages Gmail shows under an id the store already holds (the same message in another
+/// label view): recorded with the bytes the store has, without a download. Taken out of
+/// `new_meta`.
+fn record_known_gmail(
+    local: &mut Local,
+    folder: &FolderRow,
+    sel: &Selected,
+    new_meta: &mut BTreeMap<u32, Fetched>,
+    repairs: &BTreeSet<u32>,
+    fr: &mut FolderReport,
+) -> Result<()> {
+    let mut rows = Vec::new();
+    for (uid, f) in new_meta.iter() {
+        let (Some(ids), Some(Ok(date))) = (gmail_ids(f), &f.internaldate) else {
+            continue;
+        };
+        if repairs.contains(uid) {
+            continue;
+        }
+        let Some((hash, size)) = local.index.object_of_gmail_message(ids.msgid)? else {
+            continue;
+        };
+        // Only bytes of the size this view declares, and still in the store, are the same.
+        if f.size != Some(size) || !local.objects.contains(&hash) {
+            continue;
+        }
+        rows.push(NewMessage {
+            uidvalidity: sel.uidvalidity,
+            uid: *uid,
+            hash,
+            size,
+            flags: without_recent(f.flags.as_deref().unwrap_or_default()),
+            internaldate: date.clone(),
+            gmail: Some(ids),
+        });
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut batch = local.index.batch()?;
+    for m in &rows {
+        batch.add_message(folder.id, m)?;
+        new_meta.remove(&m.uid);
+    }
+    batch.commit()?;
+    fr.new += rows.len() as u64;
+    fr.reused += rows.len() as u64;
+    Ok(())
 }
 
 /// Drop the new messages the filter does not take (never a repair); how many.

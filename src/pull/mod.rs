@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::folders::Selection;
 use crate::imap::{Endpoint, MailboxStatus};
 use crate::mailbox::Mailbox;
+use crate::provider::{gmail_holds_bodies, Provider};
 use crate::run::{self, Connector, Done, Failure, Retry};
 use crate::store::partial::Partials;
 use crate::store::{FolderRow, Index, Objects, RunCounts, Store, INDEX_FILE};
@@ -278,31 +279,38 @@ pub fn run_with(
     for (i, messages) in expected(store, &folders, &todo)? {
         progress.expect(i, messages);
     }
-    let items: Vec<usize> = todo;
     let root = store.root.clone();
-    let (done, kept) = run::pool(
-        &items,
-        opts.jobs,
-        connector,
-        conn,
-        |_| Ok(None),
-        |conn, _, &i| {
-            pull_one(
-                conn,
-                connector,
-                &root,
-                &folders[i].0,
-                opts,
-                &progress,
-                (i, count),
-            )
-        },
-    )?;
-    if let Some(mut c) = kept {
-        c.logout();
+    let mut conn = Some(conn);
+    for items in phases(conn.as_deref(), todo, &folders) {
+        let first = match conn.take() {
+            Some(c) => c,
+            None => run::connect(connector, &mut retry)?,
+        };
+        let (done, kept) = run::pool(
+            &items,
+            opts.jobs,
+            connector,
+            first,
+            |_| Ok(None),
+            |conn, _, &i| {
+                pull_one(
+                    conn,
+                    connector,
+                    &root,
+                    &folders[i].0,
+                    opts,
+                    &progress,
+                    (i, count),
+                )
+            },
+        )?;
+        conn = kept;
+        for (k, r) in done.into_iter().enumerate() {
+            results[items[k]] = r;
+        }
     }
-    for (k, r) in done.into_iter().enumerate() {
-        results[items[k]] = r;
+    if let Some(mut c) = conn {
+        c.logout();
     }
     progress.finish();
     add_up(&mut report, results, &folders);
@@ -319,6 +327,23 @@ pub fn run_with(
         .index
         .finish_run(run_id, &counts, report.failures.is_empty())?;
     Ok(report)
+}
+
+/// The folders to pull, in the order they must go: on Gmail the folders that hold the messages
+/// (All Mail, Spam, Trash) first, so every label view after them costs metadata only (its
+/// messages are known by their X-GM-MSGID); elsewhere all at once.
+fn phases(
+    conn: Option<&dyn Mailbox>,
+    todo: Vec<usize>,
+    folders: &[(FolderRow, Option<MailboxStatus>)],
+) -> Vec<Vec<usize>> {
+    if conn.is_none_or(|c| c.provider() != Provider::Gmail) {
+        return vec![todo];
+    }
+    let (bodies, views): (Vec<usize>, Vec<usize>) = todo
+        .into_iter()
+        .partition(|&i| gmail_holds_bodies(folders[i].0.role.as_deref()));
+    vec![bodies, views]
 }
 
 /// One folder's outcome: its report and its failures.

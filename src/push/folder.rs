@@ -33,7 +33,7 @@ pub(super) const SETTLED_AFTER_SECS: i64 = 3600;
 
 /// What the attempts at one target share.
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     /// Messages this run wrote an APPEND for (answered or not).
     sent: BTreeSet<Key>,
     /// Messages host2 answered BAD after their bytes were on the way: sent synchronizing.
@@ -45,12 +45,14 @@ struct State {
     folder_failed: BTreeMap<&'static str, Failure>,
     altered: BTreeMap<Key, Failure>,
     /// After the last attempt: the store messages host2 holds.
-    present: BTreeSet<Key>,
+    pub(super) present: BTreeSet<Key>,
     /// Some APPEND of this mailbox was left unanswered (in this run, or recently by an
     /// interrupted one): copies may still land, so the push ends with a last look for doubles.
     unsettled: bool,
     /// Found through intents of earlier runs.
     recovered: BTreeSet<Key>,
+    /// Gmail: given this mailbox's label instead of a second APPEND.
+    pub(super) labelled: BTreeSet<Key>,
 }
 
 /// What a pool job gives back for a target.
@@ -119,6 +121,9 @@ pub(crate) fn push_target(
             },
         )
     });
+    if let Some(plan) = &ctx.gmail {
+        plan.finish(position);
+    }
     if result.is_ok() && state.unsettled && !ctx.opts.dry_run {
         ctx.progress.done(position);
         return Done {
@@ -207,7 +212,8 @@ fn conclude(
     failures.extend(state.folder_failed.values().cloned());
     fr.failed = failures.len() as u64;
     fr.sent = state.present.intersection(&state.sent).count() as u64;
-    fr.already = state.present.len() as u64 - fr.sent;
+    fr.labelled = state.present.intersection(&state.labelled).count() as u64;
+    fr.already = state.present.len() as u64 - fr.sent - fr.labelled;
     fr.recovered = state.recovered.difference(&state.sent).count() as u64;
     fr.dropped_keywords = state.dropped.into_iter().collect();
     fr.warnings = state.altered.into_values().collect();
@@ -292,15 +298,15 @@ struct Outgoing<'s> {
     synchronizing: bool,
 }
 
-struct Pusher<'a, 'c> {
-    ctx: &'a Ctx<'c>,
-    conn: &'a mut dyn Mailbox,
-    index: &'a mut Index,
-    target: &'a Target,
-    fr: &'a mut FolderReport,
-    state: &'a mut State,
-    /// The target's place on the progress display.
-    slot: usize,
+pub(super) struct Pusher<'a, 'c> {
+    pub(super) ctx: &'a Ctx<'c>,
+    pub(super) conn: &'a mut dyn Mailbox,
+    pub(super) index: &'a mut Index,
+    pub(super) target: &'a Target,
+    pub(super) fr: &'a mut FolderReport,
+    pub(super) state: &'a mut State,
+    /// The target's place on the progress display (and in the run's targets).
+    pub(super) slot: usize,
 }
 
 impl Pusher<'_, '_> {
@@ -320,7 +326,7 @@ impl Pusher<'_, '_> {
             // Until this push of the mailbox completes, the next run surveys it in full.
             self.index.forget_mailbox_facts(d, &self.target.mailbox)?;
         }
-        let sel = self.conn.select(&self.target.mailbox, dry)?;
+        let mut sel = self.conn.select(&self.target.mailbox, dry)?;
         let ledger = Ledger::read(self.index, dest, &self.target.mailbox)?;
         let now = crate::clock::now();
         self.state.unsettled |= ledger
@@ -347,7 +353,7 @@ impl Pusher<'_, '_> {
         self.record_found(dest, &cmp)?;
         let removed = self.remove_doubles(dest, &cmp)?;
         self.retire_intents(dest, &cmp, SETTLED_AFTER_SECS)?;
-        let uidnext = self.append_missing(dest, &cmp, &sel)?;
+        let uidnext = self.append_missing(dest, &cmp, &mut sel)?;
         self.update_flags(dest, &cmp, &sel)?;
         let deleted = self.delete_extras(dest, &cmp)?;
         self.expect(&sel, uidnext, removed + deleted);
@@ -534,21 +540,97 @@ impl Pusher<'_, '_> {
         &mut self,
         dest: i64,
         cmp: &Comparison,
-        sel: &Selected,
+        sel: &mut Selected,
     ) -> Result<Option<u32>> {
         let mut missing: Vec<&StoreMsg> =
             cmp.settled.missing.iter().map(|&i| &cmp.store[i]).collect();
-        if let Some(limit) = self.conn.append_limit() {
-            // Refused before a byte is sent: the server said it would not take them.
+        self.refuse_unfit(&mut missing);
+        let ctx = self.ctx;
+        let later = match &ctx.gmail {
+            Some(plan) => self.not_here_first(plan, dest, &mut missing)?,
+            None => Vec::new(),
+        };
+        let flagged: Vec<&StoreMsg> = missing
+            .iter()
+            .copied()
+            .filter(|m| has_flag(&m.row.flags, "\\Flagged"))
+            .collect();
+        let mut uidnext = self.append_these(dest, cmp, sel, missing)?;
+        if !later.is_empty() {
+            let (rest, now) = self.label_elsewhere(dest, later)?;
+            *sel = now;
+            uidnext = self.append_these(dest, cmp, sel, rest)?;
+        }
+        if self.conn.provider().loses_flagged_on_append() {
+            self.flag_again(dest, &flagged)?;
+        }
+        Ok(uidnext)
+    }
+
+    /// Take out (as failures) the messages host2 would refuse, before a byte of them is sent:
+    /// larger than its APPENDLIMIT (or its provider's size limit), or with a line longer than
+    /// its provider takes. Their bytes are never changed to fit.
+    fn refuse_unfit(&mut self, missing: &mut Vec<&StoreMsg>) {
+        let provider = self.conn.provider();
+        let limit = match (self.conn.append_limit(), provider.default_message_limit()) {
+            (Some(n), _) => Some((n, format!("APPENDLIMIT={n}"))),
+            (None, Some(n)) => Some((n, format!("{provider} takes at most {n} bytes"))),
+            (None, None) => None,
+        };
+        if let Some((limit, said)) = limit {
             for msg in missing.iter().filter(|m| m.row.size > limit) {
-                let why = format!(
-                    "{} bytes, larger than host2 takes (APPENDLIMIT={limit})",
-                    msg.row.size
-                );
+                let why = format!("{} bytes, larger than host2 takes ({said})", msg.row.size);
                 self.fail(msg, why);
             }
             missing.retain(|m| m.row.size <= limit);
         }
+        let Some(longest) = provider.longest_line() else {
+            return;
+        };
+        let mut keep = Vec::with_capacity(missing.len());
+        for msg in missing.drain(..) {
+            // Unreadable objects are left to the APPEND path, which reports them.
+            let line = self.ctx.objects.read(&msg.row.hash).map(|b| longest_line(&b));
+            match line {
+                Ok(n) if n > longest => {
+                    let why = format!(
+                        "a line of {n} characters; {provider} refuses lines over {longest} \
+                         (the bytes are kept as they are: nothing is rewritten)"
+                    );
+                    self.fail(msg, why);
+                }
+                _ => keep.push(msg),
+            }
+        }
+        *missing = keep;
+    }
+
+    /// Set `\Flagged` again with STORE on the messages just appended with it (Microsoft 365
+    /// drops it from APPEND).
+    fn flag_again(&mut self, dest: i64, flagged: &[&StoreMsg]) -> Result<()> {
+        if flagged.is_empty() {
+            return Ok(());
+        }
+        let keys: BTreeSet<Key> = flagged.iter().map(|m| m.key()).collect();
+        let uids: Vec<u32> = self
+            .index
+            .mappings_to(dest, &self.target.mailbox)?
+            .into_iter()
+            .filter(|m| keys.contains(&m.key()) && self.state.sent.contains(&m.key()))
+            .map(|m| m.dest_uid)
+            .collect();
+        let flag = ["\\Flagged".to_string()];
+        self.conn.store_flags(&uids, FlagOp::Add, &flag)
+    }
+
+    /// APPEND `missing` in batches (see [`Self::append_missing`]).
+    fn append_these(
+        &mut self,
+        dest: i64,
+        cmp: &Comparison,
+        sel: &Selected,
+        missing: Vec<&StoreMsg>,
+    ) -> Result<Option<u32>> {
         if missing.is_empty() {
             return Ok(sel.uidnext);
         }
@@ -972,6 +1054,10 @@ impl Pusher<'_, '_> {
 
     /// What host2 should report for the mailbox now, if nobody else touched it.
     fn expect(&mut self, sel: &Selected, uidnext: Option<u32>, removed: u64) {
+        if !self.state.labelled.is_empty() {
+            // Labels put messages in with UIDs no answer told: the next run looks in full.
+            return;
+        }
         let appended = self.state.present.intersection(&self.state.sent).count() as u64;
         let messages = (u64::from(sel.exists) + appended).checked_sub(removed);
         let clean = self.state.failed.is_empty() && self.state.folder_failed.is_empty();
@@ -984,7 +1070,7 @@ impl Pusher<'_, '_> {
         }
     }
 
-    fn fail(&mut self, msg: &StoreMsg, reason: String) {
+    pub(super) fn fail(&mut self, msg: &StoreMsg, reason: String) {
         self.ctx.progress.line(&format!(
             "{} UID {}: failed: {reason}",
             msg.folder, msg.row.uid
@@ -1137,6 +1223,20 @@ fn batches(
         out.push(start..end);
     }
     out
+}
+
+/// Whether `flags` holds `flag` (flags compare without case).
+fn has_flag(flags: &[String], flag: &str) -> bool {
+    flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+}
+
+/// The length of the longest line of `bytes`, without its line end.
+fn longest_line(bytes: &[u8]) -> usize {
+    bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).len())
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

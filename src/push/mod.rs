@@ -17,6 +17,7 @@
 //! Messages are sent with the exact stored bytes.
 
 pub mod folder;
+mod gmail;
 mod prepare;
 mod settle;
 
@@ -30,6 +31,7 @@ use crate::compare::targets::{MapRules, Target};
 use crate::folders::Selection;
 use crate::imap::Endpoint;
 use crate::mailbox::{Cap, Mailbox};
+use crate::provider::Provider;
 use crate::run::{self, Connector, Failure, Retry};
 use crate::store::{Index, MailboxFacts, RunCounts, Store};
 use crate::ui::{self, human_bytes, Direction, Progress};
@@ -101,6 +103,8 @@ pub struct FolderReport {
     /// Message bytes appended (with `--dry-run`: would be).
     pub bytes: u64,
     pub flags_updated: u64,
+    /// Gmail: messages given this mailbox's label instead of a second APPEND.
+    pub labelled: u64,
     pub deleted: u64,
     /// Keywords host2 would not store, left off.
     pub dropped_keywords: Vec<String>,
@@ -125,7 +129,8 @@ pub struct HostState {
 impl FolderReport {
     /// Store messages host2 lacks after the run.
     pub fn missing(&self) -> u64 {
-        self.messages.saturating_sub(self.sent + self.already)
+        self.messages
+            .saturating_sub(self.sent + self.already + self.labelled)
     }
 }
 
@@ -148,6 +153,8 @@ pub struct PushReport {
     pub failed: u64,
     pub bytes: u64,
     pub flags_updated: u64,
+    /// Gmail: messages given a label instead of a second APPEND.
+    pub labelled: u64,
     pub deleted: u64,
     pub seconds: f64,
     /// Bytes per second appended.
@@ -200,6 +207,9 @@ impl PushReport {
         if self.doubles_removed > 0 {
             s += &format!(", {} doubles removed", self.doubles_removed);
         }
+        if self.labelled > 0 {
+            s += &format!(", {} labelled (Gmail: no second upload)", self.labelled);
+        }
         s += &format!(
             "; {} in {:.1} s ({}/s)\n{}",
             human_bytes(self.bytes),
@@ -219,6 +229,8 @@ pub(crate) struct Ctx<'a> {
     pub progress: &'a Progress,
     pub connector: &'a dyn Connector,
     pub index_path: PathBuf,
+    /// Gmail as host2: each message's home target, and which targets are done.
+    pub gmail: Option<gmail::Plan>,
 }
 
 /// Run a push. Errors that stop the whole run are returned; per-message and per-folder
@@ -253,7 +265,15 @@ pub fn run_with(
     let run_id = (!opts.dry_run)
         .then(|| store.index.start_run("push"))
         .transpose()?;
-    let (todo, skipped, subscribe_only) = split_unchanged(&store.index, destination, plan, opts)?;
+    let (mut todo, skipped, subscribe_only) =
+        split_unchanged(&store.index, destination, plan, opts)?;
+    // Gmail: one APPEND per message, the other folders as labels (see [`gmail`]).
+    let gmail = if conn.provider() == Provider::Gmail {
+        todo = gmail::order(todo);
+        Some(gmail::Plan::new(&store.index, &todo)?)
+    } else {
+        None
+    };
 
     let progress = Progress::new(Direction::Send, todo.len());
     let ctx = Ctx {
@@ -263,6 +283,7 @@ pub fn run_with(
         progress: &progress,
         connector,
         index_path: store.index.path().to_path_buf(),
+        gmail,
     };
     let mut created = Vec::new();
     let mut refused: Vec<Option<String>> = vec![None; todo.len()];
@@ -342,13 +363,15 @@ type Outcome = (FolderReport, Vec<Failure>);
 /// Print and list the host2 paths whose level names held host2's separator.
 fn report_renames(plan: &[Target], ns: &crate::names::Namespace, report: &mut PushReport) {
     for t in plan {
-        let (Some(from), Some(sep)) = (&t.escaped_from, ns.separator) else {
+        let Some(from) = &t.escaped_from else {
             continue;
         };
-        ui::info(&format!(
-            "{from:?} is {:?} on host2: {sep:?} separates folder levels there",
-            t.path
-        ));
+        let why = match (&t.renamed_because, ns.separator) {
+            (Some(why), _) => why.clone(),
+            (None, Some(sep)) => format!("{sep:?} separates folder levels there"),
+            (None, None) => continue,
+        };
+        ui::info(&format!("{from:?} is {:?} on host2: {why}", t.path));
         report.renamed.push((from.clone(), t.path.clone()));
         if t.folders.len() > 1 {
             let paths: Vec<&str> = t.folders.iter().map(|f| f.path.as_str()).collect();
@@ -426,6 +449,7 @@ fn add_up(
         report.failed += fr.failed;
         report.bytes += fr.bytes;
         report.flags_updated += fr.flags_updated;
+        report.labelled += fr.labelled;
         report.deleted += fr.deleted;
         report.failures.extend(failures);
         report.warnings.extend(fr.warnings.iter().cloned());

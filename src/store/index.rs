@@ -82,6 +82,15 @@ pub struct NewMessage {
     pub flags: Vec<String>,
     /// Parsed, so the store only ever holds dates in the one form push can send.
     pub internaldate: InternalDate,
+    /// Gmail's `X-GM-MSGID` and `X-GM-THRID`, when host1 is Gmail.
+    pub gmail: Option<GmailIds>,
+}
+
+/// Gmail's ids of one message: the same in every label view it shows in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GmailIds {
+    pub msgid: u64,
+    pub thrid: Option<u64>,
 }
 
 /// Counts recorded for one run.
@@ -337,6 +346,18 @@ impl Index {
             .with_context(|| self.ctx())
     }
 
+    /// The object and size of a message the index holds with Gmail's id `msgid` (in any
+    /// folder, expunged or not): the same message as every other row with that id.
+    pub fn object_of_gmail_message(&self, msgid: u64) -> Result<Option<(Hash, u64)>> {
+        self.conn
+            .prepare_cached("SELECT hash, size FROM messages WHERE gm_msgid = ?1 LIMIT 1")
+            .and_then(|mut st| {
+                st.query_row(params![msgid as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .with_context(|| self.ctx())
+    }
+
     /// One message row (expunged or not), if the index has it.
     pub fn message(
         &self,
@@ -552,12 +573,14 @@ impl Batch<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO messages (folder_id, uidvalidity, uid, hash, size, flags,
-                                       internaldate, first_seen, expunged_at, change)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)
+                                       internaldate, first_seen, expunged_at, change,
+                                       gm_msgid, gm_thrid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11)
                  ON CONFLICT (folder_id, uidvalidity, uid) DO UPDATE SET
                     hash = excluded.hash, size = excluded.size, flags = excluded.flags,
                     internaldate = excluded.internaldate, expunged_at = NULL,
-                    change = excluded.change",
+                    change = excluded.change, gm_msgid = excluded.gm_msgid,
+                    gm_thrid = excluded.gm_thrid",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -569,7 +592,9 @@ impl Batch<'_> {
                     joined,
                     internaldate,
                     now(),
-                    change
+                    change,
+                    m.gmail.map(|g| g.msgid as i64),
+                    m.gmail.and_then(|g| g.thrid).map(|t| t as i64)
                 ])
             })
             .with_context(|| {
@@ -995,6 +1020,7 @@ mod tests {
             size: body.len() as u64,
             flags: strs(flags),
             internaldate: "01-Apr-2025 10:00:00 +0200".parse().unwrap(),
+            gmail: None,
         }
     }
 

@@ -21,7 +21,8 @@ use anyhow::{bail, Context, Result};
 
 pub use facts::{HeaderFacts, HeaderSection};
 pub use index::{
-    Batch, FolderRow, FolderState, FolderSummary, Index, MessageRow, NewMessage, RunCounts,
+    Batch, FolderRow, FolderState, FolderSummary, GmailIds, Index, MessageRow, NewMessage,
+    RunCounts,
 };
 pub use lock::StoreLock;
 pub use objects::{Hash, Objects};
@@ -210,6 +211,7 @@ mod tests {
             size: 2,
             flags: vec![],
             internaldate: "01-Jan-2025 00:00:00 +0000".parse().unwrap(),
+            gmail: None,
         };
         b.add_message(f, &m).unwrap();
         b.commit().unwrap();

@@ -221,6 +221,32 @@ impl Index {
         run().with_context(|| self.push_ctx())
     }
 
+    /// Where on `destination` a message with the bytes `hash` already is, in a mailbox other
+    /// than `except`: (mailbox, UIDVALIDITY, UID) of one such copy (Gmail: the message a label
+    /// is added to instead of a second APPEND).
+    pub fn copy_elsewhere(
+        &self,
+        destination: i64,
+        hash: &Hash,
+        except: &MailboxName,
+    ) -> Result<Option<(MailboxName, u32, u32)>> {
+        self.conn
+            .prepare_cached(
+                "SELECT p.mailbox, p.dest_uidvalidity, p.dest_uid FROM pushed p
+                 JOIN messages m ON m.folder_id = p.folder_id AND m.uidvalidity = p.uidvalidity
+                                AND m.uid = p.uid
+                 WHERE p.destination_id = ?1 AND m.hash = ?2 AND p.mailbox != ?3
+                 ORDER BY p.pushed_at LIMIT 1",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![destination, hash, except], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+            })
+            .with_context(|| self.push_ctx())
+    }
+
     /// Record intents in one committed transaction (durable before the APPENDs go out).
     /// Returns their ids, in order.
     pub fn add_intents(&mut self, destination: i64, intents: &[NewIntent]) -> Result<Vec<i64>> {
@@ -423,6 +449,7 @@ mod tests {
                 size: 1,
                 flags: vec!["\\Seen".into()],
                 internaldate: "01-Jan-2025 00:00:00 +0000".parse().unwrap(),
+                gmail: None,
             },
         )
         .unwrap();

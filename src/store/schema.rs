@@ -171,6 +171,12 @@ CREATE TABLE push_mailboxes (
     r#"
 ALTER TABLE pushed ADD COLUMN altered TEXT;
 "#,
+    // 6: Gmail: the ids that tell one message in many label views, so pull downloads it once.
+    r#"
+ALTER TABLE messages ADD COLUMN gm_msgid INTEGER;
+ALTER TABLE messages ADD COLUMN gm_thrid INTEGER;
+CREATE INDEX messages_gm_msgid ON messages (gm_msgid) WHERE gm_msgid IS NOT NULL;
+"#,
 ];
 
 /// The schema version this binary writes.

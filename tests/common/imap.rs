@@ -36,6 +36,7 @@ pub fn endpoint(d: &Dovecot, user: &str, tls: TlsMode) -> Endpoint {
         timeout: Duration::from_secs(30),
         compress: true,
         rate_limit: None,
+        provider: None,
     }
 }
 
@@ -53,6 +54,7 @@ pub fn endpoint_of(server: &dyn TestServer) -> Endpoint {
         timeout: Duration::from_secs(30),
         compress: true,
         rate_limit: None,
+        provider: None,
     }
 }
 

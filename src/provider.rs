@@ -1,0 +1,188 @@
+//! Provider profiles: what Gmail and Microsoft 365 do differently from a plain IMAP server,
+//! as rules the engines follow. A profile is recognised from the capabilities and the
+//! greeting, or forced with `--provider1/2`. Each rule and its source is in docs/providers.md.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Which rules a server gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Provider {
+    /// Plain IMAP: every folder holds its own messages.
+    #[default]
+    Generic,
+    /// Gmail / Google Workspace: folders other than All Mail, Spam and Trash are label views
+    /// (`X-GM-EXT-1`).
+    Gmail,
+    /// Microsoft 365 / Exchange Online.
+    M365,
+}
+
+impl Provider {
+    /// The profile a server's capabilities (upper-case) and greeting text point to.
+    pub fn detect<'a>(mut caps: impl Iterator<Item = &'a str>, greeting: &str) -> Provider {
+        if caps.any(|c| c.eq_ignore_ascii_case("X-GM-EXT-1")) {
+            return Provider::Gmail;
+        }
+        let g = greeting.to_ascii_lowercase();
+        if g.contains("microsoft exchange") || g.contains("outlook.office365.com") {
+            return Provider::M365;
+        }
+        Provider::Generic
+    }
+
+    /// The name the options take and messages use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Generic => "generic",
+            Provider::Gmail => "gmail",
+            Provider::M365 => "m365",
+        }
+    }
+
+    /// Bytes a message may have at most on this server when it does not say (APPENDLIMIT):
+    /// Microsoft 365's default mailbox limit for a message received over IMAP (35 MB).
+    pub fn default_message_limit(self) -> Option<u64> {
+        match self {
+            Provider::M365 => Some(35_000_000),
+            _ => None,
+        }
+    }
+
+    /// The longest line (without its CRLF) this server takes in a message.
+    pub fn longest_line(self) -> Option<usize> {
+        match self {
+            Provider::M365 => Some(10_500),
+            _ => None,
+        }
+    }
+
+    /// Whether a `\Flagged` given with APPEND is lost (it is set with STORE afterwards).
+    pub fn loses_flagged_on_append(self) -> bool {
+        self == Provider::M365
+    }
+
+    /// Folder names the server reserves (compared without case).
+    pub fn reserved_names(self) -> &'static [&'static str] {
+        match self {
+            Provider::M365 => &["Files"],
+            _ => &[],
+        }
+    }
+
+    /// Whether two folder names that differ only in case are one folder.
+    pub fn names_ignore_case(self) -> bool {
+        self == Provider::M365
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Provider {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Provider, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "generic" => Ok(Provider::Generic),
+            "gmail" => Ok(Provider::Gmail),
+            "m365" | "office365" | "microsoft365" => Ok(Provider::M365),
+            _ => Err(format!("{s:?}: give gmail, m365 or generic")),
+        }
+    }
+}
+
+/// Gmail's special folders that hold messages (every other folder is a view of All Mail):
+/// their special-use attributes (RFC 6154).
+pub const GMAIL_BODY_ROLES: &[&str] = &["\\All", "\\Junk", "\\Trash"];
+
+/// Whether a folder with this role holds Gmail messages rather than showing a label.
+pub fn gmail_holds_bodies(role: Option<&str>) -> bool {
+    role.is_some_and(|r| GMAIL_BODY_ROLES.iter().any(|b| b.eq_ignore_ascii_case(r)))
+}
+
+/// The X-GM-LABELS value that puts a message into the Gmail folder with `role` and `raw_name`
+/// (its name as the server sends it): system labels for the special views, the name otherwise.
+/// `None` for the folders that are not labels (All Mail, Spam, Trash).
+pub fn gmail_label(role: Option<&str>, raw_name: &[u8]) -> Option<Vec<u8>> {
+    if gmail_holds_bodies(role) {
+        return None;
+    }
+    if raw_name.eq_ignore_ascii_case(b"INBOX") {
+        return Some(b"\\Inbox".to_vec());
+    }
+    let system = match role.map(str::to_ascii_lowercase).as_deref() {
+        Some("\\sent") => Some("\\Sent"),
+        Some("\\drafts") => Some("\\Draft"),
+        Some("\\important") => Some("\\Important"),
+        Some("\\flagged") => Some("\\Starred"),
+        _ => None,
+    };
+    Some(system.map_or_else(|| raw_name.to_vec(), |s| s.as_bytes().to_vec()))
+}
+
+/// A Gmail label name made valid: Gmail refuses leading, trailing and repeated spaces and `^`
+/// in a level name. `None` when `name` is valid as it is.
+pub fn gmail_valid_level(name: &str) -> Option<String> {
+    let fixed: String = name
+        .replace('^', "_")
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let fixed = if fixed.is_empty() {
+        "_".to_string()
+    } else {
+        fixed
+    };
+    (fixed != name).then_some(fixed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gmail_is_recognised_by_its_extension_and_microsoft_by_its_greeting() {
+        let gmail = ["IMAP4REV1", "X-GM-EXT-1", "UIDPLUS"];
+        assert_eq!(
+            Provider::detect(gmail.iter().copied(), "Gimap ready"),
+            Provider::Gmail
+        );
+        let ms = "The Microsoft Exchange IMAP4 service is ready. [TQBOADIA]";
+        assert_eq!(
+            Provider::detect(["IMAP4REV1"].iter().copied(), ms),
+            Provider::M365
+        );
+        assert_eq!(
+            Provider::detect(["IMAP4REV1"].iter().copied(), "Dovecot ready."),
+            Provider::Generic
+        );
+    }
+
+    #[test]
+    fn gmail_labels_of_the_special_views_are_system_labels() {
+        assert_eq!(gmail_label(Some("\\All"), b"[Gmail]/All Mail"), None);
+        assert_eq!(gmail_label(None, b"INBOX"), Some(b"\\Inbox".to_vec()));
+        assert_eq!(
+            gmail_label(Some("\\Sent"), b"[Gmail]/Sent Mail"),
+            Some(b"\\Sent".to_vec())
+        );
+        assert_eq!(
+            gmail_label(Some("\\Flagged"), b"[Gmail]/Starred"),
+            Some(b"\\Starred".to_vec())
+        );
+        assert_eq!(gmail_label(None, b"Work/Projects"), Some(b"Work/Projects".to_vec()));
+    }
+
+    #[test]
+    fn gmail_label_levels_lose_extra_spaces_and_carets() {
+        assert_eq!(gmail_valid_level("Work"), None);
+        assert_eq!(gmail_valid_level(" Old  mail "), Some("Old mail".into()));
+        assert_eq!(gmail_valid_level("a^b"), Some("a_b".into()));
+        assert_eq!(gmail_valid_level("  "), Some("_".into()));
+    }
+}
