@@ -1984,6 +1984,8 @@ const SPECIAL_USE: &[&str] = &[
     "\\Archive",
     "\\Drafts",
     "\\Flagged",
+    // RFC 8457; Gmail's Important view.
+    "\\Important",
     "\\Junk",
     "\\Sent",
     "\\Trash",

@@ -18,6 +18,7 @@ use crate::compare::{self, storable_flags, Comparison, Ledger};
 use crate::flags::same_flags;
 use crate::imap::{without_recent, AppendMessage, AppendOutcome, FlagOp, Refusal, Selected};
 use crate::mailbox::{Cap, Mailbox};
+use crate::provider::Provider;
 use crate::mailtime::InternalDate;
 use crate::run::{self, Done, Failure, Retry};
 use crate::store::{Index, Mapping, NewIntent};
@@ -43,7 +44,8 @@ pub(super) struct State {
     failed: BTreeMap<Key, Failure>,
     /// Failures of the mailbox as a whole (doubles left, `--delete2` not applied), by what.
     folder_failed: BTreeMap<&'static str, Failure>,
-    altered: BTreeMap<Key, Failure>,
+    /// Warnings: messages host2 holds altered, or (Gmail) keeps as one with another.
+    pub(super) altered: BTreeMap<Key, Failure>,
     /// After the last attempt: the store messages host2 holds.
     pub(super) present: BTreeSet<Key>,
     /// Some APPEND of this mailbox was left unanswered (in this run, or recently by an
@@ -435,7 +437,7 @@ impl Pusher<'_, '_> {
         }
         self.fr.bytes = s.missing.iter().map(|&i| cmp.store[i].row.size).sum();
         self.fr.doubles_removed = s.doubles.len() as u64;
-        self.fr.flags_updated = flag_groups(cmp, sel).values().map(|v| v.len() as u64).sum();
+        self.fr.flags_updated = flag_groups(cmp, sel, self.conn.provider()).values().map(|v| v.len() as u64).sum();
         if self.ctx.opts.delete2 && fully_pulled(self.target) {
             self.fr.deleted = s.extras.len() as u64;
         }
@@ -547,7 +549,7 @@ impl Pusher<'_, '_> {
         self.refuse_unfit(&mut missing);
         let ctx = self.ctx;
         let later = match &ctx.gmail {
-            Some(plan) => self.not_here_first(plan, dest, &mut missing)?,
+            Some(plan) => self.not_here_first(plan, dest, cmp, &mut missing)?,
             None => Vec::new(),
         };
         let flagged: Vec<&StoreMsg> = missing
@@ -650,7 +652,8 @@ impl Pusher<'_, '_> {
             let batch = missing[range]
                 .iter()
                 .map(|&msg| {
-                    let (flags, lost) = storable_flags(&msg.row.flags, &sel.permanent_flags);
+                    let provider = self.conn.provider();
+                    let (flags, lost) = sendable_flags(provider, &msg.row.flags, sel);
                     self.state.dropped.extend(lost);
                     Outgoing {
                         msg,
@@ -921,7 +924,7 @@ impl Pusher<'_, '_> {
     fn verify_appended(
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
-        mappings: &mut [Mapping],
+        mappings: &mut Vec<Mapping>,
     ) -> Result<()> {
         if mappings.is_empty() {
             return Ok(());
@@ -934,6 +937,9 @@ impl Pusher<'_, '_> {
                 reported.insert(f.uid, (flags, f.size));
                 Ok(())
             })?;
+        if self.conn.provider() == Provider::Gmail {
+            self.dropped_by_gmail(items, mappings, &reported);
+        }
         for m in mappings.iter_mut() {
             let Some((flags, size)) = reported.get(&m.dest_uid) else {
                 continue;
@@ -956,6 +962,31 @@ impl Pusher<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// Gmail answers the APPEND of a message whose Message-ID it already holds and then drops
+    /// it: a UID it answered that it does not show is a failure, and no mapping.
+    fn dropped_by_gmail(
+        &mut self,
+        items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
+        mappings: &mut Vec<Mapping>,
+        reported: &BTreeMap<u32, (Vec<String>, Option<u64>)>,
+    ) {
+        let (kept, dropped): (Vec<Mapping>, Vec<Mapping>) = std::mem::take(mappings)
+            .into_iter()
+            .partition(|m| reported.contains_key(&m.dest_uid));
+        *mappings = kept;
+        for m in dropped {
+            let Some((o, ..)) = items.iter().find(|(o, ..)| o.msg.key() == m.key()) else {
+                continue;
+            };
+            let why = format!(
+                "Gmail answered its APPEND with UID {} but does not keep it: Gmail holds one \
+                 message per Message-ID, and another message with this one's is there",
+                m.dest_uid
+            );
+            self.fail(o.msg, why);
+        }
     }
 
     fn mapping(
@@ -982,7 +1013,7 @@ impl Pusher<'_, '_> {
     /// `UID STORE set FLAGS.SILENT (...)`, one command per distinct flag set; the flags recorded
     /// are those host2 reports afterwards.
     fn update_flags(&mut self, dest: i64, cmp: &Comparison, sel: &Selected) -> Result<()> {
-        let groups = flag_groups(cmp, sel);
+        let groups = flag_groups(cmp, sel, self.conn.provider());
         if groups.is_empty() {
             return Ok(());
         }
@@ -1149,7 +1180,11 @@ fn fully_pulled(target: &Target) -> bool {
 
 /// Present messages whose store flags changed since they were pushed (or were found with
 /// other flags), grouped by their new flag set: (flags, the mappings to update).
-fn flag_groups(cmp: &Comparison, sel: &Selected) -> BTreeMap<Vec<String>, Vec<Mapping>> {
+fn flag_groups(
+    cmp: &Comparison,
+    sel: &Selected,
+    provider: Provider,
+) -> BTreeMap<Vec<String>, Vec<Mapping>> {
     let mut groups: BTreeMap<Vec<String>, Vec<Mapping>> = BTreeMap::new();
     let found = cmp.settled.found.iter().map(|m| {
         let flags = cmp
@@ -1169,7 +1204,7 @@ fn flag_groups(cmp: &Comparison, sel: &Selected) -> BTreeMap<Vec<String>, Vec<Ma
         if row.change <= change && change != 0 {
             continue;
         }
-        let (mut want, _) = storable_flags(&row.flags, &sel.permanent_flags);
+        let (mut want, _) = sendable_flags(provider, &row.flags, sel);
         if same_flags(&want, &host_flags) {
             continue;
         }
@@ -1189,6 +1224,16 @@ fn flag_groups(cmp: &Comparison, sel: &Selected) -> BTreeMap<Vec<String>, Vec<Ma
         });
     }
     groups
+}
+
+/// The flags host2 is given for `flags` (see [`storable_flags`]), and the keywords it cannot
+/// keep. Gmail deletes (or moves to Trash) a message that gets `\Deleted`: never given there.
+fn sendable_flags(provider: Provider, flags: &[String], sel: &Selected) -> (Vec<String>, Vec<String>) {
+    let (mut kept, lost) = storable_flags(flags, &sel.permanent_flags);
+    if provider == Provider::Gmail {
+        kept.retain(|f| !f.eq_ignore_ascii_case("\\Deleted"));
+    }
+    (kept, lost)
 }
 
 /// Whether a refusal says the trouble is the flags (only then is a message sent again without

@@ -14,13 +14,14 @@ use std::sync::{Condvar, Mutex};
 use anyhow::Result;
 
 use super::folder::Pusher;
-use crate::compare::load_store;
+use crate::compare::{load_store, Comparison};
 use crate::compare::survey::StoreMsg;
 use crate::compare::targets::Target;
 use crate::imap::uidset::compact;
 use crate::imap::{without_recent, Selected};
 use crate::names::MailboxName;
 use crate::provider::{gmail_holds_bodies, gmail_label};
+use crate::run::Failure;
 use crate::store::{Hash, Index, Mapping};
 
 /// Where each message goes first, and which targets are done.
@@ -88,8 +89,10 @@ impl<'s> Pusher<'_, '_> {
         &mut self,
         plan: &Plan,
         dest: i64,
+        cmp: &Comparison,
         missing: &mut Vec<&'s StoreMsg>,
     ) -> Result<Vec<&'s StoreMsg>> {
+        self.leave_twins(cmp, missing);
         let role = self.target.role.as_deref();
         if gmail_holds_bodies(role) && !is_all_mail(role) {
             return Ok(Vec::new());
@@ -110,6 +113,35 @@ impl<'s> Pusher<'_, '_> {
         }
         *missing = own;
         Ok(later)
+    }
+
+    /// Gmail keeps one message for identical bytes in one folder: a store message whose bytes
+    /// this mailbox already holds (or that another missing message here has) is not sent; it
+    /// is listed as a warning and counts as present.
+    fn leave_twins(&mut self, cmp: &Comparison, missing: &mut Vec<&'s StoreMsg>) {
+        let mut held: HashMap<Hash, String> = cmp
+            .explained
+            .present
+            .iter()
+            .map(|(i, _)| {
+                let m = &cmp.store[*i];
+                (m.row.hash, format!("{} UID {}", m.folder, m.row.uid))
+            })
+            .collect();
+        missing.retain(|msg| match held.get(&msg.row.hash) {
+            Some(first) => {
+                let why = format!("the same bytes as {first}: Gmail keeps one message for both");
+                let warning = Failure::message(&msg.folder, msg.row.uid, why);
+                self.state.altered.insert(msg.key(), warning);
+                self.state.present.insert(msg.key());
+                false
+            }
+            None => {
+                let first = format!("{} UID {}", msg.folder, msg.row.uid);
+                held.insert(msg.row.hash, first);
+                true
+            }
+        });
     }
 
     /// Once their homes are done, give `later` this target's label where host2 holds them, and

@@ -1,0 +1,290 @@
+//! Gmail and Microsoft 365 through their emulation (`common::provider`, what it emulates and
+//! what was never tried against the real services: docs/providers.md): each message
+//! downloaded once from Gmail, appended once into Gmail with its labels, Microsoft 365's
+//! refusals, throttling and lost `\Flagged` handled.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::provider::{Place, Provider, ProviderConfig, SeedMsg};
+use imapferry::names::MailboxName;
+use common::raw::RawImap;
+use common::run::{imapferry, store_messages, Run};
+use common::*;
+
+const USER: &str = "alice@example.com";
+const PW: &str = "secret";
+
+fn gmail() -> Provider {
+    Provider::gmail(ProviderConfig {
+        password: Some(PW.into()),
+        ..ProviderConfig::default()
+    })
+}
+
+/// A message of about `len` bytes with its own Message-ID.
+fn message(n: u32, len: usize) -> Vec<u8> {
+    let mut b = format!(
+        "From: Sender {n} <s{n}@example.org>\r\nTo: alice@example.com\r\nSubject: note {n}\r\n\
+         Message-ID: <{n}.gmail-test@example.org>\r\nDate: Mon, 3 Mar 2025 10:00:00 +0000\r\n\r\n"
+    )
+    .into_bytes();
+    let mut i = 0;
+    while b.len() < len {
+        b.extend_from_slice(format!("line {i} of message {n}, some words to fill it\r\n").as_bytes());
+        i += 1;
+    }
+    b
+}
+
+/// A Gmail account of `n` messages with three labels each on average (\Inbox, \Sent,
+/// \Important and five user labels, two of them nested), some starred, plus three in Spam and
+/// two in Trash. Returns the account's size in bytes.
+fn seed_labelled_account(g: &Provider, n: u32) -> u64 {
+    const LABELS: &[&str] = &[
+        "\\Inbox",
+        "Work",
+        "Work/Projects",
+        "Receipts",
+        "Travel",
+        "\\Important",
+        "\\Sent",
+        "Family",
+    ];
+    let mut msgs = Vec::new();
+    for i in 0..n {
+        let count = [2, 3, 4][(i % 3) as usize];
+        let labels: Vec<&str> = (0..count)
+            .map(|k| LABELS[((i * 3 + k * 5) % LABELS.len() as u32) as usize])
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut m = SeedMsg::new(&message(i, 3_000 + (i as usize * 997) % 20_000)).labels(&labels);
+        if i % 4 == 0 {
+            m = m.flags(&["\\Seen", "\\Flagged"]);
+        } else if i % 2 == 0 {
+            m = m.flags(&["\\Seen"]);
+        }
+        msgs.push(m);
+    }
+    for i in n..n + 3 {
+        msgs.push(SeedMsg::new(&message(i, 2_500)).place(Place::Spam));
+    }
+    for i in n + 3..n + 5 {
+        msgs.push(SeedMsg::new(&message(i, 2_500)).place(Place::Trash));
+    }
+    let size = msgs.iter().map(|m| m.bytes.len() as u64).sum();
+    g.seed(msgs);
+    size
+}
+
+fn run_on(verb: &str, side: u8, port: u16, store: &std::path::Path, extra: &[&str]) -> Run {
+    imapferry()
+        .arg(verb)
+        .arg(format!("--host{side}"))
+        .arg("127.0.0.1")
+        .arg(format!("--port{side}"))
+        .arg(port.to_string())
+        .arg(format!("--tls{side}"))
+        .arg("none")
+        .arg(format!("--user{side}"))
+        .arg(USER)
+        .arg("--store")
+        .arg(store)
+        .arg("--json")
+        .args(extra)
+        .env(format!("IMAPFERRY_PASSWORD{side}"), PW)
+        .output()
+        .expect("run imapferry")
+        .into()
+}
+
+/// Each message's labels and flags on a Gmail account, by its bytes (Spam and Trash as
+/// labels of their own).
+fn labels_by_bytes(g: &Provider) -> BTreeMap<Vec<u8>, (BTreeSet<String>, BTreeSet<String>)> {
+    g.messages()
+        .into_iter()
+        .map(|m| {
+            let mut labels: BTreeSet<String> = m.labels.into_iter().collect();
+            match m.place {
+                Place::Spam => labels.insert("(Spam)".into()),
+                Place::Trash => labels.insert("(Trash)".into()),
+                Place::AllMail => false,
+            };
+            let flags = m.flags.into_iter().collect();
+            (m.bytes, (labels, flags))
+        })
+        .collect()
+}
+
+/// Messages in label views: the downloads a folder-by-folder pull would make.
+fn views(g: &Provider) -> u64 {
+    g.folders()
+        .iter()
+        .filter_map(|f| g.folder_messages(f))
+        .map(|v| v.iter().map(|m| m.bytes.len() as u64).sum::<u64>())
+        .sum()
+}
+
+#[test]
+fn a_gmail_pull_downloads_each_message_once_and_follows_label_changes() {
+    let g = gmail();
+    let size = seed_labelled_account(&g, 60);
+    let in_views = views(&g);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let run = run_on("pull", 1, g.port(), &store, &[]).expect_code(0);
+    let served = g.body_bytes_served();
+    eprintln!(
+        "account {size} bytes, {in_views} bytes in all folders; body bytes served {served}; {}",
+        run.json()
+    );
+    assert_eq!(served, size, "each message's bytes once: {}", run.all());
+    let stored = store_messages(&store);
+    for (folder, label) in [("Work/Projects", "Work/Projects"), ("INBOX", "\\Inbox")] {
+        let want: BTreeSet<Vec<u8>> = g
+            .messages()
+            .into_iter()
+            .filter(|m| m.labels.iter().any(|l| l == label))
+            .map(|m| m.bytes)
+            .collect();
+        let got: BTreeSet<Vec<u8>> = stored[folder].iter().map(|m| m.bytes.clone()).collect();
+        assert_eq!(got, want, "{folder}");
+    }
+    assert_eq!(run.json()["bytes"].as_u64(), Some(size));
+
+    // A label added to one message and taken from another: metadata only.
+    let mut c = RawImap::login(g.port(), USER, PW);
+    assert_eq!(c.command("SELECT \"[Gmail]/All Mail\"").status(), "OK");
+    let a = c.command("UID STORE 2 +X-GM-LABELS.SILENT (Travel)");
+    assert_eq!(a.status(), "OK", "{a:?}");
+    let a = c.command("UID STORE 3 X-GM-LABELS.SILENT (Receipts)");
+    assert_eq!(a.status(), "OK", "{a:?}");
+    drop(c);
+    let run = run_on("pull", 1, g.port(), &store, &[]).expect_code(0);
+    assert_eq!(g.body_bytes_served(), served, "{}", run.all());
+    let stored = store_messages(&store);
+    let travel: BTreeSet<Vec<u8>> = stored["Travel"].iter().map(|m| m.bytes.clone()).collect();
+    let receipts: BTreeSet<Vec<u8>> = stored["Receipts"].iter().map(|m| m.bytes.clone()).collect();
+    let by_bytes = labels_by_bytes(&g);
+    for (bytes, (labels, _)) in &by_bytes {
+        assert_eq!(travel.contains(bytes), labels.contains("Travel"));
+        assert_eq!(receipts.contains(bytes), labels.contains("Receipts"));
+    }
+}
+
+#[test]
+fn a_gmail_account_pushed_to_gmail_is_one_append_per_message_with_equal_labels() {
+    let g1 = gmail();
+    let size = seed_labelled_account(&g1, 45);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    run_on("pull", 1, g1.port(), &store, &[]).expect_code(0);
+
+    let g2 = gmail();
+    let run = run_on("push", 2, g2.port(), &store, &[]).expect_code(0);
+    let messages = g1.messages().len() as u64;
+    eprintln!(
+        "{messages} messages, {size} bytes: {} APPENDs, {} bytes uploaded; {}",
+        g2.appends(),
+        g2.bytes_uploaded(),
+        run.stdout
+    );
+    assert_eq!(g2.appends(), messages, "{}", run.all());
+    assert_eq!(g2.bytes_uploaded(), size);
+    assert_eq!(labels_by_bytes(&g2), labels_by_bytes(&g1), "{}", run.all());
+
+    // Again: nothing to send, nothing labelled twice.
+    let again = run_on("push", 2, g2.port(), &store, &[]).expect_code(0);
+    assert_eq!(again.json()["sent"].as_u64(), Some(0), "{}", again.all());
+    assert_eq!(g2.appends(), messages);
+    assert_eq!(labels_by_bytes(&g2), labels_by_bytes(&g1));
+}
+
+/// The Message-ID header of a message, if it has one.
+fn message_id(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let head = text.split("\r\n\r\n").next()?;
+    head.split("\r\n")
+        .find(|l| l.len() > 11 && l.as_bytes()[..11].eq_ignore_ascii_case(b"message-id:"))
+        .map(|l| l[11..].trim().to_string())
+}
+
+#[test]
+fn the_same_message_in_two_dovecot_folders_becomes_one_gmail_message_with_two_labels() {
+    let host1 = Dovecot::start_default();
+    let corpus = Corpus::small();
+    seed(&host1, "alice", &corpus);
+    let (_d, store) = common::run::pulled_store(&host1);
+    let g = gmail();
+    let distinct: BTreeSet<&[u8]> = corpus.messages.iter().map(|m| &m.bytes[..]).collect();
+    // Gmail keeps one message per Message-ID: other bytes under a Message-ID already there
+    // are answered, then dropped; each is listed.
+    let mut ids = BTreeSet::new();
+    let clashing = distinct
+        .iter()
+        .filter(|b| message_id(b).is_some_and(|id| !ids.insert(id)))
+        .count();
+    let run = run_on("push", 2, g.port(), &store, &[]);
+    let failures = run.json()["failures"].as_array().unwrap().clone();
+    eprintln!("{} distinct messages, {clashing} sharing a Message-ID: {failures:?}", distinct.len());
+    assert_eq!(failures.len(), clashing, "{}", run.all());
+    assert!(failures
+        .iter()
+        .all(|f| f["reason"].as_str().unwrap().contains("one message per Message-ID")));
+    let run = run.expect_code(if clashing > 0 { 3 } else { 0 });
+    assert_eq!(g.appends(), distinct.len() as u64, "{}", run.all());
+    assert_eq!(g.messages().len(), distinct.len() - clashing);
+    // A message flagged \Deleted in the store is appended without it: Gmail would trash it.
+    assert!(corpus.messages.iter().any(|m| m.flags.iter().any(|f| f == "\\Deleted")));
+    assert!(g.messages().iter().all(|m| m.place == Place::AllMail));
+    // Every store folder a message is in is a label of its one Gmail message.
+    let by_bytes = labels_by_bytes(&g);
+    for m in &corpus.messages {
+        let Some((labels, _)) = by_bytes.get(&m.bytes) else {
+            continue;
+        };
+        // Labels are named as mailboxes are, in modified UTF-7.
+        let want = match m.folder.as_str() {
+            "INBOX" => "\\Inbox".to_string(),
+            other => String::from_utf8(MailboxName::encode(other).as_bytes().to_vec()).unwrap(),
+        };
+        assert!(
+            labels.iter().any(|l| l == &want || (want == "Sent" && l == "\\Sent")),
+            "{} has {labels:?}, not {want}: {}",
+            m.folder,
+            run.all()
+        );
+    }
+    // Again: only the dropped ones are sent (and listed) again.
+    let again = run_on("push", 2, g.port(), &store, &[]);
+    assert_eq!(again.json()["sent"].as_u64(), Some(0), "{}", again.all());
+    assert_eq!(g.appends(), (distinct.len() + clashing) as u64, "{}", again.all());
+}
+
+#[test]
+fn a_message_gmail_drops_for_its_message_id_is_listed_not_taken_as_pushed() {
+    let host1 = Dovecot::start_default();
+    let (a, b) = (message(1, 2_000), message(1, 3_000));
+    assert_eq!(message_id(&a), message_id(&b));
+    let one = |bytes: &[u8]| CorpusMessage {
+        folder: "INBOX".into(),
+        bytes: bytes.to_vec(),
+        flags: vec![],
+        internaldate: "05-Mar-2021 14:03:07 +0100".into(),
+    };
+    let corpus = Corpus {
+        folders: vec!["INBOX".into()],
+        messages: vec![one(&a), one(&b)],
+    };
+    seed(&host1, "alice", &corpus);
+    let (_d, store) = common::run::pulled_store(&host1);
+    let g = gmail();
+    let run = run_on("push", 2, g.port(), &store, &[]).expect_code(3);
+    let failures = run.json()["failures"].as_array().unwrap().clone();
+    assert_eq!(failures.len(), 1, "{}", run.all());
+    let why = failures[0]["reason"].as_str().unwrap();
+    assert!(why.contains("one message per Message-ID"), "{why}");
+    assert_eq!(g.messages().len(), 1);
+}
