@@ -259,7 +259,8 @@ struct Shared {
     cfg: ProviderConfig,
     state: Mutex<State>,
     stop: AtomicBool,
-    streams: Mutex<Vec<TcpStream>>,
+    /// Open connections, to shut down when the provider is dropped.
+    streams: Mutex<HashMap<u64, TcpStream>>,
 }
 
 /// A running emulated server; stops when dropped.
@@ -477,19 +478,25 @@ impl Provider {
             cfg,
             state: Mutex::new(st),
             stop: AtomicBool::new(false),
-            streams: Mutex::new(Vec::new()),
+            streams: Mutex::new(HashMap::new()),
         });
         let sh = shared.clone();
         let accept = thread::spawn(move || {
+            let mut next = 0u64;
             while !sh.stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let _ = stream.set_nonblocking(false);
+                        next += 1;
+                        let id = next;
                         if let Ok(c) = stream.try_clone() {
-                            sh.streams.lock().unwrap().push(c);
+                            sh.streams.lock().unwrap().insert(id, c);
                         }
                         let sh = sh.clone();
-                        thread::spawn(move || serve(sh, stream));
+                        thread::spawn(move || {
+                            serve(sh.clone(), stream);
+                            sh.streams.lock().unwrap().remove(&id);
+                        });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
@@ -730,7 +737,7 @@ impl Drop for Provider {
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
-        for s in self.shared.streams.lock().unwrap().drain(..) {
+        for (_, s) in self.shared.streams.lock().unwrap().drain() {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
