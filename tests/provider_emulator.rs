@@ -209,6 +209,57 @@ fn gmail_append_rules_deleted_goes_to_trash_too_big_and_literal_minus() {
 }
 
 #[test]
+fn gmail_expunge_removes_a_label_in_a_label_view_moves_to_trash_from_all_mail_and_deletes_in_trash()
+{
+    let g = Provider::gmail(gmail_cfg());
+    let ids = g.seed(vec![
+        SeedMsg::new(&msg(1, 200)).labels(&["\\Inbox", "Work"]),
+        SeedMsg::new(&msg(2, 200)).labels(&["Work"]),
+    ]);
+    let mut c = gmail_login(&g);
+    select(&mut c, "Work");
+    c.command("UID STORE 1 +FLAGS.SILENT (\\Deleted)");
+    let a = c.command("UID EXPUNGE 1");
+    assert_eq!(a.untagged, vec!["* 1 EXPUNGE".to_string()]);
+    let m = g.messages();
+    assert_eq!(
+        m[0].labels,
+        vec!["\\Inbox".to_string()],
+        "only the label went"
+    );
+    assert!(!m[0].flags.iter().any(|f| f == "\\Deleted"));
+
+    select(&mut c, "[Gmail]/All Mail");
+    let a = c.command(&format!("UID SEARCH X-GM-MSGID {}", ids[1]));
+    let uid = a.untagged[0].trim_start_matches("* SEARCH ").to_string();
+    c.command(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"));
+    c.command("EXPUNGE");
+    assert_eq!(g.messages()[1].place, Place::Trash);
+    assert!(
+        g.folder_messages("Work").unwrap().is_empty(),
+        "Trash hides it from labels"
+    );
+
+    select(&mut c, "[Gmail]/Trash");
+    c.command("UID STORE 1:* +FLAGS.SILENT (\\Deleted)");
+    c.command("EXPUNGE");
+    assert_eq!(g.messages().len(), 1);
+
+    // A few SEARCH keys.
+    select(&mut c, "INBOX");
+    let a = c.command("UID SEARCH UNSEEN NOT DELETED SINCE 1-Jan-2024 LARGER 100");
+    assert_eq!(a.untagged, vec!["* SEARCH 1".to_string()]);
+    let a = c.command("UID SEARCH OR SEEN BEFORE 1-Jan-2024");
+    assert_eq!(a.untagged, vec!["* SEARCH".to_string()]);
+    let a = c.command("UID SEARCH HEADER Message-ID <1@hostile.test>");
+    assert_eq!(a.untagged, vec!["* SEARCH 1".to_string()]);
+    assert_eq!(
+        c.command("UID SEARCH X-GM-RAW \"in:inbox\"").status(),
+        "BAD"
+    );
+}
+
+#[test]
 fn gmail_create_refuses_excess_whitespace_and_carets() {
     let g = Provider::gmail(gmail_cfg());
     let mut c = gmail_login(&g);
