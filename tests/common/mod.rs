@@ -16,6 +16,7 @@ pub mod hoodiecrow;
 pub mod hostile;
 pub mod imap;
 pub mod offline;
+pub mod provider;
 pub mod proxy;
 pub mod pymap;
 pub mod raw;
