@@ -288,3 +288,97 @@ fn a_message_gmail_drops_for_its_message_id_is_listed_not_taken_as_pushed() {
     assert!(why.contains("one message per Message-ID"), "{why}");
     assert_eq!(g.messages().len(), 1);
 }
+
+fn m365_token() -> Provider {
+    Provider::m365(ProviderConfig {
+        token_check: Some(std::sync::Arc::new(|t: &str| t == "token-1")),
+        throttle_every: Some(12),
+        backoff_ms: 700,
+        ..ProviderConfig::default()
+    })
+}
+
+#[test]
+fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_lose() {
+    let host1 = Dovecot::start_default();
+    let mut long = message(900, 1_000);
+    long.extend_from_slice(&[b'x'; 12_000]);
+    long.extend_from_slice(b"\r\n");
+    let msg = |folder: &str, bytes: Vec<u8>, flags: &[&str]| CorpusMessage {
+        folder: folder.into(),
+        bytes,
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        internaldate: "05-Mar-2021 14:03:07 +0100".into(),
+    };
+    let mut messages = vec![msg("INBOX", long, &[])];
+    for i in 0..24u32 {
+        let folder = ["INBOX", "Files", "Archive", "archive"][(i % 4) as usize];
+        let flags: &[&str] = match i % 3 {
+            0 => &["\\Flagged", "\\Seen"],
+            1 => &["$Label1"],
+            _ => &[],
+        };
+        messages.push(msg(folder, message(i, 1_500 + i as usize * 100), flags));
+    }
+    let corpus = Corpus {
+        folders: ["INBOX", "Files", "Archive", "archive"].map(String::from).to_vec(),
+        messages,
+    };
+    seed(&host1, "alice", &corpus);
+    let (dir, store) = common::run::pulled_store(&host1);
+    let m = m365_token();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "token-1\n").unwrap();
+    let token = token.to_str().unwrap().to_string();
+    let push = || -> Run {
+        imapferry()
+            .args(["push", "--host2", "127.0.0.1", "--tls2", "none", "--user2", USER])
+            .args(["--port2", &m.port().to_string(), "--oauth2-token-file2", &token])
+            .arg("--store")
+            .arg(&store)
+            .arg("--json")
+            .output()
+            .unwrap()
+            .into()
+    };
+    let run = push().expect_code(3);
+    let json = run.json();
+    let failures = json["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{}", run.all());
+    assert!(failures[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("refuses lines over 10500"));
+    // Throttled, and each time the stated backoff was waited out before the next command.
+    let throttles = m.throttles();
+    assert!(!throttles.is_empty(), "{}", run.all());
+    for t in &throttles {
+        if let Some(w) = t.waited() {
+            assert!(w >= t.backoff, "waited {w:?} of {:?}", t.backoff);
+        }
+    }
+    // The reserved name and the case twin were renamed and said so.
+    let folders = m.folders();
+    for f in ["Files_", "archive (2)", "Archive"] {
+        assert!(folders.iter().any(|x| x == f), "{f} not in {folders:?}");
+    }
+    assert!(run.stderr.contains("reserved folder name"), "{}", run.stderr);
+    // Every other message is there with its bytes; \Flagged set again after APPEND; keywords
+    // Exchange cannot keep are listed.
+    let on_m365: Vec<_> = folders
+        .iter()
+        .filter_map(|f| m.folder_messages(f))
+        .flatten()
+        .collect();
+    assert_eq!(on_m365.len(), 24);
+    for c in corpus.messages.iter().skip(1) {
+        let there = on_m365.iter().find(|x| x.bytes == c.bytes).expect("pushed");
+        let flagged = c.flags.iter().any(|f| f == "\\Flagged");
+        assert_eq!(there.flags.iter().any(|f| f == "\\Flagged"), flagged);
+    }
+    assert!(run.all().contains("$Label1"), "{}", run.all());
+    eprintln!("{} throttles; {}", throttles.len(), run.stdout.lines().last().unwrap_or(""));
+    // Again: nothing sent twice.
+    let again = push().expect_code(3);
+    assert_eq!(again.json()["sent"].as_u64(), Some(0), "{}", again.all());
+}

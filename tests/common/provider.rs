@@ -420,7 +420,7 @@ fn message_id(bytes: &[u8]) -> Option<String> {
     let head = String::from_utf8_lossy(&bytes[..end]);
     let mut lines = head.split("\r\n").peekable();
     while let Some(l) = lines.next() {
-        if l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:") {
+        if l.len() > 11 && l.as_bytes()[..11].eq_ignore_ascii_case(b"message-id:") {
             let mut v = l[11..].trim().to_string();
             while let Some(next) = lines.peek() {
                 if next.starts_with([' ', '\t']) {
