@@ -94,6 +94,9 @@ pub struct ConnArgs {
     pub passfile: Option<PathBuf>,
     pub password: Option<String>,
     pub oauth2_token_file: Option<PathBuf>,
+    /// `--oauth2-refresh1 FILE`: the token endpoint, client and refresh token to fetch access
+    /// tokens with (docs/oauth2.md).
+    pub oauth2_refresh: Option<PathBuf>,
     /// imapsync's switches: `--ssl1` (implicit TLS), `--nossl1`, `--notls1`.
     pub ssl: bool,
     pub nossl: bool,
@@ -109,6 +112,7 @@ pub struct ConnArgs {
 macro_rules! conn_args {
     ($name:ident, $side:literal, $sidev:expr, $host:literal, $port:literal, $tls:literal, $insecure:literal,
      $ca:literal, $user:literal, $passfile:literal, $password:literal, $oauth:literal,
+     $refresh:literal,
      $ssl:literal, $nossl:literal, $notls:literal, $timeout:literal, $env:literal,
      $authuser:literal) => {
         #[derive(Args, Debug, Clone)]
@@ -161,6 +165,12 @@ macro_rules! conn_args {
             /// every connection)
             #[arg(id = $oauth, long = $oauth, value_name = "FILE")]
             pub oauth2_token_file: Option<PathBuf>,
+            /// Authenticate with AUTHENTICATE XOAUTH2, fetching access tokens (and new ones as
+            /// they expire) with the refresh token in this file: `key = value` lines
+            /// token_endpoint, client_id, client_secret (optional), refresh_token, scope
+            /// (optional); see docs/oauth2.md
+            #[arg(id = $refresh, long = $refresh, value_name = "FILE")]
+            pub oauth2_refresh: Option<PathBuf>,
         }
 
         impl From<$name> for ConnArgs {
@@ -176,6 +186,7 @@ macro_rules! conn_args {
                     passfile: a.passfile,
                     password: a.password,
                     oauth2_token_file: a.oauth2_token_file,
+                    oauth2_refresh: a.oauth2_refresh,
                     ssl: a.ssl,
                     nossl: a.nossl,
                     notls: a.notls,
@@ -200,6 +211,7 @@ conn_args!(
     "passfile1",
     "password1",
     "oauth2-token-file1",
+    "oauth2-refresh1",
     "ssl1",
     "nossl1",
     "notls1",
@@ -221,6 +233,7 @@ conn_args!(
     "passfile2",
     "password2",
     "oauth2-token-file2",
+    "oauth2-refresh2",
     "ssl2",
     "nossl2",
     "notls2",
