@@ -387,16 +387,12 @@ impl Refresher {
     pub fn refused(&self, generation: u64) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match &mut st.held {
-            Some(h) if h.generation == generation => {
-                if h.obtained.elapsed() > FRESH {
-                    h.stale = true;
-                    true
-                } else {
-                    false
-                }
+            Some(h) if h.generation != generation => true,
+            Some(h) if h.obtained.elapsed() > FRESH => {
+                h.stale = true;
+                true
             }
-            Some(_) => true,
-            None => false,
+            _ => false,
         }
     }
 
