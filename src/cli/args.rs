@@ -94,6 +94,9 @@ pub struct ConnArgs {
     pub passfile: Option<PathBuf>,
     pub password: Option<String>,
     pub oauth2_token_file: Option<PathBuf>,
+    /// `--oauth2-refresh1 FILE`: the token endpoint, client and refresh token to fetch access
+    /// tokens with (docs/oauth2.md).
+    pub oauth2_refresh: Option<PathBuf>,
     /// imapsync's switches: `--ssl1` (implicit TLS), `--nossl1`, `--notls1`.
     pub ssl: bool,
     pub nossl: bool,
@@ -111,6 +114,7 @@ pub struct ConnArgs {
 macro_rules! conn_args {
     ($name:ident, $side:literal, $sidev:expr, $host:literal, $port:literal, $tls:literal, $insecure:literal,
      $ca:literal, $user:literal, $passfile:literal, $password:literal, $oauth:literal,
+     $refresh:literal,
      $ssl:literal, $nossl:literal, $notls:literal, $timeout:literal, $env:literal,
      $authuser:literal, $provider:literal) => {
         #[derive(Args, Debug, Clone)]
@@ -167,6 +171,12 @@ macro_rules! conn_args {
             /// server's capabilities and greeting (see docs/providers.md)
             #[arg(id = $provider, long = $provider, value_name = "NAME")]
             pub provider: Option<imapferry::provider::Provider>,
+            /// Authenticate with AUTHENTICATE XOAUTH2, fetching access tokens (and new ones as
+            /// they expire) with the refresh token in this file: `key = value` lines
+            /// token_endpoint, client_id, client_secret (optional), refresh_token, scope
+            /// (optional); see docs/oauth2.md
+            #[arg(id = $refresh, long = $refresh, value_name = "FILE")]
+            pub oauth2_refresh: Option<PathBuf>,
         }
 
         impl From<$name> for ConnArgs {
@@ -182,6 +192,7 @@ macro_rules! conn_args {
                     passfile: a.passfile,
                     password: a.password,
                     oauth2_token_file: a.oauth2_token_file,
+                    oauth2_refresh: a.oauth2_refresh,
                     ssl: a.ssl,
                     nossl: a.nossl,
                     notls: a.notls,
@@ -207,6 +218,7 @@ conn_args!(
     "passfile1",
     "password1",
     "oauth2-token-file1",
+    "oauth2-refresh1",
     "ssl1",
     "nossl1",
     "notls1",
@@ -229,6 +241,7 @@ conn_args!(
     "passfile2",
     "password2",
     "oauth2-token-file2",
+    "oauth2-refresh2",
     "ssl2",
     "nossl2",
     "notls2",

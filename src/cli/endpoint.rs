@@ -4,12 +4,14 @@
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use super::args::{ConnArgs, NetArgs, Side, TlsArg};
 use super::exit::usage;
+use imapferry::imap::oauth2::Refresher;
 use imapferry::imap::{Endpoint, RateLimit, Secret, TlsMode};
 use imapferry::ui;
 
@@ -103,14 +105,22 @@ fn secret(args: &ConnArgs) -> Result<Secret> {
     let n = args.side.n();
     let var = password_env_var(args.side);
     let given = [
+        args.oauth2_refresh.is_some(),
         args.oauth2_token_file.is_some(),
         args.passfile.is_some(),
         args.password.is_some(),
     ];
     if given.iter().filter(|g| **g).count() > 1 {
         return Err(usage(format!(
-            "give only one of --oauth2-token-file{n}, --passfile{n} and --password{n}"
+            "give only one of --oauth2-refresh{n}, --oauth2-token-file{n}, --passfile{n} and \
+             --password{n}"
         )));
+    }
+    if let Some(file) = &args.oauth2_refresh {
+        let option = format!("--oauth2-refresh{n}");
+        warn_if_others_may_read(file, &option);
+        let refresher = Refresher::load(file, &option).map_err(usage)?;
+        return Ok(Secret::OAuth2Refresh(Arc::new(refresher)));
     }
     if let Some(token_file) = &args.oauth2_token_file {
         // Read once now so a wrong path fails before any connection; re-read on every connect.
@@ -151,21 +161,27 @@ fn secret(args: &ConnArgs) -> Result<Secret> {
 /// A file others may read is warned about (as ssh does for keys): the password is as exposed as
 /// the file.
 fn read_passfile(file: &Path, n: &str) -> Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(file) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            ui::warn(&format!(
-                "--passfile{n} {} is readable by others (mode {:o}); chmod 600 it",
-                file.display(),
-                meta.permissions().mode() & 0o777
-            ));
-        }
-    }
+    warn_if_others_may_read(file, &format!("--passfile{n}"));
     let text = std::fs::read_to_string(file)
         .map_err(|e| usage(format!("cannot read --passfile{n} {}: {e}", file.display())))?;
     password_line(&text)
         .map(String::from)
         .ok_or_else(|| usage(format!("--passfile{n} {} is empty", file.display())))
+}
+
+/// Warn (as ssh does for keys) when others may read `file`, given to `option`: the secret in
+/// it is as exposed as the file.
+fn warn_if_others_may_read(file: &Path, option: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(file) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            ui::warn(&format!(
+                "{option} {} is readable by others (mode {:o}); chmod 600 it",
+                file.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+    }
 }
 
 /// The password a password file holds: its first line without the line ending, everything
@@ -233,6 +249,7 @@ mod tests {
             passfile: None,
             password: Some("pw".into()),
             oauth2_token_file: None,
+            oauth2_refresh: None,
             authuser: None,
             provider: None,
             ssl: false,

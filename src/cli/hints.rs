@@ -4,7 +4,7 @@
 
 use super::args::Side;
 use super::exit::Advised;
-use imapferry::imap::{connect_problem, ConnectProblem, Endpoint, TlsMode};
+use imapferry::imap::{connect_problem, ConnectProblem, Endpoint, Secret, TlsMode};
 
 /// `e` with advice when it says no session with `side` could be opened; `e` unchanged
 /// otherwise.
@@ -62,10 +62,23 @@ pub fn hint(problem: ConnectProblem, side: Side, ep: &Endpoint) -> String {
                 _ => "plain IMAP",
             }
         ),
-        ConnectProblem::Login => format!(
-            "check --user{n} {} and the password (--passfile{n}, IMAPFERRY_PASSWORD{n}, or \
-             the prompt)",
-            ep.user
-        ),
+        ConnectProblem::Login => match &ep.secret {
+            Secret::OAuth2Refresh(_) => format!(
+                "check --user{n} {}: it must be the account the refresh token in \
+                 --oauth2-refresh{n} was issued for, with IMAP access in its scope \
+                 (docs/oauth2.md)",
+                ep.user
+            ),
+            Secret::OAuth2TokenFile(_) => format!(
+                "check --user{n} {} and the access token in --oauth2-token-file{n} (it may \
+                 have expired; --oauth2-refresh{n} fetches fresh ones)",
+                ep.user
+            ),
+            Secret::Password(_) => format!(
+                "check --user{n} {} and the password (--passfile{n}, IMAPFERRY_PASSWORD{n}, \
+                 or the prompt)",
+                ep.user
+            ),
+        },
     }
 }

@@ -3,12 +3,14 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::conn::{self, Conn, Endpoint, Secret, Stream, TlsMode, Traffic, Transport};
-use super::error::{wire_error, ConnectProblem, ErrorKind};
+use super::error::{wire_error, ConnectProblem, ErrorKind, WireError};
+use super::oauth2::Refresher;
 use super::quote;
 pub use super::response::Fetched;
 use super::response::{self, Code, MailboxStatus, Response, Status, Untagged};
@@ -224,6 +226,9 @@ pub struct Client {
     greeting_text: String,
     /// The rules this server gets: forced by the endpoint or recognised after login.
     provider: Provider,
+    /// The refresher and the generation of the access token this session logged in with, to
+    /// mark it stale when the server says it expired.
+    oauth2: Option<(Arc<Refresher>, u64)>,
 }
 
 /// The longest wait for the greeting (at most `--timeout`): servers greet at once.
@@ -275,6 +280,7 @@ impl Client {
             logging_out: false,
             response_limit: response::DEFAULT_RESPONSE_LIMIT,
             literal_meter: None,
+            oauth2: None,
             unsolicited: 0,
             broken: None,
             greeted: false,
@@ -1392,6 +1398,29 @@ impl Client {
                 let payload = auth::xoauth2(&ep.user, &token);
                 self.sasl("XOAUTH2", &payload)?;
             }
+            Secret::OAuth2Refresh(r) => {
+                let lease = r.access_token()?;
+                let payload = auth::xoauth2(&ep.user, &lease.token);
+                if let Err(e) = self.sasl("XOAUTH2", &payload) {
+                    let refused = e
+                        .chain()
+                        .filter_map(|c| c.downcast_ref::<WireError>())
+                        .any(|w| matches!(w.kind(), ErrorKind::Auth { .. }));
+                    if refused && r.refused(lease.generation) {
+                        // Likely expired: worth a new connection with a new token.
+                        return Err(wire_error(
+                            ErrorKind::Connection,
+                            format!(
+                                "{e:#} (the access token may have expired: {} fetches a new one \
+                                 for the next connection)",
+                                r.option()
+                            ),
+                        ));
+                    }
+                    return Err(e);
+                }
+                self.oauth2 = Some((r.clone(), lease.generation));
+            }
         }
         // Capabilities change after login; re-learn unless the OK carried them.
         self.ensure_capabilities(gen)
@@ -1600,6 +1629,12 @@ impl Client {
 
     /// The error for an untimely BYE (during `command`, if known).
     fn bye(&self, command: Option<&str>, text: &str) -> anyhow::Error {
+        // Microsoft 365: "* BYE Session invalidated - AccessTokenExpired".
+        if let Some((r, generation)) = &self.oauth2 {
+            if text.to_ascii_lowercase().contains("accesstokenexpired") {
+                r.expired(*generation);
+            }
+        }
         let during = command.map(|c| format!("{c}: ")).unwrap_or_default();
         wire_error(
             ErrorKind::Connection,

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -31,6 +32,9 @@ pub enum Secret {
     Password(String),
     /// AUTHENTICATE XOAUTH2 with the token read from this file (re-read on every connect).
     OAuth2TokenFile(PathBuf),
+    /// AUTHENTICATE XOAUTH2 with an access token the refresher fetches and keeps fresh, shared
+    /// by every connection made from clones of the endpoint.
+    OAuth2Refresh(Arc<super::oauth2::Refresher>),
 }
 
 impl fmt::Debug for Secret {
@@ -38,6 +42,7 @@ impl fmt::Debug for Secret {
         match self {
             Secret::Password(_) => f.write_str("Password(<redacted>)"),
             Secret::OAuth2TokenFile(p) => write!(f, "OAuth2TokenFile({})", p.display()),
+            Secret::OAuth2Refresh(r) => write!(f, "OAuth2Refresh({r:?})"),
         }
     }
 }

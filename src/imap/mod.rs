@@ -39,6 +39,7 @@ pub mod client;
 pub mod conn;
 mod deflate;
 pub mod error;
+pub mod oauth2;
 pub mod quote;
 pub mod ratelimit;
 pub mod response;

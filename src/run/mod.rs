@@ -14,6 +14,7 @@ use std::sync::{Condvar, Mutex};
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::imap::oauth2::RefreshError;
 use crate::imap::{connect_problem, is_transient, Client, ConnectProblem, Endpoint};
 use crate::mailbox::Mailbox;
 use crate::ui;
@@ -84,7 +85,8 @@ impl Connector for Imap<'_> {
     fn open(&self) -> Result<Box<dyn Mailbox>> {
         let ep = self.endpoint;
         let mut c = Client::connect(ep).map_err(|e| {
-            let what = if connect_problem(&e) == Some(ConnectProblem::Login) {
+            let refresh = e.chain().any(|c| c.is::<RefreshError>());
+            let what = if refresh || connect_problem(&e) == Some(ConnectProblem::Login) {
                 format!("cannot log in to {} as {}", self.side, ep.user)
             } else {
                 format!("cannot connect to {} ({}:{})", self.side, ep.host, ep.port)

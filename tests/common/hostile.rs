@@ -99,6 +99,9 @@ pub struct Session {
     /// announcement, the way a careless server does: a synchronizing literal is then never
     /// sent, and a non-synchronizing one is read as the next commands.
     pub refuse: Option<String>,
+    /// What the client logged in with, for a hook that checks it later (an access token that
+    /// expires mid-session); the ordinary answers never set it.
+    pub login: Option<String>,
 }
 
 /// A test's hook: answer `cmd` itself (write to the session, return `true`) or leave it to the
@@ -437,6 +440,7 @@ fn serve(
         selected: None,
         caps,
         refuse,
+        login: None,
     };
     s.send(format!("* OK [CAPABILITY {}] hostile ready\r\n", s.caps).as_bytes())?;
     loop {

@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod hoodiecrow;
 pub mod hostile;
 pub mod imap;
+pub mod oauth;
 pub mod offline;
 pub mod provider;
 pub mod proxy;

@@ -1,0 +1,653 @@
+//! OAuth2 access tokens refreshed by imapferry itself (`--oauth2-refresh1/2 FILE`): the
+//! refresh-token grant of RFC 6749 §6 against the provider's token endpoint, one [`Refresher`]
+//! shared by every connection of a run.
+//!
+//! The file is `key = value` lines (`#` starts a comment line): `token_endpoint`, `client_id`,
+//! optional `client_secret`, `refresh_token`, optional `scope`. A refresh token the provider
+//! rotates (Microsoft does) is written back into the file, atomically, mode 0600.
+//!
+//! Everything here handles secrets: the refresh token, the client secret and the access
+//! token never reach a message, a log line or `Debug` output.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long before its expiry a token is replaced (at most half its lifetime, so a token
+/// that lives only seconds is not refreshed on every connection).
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// A token refused this long after it was obtained is taken for expired (refreshed on the
+/// next connection); one refused sooner was simply not accepted.
+pub const FRESH: Duration = Duration::from_secs(5);
+
+/// The longest the token endpoint may take to answer.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The settings of a refresh file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub token_endpoint: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub refresh_token: String,
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys a refresh file may hold.
+const KEYS: &[&str] = &[
+    "token_endpoint",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "scope",
+];
+
+impl Settings {
+    /// Read `text` (`key = value` lines). `Err` says what is wrong, without any value.
+    pub fn parse(text: &str) -> Result<Settings, String> {
+        let mut found: Vec<(String, String)> = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(format!("line {}: expected key = value", i + 1));
+            };
+            let (k, v) = (k.trim(), v.trim());
+            if !KEYS.contains(&k) {
+                return Err(format!(
+                    "line {}: unknown key {k:?} (known: {})",
+                    i + 1,
+                    KEYS.join(", ")
+                ));
+            }
+            if found.iter().any(|(f, _)| f == k) {
+                return Err(format!("line {}: {k} given twice", i + 1));
+            }
+            found.push((k.to_string(), v.to_string()));
+        }
+        let get = |k: &str| {
+            found
+                .iter()
+                .find(|(f, _)| f == k)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let need = |k: &str| get(k).ok_or_else(|| format!("{k} is missing"));
+        let s = Settings {
+            token_endpoint: need("token_endpoint")?,
+            client_id: need("client_id")?,
+            client_secret: get("client_secret"),
+            refresh_token: need("refresh_token")?,
+            scope: get("scope"),
+        };
+        check_endpoint(&s.token_endpoint)?;
+        Ok(s)
+    }
+
+    /// The request body of the refresh-token grant (RFC 6749 §6),
+    /// application/x-www-form-urlencoded.
+    pub fn form(&self) -> String {
+        let mut pairs = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", self.client_id.as_str()),
+            ("refresh_token", self.refresh_token.as_str()),
+        ];
+        if let Some(s) = &self.client_secret {
+            pairs.push(("client_secret", s));
+        }
+        if let Some(s) = &self.scope {
+            pairs.push(("scope", s));
+        }
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// `text` with every secret of these settings replaced by `<redacted>`.
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in [Some(&self.refresh_token), self.client_secret.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if s.len() >= 4 {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+}
+
+/// `https://`, or `http://` to a loopback address (127.0.0.0/8, ::1) for tests.
+fn check_endpoint(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    let (https, rest) = if let Some(r) = lower.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = lower.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("token_endpoint {url} is not an https:// URL"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!(
+            "token_endpoint {url} has no host (or has a user name)"
+        ));
+    }
+    if https {
+        return Ok(());
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let loopback = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "token_endpoint {url}: plain http:// is allowed only to 127.0.0.1 or ::1; use https://"
+        ))
+    }
+}
+
+/// application/x-www-form-urlencoded: unreserved characters kept, space `+`, the rest `%XX`.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// What a token endpoint answered with 200.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Granted {
+    pub access_token: String,
+    pub expires_in: Option<u64>,
+    /// A new refresh token, when the provider rotates them.
+    pub refresh_token: Option<String>,
+}
+
+impl fmt::Debug for Granted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Granted")
+            .field("expires_in", &self.expires_in)
+            .field("rotated", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read a token endpoint's JSON answer (RFC 6749 §5.1). `expires_in` may come as a number or,
+/// from some providers, a string of digits.
+pub fn parse_grant(body: &str) -> Result<Granted, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|_| "the answer is not JSON".to_string())?;
+    let access_token = v["access_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or("the answer has no access_token")?
+        .to_string();
+    let expires_in = match &v["expires_in"] {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let refresh_token = v["refresh_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(String::from);
+    Ok(Granted {
+        access_token,
+        expires_in,
+        refresh_token,
+    })
+}
+
+/// The `error` (and `error_description`) of a token endpoint's refusal (RFC 6749 §5.2).
+fn refusal(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let error = v["error"].as_str()?;
+    Some(match v["error_description"].as_str() {
+        Some(d) => format!("{error}: {}", d.lines().next().unwrap_or("")),
+        None => error.to_string(),
+    })
+}
+
+/// A refresh that failed: the token endpoint refused the refresh token, could not be reached,
+/// or answered nonsense. Never transient: the run stops with it (the message names the option).
+#[derive(Debug)]
+pub struct RefreshError(String);
+
+impl fmt::Display for RefreshError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RefreshError {}
+
+/// The access token held, and whether it may still be used.
+struct Held {
+    token: String,
+    obtained: Instant,
+    expires: Option<Instant>,
+    /// Refused or said expired by a server: refresh before the next use.
+    stale: bool,
+    generation: u64,
+}
+
+struct State {
+    settings: Settings,
+    held: Option<Held>,
+    generation: u64,
+    /// A refusal that no retry will change (`invalid_grant`): every later use fails with it.
+    dead: Option<String>,
+}
+
+/// An access token handed to one connection.
+pub struct Lease {
+    pub token: String,
+    /// Which refresh it came from (see [`Refresher::refused`]).
+    pub generation: u64,
+}
+
+/// Fetches access tokens with the refresh token of one `--oauth2-refreshN` file and keeps the
+/// current one for every connection of the run. `Debug` shows the file, never a token.
+pub struct Refresher {
+    /// `--oauth2-refresh1`, for messages.
+    option: String,
+    path: PathBuf,
+    timeout: Duration,
+    /// Held while refreshing, so connections opened together wait for one refresh.
+    state: Mutex<State>,
+    agent: ureq::Agent,
+}
+
+impl fmt::Debug for Refresher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Refresher({} {})", self.option, self.path.display())
+    }
+}
+
+impl Refresher {
+    /// Read the settings in `path`, for the option named `option`. `Err` is a message naming
+    /// the option and the file.
+    pub fn load(path: &Path, option: &str) -> Result<Refresher, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {option} {}: {e}", path.display()))?;
+        let settings =
+            Settings::parse(&text).map_err(|e| format!("{option} {}: {e}", path.display()))?;
+        Ok(Refresher::new(settings, path, option, HTTP_TIMEOUT))
+    }
+
+    /// A refresher for `settings`, written back to `path` when the refresh token rotates.
+    pub fn new(settings: Settings, path: &Path, option: &str, timeout: Duration) -> Refresher {
+        use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::NativeTls)
+            .root_certs(RootCerts::PlatformVerifier)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            // A token request is never sent on to another address.
+            .max_redirects(0)
+            .build()
+            .new_agent();
+        Refresher {
+            option: option.to_string(),
+            path: path.to_path_buf(),
+            timeout,
+            state: Mutex::new(State {
+                settings,
+                held: None,
+                generation: 0,
+                dead: None,
+            }),
+            agent,
+        }
+    }
+
+    /// The option this refresher serves (`--oauth2-refresh1`).
+    pub fn option(&self) -> &str {
+        &self.option
+    }
+
+    /// An access token good for a new connection: the one held, unless it is stale, unknown
+    /// or within [`EXPIRY_MARGIN`] of its expiry; then a new one from the token endpoint.
+    pub fn access_token(&self) -> anyhow::Result<Lease> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dead) = &st.dead {
+            return Err(RefreshError(dead.clone()).into());
+        }
+        let now = Instant::now();
+        if let Some(h) = &st.held {
+            let lasts = match h.expires {
+                None => true,
+                Some(exp) => {
+                    let margin = EXPIRY_MARGIN.min(exp.saturating_duration_since(h.obtained) / 2);
+                    exp.saturating_duration_since(now) > margin
+                }
+            };
+            if !h.stale && lasts {
+                return Ok(Lease {
+                    token: h.token.clone(),
+                    generation: h.generation,
+                });
+            }
+        }
+        let granted = self.fetch(&mut st)?;
+        st.generation += 1;
+        let obtained = Instant::now();
+        st.held = Some(Held {
+            token: granted.access_token.clone(),
+            obtained,
+            expires: granted
+                .expires_in
+                .map(|s| obtained + Duration::from_secs(s)),
+            stale: false,
+            generation: st.generation,
+        });
+        Ok(Lease {
+            token: granted.access_token,
+            generation: st.generation,
+        })
+    }
+
+    /// A server refused the token of `generation`. True when a new token is worth a new
+    /// connection: the token was obtained more than [`FRESH`] ago (so it is marked stale and
+    /// refreshed first), or another connection already replaced it.
+    pub fn refused(&self, generation: u64) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut st.held {
+            Some(h) if h.generation != generation => true,
+            Some(h) if h.obtained.elapsed() > FRESH => {
+                h.stale = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A server said the token of `generation` expired (`BYE ... AccessTokenExpired`): the next
+    /// connection refreshes first.
+    pub fn expired(&self, generation: u64) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = &mut st.held {
+            if h.generation == generation {
+                h.stale = true;
+            }
+        }
+    }
+
+    /// POST the refresh-token grant; write a rotated refresh token back to the file.
+    fn fetch(&self, st: &mut State) -> anyhow::Result<Granted> {
+        let (option, file) = (&self.option, self.path.display());
+        let settings = st.settings.clone();
+        let url = &settings.token_endpoint;
+        let fail = |why: String| -> anyhow::Error {
+            RefreshError(format!(
+                "{option} {file}: cannot get an OAuth2 access token from {url}: {}",
+                settings.redact(&why)
+            ))
+            .into()
+        };
+        let sent = self
+            .agent
+            .post(url)
+            .header("Accept", "application/json")
+            .content_type("application/x-www-form-urlencoded")
+            .send(settings.form());
+        let mut answer = match sent {
+            Ok(a) => a,
+            Err(ureq::Error::Timeout(_)) => {
+                return Err(fail(format!(
+                    "no answer within {} s",
+                    self.timeout.as_secs()
+                )))
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let status = answer.status().as_u16();
+        let body = answer
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .map_err(|e| fail(format!("reading the answer: {e}")))?;
+        if status != 200 {
+            let what = refusal(&body).unwrap_or_else(|| "no OAuth2 error in the answer".into());
+            let why = format!("HTTP {status} ({what})");
+            let invalid_grant =
+                what.starts_with("invalid_grant") || what.starts_with("invalid_client");
+            let err = fail(if invalid_grant {
+                format!("{why}: the refresh token (or client) is no longer accepted; get a new refresh token and put it in the file")
+            } else {
+                why
+            });
+            if invalid_grant || (400..500).contains(&status) {
+                st.dead = Some(err.to_string());
+            }
+            return Err(err);
+        }
+        let granted = parse_grant(&body).map_err(&fail)?;
+        if let Some(new) = &granted.refresh_token {
+            if *new != st.settings.refresh_token {
+                st.settings.refresh_token = new.clone();
+                if let Err(e) = write_back(&self.path, new) {
+                    crate::ui::warn(&format!(
+                        "{option} {file}: the provider sent a new refresh token, but it could \
+                         not be saved ({e}); the next run may need a new one"
+                    ));
+                }
+            }
+        }
+        Ok(granted)
+    }
+}
+
+/// Replace the `refresh_token` line of the file at `path` (the rest kept as it is), through a
+/// temporary file renamed over it, mode 0600.
+fn write_back(path: &Path, refresh_token: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = std::fs::read_to_string(path)?;
+    let mut out = String::with_capacity(text.len() + refresh_token.len());
+    let mut replaced = false;
+    for line in text.lines() {
+        let key = line.split_once('=').map(|(k, _)| k.trim());
+        if key == Some("refresh_token") && !line.trim_start().starts_with('#') {
+            out.push_str(&format!("refresh_token = {refresh_token}\n"));
+            replaced = true;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !replaced {
+        out.push_str(&format!("refresh_token = {refresh_token}\n"));
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp_name = format!(
+        ".{}.{}.tmp",
+        name.unwrap_or_else(|| "oauth2".into()),
+        std::process::id()
+    );
+    let tmp = dir.map_or_else(|| PathBuf::from(&tmp_name), |d| d.join(&tmp_name));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(out.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(d) = dir {
+            if let Ok(d) = std::fs::File::open(d) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "# Microsoft 365\n\
+        token_endpoint = https://login.microsoftonline.com/common/oauth2/v2.0/token\n\
+        client_id = 0a1b-c2\n\
+        client_secret = s3cr&t=x y\n\
+        refresh_token = M.R3_BAY.-Cd!*x\n\
+        scope = https://outlook.office.com/IMAP.AccessAsUser.All offline_access\n";
+
+    #[test]
+    fn the_form_body_is_the_refresh_grant_url_encoded() {
+        let s = Settings::parse(FILE).unwrap();
+        assert_eq!(
+            s.form(),
+            "grant_type=refresh_token&client_id=0a1b-c2&refresh_token=M.R3_BAY.-Cd%21%2Ax\
+             &client_secret=s3cr%26t%3Dx+y\
+             &scope=https%3A%2F%2Foutlook.office.com%2FIMAP.AccessAsUser.All+offline_access"
+        );
+        let mut plain = s.clone();
+        plain.client_secret = None;
+        plain.scope = None;
+        assert_eq!(
+            plain.form(),
+            "grant_type=refresh_token&client_id=0a1b-c2&refresh_token=M.R3_BAY.-Cd%21%2Ax"
+        );
+        // Debug shows neither the refresh token nor the client secret.
+        let d = format!("{s:?}");
+        assert!(!d.contains("M.R3") && !d.contains("s3cr"), "{d}");
+    }
+
+    #[test]
+    fn files_missing_a_key_or_with_an_unknown_one_are_refused_without_values() {
+        let e = Settings::parse("token_endpoint = https://x/token\nclient_id = a\n").unwrap_err();
+        assert_eq!(e, "refresh_token is missing");
+        let e = Settings::parse("refresh_tokn = abcdef\n").unwrap_err();
+        assert!(
+            e.contains("unknown key \"refresh_tokn\"") && !e.contains("abcdef"),
+            "{e}"
+        );
+        let e = Settings::parse("just a line\n").unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_is_only_for_loopback_addresses() {
+        assert!(check_endpoint("https://oauth2.googleapis.com/token").is_ok());
+        assert!(check_endpoint("http://127.0.0.1:8080/token").is_ok());
+        assert!(check_endpoint("http://127.9.9.9/token").is_ok());
+        assert!(check_endpoint("http://[::1]:9/token").is_ok());
+        assert!(check_endpoint("http://oauth2.googleapis.com/token").is_err());
+        assert!(check_endpoint("http://10.0.0.1/token").is_err());
+        assert!(check_endpoint("http://localhost.evil.example/token").is_err());
+        assert!(check_endpoint("ftp://127.0.0.1/token").is_err());
+        assert!(check_endpoint("https://user@host/token").is_err());
+    }
+
+    #[test]
+    fn token_answers_are_read_with_their_expiry_and_rotated_refresh_token() {
+        let g = parse_grant(
+            r#"{"token_type":"Bearer","scope":"IMAP","expires_in":3599,"ext_expires_in":3599,
+                "access_token":"eyJ0eXAi","refresh_token":"M.new"}"#,
+        )
+        .unwrap();
+        assert_eq!(g.access_token, "eyJ0eXAi");
+        assert_eq!(g.expires_in, Some(3599));
+        assert_eq!(g.refresh_token.as_deref(), Some("M.new"));
+        let g = parse_grant(r#"{"access_token":"ya29.a0","expires_in":"3600"}"#).unwrap();
+        assert_eq!(
+            (g.expires_in, g.refresh_token.as_deref()),
+            (Some(3600), None)
+        );
+        assert!(parse_grant(r#"{"error":"invalid_grant"}"#).is_err());
+        assert!(parse_grant("<html>").is_err());
+        assert_eq!(
+            refusal(r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#)
+                .as_deref(),
+            Some("invalid_grant: Token has been expired or revoked.")
+        );
+        assert!(!format!("{g:?}").contains("ya29"));
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_replaces_only_its_line_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("oauth");
+        std::fs::write(&f, FILE).unwrap();
+        write_back(&f, "M.rotated").unwrap();
+        let text = std::fs::read_to_string(&f).unwrap();
+        let s = Settings::parse(&text).unwrap();
+        assert_eq!(s.refresh_token, "M.rotated");
+        assert_eq!(s.client_secret.as_deref(), Some("s3cr&t=x y"));
+        assert!(text.starts_with("# Microsoft 365\n"));
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_fails_at_once_naming_the_option_and_no_secret() {
+        // A port nothing listens on: bind, take the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = FILE.replace(
+            "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+            &format!("http://127.0.0.1:{port}/token"),
+        );
+        let r = Refresher::new(
+            Settings::parse(&text).unwrap(),
+            Path::new("/nonexistent/oauth"),
+            "--oauth2-refresh1",
+            Duration::from_secs(5),
+        );
+        let e = format!("{:#}", r.access_token().err().unwrap());
+        assert!(
+            e.starts_with("--oauth2-refresh1 /nonexistent/oauth: "),
+            "{e}"
+        );
+        assert!(!e.contains("M.R3") && !e.contains("s3cr"), "{e}");
+        assert!(!format!("{r:?}").contains("M.R3"));
+    }
+}
