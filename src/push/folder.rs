@@ -844,12 +844,12 @@ impl Pusher<'_, '_> {
                 });
             }
             // Not stored: waited out, then sent again (never with fewer flags).
+            // The server's own words win over the closed connection that may follow them:
+            // they may say how long to wait.
             AppendOutcome::Refused(r) if r.is_transient() => {
-                answers.interrupted.get_or_insert_with(|| {
-                    anyhow::Error::new(crate::imap::error::transient(format!(
-                        "host2 asks to wait: {r}"
-                    )))
-                });
+                answers.interrupted = Some(anyhow::Error::new(crate::imap::error::transient(
+                    format!("host2 asks to wait: {r}"),
+                )));
             }
             AppendOutcome::Refused(r)
                 if r.status == crate::imap::response::Status::Bad && !o.synchronizing =>
