@@ -175,7 +175,10 @@ mod tests {
             gmail_label(Some("\\Flagged"), b"[Gmail]/Starred"),
             Some(b"\\Starred".to_vec())
         );
-        assert_eq!(gmail_label(None, b"Work/Projects"), Some(b"Work/Projects".to_vec()));
+        assert_eq!(
+            gmail_label(None, b"Work/Projects"),
+            Some(b"Work/Projects".to_vec())
+        );
     }
 
     #[test]

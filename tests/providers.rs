@@ -8,10 +8,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::provider::{Place, Provider, ProviderConfig, SeedMsg};
-use imapferry::names::MailboxName;
 use common::raw::RawImap;
 use common::run::{imapferry, store_messages, Run};
 use common::*;
+use imapferry::names::MailboxName;
 
 const USER: &str = "alice@example.com";
 const PW: &str = "secret";
@@ -32,7 +32,9 @@ fn message(n: u32, len: usize) -> Vec<u8> {
     .into_bytes();
     let mut i = 0;
     while b.len() < len {
-        b.extend_from_slice(format!("line {i} of message {n}, some words to fill it\r\n").as_bytes());
+        b.extend_from_slice(
+            format!("line {i} of message {n}, some words to fill it\r\n").as_bytes(),
+        );
         i += 1;
     }
     b
@@ -228,16 +230,23 @@ fn the_same_message_in_two_dovecot_folders_becomes_one_gmail_message_with_two_la
         .count();
     let run = run_on("push", 2, g.port(), &store, &[]);
     let failures = run.json()["failures"].as_array().unwrap().clone();
-    eprintln!("{} distinct messages, {clashing} sharing a Message-ID: {failures:?}", distinct.len());
+    eprintln!(
+        "{} distinct messages, {clashing} sharing a Message-ID: {failures:?}",
+        distinct.len()
+    );
     assert_eq!(failures.len(), clashing, "{}", run.all());
-    assert!(failures
-        .iter()
-        .all(|f| f["reason"].as_str().unwrap().contains("one message per Message-ID")));
+    assert!(failures.iter().all(|f| f["reason"]
+        .as_str()
+        .unwrap()
+        .contains("one message per Message-ID")));
     let run = run.expect_code(if clashing > 0 { 3 } else { 0 });
     assert_eq!(g.appends(), distinct.len() as u64, "{}", run.all());
     assert_eq!(g.messages().len(), distinct.len() - clashing);
     // A message flagged \Deleted in the store is appended without it: Gmail would trash it.
-    assert!(corpus.messages.iter().any(|m| m.flags.iter().any(|f| f == "\\Deleted")));
+    assert!(corpus
+        .messages
+        .iter()
+        .any(|m| m.flags.iter().any(|f| f == "\\Deleted")));
     assert!(g.messages().iter().all(|m| m.place == Place::AllMail));
     // Every store folder a message is in is a label of its one Gmail message.
     let by_bytes = labels_by_bytes(&g);
@@ -251,7 +260,9 @@ fn the_same_message_in_two_dovecot_folders_becomes_one_gmail_message_with_two_la
             other => String::from_utf8(MailboxName::encode(other).as_bytes().to_vec()).unwrap(),
         };
         assert!(
-            labels.iter().any(|l| l == &want || (want == "Sent" && l == "\\Sent")),
+            labels
+                .iter()
+                .any(|l| l == &want || (want == "Sent" && l == "\\Sent")),
             "{} has {labels:?}, not {want}: {}",
             m.folder,
             run.all()
@@ -260,7 +271,12 @@ fn the_same_message_in_two_dovecot_folders_becomes_one_gmail_message_with_two_la
     // Again: only the dropped ones are sent (and listed) again.
     let again = run_on("push", 2, g.port(), &store, &[]);
     assert_eq!(again.json()["sent"].as_u64(), Some(0), "{}", again.all());
-    assert_eq!(g.appends(), (distinct.len() + clashing) as u64, "{}", again.all());
+    assert_eq!(
+        g.appends(),
+        (distinct.len() + clashing) as u64,
+        "{}",
+        again.all()
+    );
 }
 
 #[test]
@@ -321,7 +337,9 @@ fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_
         messages.push(msg(folder, message(i, 1_500 + i as usize * 100), flags));
     }
     let corpus = Corpus {
-        folders: ["INBOX", "Files", "Archive", "archive"].map(String::from).to_vec(),
+        folders: ["INBOX", "Files", "Archive", "archive"]
+            .map(String::from)
+            .to_vec(),
         messages,
     };
     seed(&host1, "alice", &corpus);
@@ -332,8 +350,21 @@ fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_
     let token = token.to_str().unwrap().to_string();
     let push = || -> Run {
         imapferry()
-            .args(["push", "--host2", "127.0.0.1", "--tls2", "none", "--user2", USER])
-            .args(["--port2", &m.port().to_string(), "--oauth2-token-file2", &token])
+            .args([
+                "push",
+                "--host2",
+                "127.0.0.1",
+                "--tls2",
+                "none",
+                "--user2",
+                USER,
+            ])
+            .args([
+                "--port2",
+                &m.port().to_string(),
+                "--oauth2-token-file2",
+                &token,
+            ])
             // The emulation throttles the account, the client waits per connection: one
             // connection shows that each stated wait is kept (docs/providers.md).
             .args(["--jobs", "1"])
@@ -357,7 +388,12 @@ fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_
     assert!(!throttles.is_empty(), "{}", run.all());
     for t in &throttles {
         if let Some(w) = t.waited() {
-            assert!(w >= t.backoff, "waited {w:?} of {:?}", t.backoff);
+            assert!(
+                w >= t.backoff,
+                "waited {w:?} of {:?}: {}",
+                t.backoff,
+                run.stderr
+            );
         }
     }
     // The reserved name and the case twin were renamed and said so.
@@ -365,7 +401,11 @@ fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_
     for f in ["Files_", "archive (2)", "Archive"] {
         assert!(folders.iter().any(|x| x == f), "{f} not in {folders:?}");
     }
-    assert!(run.stderr.contains("reserved folder name"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("reserved folder name"),
+        "{}",
+        run.stderr
+    );
     // Every other message is there with its bytes; \Flagged set again after APPEND; keywords
     // Exchange cannot keep are listed.
     let on_m365: Vec<_> = folders
@@ -380,7 +420,11 @@ fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_
         assert_eq!(there.flags.iter().any(|f| f == "\\Flagged"), flagged);
     }
     assert!(run.all().contains("$Label1"), "{}", run.all());
-    eprintln!("{} throttles; {}", throttles.len(), run.stdout.lines().last().unwrap_or(""));
+    eprintln!(
+        "{} throttles; {}",
+        throttles.len(),
+        run.stdout.lines().last().unwrap_or("")
+    );
     // Again: nothing sent twice.
     let again = push().expect_code(3);
     assert_eq!(again.json()["sent"].as_u64(), Some(0), "{}", again.all());

@@ -32,8 +32,8 @@ use anyhow::{bail, Result};
 
 use crate::imap::{MailboxInfo, MailboxStatus};
 use crate::names::Namespace;
-use crate::provider::{gmail_valid_level, Provider};
 use crate::names::{mailbox_for, server_name, store_path, MailboxName};
+use crate::provider::{gmail_valid_level, Provider};
 use crate::store::FolderRow;
 
 /// The folder-mapping options.
@@ -270,7 +270,9 @@ pub fn plan(
             (path, None)
         };
         let (path, escaped_from, because) = match provider_rules(&path, rules.provider, &seen) {
-            Some((fixed, why)) if !selectable(&path) => (fixed, escaped_from.or(Some(path)), Some(why)),
+            Some((fixed, why)) if !selectable(&path) => {
+                (fixed, escaped_from.or(Some(path)), Some(why))
+            }
             _ => (path, escaped_from, None),
         };
         seen.entry(path.to_lowercase()).or_insert(path.clone());
@@ -324,10 +326,12 @@ fn provider_rules(
             let reserved = Provider::M365.reserved_names();
             let levels: Vec<String> = path
                 .split('/')
-                .map(|l| match reserved.iter().any(|r| r.eq_ignore_ascii_case(l)) {
-                    true => format!("{l}_"),
-                    false => l.to_string(),
-                })
+                .map(
+                    |l| match reserved.iter().any(|r| r.eq_ignore_ascii_case(l)) {
+                        true => format!("{l}_"),
+                        false => l.to_string(),
+                    },
+                )
                 .collect();
             let fixed = levels.join("/");
             if fixed != path {

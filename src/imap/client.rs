@@ -231,6 +231,13 @@ pub struct Client {
     oauth2: Option<(Arc<Refresher>, u64)>,
 }
 
+/// Whether some APPEND was refused with "not now" (throttling): the server's reason to close.
+fn asked_to_wait(outcomes: &[Option<AppendOutcome>]) -> bool {
+    outcomes
+        .iter()
+        .any(|o| matches!(o, Some(AppendOutcome::Refused(r)) if r.is_transient()))
+}
+
 /// The longest wait for the greeting (at most `--timeout`): servers greet at once.
 const GREETING_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -974,6 +981,26 @@ impl Client {
     /// message's lines as commands: the connection is closed at once, that message is
     /// [`AppendOutcome::Refused`] and every later one [`AppendOutcome::Unanswered`]; the client
     /// is unusable afterwards.
+    /// [`Self::read_append_reply`]; when the server closes the connection after asking to wait
+    /// (Microsoft 365 answers `NO Request is throttled` and hangs up), the answers so far are
+    /// kept and the rest are unanswered, so its words reach the caller.
+    fn append_reply_or_close(
+        &mut self,
+        flight: &mut AppendFlight,
+        outcomes: &mut [Option<AppendOutcome>],
+    ) -> Result<()> {
+        match self.read_append_reply(flight, outcomes) {
+            Err(e) if super::error::is_transient(&e) => {
+                if !asked_to_wait(outcomes) {
+                    return Err(e);
+                }
+                self.poison(format!("{e:#}"));
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     pub fn append_many(
         &mut self,
         name: &(impl AsRef<[u8]> + ?Sized),
@@ -987,19 +1014,34 @@ impl Client {
                 && (flight.in_flight.len() >= MAX_APPENDS_IN_FLIGHT
                     || flight.bytes + m.bytes.len() as u64 > MAX_APPEND_BYTES_IN_FLIGHT)
             {
-                self.read_append_reply(&mut flight, &mut outcomes)?;
+                self.append_reply_or_close(&mut flight, &mut outcomes)?;
             }
             if self.broken.is_some() {
                 break;
             }
-            let sent = self.send_append(raw_name, m)?;
+            let sent = match self.send_append(raw_name, m) {
+                Ok(sent) => sent,
+                Err(e) => {
+                    // The server may have said why it hung up: read what it sent first.
+                    while !flight.in_flight.is_empty() && self.broken.is_none() {
+                        if self.read_append_reply(&mut flight, &mut outcomes).is_err() {
+                            break;
+                        }
+                    }
+                    if !asked_to_wait(&outcomes) {
+                        return Err(e);
+                    }
+                    self.poison(format!("{e:#}"));
+                    break;
+                }
+            };
             flight
                 .in_flight
                 .push_back((sent.tag, i, m.bytes.len() as u64, sent.nonsync));
             flight.bytes += m.bytes.len() as u64;
         }
         while !flight.in_flight.is_empty() && self.broken.is_none() {
-            self.read_append_reply(&mut flight, &mut outcomes)?;
+            self.append_reply_or_close(&mut flight, &mut outcomes)?;
         }
         if self.broken.is_some() {
             return Ok(outcomes

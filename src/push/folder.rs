@@ -18,8 +18,8 @@ use crate::compare::{self, storable_flags, Comparison, Ledger};
 use crate::flags::same_flags;
 use crate::imap::{without_recent, AppendMessage, AppendOutcome, FlagOp, Refusal, Selected};
 use crate::mailbox::{Cap, Mailbox};
-use crate::provider::Provider;
 use crate::mailtime::InternalDate;
+use crate::provider::Provider;
 use crate::run::{self, Done, Failure, Retry};
 use crate::store::{Index, Mapping, NewIntent};
 use crate::ui::{self, human_bytes};
@@ -437,7 +437,10 @@ impl Pusher<'_, '_> {
         }
         self.fr.bytes = s.missing.iter().map(|&i| cmp.store[i].row.size).sum();
         self.fr.doubles_removed = s.doubles.len() as u64;
-        self.fr.flags_updated = flag_groups(cmp, sel, self.conn.provider()).values().map(|v| v.len() as u64).sum();
+        self.fr.flags_updated = flag_groups(cmp, sel, self.conn.provider())
+            .values()
+            .map(|v| v.len() as u64)
+            .sum();
         if self.ctx.opts.delete2 && fully_pulled(self.target) {
             self.fr.deleted = s.extras.len() as u64;
         }
@@ -592,7 +595,11 @@ impl Pusher<'_, '_> {
         let mut keep = Vec::with_capacity(missing.len());
         for msg in missing.drain(..) {
             // Unreadable objects are left to the APPEND path, which reports them.
-            let line = self.ctx.objects.read(&msg.row.hash).map(|b| longest_line(&b));
+            let line = self
+                .ctx
+                .objects
+                .read(&msg.row.hash)
+                .map(|b| longest_line(&b));
             match line {
                 Ok(n) if n > longest => {
                     let why = format!(
@@ -730,8 +737,14 @@ impl Pusher<'_, '_> {
         for (k, outcome) in outcomes.iter().enumerate() {
             self.answer(k, outcome, &items, sel, &mut answers);
         }
-        self.place_unknown(&items, &mut answers, sel, *lower, claimed)?;
-        self.verify_appended(&items, &mut answers.mappings)?;
+        let looked = self
+            .place_unknown(&items, &mut answers, sel, *lower, claimed)
+            .and_then(|()| self.verify_appended(&items, &mut answers.mappings));
+        if let Err(e) = looked {
+            // A server that asked to wait and hung up: its words decide the wait. The batch's
+            // intents stay; the next attempt reconciles them.
+            return Err(answers.interrupted.take().unwrap_or(e));
+        }
         for m in &answers.mappings {
             claimed.insert(m.dest_uid);
             *lower = (*lower).max(m.dest_uid.saturating_add(1));
@@ -1228,7 +1241,11 @@ fn flag_groups(
 
 /// The flags host2 is given for `flags` (see [`storable_flags`]), and the keywords it cannot
 /// keep. Gmail deletes (or moves to Trash) a message that gets `\Deleted`: never given there.
-fn sendable_flags(provider: Provider, flags: &[String], sel: &Selected) -> (Vec<String>, Vec<String>) {
+fn sendable_flags(
+    provider: Provider,
+    flags: &[String],
+    sel: &Selected,
+) -> (Vec<String>, Vec<String>) {
     let (mut kept, lost) = storable_flags(flags, &sel.permanent_flags);
     if provider == Provider::Gmail {
         kept.retain(|f| !f.eq_ignore_ascii_case("\\Deleted"));

@@ -14,9 +14,9 @@ use std::sync::{Condvar, Mutex};
 use anyhow::Result;
 
 use super::folder::Pusher;
-use crate::compare::{load_store, Comparison};
 use crate::compare::survey::StoreMsg;
 use crate::compare::targets::Target;
+use crate::compare::{load_store, Comparison};
 use crate::imap::uidset::compact;
 use crate::imap::{without_recent, Selected};
 use crate::names::MailboxName;
@@ -169,7 +169,9 @@ impl<'s> Pusher<'_, '_> {
                 .index
                 .copy_elsewhere(dest, &msg.row.hash, &self.target.mailbox)?
             {
-                Some((mailbox, uv, uid)) => by_mailbox.entry(mailbox).or_default().push((msg, uv, uid)),
+                Some((mailbox, uv, uid)) => {
+                    by_mailbox.entry(mailbox).or_default().push((msg, uv, uid))
+                }
                 None => rest.push(msg),
             }
         }

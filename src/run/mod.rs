@@ -112,11 +112,18 @@ pub fn connect(connector: &dyn Connector, retry: &mut Retry) -> Result<Box<dyn M
             Ok(c) => return Ok(c),
             Err(e)
                 if is_transient(&e)
-                    && connector.has_connected()
+                    && (connector.has_connected() || asks_to_wait(&e))
                     && retry.failed(&format!("connecting to {side}"), &e) => {}
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A server that answered, but asked us to come back later (throttling): not a mistake of
+/// the user's, so even a first connection waits and tries again.
+fn asks_to_wait(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.to_ascii_lowercase().contains("throttl") || retry::stated_backoff(&text).is_some()
 }
 
 /// Run `attempt` on `conn` until it succeeds, a failure is not transient, or `retry`'s budget
