@@ -171,6 +171,17 @@ CREATE TABLE push_mailboxes (
     r#"
 ALTER TABLE pushed ADD COLUMN altered TEXT;
 "#,
+    // 6: daily byte budgets: the message bytes each committed batch moved, per direction.
+    r#"
+CREATE TABLE transfer_log (
+    direction      TEXT NOT NULL CHECK (direction IN ('down', 'up')),
+    destination_id INTEGER REFERENCES destinations (id),
+    at             INTEGER NOT NULL,
+    bytes          INTEGER NOT NULL CHECK (bytes >= 0),
+    CHECK ((direction = 'down') = (destination_id IS NULL))
+);
+CREATE INDEX transfer_log_at ON transfer_log (direction, destination_id, at);
+"#,
 ];
 
 /// The schema version this binary writes.
