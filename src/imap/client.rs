@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::conn::{self, Conn, Endpoint, Secret, Stream, TlsMode, Traffic, Transport};
-use super::error::{wire_error, ConnectProblem, ErrorKind};
+use super::error::{bye_error, wire_error, ConnectProblem, ErrorKind};
 use super::quote;
 pub use super::response::Fetched;
 use super::response::{self, Code, MailboxStatus, Response, Status, Untagged};
@@ -1559,8 +1559,8 @@ impl Client {
     /// The error for an untimely BYE (during `command`, if known).
     fn bye(&self, command: Option<&str>, text: &str) -> anyhow::Error {
         let during = command.map(|c| format!("{c}: ")).unwrap_or_default();
-        wire_error(
-            ErrorKind::Connection,
+        bye_error(
+            text,
             format!(
                 "{}: {during}server closed the connection: BYE {text}",
                 self.label
