@@ -20,6 +20,8 @@ use crate::ui::{self, Progress};
 pub(super) struct Job<'a> {
     pub folder: &'a FolderRow,
     pub opts: &'a PullOptions,
+    /// The run's daily download budget.
+    pub allowance: &'a crate::budget::Allowance,
     pub progress: &'a Progress,
     /// (index, count) of the folder in this run, for the progress display.
     pub position: (usize, usize),
