@@ -602,7 +602,8 @@ fn a_session_expired_bye_while_fetching_stops_the_run_as_a_spent_budget() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let started = imapferry::clock::now();
-    let run = pull(&server, &store, &[]).expect_code(4);
+    // Few retries, so that a build which took the BYE for a dropped link fails quickly.
+    let run = pull(&server, &store, &["--retries", "2"]).expect_code(4);
     let j = run.json();
     assert_eq!(j["exit_status"], 4, "{j}");
     assert_eq!(j["new"], 3, "{j}");

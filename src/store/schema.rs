@@ -333,7 +333,8 @@ mod tests {
                 "push_intents",
                 "push_mailboxes",
                 "pushed",
-                "runs"
+                "runs",
+                "transfer_log"
             ]
         );
         let v: i64 = conn
