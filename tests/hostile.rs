@@ -625,7 +625,9 @@ fn a_session_expired_bye_while_fetching_stops_the_run_as_a_spent_budget() {
     let earliest = imapferry::mailtime::format_rfc3339(started + day);
     assert!(resume >= earliest.as_str(), "{resume} < {earliest}");
     // Committed (the folder's state is recorded only once it is complete).
-    let index = imapferry::store::Store::open_existing(&store).unwrap().index;
+    let index = imapferry::store::Store::open_existing(&store)
+        .unwrap()
+        .index;
     let rows = index.messages_changed_since(0).unwrap();
     assert_eq!(rows.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3]);
     drop(index);

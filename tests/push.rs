@@ -655,7 +655,10 @@ fn a_push_past_its_daily_budget_stops_cleanly_with_exit_4_and_the_next_run_conti
     let j = first.json();
     assert_eq!(j["exit_status"], 4, "{j}");
     assert_eq!(j["failures"].as_array().unwrap().len(), 0, "{j}");
-    assert!(j["resume_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{j}");
+    assert!(
+        j["resume_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{j}"
+    );
     assert_eq!(j["budget_spent"]["direction"], "up", "{j}");
     let sent = n(&j, "sent");
     assert!((8..=10).contains(&sent), "{sent} sent");

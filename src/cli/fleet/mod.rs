@@ -81,9 +81,13 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&records)?);
     }
+    let waiting_text = if waiting > 0 {
+        format!("{waiting} waiting for their daily budget, ")
+    } else {
+        String::new()
+    };
     let summary = format!(
-        "fleet: {} accounts ({} done, {waiting} waiting for their daily budget, {failed} \
-         failed), {} lines skipped; {:.1} s",
+        "fleet: {} accounts ({} done, {waiting_text}{failed} failed), {} lines skipped; {:.1} s",
         records.len(),
         records.len() - failed - waiting,
         malformed.len(),
