@@ -624,7 +624,7 @@ fn a_session_expired_bye_while_fetching_stops_the_run_as_a_spent_budget() {
     let day = imapferry::budget::WINDOW_SECS;
     let earliest = imapferry::mailtime::format_rfc3339(started + day);
     assert!(resume >= earliest.as_str(), "{resume} < {earliest}");
-    // Committed (the folder's state is recorded only once it is complete).
+    // Committed.
     let index = imapferry::store::Store::open_existing(&store)
         .unwrap()
         .index;
