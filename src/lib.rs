@@ -11,11 +11,13 @@
 //! - [`names`], [`mailtime`], [`folders`]: typed names, dates and folder selection.
 //! - Offline: [`bundle`] (store → files → store), [`export`] and [`import`] (Maildir, mbox;
 //!   helpers [`maildir`], [`mbox`]), [`verify`] (and gc), [`status`].
+//! - [`budget`]: daily byte budgets (a provider's quota as a schedule, not a failure).
 //! - [`ui`], [`text`], [`clock`]: what people see, and the clock.
 //!
 //! The command line (clap's definitions, exit statuses) is the program's, not the library's:
 //! the library takes typed options and returns reports.
 
+pub mod budget;
 pub mod bundle;
 pub mod check;
 pub mod clock;

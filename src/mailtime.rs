@@ -238,6 +238,18 @@ pub fn format_utc(t: i64) -> String {
     )
 }
 
+/// RFC 3339 in UTC for Unix time `t`: `2026-11-30T08:21:20Z`.
+pub fn format_rfc3339(t: i64) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    let s = t.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// An IMAP date-time in UTC for Unix time `t`: `05-Mar-2021 13:03:07 +0000`.
 pub fn format_internaldate(t: i64) -> String {
     InternalDate::from_unix(t).to_string()
@@ -282,6 +294,12 @@ pub fn parse_asctime(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_is_utc_with_a_z() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
 
     #[test]
     fn format_utc_gives_calendar_dates() {

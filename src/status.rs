@@ -15,6 +15,9 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
     let store = Store::open_existing(dir)?;
     let rows = store.index.summary()?;
     let account = store.index.account()?;
+    // What the daily budgets count (`--max-bytes-per-day1/2`): all destinations together.
+    let day_ago = crate::clock::now() - crate::store::transfer_log::WINDOW_SECS;
+    let (down, up) = store.index.transfer_totals_since(day_ago)?;
     if json {
         let list: Vec<_> = rows
             .iter()
@@ -37,6 +40,7 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
             "messages": live.clone().map(|r| r.messages).sum::<u64>(),
             "raw_bytes": live.clone().map(|r| r.raw_bytes).sum::<u64>(),
             "stored_bytes": live.map(|r| r.stored_bytes).sum::<u64>(),
+            "last_24h": { "downloaded_bytes": down, "uploaded_bytes": up },
             "per_folder": list,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -81,6 +85,11 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
         msgs,
         human_bytes(raw),
         human_bytes(stored)
+    );
+    println!(
+        "last 24 hours: {} downloaded from host1, {} uploaded to host2",
+        human_bytes(down),
+        human_bytes(up)
     );
     Ok(())
 }

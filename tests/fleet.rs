@@ -229,3 +229,67 @@ fn the_fleet_board_shows_counts_and_running_accounts_in_a_terminal() {
         "every finished account has its line: {last}"
     );
 }
+
+/// An account whose line carries `--max-bytes-per-day1 1k` stops at its daily download budget:
+/// the fleet shows it as waiting for its budget (state `budget`, exit status 4), not failed;
+/// its push sent what its store held, and a day later the next fleet run completes it.
+#[test]
+fn an_account_past_its_daily_budget_is_waiting_not_failed() {
+    let f = Fleet::start();
+    let dir = tempfile::tempdir().unwrap();
+    let all = std::fs::read_to_string(f.accounts(dir.path())).unwrap();
+    let line = all
+        .lines()
+        .nth(1)
+        .unwrap()
+        .replace("--tls2 none;", "--tls2 none --max-bytes-per-day1 1k;");
+    let accounts = dir.path().join("one.txt");
+    std::fs::write(&accounts, format!("{line}\n")).unwrap();
+    let stores = dir.path().join("stores");
+    let run: Run = fleet_command(&accounts, &stores, &[])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 4, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("1 waiting for their daily budget"),
+        "{}",
+        run.stdout
+    );
+    let s = status(&stores);
+    let a = &s["accounts"][0];
+    assert_eq!(a["state"], "budget", "{s}");
+    assert!(
+        a["reason"].as_str().unwrap().contains("run again after"),
+        "{a}"
+    );
+    assert_eq!(s["totals"]["waiting_for_budget"], 1, "{s}");
+    assert!(a["pulled"].as_u64().unwrap() >= 1, "{a}");
+    assert_eq!(
+        a["pushed"], a["pulled"],
+        "the push sent what the store held: {a}"
+    );
+
+    // A day later (for this test: the store's transfer log rewound, many times over).
+    let store = std::fs::read_dir(&stores)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.join("index.sqlite").exists())
+        .unwrap();
+    let mut runs = 1;
+    loop {
+        common::run::a_day_later(&store);
+        let run: Run = fleet_command(&accounts, &stores, &[])
+            .output()
+            .unwrap()
+            .into();
+        runs += 1;
+        if run.code == 0 {
+            break;
+        }
+        assert_eq!(run.code, 4, "{}{}", run.stdout, run.stderr);
+        assert!(runs < 60, "the account never completed");
+    }
+    assert_eq!(status(&stores)["accounts"][0]["state"], "done");
+}

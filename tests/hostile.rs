@@ -565,3 +565,96 @@ fn odd_values_are_refused_or_shown_escaped_and_a_readable_passfile_is_warned_abo
     assert!(run.stderr.contains("\\u{1b}"), "{}", run.stderr);
     assert!(run.stderr.contains("readable by others"), "{}", run.stderr);
 }
+
+/// Gmail past its daily download bandwidth: `* BYE Session expired, please login again.` in the
+/// middle of a body FETCH. The run is not retried (no second body FETCH): it keeps what came,
+/// stops with exit status 4 and says when to run again; the next run takes the rest. A BYE with
+/// the same text at login is still a failed login (exit 1), not a budget.
+#[test]
+fn a_session_expired_bye_while_fetching_stops_the_run_as_a_spent_budget() {
+    let msgs: Vec<Msg> = (1..=6).map(|u| Msg::new(u, &body_of(2000, u))).collect();
+    let quota_bye = hook(|cmd, s| {
+        let line = cmd.line.to_ascii_uppercase();
+        if !line.contains("BODY.PEEK[]") {
+            return Ok(false);
+        }
+        let set = cmd.line.split(' ').nth(2).unwrap_or("").to_string();
+        let asked: Vec<Msg> = s
+            .messages()
+            .iter()
+            .filter(|m| common::hostile::in_set(&set, m.uid))
+            .cloned()
+            .collect();
+        for (i, m) in asked.iter().enumerate() {
+            if m.uid > 3 {
+                s.send(b"* BYE Session expired, please login again.\r\n")?;
+                return Err(std::io::Error::other("quota"));
+            }
+            s.send(&fetch_response(
+                i as u32 + 1,
+                m,
+                "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]",
+            ))?;
+        }
+        s.ok(cmd)?;
+        Ok(true)
+    });
+    let server = Hostile::start(inbox(msgs.clone()), quota_bye);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let started = imapferry::clock::now();
+    // Few retries, so that a build which took the BYE for a dropped link fails quickly.
+    let run = pull(&server, &store, &["--retries", "2"]).expect_code(4);
+    let j = run.json();
+    assert_eq!(j["exit_status"], 4, "{j}");
+    assert_eq!(j["new"], 3, "{j}");
+    assert_eq!(j["failures"].as_array().map(Vec::len), Some(0), "{j}");
+    assert_eq!(j["budget_spent"]["by_server"], true, "{j}");
+    assert_eq!(j["budget_spent"]["direction"], "down", "{j}");
+    let resume = j["resume_at"].as_str().expect("resume_at");
+    assert!(resume.ends_with('Z'), "{resume}");
+    assert!(run.stderr.contains("Session expired"), "{}", run.stderr);
+    assert!(run.stderr.contains("run again after"), "{}", run.stderr);
+    let body_fetches = server
+        .received()
+        .iter()
+        .filter(|c| c.line.to_ascii_uppercase().contains("BODY.PEEK[]"))
+        .count();
+    assert_eq!(body_fetches, 1, "a quota BYE is not retried");
+    // About a day from now: no older bytes in the store's record.
+    let day = imapferry::budget::WINDOW_SECS;
+    let earliest = imapferry::mailtime::format_rfc3339(started + day);
+    assert!(resume >= earliest.as_str(), "{resume} < {earliest}");
+    // Committed.
+    let index = imapferry::store::Store::open_existing(&store)
+        .unwrap()
+        .index;
+    let rows = index.messages_changed_since(0).unwrap();
+    assert_eq!(rows.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3]);
+    drop(index);
+
+    // The next day: the rest, nothing twice.
+    let next = Hostile::start(inbox(msgs), None);
+    let run = pull(&next, &store, &[]).expect_code(0);
+    assert_eq!(run.json()["new"], 3);
+    let uids: Vec<u32> = store_messages(&store)["INBOX"]
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, [1, 2, 3, 4, 5, 6]);
+
+    // At login the same words are a refused session, as before: not a budget.
+    let at_login = Hostile::start(
+        inbox(vec![Msg::new(1, b"Subject: x\r\n\r\nx\r\n")]),
+        hook(|cmd, s| {
+            if cmd.verb() != "LOGIN" {
+                return Ok(false);
+            }
+            s.send(b"* BYE Session expired, please login again.\r\n")?;
+            Err(std::io::Error::other("bye"))
+        }),
+    );
+    let run = pull(&at_login, &dir.path().join("store2"), &[]);
+    assert_ne!(run.code, 4, "{}", run.all());
+    assert_ne!(run.code, 0, "{}", run.all());
+}

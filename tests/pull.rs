@@ -527,3 +527,54 @@ fn a_silent_server_fails_the_pull_after_the_timeout_instead_of_hanging() {
     assert!(stderr.contains("timed out after 2 s"), "{stderr}");
     hold.join().unwrap();
 }
+
+/// 30 messages of about 10 kB and a 100 kB daily budget: the first pull stops cleanly at the
+/// budget (exit 4, `resume_at`, what it fetched committed and logged); the same day nothing more
+/// moves; a day later (the transfer log rewound) the rest comes, nothing doubled or lost.
+#[test]
+fn a_pull_past_its_daily_budget_stops_cleanly_with_exit_4_and_the_next_run_continues() {
+    let server = Dovecot::start_default();
+    let corpus = Corpus::ten_kb(30);
+    seed(&server, "alice", &corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let budget = ["--max-bytes-per-day1", "100k"];
+
+    let first = pull(&server, "alice", &store, &budget).expect_code(4);
+    let j = first.json();
+    assert_eq!(j["exit_status"], 4, "{j}");
+    assert_eq!(j["complete"], false, "{j}");
+    assert_eq!(j["failures"].as_array().unwrap().len(), 0, "{j}");
+    assert!(
+        j["resume_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{j}"
+    );
+    assert_eq!(j["budget_spent"]["limit"], 100 << 10, "{j}");
+    let got = n(&j, "new");
+    assert!((8..=10).contains(&got), "{got} new");
+    assert!(n(&j, "bytes") <= 100 << 10);
+    assert_eq!(count(&store), got as usize);
+    assert!(first.stderr.contains("run again after"), "{}", first.stderr);
+
+    let same_day = pull(&server, "alice", &store, &budget).expect_code(4);
+    assert_eq!(n(&same_day.json(), "new"), 0);
+
+    // Without --json the summary says it too.
+    let human = pull_command(&server, "alice", &store, &budget[..])
+        .args(["-q"])
+        .output()
+        .unwrap();
+    assert_eq!(human.status.code(), Some(4));
+
+    common::run::a_day_later(&store);
+    let next = pull(&server, "alice", &store, &budget).expect_code(4);
+    let more = n(&next.json(), "new");
+    assert!((8..=10).contains(&more), "{more} new");
+    assert_eq!(count(&store), (got + more) as usize);
+
+    // A larger budget the same day takes the rest; every message once, byte for byte.
+    let last = pull(&server, "alice", &store, &["--max-bytes-per-day1", "1M"]).expect_code(0);
+    assert_eq!(n(&last.json(), "new"), 30 - got - more);
+    assert_store_matches_server(&store, &server, "alice");
+    assert_eq!(count(&store), 30);
+}

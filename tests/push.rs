@@ -641,3 +641,41 @@ fn a_message_larger_than_appendlimit_is_listed_and_never_sent() {
     assert!(r.stderr.contains("larger than host2 takes"), "{}", r.stderr);
     assert_eq!(h2.stored_messages("alice"), corpus.len() - too_big);
 }
+
+/// The same for push: 30 messages of about 10 kB, `--max-bytes-per-day2 100k`. The first push
+/// stops cleanly (exit 4) with what it sent on host2; the same day nothing is sent; a day later
+/// and with a larger budget the rest goes, every message exactly once.
+#[test]
+fn a_push_past_its_daily_budget_stops_cleanly_with_exit_4_and_the_next_run_continues() {
+    let (h1, _dir, store) = pulled(&Corpus::ten_kb(30));
+    let h2 = Dovecot::start(host2_config());
+    let budget = ["--max-bytes-per-day2", "100k"];
+
+    let first = push(&h2, &store, &budget).expect_code(4);
+    let j = first.json();
+    assert_eq!(j["exit_status"], 4, "{j}");
+    assert_eq!(j["failures"].as_array().unwrap().len(), 0, "{j}");
+    assert!(
+        j["resume_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{j}"
+    );
+    assert_eq!(j["budget_spent"]["direction"], "up", "{j}");
+    let sent = n(&j, "sent");
+    assert!((8..=10).contains(&sent), "{sent} sent");
+    assert!(n(&j, "bytes") <= 100 << 10);
+    assert_eq!(host2_total(&h2), sent as usize);
+
+    let same_day = push(&h2, &store, &budget).expect_code(4);
+    assert_eq!(n(&same_day.json(), "sent"), 0);
+    assert_eq!(host2_total(&h2), sent as usize);
+
+    common::run::a_day_later(&store);
+    let next = push(&h2, &store, &budget).expect_code(4);
+    let more = n(&next.json(), "sent");
+    assert!((8..=10).contains(&more), "{more} sent");
+
+    let last = push(&h2, &store, &["--max-bytes-per-day2", "1M"]).expect_code(0);
+    assert_eq!(n(&last.json(), "sent"), 30 - sent - more);
+    assert_eq!(host2_total(&h2), 30);
+    assert_host2_matches_host1(&h1, &h2);
+}

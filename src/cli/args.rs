@@ -285,6 +285,33 @@ pub struct NetArgs {
     pub max_bytes_per_second: Option<u64>,
 }
 
+/// Declares a daily byte budget option of one side.
+macro_rules! budget_args {
+    ($name:ident, $long:literal, $help:literal) => {
+        #[derive(Args, Debug, Clone, Default)]
+        pub struct $name {
+            #[arg(long = $long, value_name = "SIZE", value_parser = parse_budget, help = $help)]
+            pub max_bytes_per_day: Option<u64>,
+        }
+    };
+}
+
+budget_args!(
+    Budget1Args,
+    "max-bytes-per-day1",
+    "Download at most SIZE of messages from host1 in any 24 hours, across runs (K, M, G: \
+     binary units; Gmail allows about 2500M); past it the run stops cleanly with exit 4 and \
+     says when to run again"
+);
+
+budget_args!(
+    Budget2Args,
+    "max-bytes-per-day2",
+    "Upload at most SIZE of messages to host2 in any 24 hours, across runs (K, M, G: binary \
+     units; Gmail allows about 500M); past it the run stops cleanly with exit 4 and says \
+     when to run again"
+);
+
 /// Which folders a run covers.
 #[derive(Args, Debug, Clone)]
 pub struct FolderArgs {
@@ -330,6 +357,8 @@ pub struct PullArgs {
     pub rebind: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub budget1: Budget1Args,
     /// Say what would be fetched, changed and expunged, per folder; change nothing
     #[arg(long = "dry-run", visible_alias = "dry")]
     pub dry_run: bool,
@@ -451,6 +480,8 @@ pub struct PushArgs {
     /// Create the folders only; send no message
     #[arg(long)]
     pub justfolders: bool,
+    #[command(flatten)]
+    pub budget2: Budget2Args,
     /// Connections to host2; folders are spread over them
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
@@ -489,6 +520,10 @@ pub struct SyncArgs {
     /// Create the folders only; copy no message
     #[arg(long)]
     pub justfolders: bool,
+    #[command(flatten)]
+    pub budget1: Budget1Args,
+    #[command(flatten)]
+    pub budget2: Budget2Args,
     /// Connections to each server
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
@@ -681,6 +716,16 @@ fn parse_volume_size(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?}: volumes must be at least 4K"));
     }
     Ok(v)
+}
+
+/// A daily byte budget: at least one byte.
+fn parse_budget(s: &str) -> Result<u64, String> {
+    match parse_bytes(s)? {
+        0 => {
+            Err("0: a daily budget must be at least 1 byte (leave the option out for none)".into())
+        }
+        v => Ok(v),
+    }
 }
 
 /// A rate cap: at least one byte per second.

@@ -6,9 +6,11 @@
 //! | 1 | an error stopped the run (printed) |
 //! | 2 | bad usage: the command line or an option's value (printed, with the fix) |
 //! | 3 | the run finished, but something could not be done; each item is listed |
+//! | 4 | stopped by a daily byte budget (`--max-bytes-per-day1/2`, or the server's own quota, such as Gmail's `BYE Session expired`); nothing is wrong: run again after the time printed (`resume_at` in `--json`) |
 
 use std::process::ExitCode;
 
+use imapferry::budget::{budget_spent, BudgetSpent};
 use imapferry::run::Failure;
 use imapferry::ui;
 
@@ -19,7 +21,14 @@ pub enum Outcome {
     Done,
     /// The run finished; some messages, folders or files could not be done (already listed).
     Incomplete,
+    /// The run stopped cleanly at a daily byte budget (said in its summary); the next run
+    /// after `resume_at` continues.
+    /// `None` for a fleet, whose accounts each say when.
+    Budget(Option<BudgetSpent>),
 }
+
+/// Exit status of a run stopped by a daily byte budget.
+pub const BUDGET_STATUS: u8 = 4;
 
 /// The command line or an option's value is wrong (found after parsing: a regex, a file):
 /// exit 2. The message says which option fixes it.
@@ -60,6 +69,9 @@ fn explain(e: &anyhow::Error) -> (String, Option<String>, u8) {
     if e.downcast_ref::<Usage>().is_some() {
         return (text, None, 2);
     }
+    if budget_spent(e).is_some() {
+        return (text, None, BUDGET_STATUS);
+    }
     let hint = e.downcast_ref::<Advised>().map(|a| a.hint.clone());
     (text, hint, 1)
 }
@@ -67,10 +79,37 @@ fn explain(e: &anyhow::Error) -> (String, Option<String>, u8) {
 /// The JSON document of a run that an error stopped (`--json` always prints one).
 pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
     let (error, hint, status) = explain(e);
-    serde_json::json!({ "error": error, "hint": hint, "exit_status": status, "complete": false })
+    let mut v = serde_json::json!({ "error": error, "hint": hint, "exit_status": status, "complete": false });
+    if let Some(b) = budget_spent(e) {
+        with_budget(&mut v, b);
+    }
+    v
+}
+
+/// A run's JSON document, with `exit_status` and `resume_at` (and the whole `budget_spent`)
+/// when a daily byte budget stopped it.
+pub fn with_budget(v: &mut serde_json::Value, b: &BudgetSpent) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("exit_status".into(), BUDGET_STATUS.into());
+        o.insert("resume_at".into(), b.resume_at_text.clone().into());
+        o.insert(
+            "budget_spent".into(),
+            serde_json::to_value(b).unwrap_or_default(),
+        );
+    }
 }
 
 impl Outcome {
+    /// [`Outcome::Incomplete`] when something failed (that comes first: it wants a fix),
+    /// else [`Outcome::Budget`] when a daily budget stopped the run, else
+    /// [`Outcome::from_complete`].
+    pub fn with_budget(failed: bool, budget: Option<BudgetSpent>, complete: bool) -> Outcome {
+        match budget {
+            Some(b) if !failed => Outcome::Budget(Some(b)),
+            _ => Outcome::from_complete(complete && !failed),
+        }
+    }
+
     /// [`Outcome::Done`] when `complete`, else [`Outcome::Incomplete`].
     pub fn from_complete(complete: bool) -> Outcome {
         if complete {
@@ -86,6 +125,15 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Incomplete) => ExitCode::from(3),
+        Ok(Outcome::Budget(b)) => {
+            // Also on stderr (and in the run log), for `--json` runs and their logs.
+            if let Some(b) = b {
+                let line = format!("note: {}", ui::printable(&b.to_string()));
+                imapferry::runlog::write(&line);
+                eprintln!("{line}");
+            }
+            ExitCode::from(BUDGET_STATUS)
+        }
         Err(e) => {
             let (text, hint, status) = explain(&e);
             // An error may quote a name a server, a bundle or a file chose.

@@ -6,8 +6,11 @@ use serde::Serialize;
 
 use super::args::{CheckArgs, MapArgs, OutputArgs, PullArgs, PushArgs, Side, StatusArgs};
 use super::endpoint::endpoint_for;
-use super::exit::{error_json, print_failures, print_summary, print_warnings, usage, Outcome};
+use super::exit::{
+    error_json, print_failures, print_summary, print_warnings, usage, with_budget, Outcome,
+};
 use super::hints::advise;
+use imapferry::budget::BudgetSpent;
 use imapferry::check::{self, CheckOptions};
 use imapferry::compare::targets::MapRules;
 use imapferry::pull::{self, PullOptions};
@@ -57,12 +60,38 @@ pub fn pull(a: PullArgs) -> anyhow::Result<Outcome> {
         opts.dry_run = a.dry_run;
         opts.filter = a.filter.filter();
         opts.search = a.filter.search.clone();
+        opts.max_bytes_per_day = a.budget1.max_bytes_per_day;
         let report = pull::run(&opts).map_err(|e| advise(e, Side::Host1, &opts.endpoint))?;
         print_warnings(&report.warnings);
         print_failures(&report.failures);
-        show(&a.output, &report, || report.summary())?;
-        Ok(Outcome::from_complete(report.failures.is_empty()))
+        show_budget(&a.output, &report, report.budget_spent.as_ref(), || {
+            report.summary()
+        })?;
+        let failed = !report.failures.is_empty();
+        Ok(Outcome::with_budget(
+            failed,
+            report.budget_spent.clone(),
+            true,
+        ))
     })
+}
+
+/// [`show`], with `exit_status` and `resume_at` in the JSON when a daily budget stopped the run.
+pub(super) fn show_budget<R: Serialize>(
+    o: &OutputArgs,
+    report: &R,
+    budget: Option<&BudgetSpent>,
+    summary: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    match (o.json, budget) {
+        (true, Some(b)) => {
+            let mut v = serde_json::to_value(report)?;
+            with_budget(&mut v, b);
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        _ => show(o, report, summary),
+    }
 }
 
 /// Run a command; with `--json`, an error that stops it is a JSON document on stdout too, so
@@ -114,12 +143,20 @@ pub fn push(a: PushArgs) -> anyhow::Result<Outcome> {
         opts.batch_bytes = a.tuning.batch_bytes.max(1);
         opts.batch_messages = a.tuning.batch_messages.max(1);
         opts.retries = a.net.retries;
+        opts.max_bytes_per_day = a.budget2.max_bytes_per_day;
         let report = push::run(&opts).map_err(|e| advise(e, Side::Host2, &opts.endpoint))?;
         print_warnings(&report.warnings);
         print_failures(&report.failures);
-        show(&a.output, &report, || report.summary())?;
-        let done = report.failures.is_empty() && (report.complete || report.dry_run);
-        Ok(Outcome::from_complete(done))
+        show_budget(&a.output, &report, report.budget_spent.as_ref(), || {
+            report.summary()
+        })?;
+        let failed = !report.failures.is_empty();
+        let done = report.complete || report.dry_run;
+        Ok(Outcome::with_budget(
+            failed,
+            report.budget_spent.clone(),
+            done,
+        ))
     })
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::args::{Side, SyncArgs};
 use super::endpoint::{endpoint_for, file_name_part};
-use super::exit::{print_failures, print_summary, print_warnings, usage, Outcome};
+use super::exit::{print_failures, print_summary, print_warnings, usage, with_budget, Outcome};
 use super::hints::advise;
 use super::online::{map_rules, reported, set_output};
 use imapferry::pull::{self, PullOptions, PullReport};
@@ -46,6 +46,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
         p.filter = a.filter.filter();
         p.search = a.filter.search.clone();
         p.just_folders = a.justfolders;
+        p.max_bytes_per_day = a.budget1.max_bytes_per_day;
         let pulled = pull::run(&p).map_err(|e| advise(e, Side::Host1, &p.endpoint))?;
         print_warnings(&pulled.warnings);
         print_failures(&pulled.failures);
@@ -60,12 +61,17 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
         q.just_folders = a.justfolders;
         q.jobs = a.jobs.max(1);
         q.retries = a.net.retries;
+        q.max_bytes_per_day = a.budget2.max_bytes_per_day;
+        // A pull stopped by its budget still pushes what the store holds.
         let pushed = push::run(&q).map_err(|e| advise(e, Side::Host2, &q.endpoint))?;
         print_warnings(&pushed.warnings);
         print_failures(&pushed.failures);
-        let complete = pulled.failures.is_empty()
-            && (pushed.complete || a.dry_run)
-            && pushed.failures.is_empty();
+        let failed = !pulled.failures.is_empty() || !pushed.failures.is_empty();
+        let budget = match (pulled.budget_spent.clone(), pushed.budget_spent.clone()) {
+            (Some(a), Some(b)) => Some(a.earlier(b)),
+            (a, b) => a.or(b),
+        };
+        let complete = !failed && budget.is_none() && (pushed.complete || a.dry_run);
         if a.output.json {
             let r = SyncReport {
                 store: &store,
@@ -73,11 +79,15 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
                 pull: &pulled,
                 push: &pushed,
             };
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            let mut v = serde_json::to_value(&r)?;
+            if let Some(b) = &budget {
+                with_budget(&mut v, b);
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             print_summary(&pushed.summary());
         }
-        Ok(Outcome::from_complete(complete))
+        Ok(Outcome::with_budget(failed, budget, complete))
     })
 }
 

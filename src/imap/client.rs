@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::conn::{self, Conn, Endpoint, Secret, Stream, TlsMode, Traffic, Transport};
-use super::error::{wire_error, ConnectProblem, ErrorKind, WireError};
+use super::error::{bye_error, wire_error, ConnectProblem, ErrorKind, WireError};
 use super::oauth2::Refresher;
 use super::quote;
 pub use super::response::Fetched;
@@ -1678,8 +1678,8 @@ impl Client {
             }
         }
         let during = command.map(|c| format!("{c}: ")).unwrap_or_default();
-        wire_error(
-            ErrorKind::Connection,
+        bye_error(
+            text,
             format!(
                 "{}: {during}server closed the connection: BYE {text}",
                 self.label

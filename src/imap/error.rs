@@ -10,8 +10,11 @@ use std::io;
 /// What kind of failure a [`WireError`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The connection timed out, was closed, or the server said BYE.
+    /// The connection timed out, was closed, or the server said BYE before or between
+    /// commands.
     Connection,
+    /// The server said BYE while a command was running, with this text.
+    Bye { text: String },
     /// A command completed with NO or BAD. `code` is the response code's keyword, upper-cased
     /// (`THROTTLED`, `NONEXISTENT`, ...).
     Rejected { code: Option<String>, text: String },
@@ -63,7 +66,7 @@ impl WireError {
     /// True when the same operation may well succeed on a new connection a little later.
     pub fn is_transient(&self) -> bool {
         match &self.kind {
-            ErrorKind::Connection => true,
+            ErrorKind::Connection | ErrorKind::Bye { .. } => true,
             ErrorKind::Rejected { code, text } | ErrorKind::Auth { code, text } => {
                 answer_is_transient(code.as_deref(), text)
             }
@@ -171,6 +174,30 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
         }
     }
     false
+}
+
+/// True when `err` (anywhere in its chain) is a BYE whose text says `Session expired` in the
+/// middle of a command: what Gmail answers once an account passed its daily IMAP bandwidth
+/// (`* BYE Session expired, please login again.`). Still transient for [`is_transient`]: only
+/// the engines, when it cuts off the moving of message bytes, read it as the server's quota.
+pub fn is_session_expired(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| match &w.kind {
+                ErrorKind::Bye { text } => text.to_ascii_lowercase().contains("session expired"),
+                _ => false,
+            })
+    })
+}
+
+/// The error of a BYE `text` during a command; `message` says where.
+pub(crate) fn bye_error(text: &str, message: String) -> anyhow::Error {
+    wire_error(
+        ErrorKind::Bye {
+            text: text.to_string(),
+        },
+        message,
+    )
 }
 
 /// True when `err` (anywhere in its chain) is the server breaking the protocol
@@ -284,6 +311,22 @@ mod tests {
         let reset: anyhow::Result<()> =
             Err(io::Error::from(io::ErrorKind::ConnectionReset)).context("reading");
         assert!(is_transient(&reset.unwrap_err()));
+    }
+
+    #[test]
+    fn a_session_expired_bye_is_recognised_through_context_and_stays_transient() {
+        let bye = bye_error(
+            "Session expired, please login again.",
+            "host1: UID FETCH: server closed the connection: BYE Session expired".into(),
+        )
+        .context("pulling INBOX");
+        assert!(is_session_expired(&bye));
+        assert!(is_transient(&bye));
+        let other = bye_error("Server shutting down", "host1: BYE".into());
+        assert!(!is_session_expired(&other));
+        assert!(is_transient(&other));
+        let greeting = wire_error(ErrorKind::Connection, "BYE Session expired");
+        assert!(!is_session_expired(&greeting));
     }
 
     #[test]

@@ -50,7 +50,10 @@ pub use client::{
     MailboxInfo, Refusal, SearchKey, Selected,
 };
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};
-pub use error::{connect_problem, is_protocol, is_transient, ConnectProblem, ErrorKind, WireError};
+pub use error::{
+    connect_problem, is_protocol, is_session_expired, is_transient, ConnectProblem, ErrorKind,
+    WireError,
+};
 pub use ratelimit::RateLimit;
 pub use response::MailboxStatus;
 

@@ -2,7 +2,7 @@
 //! connections, for tests of the engines without a network. Faults a real server or link has can
 //! be switched on: a server that rewrites what it stores, a link that drops after so many
 //! APPENDs, APPENDs that land only later (the bytes were still on their way when the client
-//! died), a CREATE that closes the connection.
+//! died), a CREATE that closes the connection, Gmail's BYE past its daily bandwidth.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,6 +75,10 @@ pub struct Faults {
     pub no_uidnext: bool,
     /// `APPENDLIMIT=N` is announced.
     pub append_limit: Option<u64>,
+    /// Gmail's daily bandwidth: once this many message bytes were served by body fetches or
+    /// taken by APPENDs (all connections together), the next message ends the session with
+    /// `* BYE Session expired, please login again.`, as Gmail does past its daily limit.
+    pub quota_bytes: Option<u64>,
 }
 
 /// The account all connections of one test see.
@@ -85,6 +89,8 @@ pub struct Server {
     pub faults: Faults,
     /// APPENDs sent on connections that dropped, not yet landed: (mailbox, message).
     pub late: Vec<(MailboxName, Msg)>,
+    /// Message bytes served by body fetches and taken by APPENDs, for [`Faults::quota_bytes`].
+    pub moved: u64,
     next_uidvalidity: u32,
 }
 
@@ -102,6 +108,7 @@ impl Server {
             caps: vec![Cap::UidPlus, Cap::ListStatus, Cap::CondStore],
             faults: Faults::default(),
             late: Vec::new(),
+            moved: 0,
             next_uidvalidity: 1001,
         }))
     }
@@ -124,6 +131,20 @@ impl Server {
             .entry(MailboxName::from(name))
             .or_insert_with(|| Folder::new(uv));
         f.add(msg)
+    }
+
+    /// Count `n` more message bytes moved; false (the quota's BYE) when they pass
+    /// [`Faults::quota_bytes`].
+    fn move_bytes(&mut self, n: usize) -> bool {
+        if self
+            .faults
+            .quota_bytes
+            .is_some_and(|q| self.moved + n as u64 > q)
+        {
+            return false;
+        }
+        self.moved += n as u64;
+        true
     }
 
     fn stored(&self, mut msg: Msg) -> Msg {
@@ -167,6 +188,16 @@ impl Memory {
         }
     }
 
+    /// Count `n` message bytes against [`Faults::quota_bytes`]; past it, the session ends.
+    fn quota(&mut self, n: usize) -> Result<()> {
+        let ok = self.server()?.move_bytes(n);
+        if !ok {
+            self.usable = false;
+            return Err(quota_bye());
+        }
+        Ok(())
+    }
+
     fn server(&self) -> Result<MutexGuard<'_, Server>> {
         if !self.usable {
             bail!(dropped());
@@ -206,6 +237,15 @@ impl Memory {
 }
 
 /// The error of a dropped connection: transient, like a reset link.
+/// Gmail's answer past its daily bandwidth.
+fn quota_bye() -> anyhow::Error {
+    let text = "Session expired, please login again.";
+    crate::imap::error::bye_error(
+        text,
+        format!("memory: server closed the connection: BYE {text}"),
+    )
+}
+
 fn dropped() -> anyhow::Error {
     anyhow::Error::new(std::io::Error::new(
         std::io::ErrorKind::ConnectionReset,
@@ -338,6 +378,7 @@ impl Mailbox for Memory {
             return Ok(Vec::new());
         }
         for (uid, m) in self.selected_uids(&set)? {
+            self.quota(m.bytes.len())?;
             self.metered(m.bytes.len());
             f(fetched(uid, &m, true))?;
         }
@@ -361,6 +402,7 @@ impl Mailbox for Memory {
             .min(m.bytes.len());
         loop {
             let end = (at + chunk as usize).min(m.bytes.len());
+            self.quota(end - at)?;
             self.metered(end - at);
             on_piece(&m.bytes[at..end])?;
             if end - at < chunk as usize {
@@ -388,6 +430,11 @@ impl Mailbox for Memory {
                 internaldate: m.internaldate.unwrap_or_else(|| InternalDate::from_unix(0)),
                 bytes: m.bytes.to_vec(),
             };
+            if !s.move_bytes(m.bytes.len()) {
+                drop(s);
+                self.usable = false;
+                return Err(quota_bye());
+            }
             if s.faults.throttle_appends > 0 {
                 s.faults.throttle_appends -= 1;
                 out.push(AppendOutcome::Refused(crate::imap::Refusal {

@@ -15,9 +15,12 @@ use anyhow::{Context, Result};
 
 use super::folder::Job;
 use super::{FolderReport, Local, PullOptions, UidSize, MIN_CHUNK};
-use crate::imap::{body_margin, is_protocol, without_recent, Fetched};
+use crate::budget::Allowance;
+use crate::clock::now;
+use crate::imap::{body_margin, is_protocol, is_session_expired, without_recent, Fetched};
 use crate::mailbox::Mailbox;
 use crate::mailtime::InternalDate;
+use crate::store::transfer_log::Account;
 use crate::store::{FolderRow, GmailIds, Hash, HeaderFacts, Index, NewMessage, Objects};
 use crate::ui::Progress;
 
@@ -51,6 +54,8 @@ pub(super) struct Bodies<'a> {
     /// What `UID FETCH (UID FLAGS INTERNALDATE RFC822.SIZE)` said of each new message.
     pub meta: &'a BTreeMap<u32, Fetched>,
     pub opts: &'a PullOptions,
+    /// The run's daily download budget: each batch is taken from it before it starts.
+    pub allowance: &'a Allowance,
     pub progress: &'a Progress,
     /// This folder's place on the progress display.
     pub slot: usize,
@@ -92,6 +97,7 @@ impl<'a> Bodies<'a> {
             uv,
             meta,
             opts: job.opts,
+            allowance: job.allowance,
             progress: job.progress,
             slot: job.position.0,
             fr,
@@ -155,16 +161,39 @@ impl<'a> Bodies<'a> {
         if small.is_empty() {
             return Ok(());
         }
-        let uids: Vec<u32> = small.iter().map(|(u, _)| *u).collect();
+        // Only what the daily budget allows is asked for; the rest waits for the next run.
         let sizes: Vec<u64> = small.iter().map(|(_, s)| *s).collect();
+        let allowed = self.allowance.take(&sizes, now());
+        let stopped = allowed < small.len();
+        let small = &small[..allowed];
+        let uids: Vec<u32> = small.iter().map(|(u, _)| *u).collect();
+        let sizes = &sizes[..allowed];
         let (batch, depth) = (self.opts.batch_bytes, self.opts.depth);
-        let result = conn.fetch_bodies(&uids, &sizes, batch, depth, &mut |f| {
-            self.accept(f, Pass::First, local)
-        });
+        let result = if uids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            conn.fetch_bodies(&uids, sizes, batch, depth, &mut |f| {
+                self.accept(f, Pass::First, local)
+            })
+        };
         // Keep what arrived even when the stream broke off.
         self.flush(local)?;
+        // What did not come is asked for again (by this run's next attempt, or the next run).
+        let unsettled: u64 = small
+            .iter()
+            .filter(|(u, _)| !self.settled.contains(u) && !self.suspects.contains_key(u))
+            .map(|(_, s)| s)
+            .sum();
+        self.allowance.give_back(unsettled);
         match result {
-            Ok(repeated) => self.repeated(&repeated, local),
+            Ok(repeated) => {
+                self.repeated(&repeated, local)?;
+                if stopped {
+                    return Err(self.allowance.spent_error());
+                }
+                Ok(())
+            }
+            Err(e) if is_session_expired(&e) => Err(self.server_quota(e)),
             Err(e) => {
                 // The message in flight when the link broke goes in chunks next time, so a
                 // link that drops every few megabytes still brings it in.
@@ -200,6 +229,11 @@ impl<'a> Bodies<'a> {
                 .partials
                 .begin(self.folder.id, self.uv, uid, size + body_margin(size))?;
         let offset = part.len();
+        let left = size.saturating_sub(offset);
+        if self.allowance.take(&[left], now()) == 0 {
+            // Its pieces so far stay in `partial/` for the next run.
+            return Err(self.allowance.spent_error());
+        }
         let fr = &mut *self.fr;
         let fetched = conn.fetch_partials(uid, offset, chunk, size, self.opts.depth, &mut |b| {
             part.append(b)?;
@@ -219,6 +253,7 @@ impl<'a> Bodies<'a> {
             }
             Ok(false) => {}
             Err(e) if is_protocol(&e) => {
+                self.allowance.give_back(left);
                 part.remove()?;
                 self.carry.chunked.remove(&uid);
                 if !conn.is_usable() {
@@ -232,7 +267,13 @@ impl<'a> Bodies<'a> {
                 self.suspects.insert(uid, Suspect::Chunks(format!("{e:#}")));
                 return Ok(());
             }
+            Err(e) if is_session_expired(&e) => {
+                self.allowance.give_back(left);
+                return Err(self.server_quota(e));
+            }
             Err(e) => {
+                // Asked for again, from where the pieces kept end.
+                self.allowance.give_back(left);
                 // Smaller chunks next time, in case the link cannot carry this many bytes.
                 self.carry.chunked.insert(uid, (chunk / 2).max(MIN_CHUNK));
                 return Err(e);
@@ -259,10 +300,12 @@ impl<'a> Bodies<'a> {
                 }
             })
             .collect();
-        let repeated = conn.fetch_bodies(&uids, &sizes, 1, 1, &mut |f| {
+        // Not taken from the budget (rare, and already asked for once), but counted when stored.
+        let result = conn.fetch_bodies(&uids, &sizes, 1, 1, &mut |f| {
             self.accept(f, Pass::Second, local)
-        })?;
+        });
         self.flush(local)?;
+        let repeated = result.map_err(|e| self.server_quota(e))?;
         self.repeated(&repeated, local)?;
         for (uid, _) in std::mem::take(&mut self.suspects) {
             self.fail(
@@ -439,6 +482,19 @@ impl<'a> Bodies<'a> {
         batch.commit()
     }
 
+    /// `e` as the run's stop when it is the server's quota BYE (Gmail's `Session expired`)
+    /// cutting off message bytes: what arrived is committed, the run ends cleanly.
+    fn server_quota(&self, e: anyhow::Error) -> anyhow::Error {
+        if !is_session_expired(&e) {
+            return e;
+        }
+        crate::ui::warn(&format!(
+            "{}: {e:#}: host1's daily download quota, as Gmail ends sessions past it",
+            self.folder.path
+        ));
+        anyhow::Error::new(self.allowance.server_quota(now()))
+    }
+
     fn fail(&mut self, uid: u32, reason: String) {
         self.settled.insert(uid);
         self.failed.push((uid, reason));
@@ -448,6 +504,7 @@ impl<'a> Bodies<'a> {
         let uids = flush(
             &mut self.pending,
             self.folder.id,
+            self.allowance.account(),
             &mut local.index,
             &local.objects,
         )?;
@@ -460,6 +517,7 @@ impl<'a> Bodies<'a> {
 fn flush(
     pending: &mut Pending,
     folder_id: i64,
+    account: Account,
     index: &mut Index,
     objects: &Objects,
 ) -> Result<Vec<u32>> {
@@ -472,6 +530,8 @@ fn flush(
         batch.add_object(&m.hash, m.size, *stored, facts)?;
         batch.add_message(folder_id, m)?;
     }
+    // The bytes counted against the daily budget with the messages they brought.
+    batch.log_transfer(account, now(), pending.bytes)?;
     batch.commit()?;
     pending.bytes = 0;
     Ok(pending.rows.drain(..).map(|(m, ..)| m.uid).collect())

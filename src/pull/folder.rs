@@ -20,6 +20,8 @@ use crate::ui::{self, Progress};
 pub(super) struct Job<'a> {
     pub folder: &'a FolderRow,
     pub opts: &'a PullOptions,
+    /// The run's daily download budget.
+    pub allowance: &'a crate::budget::Allowance,
     pub progress: &'a Progress,
     /// (index, count) of the folder in this run, for the progress display.
     pub position: (usize, usize),
@@ -100,7 +102,14 @@ pub(super) fn pull_folder(
     let mut bodies = Bodies::new(job, sel.uidvalidity, &new_meta, fr, carry);
     bodies.repairs = repairs;
     // An attempt cut short finds its failures again in the next one: only a whole one counts.
-    bodies.run(conn, local)?;
+    if let Err(e) = bodies.run(conn, local) {
+        if crate::budget::is_budget_spent(&e) {
+            // Stopped for the day: the folder's UIDVALIDITY is recorded, so push can send what
+            // came; without UIDNEXT the next pull compares UID lists and takes the rest.
+            record_state(local, folder, &sel, false)?;
+        }
+        return Err(e);
+    }
     let (failed, notices) = (bodies.failed, bodies.notices);
     let complete = failed.is_empty() && left_out == 0;
     list(folder, failed, notices, fr, failures);

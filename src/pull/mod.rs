@@ -21,6 +21,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::budget::{is_budget_spent, Account, Allowance, Budget, BudgetSpent};
 use crate::folders::Selection;
 use crate::imap::{Endpoint, MailboxStatus};
 use crate::mailbox::Mailbox;
@@ -67,6 +68,10 @@ pub struct PullOptions {
     /// Say what would be fetched, changed and expunged; change nothing (the run works on a
     /// scratch copy of the index).
     pub dry_run: bool,
+    /// Most message bytes downloaded from host1 in any 24 hours, across runs (the store's
+    /// transfer log): past it the run stops cleanly, [`PullReport::budget_spent`] says until
+    /// when (see [`crate::budget`]).
+    pub max_bytes_per_day: Option<u64>,
 }
 
 impl PullOptions {
@@ -89,6 +94,7 @@ impl PullOptions {
             search: None,
             just_folders: false,
             dry_run: false,
+            max_bytes_per_day: None,
         }
     }
 }
@@ -149,6 +155,9 @@ pub struct PullReport {
     /// Messages stored as host1 serves them although something about them was odd (a length
     /// other than its RFC822.SIZE, served the same twice): listed, not failures.
     pub warnings: Vec<Failure>,
+    /// The run stopped early for a daily download budget (its own, or host1's quota): not a
+    /// failure; the next run after `resume_at` continues.
+    pub budget_spent: Option<BudgetSpent>,
     pub per_folder: Vec<FolderReport>,
 }
 
@@ -173,8 +182,12 @@ impl PullReport {
         } else {
             String::new()
         };
+        let budget = match &self.budget_spent {
+            Some(b) => format!("; {b}"),
+            None => String::new(),
+        };
         format!(
-            "pull: {} folders, {} messages new ({} already in the store), {} updated, {} expunged, {} failed{left_out}; {} in {:.1} s ({}/s)",
+            "pull: {} folders, {} messages new ({} already in the store), {} updated, {} expunged, {} failed{left_out}; {} in {:.1} s ({}/s){budget}",
             self.folders,
             self.new,
             self.reused,
@@ -280,6 +293,12 @@ pub fn run_with(
         progress.expect(i, messages);
     }
     let root = store.root.clone();
+    let allowance = if opts.dry_run {
+        Allowance::unlimited(Account::down())
+    } else {
+        let budget = Budget::new(Account::down(), opts.max_bytes_per_day);
+        Allowance::open(budget, &store.index, crate::clock::now())?
+    };
     let mut conn = Some(conn);
     for items in phases(conn.as_deref(), todo, &folders) {
         let first = match conn.take() {
@@ -293,15 +312,14 @@ pub fn run_with(
             first,
             |_| Ok(None),
             |conn, _, &i| {
-                pull_one(
-                    conn,
-                    connector,
-                    &root,
-                    &folders[i].0,
+                let job = Job {
+                    folder: &folders[i].0,
                     opts,
-                    &progress,
-                    (i, count),
-                )
+                    allowance: &allowance,
+                    progress: &progress,
+                    position: (i, count),
+                };
+                pull_one(conn, connector, &root, &job)
             },
         )?;
         conn = kept;
@@ -314,6 +332,7 @@ pub fn run_with(
     }
     progress.finish();
     add_up(&mut report, results, &folders);
+    report.budget_spent = allowance.stop();
     finish(&mut report, started, opts);
     let counts = RunCounts {
         folders: report.folders,
@@ -380,7 +399,7 @@ fn finish(report: &mut PullReport, started: Instant, opts: &PullOptions) {
     report.peak_rss_bytes = ui::peak_rss_bytes();
     report.failed = report.failures.len() as u64;
     report.dry_run = opts.dry_run;
-    report.complete = report.failures.is_empty();
+    report.complete = report.failures.is_empty() && report.budget_spent.is_none();
 }
 
 /// Folders LIST-STATUS shows exactly as the last pull left them are recorded as pulled now,
@@ -450,22 +469,14 @@ fn pull_one(
     conn: &mut Box<dyn Mailbox>,
     connector: &dyn Connector,
     root: &Path,
-    folder: &FolderRow,
-    opts: &PullOptions,
-    progress: &Progress,
-    position: (usize, usize),
+    job: &Job<'_>,
 ) -> Done<Outcome> {
+    let (folder, opts, progress, position) = (job.folder, job.opts, job.progress, job.position);
     let mut fr = FolderReport {
         folder: folder.path.clone(),
         ..FolderReport::default()
     };
     let mut failures = Vec::new();
-    let job = Job {
-        folder,
-        opts,
-        progress,
-        position,
-    };
     progress.start(position.0, &folder.path);
     let mut carry = Carry::default();
     let mut retry = Retry::new(opts.retries);
@@ -478,7 +489,7 @@ fn pull_one(
             &format!("folder {}", folder.path),
             |m, progressed| {
                 let before = done(&fr);
-                let r = pull_folder(m, &mut local, &job, &mut fr, &mut failures, &mut carry);
+                let r = pull_folder(m, &mut local, job, &mut fr, &mut failures, &mut carry);
                 *progressed = done(&fr) > before;
                 r
             },
@@ -489,6 +500,16 @@ fn pull_one(
             if !fr.unchanged || ui::verbosity() >= 2 {
                 progress.line(&folder_line(&fr));
             }
+            false
+        }
+        // Not a failure: what came is committed, the rest waits for the next run.
+        Err(e) if is_budget_spent(&e) => {
+            progress.line(&format!(
+                "{}: {} new, {}; the rest waits for the daily budget",
+                folder.path,
+                fr.new,
+                human_bytes(fr.bytes)
+            ));
             false
         }
         Err(e) => {

@@ -11,12 +11,16 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use super::{Ctx, FolderReport, HostState, Outcome};
+use crate::budget::is_budget_spent;
+use crate::clock::now;
 use crate::compare::content::Content;
 use crate::compare::survey::{Found, StoreMsg};
 use crate::compare::targets::Target;
 use crate::compare::{self, storable_flags, Comparison, Ledger};
 use crate::flags::same_flags;
-use crate::imap::{without_recent, AppendMessage, AppendOutcome, FlagOp, Refusal, Selected};
+use crate::imap::{
+    is_session_expired, without_recent, AppendMessage, AppendOutcome, FlagOp, Refusal, Selected,
+};
 use crate::mailbox::{Cap, Mailbox};
 use crate::mailtime::InternalDate;
 use crate::provider::Provider;
@@ -227,6 +231,16 @@ fn conclude(
             {
                 ctx.progress.line(&folder_line(&fr, ctx.opts.dry_run));
             }
+            false
+        }
+        // Not a failure: what went is recorded, the rest waits for the next run.
+        Err(e) if is_budget_spent(&e) => {
+            ctx.progress.line(&format!(
+                "{}: {} sent, {}; the rest waits for the daily budget",
+                target.label(),
+                fr.sent,
+                human_bytes(fr.bytes)
+            ));
             false
         }
         Err(e) => {
@@ -656,6 +670,7 @@ impl Pusher<'_, '_> {
         let mut again: Vec<Outgoing<'_>> = Vec::new();
         // Each batch is built when it is sent, so only one batch's flags and bytes are held.
         for range in batches(missing.iter().map(|m| m.row.size), max_bytes, max_count) {
+            let (range, stopped) = self.allowed(range, |k| missing[k].row.size);
             let batch = missing[range]
                 .iter()
                 .map(|&msg| {
@@ -670,8 +685,15 @@ impl Pusher<'_, '_> {
                 })
                 .collect();
             again.extend(self.send_batch(dest, sel, batch, &mut lower, &mut claimed)?);
+            if stopped {
+                return Err(self.ctx.allowance.spent_error());
+            }
         }
         for range in batches(again.iter().map(|o| o.msg.row.size), max_bytes, max_count) {
+            let (range, stopped) = self.allowed(range, |k| again[k].msg.row.size);
+            if stopped && range.is_empty() {
+                return Err(self.ctx.allowance.spent_error());
+            }
             let batch = again[range].to_vec();
             for o in self.send_batch(dest, sel, batch, &mut lower, &mut claimed)? {
                 let why = if o.synchronizing {
@@ -681,8 +703,19 @@ impl Pusher<'_, '_> {
                 };
                 self.fail(o.msg, why.to_string());
             }
+            if stopped {
+                return Err(self.ctx.allowance.spent_error());
+            }
         }
         Ok(sel.uidnext.map(|_| lower))
+    }
+
+    /// The part of the batch `range` the daily budget lets go now (its bytes are taken), and
+    /// whether the budget stops the run after it.
+    fn allowed(&self, range: Range<usize>, size: impl Fn(usize) -> u64) -> (Range<usize>, bool) {
+        let sizes: Vec<u64> = range.clone().map(size).collect();
+        let n = self.ctx.allowance.take(&sizes, now());
+        (range.start..range.start + n, n < sizes.len())
     }
 
     /// Send one batch; returns the messages to send once more (without keywords, or
@@ -728,6 +761,19 @@ impl Pusher<'_, '_> {
         // An error here leaves every intent of the batch: the next attempt reconciles them.
         let outcomes = match self.conn.append(&self.target.mailbox, &appends) {
             Ok(o) => o,
+            Err(e) if is_session_expired(&e) => {
+                // host2's daily quota (Gmail's BYE): the batch's bytes count as moved (some
+                // went), its intents are reconciled by the next run.
+                self.state.unsettled = true;
+                let bytes = items.iter().map(|(_, b, _)| b.len() as u64).sum();
+                self.index
+                    .log_transfer(self.ctx.allowance.account(), now(), bytes)?;
+                ui::warn(&format!(
+                    "{}: {e:#}: host2's daily upload quota, as Gmail ends sessions past it",
+                    self.target.label()
+                ));
+                return Err(anyhow::Error::new(self.ctx.allowance.server_quota(now())));
+            }
             Err(e) => {
                 self.state.unsettled = true;
                 return Err(e);
@@ -757,7 +803,10 @@ impl Pusher<'_, '_> {
             .collect();
         self.index
             .record_push(dest, &settled, &answers.mappings, &[])?;
-        self.count_sent(&items, &answers.mappings);
+        let sent = self.count_sent(&items, &answers.mappings);
+        // Counted against the daily budget: the bytes host2 took.
+        self.index
+            .log_transfer(self.ctx.allowance.account(), now(), sent)?;
         if let Some(e) = answers.interrupted {
             return Err(e);
         }
@@ -773,7 +822,7 @@ impl Pusher<'_, '_> {
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
         mappings: &[Mapping],
-    ) {
+    ) -> u64 {
         let sent_bytes: u64 = mappings
             .iter()
             .filter_map(|m| items.iter().find(|(o, ..)| o.msg.key() == m.key()))
@@ -784,6 +833,7 @@ impl Pusher<'_, '_> {
         self.ctx
             .progress
             .moved(self.slot, mappings.len() as u64, sent_bytes);
+        sent_bytes
     }
 
     /// A message to send once more, as `how` says.

@@ -27,6 +27,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::budget::{Account, Allowance, Budget, BudgetSpent};
 use crate::compare::targets::{MapRules, Target};
 use crate::folders::Selection;
 use crate::imap::Endpoint;
@@ -60,6 +61,10 @@ pub struct PushOptions {
     /// How long the mailboxes with unanswered APPENDs must stay unchanged before the last look
     /// (see [`settle`]), at least, in seconds.
     pub settle_secs: u64,
+    /// Most message bytes uploaded to this host2 account in any 24 hours, across runs (the
+    /// store's transfer log): past it the run stops cleanly, [`PushReport::budget_spent`] says
+    /// until when (see [`crate::budget`]).
+    pub max_bytes_per_day: Option<u64>,
 }
 
 impl PushOptions {
@@ -77,6 +82,7 @@ impl PushOptions {
             batch_messages: 500,
             retries: 20,
             settle_secs: 2,
+            max_bytes_per_day: None,
         }
     }
 }
@@ -169,6 +175,9 @@ pub struct PushReport {
     /// other line endings): present, but not byte for byte. Not failures: pushing again cannot
     /// change what host2 does.
     pub warnings: Vec<Failure>,
+    /// The run stopped early for a daily upload budget (its own, or host2's quota): not a
+    /// failure; the next run after `resume_at` continues.
+    pub budget_spent: Option<BudgetSpent>,
     pub per_folder: Vec<FolderReport>,
 }
 
@@ -231,6 +240,8 @@ pub(crate) struct Ctx<'a> {
     pub index_path: PathBuf,
     /// Gmail as host2: each message's home target, and which targets are done.
     pub gmail: Option<gmail::Plan>,
+    /// The run's daily upload budget: each APPEND batch is taken from it before it is sent.
+    pub allowance: &'a Allowance,
 }
 
 /// Run a push. Errors that stop the whole run are returned; per-message and per-folder
@@ -276,7 +287,15 @@ pub fn run_with(
     };
 
     let progress = Progress::new(Direction::Send, todo.len());
+    let allowance = match (destination, opts.dry_run) {
+        (Some(d), false) => {
+            let budget = Budget::new(Account::up(d), opts.max_bytes_per_day);
+            Allowance::open(budget, &store.index, crate::clock::now())?
+        }
+        _ => Allowance::unlimited(Account::up(destination.unwrap_or(0))),
+    };
     let ctx = Ctx {
+        allowance: &allowance,
         opts,
         destination,
         objects: &store.objects,
@@ -307,6 +326,7 @@ pub fn run_with(
         c.logout();
     }
     add_up(&mut report, skipped, &todo, results, &refused);
+    report.budget_spent = allowance.stop();
     finish(&mut report, started, opts);
     if let Some(run_id) = run_id {
         let counts = RunCounts {
@@ -500,10 +520,19 @@ fn finish(report: &mut PushReport, started: Instant, opts: &PushOptions) {
             "host2 holds all {} messages of the store's {} folders{altered}",
             report.messages, report.folders
         )
+    } else if let (Some(b), true) = (&report.budget_spent, report.failures.is_empty()) {
+        format!(
+            "host2 lacks {missing} of the store's {} messages: {b}",
+            report.messages
+        )
     } else {
+        let budget = match &report.budget_spent {
+            Some(b) => format!("; {b}"),
+            None => String::new(),
+        };
         format!(
             "host2 lacks {missing} of the store's {} messages ({} failures listed); run push again \
-             after fixing the cause",
+             after fixing the cause{budget}",
             report.messages,
             report.failures.len()
         )

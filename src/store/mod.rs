@@ -13,6 +13,7 @@ pub mod partial;
 pub mod push_state;
 pub mod rules;
 pub mod schema;
+pub mod transfer_log;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -171,11 +171,20 @@ CREATE TABLE push_mailboxes (
     r#"
 ALTER TABLE pushed ADD COLUMN altered TEXT;
 "#,
-    // 6: Gmail: the ids that tell one message in many label views, so pull downloads it once.
+    // 6: Gmail: the ids that tell one message in many label views, so pull downloads it once;
+    // daily byte budgets: the message bytes each committed batch moved, per direction.
     r#"
 ALTER TABLE messages ADD COLUMN gm_msgid INTEGER;
 ALTER TABLE messages ADD COLUMN gm_thrid INTEGER;
 CREATE INDEX messages_gm_msgid ON messages (gm_msgid) WHERE gm_msgid IS NOT NULL;
+CREATE TABLE transfer_log (
+    direction      TEXT NOT NULL CHECK (direction IN ('down', 'up')),
+    destination_id INTEGER REFERENCES destinations (id),
+    at             INTEGER NOT NULL,
+    bytes          INTEGER NOT NULL CHECK (bytes >= 0),
+    CHECK ((direction = 'down') = (destination_id IS NULL))
+);
+CREATE INDEX transfer_log_at ON transfer_log (direction, destination_id, at);
 "#,
 ];
 
@@ -328,7 +337,8 @@ mod tests {
                 "push_intents",
                 "push_mailboxes",
                 "pushed",
-                "runs"
+                "runs",
+                "transfer_log"
             ]
         );
         let v: i64 = conn

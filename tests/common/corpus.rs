@@ -776,3 +776,25 @@ impl Gen {
         }
     }
 }
+
+impl Corpus {
+    /// `n` messages of about 10 kB each (each different) in INBOX, for daily budget tests.
+    pub fn ten_kb(n: usize) -> Corpus {
+        let messages = (0..n)
+            .map(|i| CorpusMessage {
+                folder: "INBOX".into(),
+                bytes: format!(
+                    "From: a@example.org\r\nSubject: budget {i}\r\nMessage-ID: <budget{i}@example.org>\r\n\r\n{}",
+                    format!("line {i} of a ten kilobyte message\r\n").repeat(10_000 / 34)
+                )
+                .into_bytes(),
+                flags: vec!["\\Seen".into()],
+                internaldate: format!("{:02}-Mar-2021 14:03:07 +0100", 1 + i % 28),
+            })
+            .collect();
+        Corpus {
+            folders: vec!["INBOX".into()],
+            messages,
+        }
+    }
+}

@@ -234,3 +234,14 @@ pub fn assert_store_matches(store: &Path, server: &dyn TestServer) {
         }
     }
 }
+
+/// As if a day had passed for the store's daily budgets: every `transfer_log` row moves 24 hours
+/// and a minute back.
+pub fn a_day_later(store: &Path) {
+    let conn = rusqlite::Connection::open(store.join("index.sqlite")).expect("open index");
+    conn.execute(
+        "UPDATE transfer_log SET at = at - ?1",
+        [imapferry::budget::WINDOW_SECS + 60],
+    )
+    .expect("rewind transfer_log");
+}

@@ -73,14 +73,23 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
     };
     let started = std::time::Instant::now();
     let records = run::run_all(&plan, &chosen);
-    let failed = records.iter().filter(|r| r.state != State::Done).count();
+    let waiting = records.iter().filter(|r| r.state == State::Budget).count();
+    let failed = records
+        .iter()
+        .filter(|r| !matches!(r.state, State::Done | State::Budget))
+        .count();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&records)?);
     }
+    let waiting_text = if waiting > 0 {
+        format!("{waiting} waiting for their daily budget, ")
+    } else {
+        String::new()
+    };
     let summary = format!(
-        "fleet: {} accounts ({} done, {failed} failed), {} lines skipped; {:.1} s",
+        "fleet: {} accounts ({} done, {waiting_text}{failed} failed), {} lines skipped; {:.1} s",
         records.len(),
-        records.len() - failed,
+        records.len() - failed - waiting,
         malformed.len(),
         started.elapsed().as_secs_f64()
     );
@@ -88,6 +97,9 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         eprintln!("{summary}");
     } else {
         println!("{summary}");
+    }
+    if waiting > 0 && failed == 0 && malformed.is_empty() {
+        return Ok(Outcome::Budget(None));
     }
     Ok(Outcome::from_complete(failed == 0 && malformed.is_empty()))
 }
@@ -135,6 +147,7 @@ fn status(a: FleetStatusArgs) -> anyhow::Result<Outcome> {
                 "done": done,
                 "failed": records.iter().filter(|r| r.state == State::Failed).count(),
                 "interrupted": records.iter().filter(|r| r.state == State::Interrupted).count(),
+                "waiting_for_budget": records.iter().filter(|r| r.state == State::Budget).count(),
                 "running": records.iter().filter(|r| r.state == State::Running).count(),
                 "pulled": records.iter().map(|r| r.pulled).sum::<u64>(),
                 "pushed": records.iter().map(|r| r.pushed).sum::<u64>(),

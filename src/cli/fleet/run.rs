@@ -84,7 +84,7 @@ pub fn run_all(plan: &Plan<'_>, accounts: &[Account]) -> Vec<Record> {
                     }
                     g.running.remove(&i);
                     g.done += 1;
-                    g.failed += usize::from(r.state != State::Done);
+                    g.failed += usize::from(!matches!(r.state, State::Done | State::Budget));
                     g.bytes += r.pulled_bytes + r.pushed_bytes;
                     let done_line = format!("[{}/{}] {}", g.done, accounts.len(), line(&r));
                     drop(g);
@@ -185,6 +185,11 @@ pub fn line(r: &Record) -> String {
         ),
         State::Running => "running".into(),
         State::Interrupted => "interrupted".into(),
+        State::Budget => r
+            .reason
+            .as_deref()
+            .unwrap_or("waiting for its daily budget")
+            .into(),
     };
     format!(
         "{}: {what}; {} fetched, {} sent in {:.1} s",
@@ -257,8 +262,9 @@ fn run_one(plan: &Plan<'_>, a: &Account, on_phase: &dyn Fn(&'static str)) -> Rec
                 None
             }
         };
-        // A pull that could not move everything still lets the push send what it has.
-        if !matches!(code, Some(0) | Some(3)) {
+        // A pull that could not move everything (or stopped at its daily budget) still lets
+        // the push send what it has.
+        if !matches!(code, Some(0) | Some(3) | Some(4)) {
             break;
         }
     }
@@ -342,6 +348,21 @@ fn read_report(r: &mut Record, phase: &str, code: Option<i32>, stdout: &[u8], st
         }));
     }
     if r.state == State::Failed {
+        return;
+    }
+    if code == Some(4) {
+        // A daily byte budget: waiting, not failed.
+        r.exit_status = code;
+        r.state = State::Budget;
+        r.retry_helps = Some(true);
+        let at = j["resume_at"].as_str().unwrap_or("a day");
+        r.reason = Some(format!(
+            "{phase}: waiting for its daily budget; run again after {at}"
+        ));
+        return;
+    }
+    if code == Some(0) && r.state == State::Budget {
+        // An earlier phase is still waiting for its budget.
         return;
     }
     r.exit_status = code;

@@ -16,6 +16,9 @@ pub enum State {
     Failed,
     /// Was running when the fleet process died; the next run takes it again.
     Interrupted,
+    /// Stopped cleanly by a daily byte budget (exit 4): nothing is wrong, the next run after
+    /// the time in its reason continues it.
+    Budget,
 }
 
 /// A message or folder an account could not move.
