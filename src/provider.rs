@@ -49,6 +49,19 @@ impl Provider {
         }
     }
 
+    /// Message bytes an account may download over IMAP in 24 hours, when the provider limits
+    /// it and the user gave no `--max-bytes-per-day1`: Gmail's 2 500 MB (Google Workspace admin
+    /// help, "Gmail bandwidth limits").
+    pub fn daily_download_limit(self) -> Option<u64> {
+        (self == Provider::Gmail).then_some(2_500_000_000)
+    }
+
+    /// Message bytes an account may upload over IMAP in 24 hours (`--max-bytes-per-day2`
+    /// overrides): Gmail's 500 MB.
+    pub fn daily_upload_limit(self) -> Option<u64> {
+        (self == Provider::Gmail).then_some(500_000_000)
+    }
+
     /// The longest line (without its CRLF) this server takes in a message.
     pub fn longest_line(self) -> Option<usize> {
         match self {

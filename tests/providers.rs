@@ -429,3 +429,108 @@ fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_
     let again = push().expect_code(3);
     assert_eq!(again.json()["sent"].as_u64(), Some(0), "{}", again.all());
 }
+
+#[test]
+fn gmails_quota_bye_stops_the_pull_with_exit_4_and_the_next_day_it_completes() {
+    let g = Provider::gmail(ProviderConfig {
+        password: Some(PW.into()),
+        download_limit: Some(150_000),
+        ..ProviderConfig::default()
+    });
+    let size = seed_labelled_account(&g, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // Small batches, so the quota is passed between two of them.
+    let small = ["--batch-bytes", "40000"];
+    let started = std::time::Instant::now();
+    let first = run_on("pull", 1, g.port(), &store, &small).expect_code(4);
+    let took = started.elapsed();
+    let json = first.json();
+    eprintln!(
+        "quota stop after {took:?}: {} bytes served, resume_at {}; {}",
+        g.body_bytes_served(),
+        json["resume_at"],
+        first.stderr.lines().last().unwrap_or("")
+    );
+    assert!(took.as_secs() < 20, "stopped, not retried: {}", first.all());
+    assert!(json["resume_at"].is_string(), "{}", first.all());
+    // Still the same day: the server says so again, at once.
+    run_on("pull", 1, g.port(), &store, &small).expect_code(4);
+    // Each next day a part more, until everything is there.
+    let mut days = 1;
+    let last = loop {
+        g.reset_quotas();
+        days += 1;
+        let run = run_on("pull", 1, g.port(), &store, &small);
+        if run.code == 0 || days > 10 {
+            break run.expect_code(0);
+        }
+        run.expect_code(4);
+    };
+    let stored = store_messages(&store);
+    let all_mail: BTreeSet<Vec<u8>> = stored["[Gmail]/All Mail"]
+        .iter()
+        .map(|m| m.bytes.clone())
+        .collect();
+    assert_eq!(stored["[Gmail]/All Mail"].len(), 40, "{}", last.all());
+    assert_eq!(all_mail.len(), 40);
+    let served = g.body_bytes_served();
+    eprintln!("account {size} bytes over {days} days; body bytes served {served}");
+    assert!(days >= 3);
+    // What a cut batch had received is fetched again, nothing else.
+    assert!(served < size + days as u64 * 40_000, "{served} for {size}");
+}
+
+#[test]
+fn an_oauth2_token_that_expires_mid_pull_is_refreshed_and_the_pull_completes() {
+    let endpoint =
+        std::sync::Arc::new(common::oauth::TokenEndpoint::start("imapferry-test", "r-1"));
+    endpoint.set_expires_in(2);
+    let g = Provider::gmail(ProviderConfig {
+        token_check: Some(endpoint.checker()),
+        ..ProviderConfig::default()
+    });
+    seed_labelled_account(&g, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let config = dir.path().join("refresh.conf");
+    endpoint.write_config(&config);
+    let started = std::time::Instant::now();
+    let run: Run = imapferry()
+        .args([
+            "pull",
+            "--host1",
+            "127.0.0.1",
+            "--tls1",
+            "none",
+            "--user1",
+            USER,
+        ])
+        .args(["--port1", &g.port().to_string(), "--oauth2-refresh1"])
+        .arg(&config)
+        // About 6 s at this rate: the 2-second tokens expire several times.
+        .args([
+            "--max-bytes-per-second",
+            "100k",
+            "--jobs",
+            "2",
+            "--json",
+            "--store",
+        ])
+        .arg(&store)
+        .output()
+        .unwrap()
+        .into();
+    let run = run.expect_code(0);
+    eprintln!(
+        "pull in {:?}: {} tokens granted, {} AUTHENTICATE",
+        started.elapsed(),
+        endpoint.granted(),
+        g.commands("AUTHENTICATE")
+    );
+    // A token was fetched again after the first expired, and sessions logged in again with
+    // it (two connections log in once each without an expiry).
+    assert!(endpoint.granted() >= 2, "{}", run.all());
+    assert!(g.commands("AUTHENTICATE") > 2, "{}", run.all());
+    assert_eq!(store_messages(&store)["[Gmail]/All Mail"].len(), 40);
+}

@@ -296,7 +296,9 @@ pub fn run_with(
     let allowance = if opts.dry_run {
         Allowance::unlimited(Account::down())
     } else {
-        let budget = Budget::new(Account::down(), opts.max_bytes_per_day);
+        let provider = conn.provider();
+        let limit = opts.max_bytes_per_day.or(provider.daily_download_limit());
+        let budget = Budget::new(Account::down(), limit);
         Allowance::open(budget, &store.index, crate::clock::now())?
     };
     let mut conn = Some(conn);

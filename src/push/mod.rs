@@ -289,7 +289,10 @@ pub fn run_with(
     let progress = Progress::new(Direction::Send, todo.len());
     let allowance = match (destination, opts.dry_run) {
         (Some(d), false) => {
-            let budget = Budget::new(Account::up(d), opts.max_bytes_per_day);
+            let limit = opts
+                .max_bytes_per_day
+                .or(conn.provider().daily_upload_limit());
+            let budget = Budget::new(Account::up(d), limit);
             Allowance::open(budget, &store.index, crate::clock::now())?
         }
         _ => Allowance::unlimited(Account::up(destination.unwrap_or(0))),
