@@ -644,11 +644,7 @@ fn import_folder(
     report: &mut ImportReport,
 ) -> Result<()> {
     let (folder_id, uidvalidity) = folder_for_import(store, folder, new_uidvalidity)?;
-    // How many copies of each content the folder holds already.
-    let mut have: BTreeMap<crate::store::Hash, usize> = BTreeMap::new();
-    for m in store.index.live_messages(folder_id, uidvalidity)? {
-        *have.entry(m.hash).or_default() += 1;
-    }
+    let mut have = copies_held(store, folder_id, uidvalidity)?;
     let mut next_uid = u64::from(store.index.max_uid(folder_id, uidvalidity)?.unwrap_or(0)) + 1;
     let mut fr = FolderImport {
         folder: folder.to_string(),
@@ -716,6 +712,19 @@ fn import_folder(
     report.skipped += fr.skipped;
     report.per_folder.push(fr);
     Ok(())
+}
+
+/// How many copies of each content the folder holds already.
+fn copies_held(
+    store: &Store,
+    folder_id: i64,
+    uidvalidity: u32,
+) -> Result<BTreeMap<crate::store::Hash, usize>> {
+    let mut have = BTreeMap::new();
+    for m in store.index.live_messages(folder_id, uidvalidity)? {
+        *have.entry(m.hash).or_default() += 1;
+    }
+    Ok(have)
 }
 
 /// The bytes, flags and time of an item, or `None` when it is listed instead (in `report`).

@@ -7,7 +7,7 @@ use anyhow::Result;
 use unicode_width::UnicodeWidthStr;
 
 use crate::mailtime::format_utc;
-use crate::store::Store;
+use crate::store::{FolderSummary, Store};
 use crate::ui::{human_bytes, printable};
 
 /// Print the per-folder table (or JSON) for the store at `dir`.
@@ -19,32 +19,7 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
     let day_ago = crate::clock::now() - crate::store::transfer_log::WINDOW_SECS;
     let (down, up) = store.index.transfer_totals_since(day_ago)?;
     if json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "folder": r.path,
-                    "messages": r.messages,
-                    "raw_bytes": r.raw_bytes,
-                    "stored_bytes": r.stored_bytes,
-                    "last_pull": r.last_pull,
-                    "gone": r.gone,
-                })
-            })
-            .collect();
-        let live = rows.iter().filter(|r| !r.gone);
-        let doc = serde_json::json!({
-            "store": dir,
-            "account": account.as_ref().map(|(host, user)| serde_json::json!({"host": host, "user": user})),
-            "folders": rows.iter().filter(|r| !r.gone).count(),
-            "messages": live.clone().map(|r| r.messages).sum::<u64>(),
-            "raw_bytes": live.clone().map(|r| r.raw_bytes).sum::<u64>(),
-            "stored_bytes": live.map(|r| r.stored_bytes).sum::<u64>(),
-            "last_24h": { "downloaded_bytes": down, "uploaded_bytes": up },
-            "per_folder": list,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return print_json(dir, &rows, account, (down, up));
     }
     let account = account
         .map(|(h, u)| format!("{} on {}", printable(&u), printable(&h)))
@@ -91,5 +66,40 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
         human_bytes(down),
         human_bytes(up)
     );
+    Ok(())
+}
+
+/// `status --json`: the account, the totals, the last 24 hours' bytes (down, up), each folder.
+fn print_json(
+    dir: &Path,
+    rows: &[FolderSummary],
+    account: Option<(String, String)>,
+    (down, up): (u64, u64),
+) -> Result<()> {
+    let list: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "folder": r.path,
+                "messages": r.messages,
+                "raw_bytes": r.raw_bytes,
+                "stored_bytes": r.stored_bytes,
+                "last_pull": r.last_pull,
+                "gone": r.gone,
+            })
+        })
+        .collect();
+    let live = rows.iter().filter(|r| !r.gone);
+    let doc = serde_json::json!({
+        "store": dir,
+        "account": account.as_ref().map(|(host, user)| serde_json::json!({"host": host, "user": user})),
+        "folders": rows.iter().filter(|r| !r.gone).count(),
+        "messages": live.clone().map(|r| r.messages).sum::<u64>(),
+        "raw_bytes": live.clone().map(|r| r.raw_bytes).sum::<u64>(),
+        "stored_bytes": live.map(|r| r.stored_bytes).sum::<u64>(),
+        "last_24h": { "downloaded_bytes": down, "uploaded_bytes": up },
+        "per_folder": list,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The shell walk-throughs in `examples/` run against real Dovecot servers, so they never rot:
 //! `staged-migration.sh` (full bundle, then an incremental one at cutover) and
-//! `nightly-backup.sh` (pull, verify, export; a damaged store stops it before exporting).
+//! `nightly-backup.sh` (pull, verify, export; a damaged store stops it before exporting);
+//! `gmail-to-m365.sh` against the Gmail and Microsoft 365 emulation with OAuth2 refresh files.
 
 mod common;
 
@@ -145,4 +146,79 @@ fn nightly_backup_walkthrough_exports_and_stops_on_a_damaged_store() {
         kept,
         "no export from a damaged store"
     );
+}
+
+#[test]
+fn gmail_to_m365_walkthrough_moves_every_label_folder_with_refreshed_tokens() {
+    use common::oauth::TokenEndpoint;
+    use common::provider::{Provider, ProviderConfig, SeedMsg};
+    use std::sync::Arc;
+    let (e1, e2) = (
+        Arc::new(TokenEndpoint::start("gmail-client", "g-refresh")),
+        Arc::new(TokenEndpoint::start("m365-client", "m-refresh")),
+    );
+    let gmail = Provider::gmail(ProviderConfig {
+        token_check: Some(e1.checker()),
+        ..ProviderConfig::default()
+    });
+    let m365 = Provider::m365(ProviderConfig {
+        token_check: Some(e2.checker()),
+        ..ProviderConfig::default()
+    });
+    let msgs: Vec<SeedMsg> = (0..12)
+        .map(|i| {
+            let labels: &[&str] = match i % 3 {
+                0 => &["\\Inbox", "Work"],
+                1 => &["Work", "Travel"],
+                _ => &["\\Inbox"],
+            };
+            SeedMsg::new(&common::hostile::body_of(1_500, i)).labels(labels)
+        })
+        .collect();
+    gmail.seed(msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let (r1, r2) = (dir.path().join("gmail.conf"), dir.path().join("m365.conf"));
+    e1.write_config(&r1);
+    e2.write_config(&r2);
+    let env = [
+        ("WORK", dir.path().join("work").display().to_string()),
+        ("GMAIL_USER", "alice@example.com".into()),
+        ("GMAIL_REFRESH", r1.display().to_string()),
+        ("M365_USER", "alice@example.com".into()),
+        ("M365_REFRESH", r2.display().to_string()),
+        ("HOST1", "127.0.0.1".into()),
+        ("PORT1", gmail.port().to_string()),
+        ("TLS1", "none".into()),
+        ("HOST2", "127.0.0.1".into()),
+        ("PORT2", m365.port().to_string()),
+        ("TLS2", "none".into()),
+    ];
+    script("gmail-to-m365.sh", &[], &env).expect_code(0);
+    let cutover = script("gmail-to-m365.sh", &["cutover"], &env).expect_code(0);
+    assert!(
+        cutover.stdout.contains("cutover: compare") && cutover.stdout.contains("host2 holds all"),
+        "{}",
+        cutover.all()
+    );
+    // Every Gmail folder is a Microsoft 365 folder holding the same messages.
+    for folder in ["INBOX", "Work", "Travel", "[Gmail]/All Mail"] {
+        let want: Vec<Vec<u8>> = gmail
+            .folder_messages(folder)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.bytes)
+            .collect();
+        let mut got: Vec<Vec<u8>> = m365
+            .folder_messages(folder)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.bytes)
+            .collect();
+        let mut want = want;
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "{folder}");
+    }
+    assert_eq!(gmail.body_bytes_served(), 12 * 1_500);
+    assert!(e1.granted() >= 1 && e2.granted() >= 1);
 }

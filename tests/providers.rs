@@ -534,3 +534,27 @@ fn an_oauth2_token_that_expires_mid_pull_is_refreshed_and_the_pull_completes() {
     assert!(g.commands("AUTHENTICATE") > 2, "{}", run.all());
     assert_eq!(store_messages(&store)["[Gmail]/All Mail"].len(), 40);
 }
+
+#[test]
+fn a_gmail_store_pushed_to_dovecot_gets_a_copy_per_label_folder_without_a_second_download() {
+    let g = gmail();
+    seed_labelled_account(&g, 20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    run_on("pull", 1, g.port(), &store, &[]).expect_code(0);
+    let served = g.body_bytes_served();
+    let host2 = Dovecot::start_default();
+    let account = host2.account("alice");
+    let run = common::run::run_against("push", &account, &store, &[]).expect_code(0);
+    assert_eq!(g.body_bytes_served(), served, "{}", run.all());
+    let on_host2 = messages_of(&account);
+    let work: BTreeSet<Vec<u8>> = on_host2["Work"].iter().map(|m| m.bytes.clone()).collect();
+    let want: BTreeSet<Vec<u8>> = g
+        .folder_messages("Work")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.bytes)
+        .collect();
+    assert_eq!(work, want);
+    assert_eq!(on_host2["[Gmail]/All Mail"].len(), 20);
+}

@@ -68,22 +68,7 @@ pub(super) fn pull_folder(
     } else {
         new_and_expunged(conn, &known, &sel, start)?
     };
-    if !repairs.is_empty() {
-        let set: Vec<u32> = repairs.iter().copied().collect();
-        conn.fetch_meta(&compact(&set), None, &mut |f| {
-            if repairs.contains(&f.uid) {
-                new_meta.insert(f.uid, f);
-            }
-            Ok(())
-        })?;
-    }
-    let mut left_out = leave_out(&mut new_meta, &repairs, &job.opts.filter);
-    if let (Some(key), false) = (&job.opts.search, new_meta.is_empty()) {
-        let found: BTreeSet<u32> = conn.search(key)?.into_iter().collect();
-        let before = new_meta.len();
-        new_meta.retain(|uid, _| found.contains(uid) || repairs.contains(uid));
-        left_out += (before - new_meta.len()) as u64;
-    }
+    let left_out = to_take(conn, &mut new_meta, &repairs, job.opts)?;
     fr.left_out += left_out;
     let flag_changes = flag_changes(conn, folder, &known, &sel, start)?;
     record_changes(local, folder, &sel, start, &expunged, &flag_changes, fr)?;
@@ -114,6 +99,33 @@ pub(super) fn pull_folder(
     let complete = failed.is_empty() && left_out == 0;
     list(folder, failed, notices, fr, failures);
     record_state(local, folder, &sel, complete)
+}
+
+/// Add the messages to repair to `new_meta`, and drop the new ones the message filter and
+/// `--search` leave out; how many were left out.
+fn to_take(
+    conn: &mut dyn Mailbox,
+    new_meta: &mut BTreeMap<u32, Fetched>,
+    repairs: &BTreeSet<u32>,
+    opts: &PullOptions,
+) -> Result<u64> {
+    if !repairs.is_empty() {
+        let set: Vec<u32> = repairs.iter().copied().collect();
+        conn.fetch_meta(&compact(&set), None, &mut |f| {
+            if repairs.contains(&f.uid) {
+                new_meta.insert(f.uid, f);
+            }
+            Ok(())
+        })?;
+    }
+    let mut left_out = leave_out(new_meta, repairs, &opts.filter);
+    if let (Some(key), false) = (&opts.search, new_meta.is_empty()) {
+        let found: BTreeSet<u32> = conn.search(key)?.into_iter().collect();
+        let before = new_meta.len();
+        new_meta.retain(|uid, _| found.contains(uid) || repairs.contains(uid));
+        left_out += (before - new_meta.len()) as u64;
+    }
+    Ok(left_out)
 }
 
 /// New messages Gmail shows under an id the store already holds (the same message in another
@@ -148,7 +160,7 @@ fn record_known_gmail(
             hash,
             size,
             flags: without_recent(f.flags.as_deref().unwrap_or_default()),
-            internaldate: date.clone(),
+            internaldate: *date,
             gmail: Some(ids),
         });
     }

@@ -292,7 +292,6 @@ pub fn run_with(
     for (i, messages) in expected(store, &folders, &todo)? {
         progress.expect(i, messages);
     }
-    let root = store.root.clone();
     let allowance = if opts.dry_run {
         Allowance::unlimited(Account::down())
     } else {
@@ -301,37 +300,21 @@ pub fn run_with(
         let budget = Budget::new(Account::down(), limit);
         Allowance::open(budget, &store.index, crate::clock::now())?
     };
-    let mut conn = Some(conn);
-    for items in phases(conn.as_deref(), todo, &folders) {
-        let first = match conn.take() {
-            Some(c) => c,
-            None => run::connect(connector, &mut retry)?,
-        };
-        let (done, kept) = run::pool(
-            &items,
-            opts.jobs,
-            connector,
-            first,
-            |_| Ok(None),
-            |conn, _, &i| {
-                let job = Job {
-                    folder: &folders[i].0,
-                    opts,
-                    allowance: &allowance,
-                    progress: &progress,
-                    position: (i, count),
-                };
-                pull_one(conn, connector, &root, &job)
-            },
-        )?;
-        conn = kept;
-        for (k, r) in done.into_iter().enumerate() {
-            results[items[k]] = r;
-        }
-    }
-    if let Some(mut c) = conn {
-        c.logout();
-    }
+    let ctx = Shared {
+        opts,
+        allowance: &allowance,
+        progress: &progress,
+        connector,
+    };
+    pull_folders(
+        &ctx,
+        &store.root,
+        conn,
+        &folders,
+        todo,
+        &mut results,
+        &mut retry,
+    )?;
     progress.finish();
     add_up(&mut report, results, &folders);
     report.budget_spent = allowance.stop();
@@ -348,6 +331,67 @@ pub fn run_with(
         .index
         .finish_run(run_id, &counts, report.failures.is_empty())?;
     Ok(report)
+}
+
+/// What every folder's job shares.
+struct Shared<'a> {
+    opts: &'a PullOptions,
+    /// The day's download budget.
+    allowance: &'a Allowance,
+    progress: &'a Progress,
+    connector: &'a dyn Connector,
+}
+
+/// Pull the folders of `todo` over the job pool, phase by phase ([`phases`]), into their
+/// result slots.
+fn pull_folders(
+    ctx: &Shared<'_>,
+    root: &Path,
+    conn: Box<dyn Mailbox>,
+    folders: &[(FolderRow, Option<MailboxStatus>)],
+    todo: Vec<usize>,
+    results: &mut [Option<Outcome>],
+    retry: &mut Retry,
+) -> Result<()> {
+    let Shared {
+        opts,
+        allowance,
+        progress,
+        connector,
+    } = *ctx;
+    let count = folders.len();
+    let mut conn = Some(conn);
+    for items in phases(conn.as_deref(), todo, folders) {
+        let first = match conn.take() {
+            Some(c) => c,
+            None => run::connect(connector, retry)?,
+        };
+        let (done, kept) = run::pool(
+            &items,
+            opts.jobs,
+            connector,
+            first,
+            |_| Ok(None),
+            |conn, _, &i| {
+                let job = Job {
+                    folder: &folders[i].0,
+                    opts,
+                    allowance,
+                    progress,
+                    position: (i, count),
+                };
+                pull_one(conn, connector, root, &job)
+            },
+        )?;
+        conn = kept;
+        for (k, r) in done.into_iter().enumerate() {
+            results[items[k]] = r;
+        }
+    }
+    if let Some(mut c) = conn {
+        c.logout();
+    }
+    Ok(())
 }
 
 /// The folders to pull, in the order they must go: on Gmail the folders that hold the messages

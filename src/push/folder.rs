@@ -62,6 +62,8 @@ pub(super) struct State {
 }
 
 /// What a pool job gives back for a target.
+// One per target, moved a few times: the size of the unsettled variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Pushed {
     Done(Outcome),
     /// APPENDs into the mailbox were left unanswered (by this run or a recent interrupted one):
@@ -732,53 +734,8 @@ impl Pusher<'_, '_> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let intents: Vec<NewIntent> = items
-            .iter()
-            .map(|(o, b, _)| NewIntent {
-                folder_id: o.msg.folder_id,
-                uidvalidity: o.msg.row.uidvalidity,
-                uid: o.msg.row.uid,
-                hash: o.msg.row.hash,
-                size: b.len() as u64,
-                mailbox: self.target.mailbox.clone(),
-                dest_uidvalidity: sel.uidvalidity,
-                dest_uidnext: *lower,
-            })
-            .collect();
-        let ids = self.index.add_intents(dest, &intents)?;
-        self.state
-            .sent
-            .extend(items.iter().map(|(o, ..)| o.msg.key()));
-        let appends: Vec<AppendMessage<'_>> = items
-            .iter()
-            .map(|(o, b, date)| AppendMessage {
-                flags: &o.flags,
-                internaldate: Some(*date),
-                bytes: b,
-                synchronizing: o.synchronizing,
-            })
-            .collect();
-        // An error here leaves every intent of the batch: the next attempt reconciles them.
-        let outcomes = match self.conn.append(&self.target.mailbox, &appends) {
-            Ok(o) => o,
-            Err(e) if is_session_expired(&e) => {
-                // host2's daily quota (Gmail's BYE): the batch's bytes count as moved (some
-                // went), its intents are reconciled by the next run.
-                self.state.unsettled = true;
-                let bytes = items.iter().map(|(_, b, _)| b.len() as u64).sum();
-                self.index
-                    .log_transfer(self.ctx.allowance.account(), now(), bytes)?;
-                ui::warn(&format!(
-                    "{}: {e:#}: host2's daily upload quota, as Gmail ends sessions past it",
-                    self.target.label()
-                ));
-                return Err(anyhow::Error::new(self.ctx.allowance.server_quota(now())));
-            }
-            Err(e) => {
-                self.state.unsettled = true;
-                return Err(e);
-            }
-        };
+        let ids = self.intend(dest, sel, &items, *lower)?;
+        let outcomes = self.append_items(&items)?;
         let mut answers = Answers::default();
         for (k, outcome) in outcomes.iter().enumerate() {
             self.answer(k, outcome, &items, sel, &mut answers);
@@ -815,6 +772,72 @@ impl Pusher<'_, '_> {
             .into_iter()
             .map(|(k, how)| self.again(items[k].0.clone(), how))
             .collect())
+    }
+
+    /// Commit one intent per message of the batch (durable before the APPENDs go out); their
+    /// ids, in order.
+    fn intend(
+        &mut self,
+        dest: i64,
+        sel: &Selected,
+        items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
+        lower: u32,
+    ) -> Result<Vec<i64>> {
+        let intents: Vec<NewIntent> = items
+            .iter()
+            .map(|(o, b, _)| NewIntent {
+                folder_id: o.msg.folder_id,
+                uidvalidity: o.msg.row.uidvalidity,
+                uid: o.msg.row.uid,
+                hash: o.msg.row.hash,
+                size: b.len() as u64,
+                mailbox: self.target.mailbox.clone(),
+                dest_uidvalidity: sel.uidvalidity,
+                dest_uidnext: lower,
+            })
+            .collect();
+        let ids = self.index.add_intents(dest, &intents)?;
+        self.state
+            .sent
+            .extend(items.iter().map(|(o, ..)| o.msg.key()));
+        Ok(ids)
+    }
+
+    /// APPEND the batch's messages; one outcome each.
+    fn append_items(
+        &mut self,
+        items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
+    ) -> Result<Vec<AppendOutcome>> {
+        let appends: Vec<AppendMessage<'_>> = items
+            .iter()
+            .map(|(o, b, date)| AppendMessage {
+                flags: &o.flags,
+                internaldate: Some(*date),
+                bytes: b,
+                synchronizing: o.synchronizing,
+            })
+            .collect();
+        // An error here leaves every intent of the batch: the next attempt reconciles them.
+        match self.conn.append(&self.target.mailbox, &appends) {
+            Ok(o) => Ok(o),
+            Err(e) if is_session_expired(&e) => {
+                // host2's daily quota (Gmail's BYE): the batch's bytes count as moved (some
+                // went), its intents are reconciled by the next run.
+                self.state.unsettled = true;
+                let bytes = items.iter().map(|(_, b, _)| b.len() as u64).sum();
+                self.index
+                    .log_transfer(self.ctx.allowance.account(), now(), bytes)?;
+                ui::warn(&format!(
+                    "{}: {e:#}: host2's daily upload quota, as Gmail ends sessions past it",
+                    self.target.label()
+                ));
+                Err(anyhow::Error::new(self.ctx.allowance.server_quota(now())))
+            }
+            Err(e) => {
+                self.state.unsettled = true;
+                Err(e)
+            }
+        }
     }
 
     /// What the batch's recorded mappings moved: present now, bytes sent.

@@ -20,7 +20,7 @@ use crate::compare::{load_store, Comparison};
 use crate::imap::uidset::compact;
 use crate::imap::{without_recent, Selected};
 use crate::names::MailboxName;
-use crate::provider::{gmail_holds_bodies, gmail_label};
+use crate::provider::{gmail_holds_bodies, gmail_label, Provider};
 use crate::run::Failure;
 use crate::store::{Hash, Index, Mapping};
 
@@ -40,6 +40,19 @@ pub(crate) fn order(targets: Vec<Target>) -> Vec<Target> {
         .partition(|t| gmail_holds_bodies(t.role.as_deref()));
     first.extend(rest);
     first
+}
+
+/// On Gmail: `targets` put in [`order`] and each message's home; elsewhere `None`.
+pub(crate) fn plan_for(
+    provider: Provider,
+    index: &Index,
+    targets: &mut Vec<Target>,
+) -> Result<Option<Plan>> {
+    if provider != Provider::Gmail {
+        return Ok(None);
+    }
+    *targets = order(std::mem::take(targets));
+    Plan::new(index, targets).map(Some)
 }
 
 impl Plan {

@@ -278,25 +278,10 @@ pub fn run_with(
         .transpose()?;
     let (mut todo, skipped, subscribe_only) =
         split_unchanged(&store.index, destination, plan, opts)?;
-    // Gmail: one APPEND per message, the other folders as labels (see [`gmail`]).
-    let gmail = if conn.provider() == Provider::Gmail {
-        todo = gmail::order(todo);
-        Some(gmail::Plan::new(&store.index, &todo)?)
-    } else {
-        None
-    };
+    let gmail = gmail::plan_for(conn.provider(), &store.index, &mut todo)?;
 
     let progress = Progress::new(Direction::Send, todo.len());
-    let allowance = match (destination, opts.dry_run) {
-        (Some(d), false) => {
-            let limit = opts
-                .max_bytes_per_day
-                .or(conn.provider().daily_upload_limit());
-            let budget = Budget::new(Account::up(d), limit);
-            Allowance::open(budget, &store.index, crate::clock::now())?
-        }
-        _ => Allowance::unlimited(Account::up(destination.unwrap_or(0))),
-    };
+    let allowance = allowance(opts, &store.index, destination, conn.provider())?;
     let ctx = Ctx {
         allowance: &allowance,
         opts,
@@ -343,6 +328,24 @@ pub fn run_with(
         store.index.finish_run(run_id, &counts, report.complete)?;
     }
     Ok(report)
+}
+
+/// The run's daily upload budget: `--max-bytes-per-day2`, else the provider's limit; none for
+/// a dry run.
+fn allowance(
+    opts: &PushOptions,
+    index: &Index,
+    destination: Option<i64>,
+    provider: Provider,
+) -> Result<Allowance> {
+    Ok(match (destination, opts.dry_run) {
+        (Some(d), false) => {
+            let limit = opts.max_bytes_per_day.or(provider.daily_upload_limit());
+            let budget = Budget::new(Account::up(d), limit);
+            Allowance::open(budget, index, crate::clock::now())?
+        }
+        _ => Allowance::unlimited(Account::up(destination.unwrap_or(0))),
+    })
 }
 
 /// The store folders this run covers (a `--folder` the store lacks is a failure), host2's

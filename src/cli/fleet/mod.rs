@@ -49,20 +49,7 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
             n
         }
     };
-    let mut common = vec![
-        "--timeout".to_string(),
-        a.net.timeout.to_string(),
-        "--retries".into(),
-        a.net.retries.to_string(),
-        "-q".into(),
-    ];
-    if a.net.no_compress {
-        common.push("--no-compress".into());
-    }
-    if let Some(rate) = a.net.max_bytes_per_second {
-        // Each account's own cap: a fleet-wide one would need one limiter across processes.
-        common.extend(["--max-bytes-per-second".into(), rate.to_string()]);
-    }
+    let common = common_args(&a.net);
     let plan = run::Plan {
         stores: &a.stores,
         phase: a.phase.command(),
@@ -102,6 +89,25 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Budget(None));
     }
     Ok(Outcome::from_complete(failed == 0 && malformed.is_empty()))
+}
+
+/// The network options every account's run gets.
+fn common_args(net: &crate::cli::args::NetArgs) -> Vec<String> {
+    let mut common = vec![
+        "--timeout".to_string(),
+        net.timeout.to_string(),
+        "--retries".into(),
+        net.retries.to_string(),
+        "-q".into(),
+    ];
+    if net.no_compress {
+        common.push("--no-compress".into());
+    }
+    if let Some(rate) = net.max_bytes_per_second {
+        // Each account's own cap: a fleet-wide one would need one limiter across processes.
+        common.extend(["--max-bytes-per-second".into(), rate.to_string()]);
+    }
+    common
 }
 
 /// Accounts a dead fleet left `running` are `interrupted`: the next run takes them again.
