@@ -228,26 +228,22 @@ pub fn parse_internaldate(s: &str) -> Option<i64> {
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for Unix time `t`, for people reading a report.
 pub fn format_utc(t: i64) -> String {
+    let (date, time) = utc_parts(t);
+    format!("{date} {time} UTC")
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` of Unix time `t` in UTC.
+fn utc_parts(t: i64) -> (String, String) {
     let (y, m, d) = civil_from_days(t.div_euclid(86_400));
     let s = t.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    let time = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    (format!("{y:04}-{m:02}-{d:02}"), time)
 }
 
 /// RFC 3339 in UTC for Unix time `t`: `2026-11-30T08:21:20Z`.
 pub fn format_rfc3339(t: i64) -> String {
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    let s = t.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    let (date, time) = utc_parts(t);
+    format!("{date}T{time}Z")
 }
 
 /// An IMAP date-time in UTC for Unix time `t`: `05-Mar-2021 13:03:07 +0000`.

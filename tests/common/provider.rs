@@ -1397,7 +1397,13 @@ impl Session {
     fn login(&mut self, tag: &str, args: &[Tok]) -> io::Result<()> {
         let user = args.first().and_then(Tok::text).unwrap_or_default();
         let pw = args.get(1).and_then(Tok::text).unwrap_or_default();
-        if self.basic_ok(&user, &pw) {
+        let ok = self.basic_ok(&user, &pw);
+        self.basic_answer(tag, ok, &user)
+    }
+
+    /// The answer to LOGIN or AUTHENTICATE PLAIN, as each service words it.
+    fn basic_answer(&mut self, tag: &str, ok: bool, user: &str) -> io::Result<()> {
+        if ok {
             self.authed = true;
             let c = self.caps();
             self.done(
@@ -1451,22 +1457,8 @@ impl Session {
                         &String::from_utf8_lossy(parts[1]),
                         &String::from_utf8_lossy(parts[2]),
                     );
-                if ok {
-                    self.authed = true;
-                    let c = self.caps();
-                    let user = self.sh.cfg.user.clone();
-                    self.done(
-                        tag,
-                        &format!("OK [CAPABILITY {c}] {user} authenticated (Success)"),
-                    )
-                } else if self.gmail() {
-                    self.done(
-                        tag,
-                        "NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)",
-                    )
-                } else {
-                    self.done(tag, "NO LOGIN failed.")
-                }
+                let user = self.sh.cfg.user.clone();
+                self.basic_answer(tag, ok, &user)
             }
             "XOAUTH2" => {
                 let text = String::from_utf8_lossy(&payload).into_owned();
