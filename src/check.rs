@@ -141,7 +141,7 @@ pub fn run_with(
     let folders = store_folders(store, &opts.selection)?;
     let mut retry = Retry::new(opts.retries);
     let (mut conn, _, plan) =
-        crate::compare::plan_host2(&folders, &opts.rules, connector, &mut retry)?;
+        crate::compare::plan_host2(&store.index, &folders, &opts.rules, connector, &mut retry)?;
     let destination = store
         .index
         .find_destination(&opts.endpoint.host, &opts.endpoint.user)?;

@@ -558,3 +558,40 @@ fn a_gmail_store_pushed_to_dovecot_gets_a_copy_per_label_folder_without_a_second
     assert_eq!(work, want);
     assert_eq!(on_host2["[Gmail]/All Mail"].len(), 20);
 }
+
+#[test]
+fn gmail_labels_first_folder_puts_each_message_in_one_dovecot_folder_and_check_agrees() {
+    let g = gmail();
+    seed_labelled_account(&g, 20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    run_on("pull", 1, g.port(), &store, &[]).expect_code(0);
+    let host2 = Dovecot::start_default();
+    let account = host2.account("alice");
+    let policy = ["--gmail-labels", "first-folder"];
+    let run = common::run::run_against("push", &account, &store, &policy).expect_code(0);
+    let on_host2 = messages_of(&account);
+    let mut seen: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
+    for (folder, msgs) in &on_host2 {
+        for m in msgs {
+            seen.entry(m.bytes.clone())
+                .or_default()
+                .push(folder.clone());
+        }
+    }
+    // Every message once; a labelled one in INBOX or a label folder, never in All Mail.
+    assert_eq!(seen.len(), g.messages().len(), "{}", run.all());
+    for snap in g.messages() {
+        let folders = &seen[&snap.bytes];
+        assert_eq!(folders.len(), 1, "{folders:?}");
+        if snap
+            .labels
+            .iter()
+            .any(|l| !l.starts_with('\\') || l == "\\Inbox")
+        {
+            assert_ne!(folders[0], "[Gmail]/All Mail", "{:?}", snap.labels);
+        }
+    }
+    let check = common::run::run_against("check", &account, &store, &policy);
+    assert_eq!(check.code, 0, "{}", check.all());
+}

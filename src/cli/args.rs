@@ -421,6 +421,11 @@ pub struct MapArgs {
     /// after the options above; repeatable, applied in order
     #[arg(long = "regextrans2", value_name = "s/…/…/")]
     pub regextrans2: Vec<String>,
+    /// A store pulled from Gmail, pushed elsewhere: `copies` (each label folder gets its own
+    /// copy, the default, as imapsync does) or `first-folder` (each message only in the first
+    /// of its label folders, All Mail last); see docs/providers.md
+    #[arg(long = "gmail-labels", value_name = "POLICY", default_value = "copies")]
+    pub gmail_labels: imapferry::compare::targets::GmailLabels,
 }
 
 /// Which new messages a pull takes (imapsync's options): the others are left for a later pull

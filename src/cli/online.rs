@@ -117,13 +117,17 @@ pub fn status(a: StatusArgs) -> anyhow::Result<Outcome> {
 
 /// Mapping options; a wrong one is a usage error.
 pub(super) fn map_rules(m: &MapArgs) -> anyhow::Result<MapRules> {
-    MapRules::parse(
+    let rules = MapRules::parse(
         &m.folder_map,
         m.dest_root.as_deref(),
         m.no_automap,
         &m.regextrans2,
     )
-    .map_err(|e| usage(format!("{e:#}")))
+    .map_err(|e| usage(format!("{e:#}")))?;
+    Ok(MapRules {
+        gmail_labels: m.gmail_labels,
+        ..rules
+    })
 }
 
 pub fn push(a: PushArgs) -> anyhow::Result<Outcome> {

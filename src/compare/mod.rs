@@ -13,16 +13,15 @@ pub mod targets;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use anyhow::Result;
-
-use crate::imap::uidset::compact;
-use anyhow::bail;
+use anyhow::{bail, Result};
 
 use crate::flags::is_flag;
 use crate::folders::Selection;
+use crate::imap::uidset::compact;
 use crate::imap::{without_recent, Selected};
 use crate::mailbox::Mailbox;
 use crate::names::MailboxName;
+use crate::provider::Provider;
 use crate::store::{FolderRow, Store};
 use crate::store::{Hash, HeaderFacts, Index, Intent, Mapping, Objects};
 use content::Content;
@@ -118,6 +117,7 @@ pub fn load_store(index: &Index, target: &Target) -> Result<Vec<StoreMsg>> {
             index
                 .live_messages(f.id, uv)?
                 .into_iter()
+                .filter(|row| !target.elsewhere.contains(&row.hash))
                 .map(|row| StoreMsg {
                     folder: Arc::clone(&folder),
                     folder_id: f.id,
@@ -131,6 +131,7 @@ pub fn load_store(index: &Index, target: &Target) -> Result<Vec<StoreMsg>> {
 /// Connect to host2, read its namespace and folders, and plan where each of `folders` goes:
 /// (connection, namespace, plan). The first step of push and of check.
 pub fn plan_host2(
+    index: &Index,
     folders: &[FolderRow],
     rules: &targets::MapRules,
     connector: &dyn crate::run::Connector,
@@ -145,8 +146,49 @@ pub fn plan_host2(
         provider: conn.provider(),
         ..rules.clone()
     };
-    let plan = targets::plan(folders, &rules, &ns, &listed);
+    let mut plan = targets::plan(folders, &rules, &ns, &listed);
+    if rules.gmail_labels == targets::GmailLabels::FirstFolder && rules.provider != Provider::Gmail
+    {
+        first_folders(index, &mut plan)?;
+    }
     Ok((conn, ns, plan))
+}
+
+/// `--gmail-labels first-folder`: each message goes only to the first target holding it, in
+/// the order INBOX, the other folders without a role (label folders) by path, the system
+/// views (Sent, Drafts, Important, Starred), All Mail last; every other target leaves it out.
+fn first_folders(index: &Index, plan: &mut [Target]) -> Result<()> {
+    let rank = |t: &Target| {
+        let role = t.folders.first().and_then(|f| f.role.as_deref());
+        let inbox = t
+            .folders
+            .iter()
+            .any(|f| f.path.eq_ignore_ascii_case("INBOX"));
+        match role.map(str::to_ascii_lowercase).as_deref() {
+            _ if inbox => 0,
+            None | Some("\\junk") | Some("\\trash") => 1,
+            Some("\\all") => 3,
+            Some(_) => 2,
+        }
+    };
+    let mut order: Vec<usize> = (0..plan.len()).collect();
+    order.sort_by_key(|&i| (rank(&plan[i]), plan[i].path.clone()));
+    let mut home: HashMap<Hash, usize> = HashMap::new();
+    let mut held: Vec<Vec<Hash>> = vec![Vec::new(); plan.len()];
+    for &i in &order {
+        for msg in load_store(index, &plan[i])? {
+            home.entry(msg.row.hash).or_insert(i);
+            held[i].push(msg.row.hash);
+        }
+    }
+    for (i, t) in plan.iter_mut().enumerate() {
+        t.elsewhere = held[i]
+            .iter()
+            .filter(|h| home.get(h) != Some(&i))
+            .copied()
+            .collect();
+    }
+    Ok(())
 }
 
 /// UID, flags and size of every message of the selected mailbox (`exists` from SELECT).

@@ -26,7 +26,7 @@
 //! prefix ([`crate::names::server_name`]) and encoded in modified UTF-7; a mailbox host2 already
 //! lists under that path is used with the exact name it sent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{bail, Result};
 
@@ -34,7 +34,7 @@ use crate::imap::{MailboxInfo, MailboxStatus};
 use crate::names::Namespace;
 use crate::names::{mailbox_for, server_name, store_path, MailboxName};
 use crate::provider::{gmail_valid_level, Provider};
-use crate::store::FolderRow;
+use crate::store::{FolderRow, Hash};
 
 /// The folder-mapping options.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +47,31 @@ pub struct MapRules {
     pub transforms: Vec<Transform>,
     /// host2's naming rules (step 7), from the connection.
     pub provider: Provider,
+    /// What a store pulled from Gmail becomes on another server.
+    pub gmail_labels: GmailLabels,
+}
+
+/// What a store pulled from Gmail (label views as folders) becomes on a server without labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GmailLabels {
+    /// Each label folder a folder with its own copy of each message (imapsync's way).
+    #[default]
+    Copies,
+    /// Each message only in the first of its folders: INBOX and the label folders in path
+    /// order, then Sent, Drafts, Important and Starred, All Mail last.
+    FirstFolder,
+}
+
+impl std::str::FromStr for GmailLabels {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<GmailLabels, String> {
+        match s {
+            "copies" => Ok(GmailLabels::Copies),
+            "first-folder" => Ok(GmailLabels::FirstFolder),
+            _ => Err(format!("{s:?}: give copies or first-folder")),
+        }
+    }
 }
 
 /// One `s/PATTERN/REPLACEMENT/FLAGS` substitution (Perl's form, as imapsync takes it: any
@@ -136,6 +161,7 @@ impl MapRules {
                 .map(|s| Transform::parse(s))
                 .collect::<Result<_>>()?,
             provider: Provider::Generic,
+            gmail_labels: GmailLabels::Copies,
         })
     }
 
@@ -200,6 +226,9 @@ pub struct Target {
     pub escaped_from: Option<String>,
     /// Why the path is not `escaped_from`, when the provider's rules changed it (step 7).
     pub renamed_because: Option<String>,
+    /// Store messages (by their bytes) that go to another target instead of this one
+    /// (`--gmail-labels first-folder`).
+    pub elsewhere: BTreeSet<Hash>,
 }
 
 impl Target {
@@ -294,6 +323,7 @@ pub fn plan(
                 role: existing.and_then(|mb| mb.special_use.clone()),
                 escaped_from: None,
                 renamed_because: None,
+                elsewhere: BTreeSet::new(),
             }
         });
         entry.escaped_from = entry.escaped_from.take().or(escaped_from);

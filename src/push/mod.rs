@@ -366,7 +366,7 @@ fn look_at_host2(
     }
     let mut retry = Retry::new(opts.retries);
     let (conn, ns, plan) =
-        crate::compare::plan_host2(&folders, &opts.rules, connector, &mut retry)?;
+        crate::compare::plan_host2(&store.index, &folders, &opts.rules, connector, &mut retry)?;
     report_renames(&plan, &ns, report);
     Ok((conn, ns, plan))
 }
