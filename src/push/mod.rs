@@ -301,7 +301,15 @@ pub fn run_with(
         conn,
         |c| {
             let wanted = (&todo[..], &subscribe_only[..]);
-            prepare::mailboxes(c, &ctx, &ns, wanted, &mut created, &mut refused).map(Some)
+            let go = prepare::mailboxes(c, &ctx, &ns, wanted, &mut created, &mut refused)?;
+            if let Some(plan) = &ctx.gmail {
+                // A target that is not pushed is home to nothing: nobody waits for it.
+                go.iter()
+                    .enumerate()
+                    .filter(|(_, go)| !**go)
+                    .for_each(|(i, _)| plan.finish(i));
+            }
+            Ok(Some(go))
         },
         |c, i, t| folder::push_target(&ctx, c, t, i),
     )?;

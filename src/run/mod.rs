@@ -228,7 +228,6 @@ pub fn pool<T: Sync, R: Send>(
                 }
                 // Fewer connections are still correct; the others take the items.
                 Err(e) => {
-                    next();
                     ui::warn(&format!(
                         "an extra connection to {} failed: {e:#}",
                         connector.side()
@@ -297,6 +296,41 @@ mod tests {
         assert_eq!(done[5], None);
         assert_eq!(done.iter().flatten().count(), 10);
         assert!(kept.is_some());
+    }
+
+    /// Only the first connection opens; the others are refused.
+    struct OneOnly(Arc<Mutex<Server>>, std::sync::atomic::AtomicUsize);
+
+    impl Connector for OneOnly {
+        fn side(&self) -> &str {
+            "memory"
+        }
+        fn open(&self) -> Result<Box<dyn Mailbox>> {
+            if self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                anyhow::bail!("refused");
+            }
+            Ok(Box::new(Memory::connect(&self.0)))
+        }
+    }
+
+    #[test]
+    fn extra_connections_that_fail_leave_every_item_to_the_ones_that_work() {
+        let c = OneOnly(Server::new(), Default::default());
+        let items: Vec<u32> = (0..10).collect();
+        let first = c.open().unwrap();
+        let (results, _) = pool(
+            &items,
+            4,
+            &c,
+            first,
+            |_| Ok(None),
+            |_, _, x| Done {
+                result: *x,
+                reconnect: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(results.iter().flatten().count(), 10, "{results:?}");
     }
 
     #[test]
