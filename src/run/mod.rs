@@ -324,9 +324,13 @@ mod tests {
             &c,
             first,
             |_| Ok(None),
-            |_, _, x| Done {
-                result: *x,
-                reconnect: false,
+            |_, _, x| {
+                // Slow enough that the failed connections are seen while items are left.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                Done {
+                    result: *x,
+                    reconnect: false,
+                }
             },
         )
         .unwrap();
