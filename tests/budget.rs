@@ -43,6 +43,7 @@ fn endpoint() -> Endpoint {
         compress: false,
         rate_limit: None,
         provider: None,
+        pause: Default::default(),
     }
 }
 

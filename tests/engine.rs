@@ -42,6 +42,7 @@ fn endpoint() -> Endpoint {
         compress: false,
         rate_limit: None,
         provider: None,
+        pause: Default::default(),
     }
 }
 

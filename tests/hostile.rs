@@ -449,6 +449,7 @@ fn a_bad_after_a_non_synchronizing_literal_closes_the_connection() {
         compress: false,
         rate_limit: None,
         provider: None,
+        pause: Default::default(),
     };
     let msg = |body: &'static [u8], sync: bool| imapferry::imap::AppendMessage {
         flags: &[],

@@ -365,9 +365,8 @@ fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_
                 "--oauth2-token-file2",
                 &token,
             ])
-            // The emulation throttles the account, the client waits per connection: one
-            // connection shows that each stated wait is kept (docs/providers.md).
-            .args(["--jobs", "1"])
+            // Four connections: a throttle on one holds the others too.
+            .args(["--jobs", "4"])
             .arg("--store")
             .arg(&store)
             .arg("--json")
@@ -383,7 +382,8 @@ fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_
         .as_str()
         .unwrap()
         .contains("refuses lines over 10500"));
-    // Throttled, and each time the stated backoff was waited out before the next command.
+    // Throttled, and each time the stated backoff was waited out before the next command on
+    // any connection.
     let throttles = m.throttles();
     assert!(!throttles.is_empty(), "{}", run.all());
     for t in &throttles {

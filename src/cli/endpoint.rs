@@ -72,6 +72,7 @@ pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
         compress: true,
         rate_limit: None,
         provider: args.provider,
+        pause: Default::default(),
     })
 }
 

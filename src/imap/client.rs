@@ -226,6 +226,8 @@ pub struct Client {
     greeting_text: String,
     /// The rules this server gets: forced by the endpoint or recognised after login.
     provider: Provider,
+    /// The throttling wait shared by the endpoint's connections.
+    pause: conn::Pause,
     /// The refresher and the generation of the access token this session logged in with, to
     /// mark it stale when the server says it expired.
     oauth2: Option<(Arc<Refresher>, u64)>,
@@ -237,6 +239,9 @@ fn asked_to_wait(outcomes: &[Option<AppendOutcome>]) -> bool {
         .iter()
         .any(|o| matches!(o, Some(AppendOutcome::Refused(r)) if r.is_transient()))
 }
+
+/// The longest throttling wait a server may impose on all connections at once.
+const MAX_STATED_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// The longest wait for the greeting (at most `--timeout`): servers greet at once.
 const GREETING_DEADLINE: Duration = Duration::from_secs(10);
@@ -293,6 +298,7 @@ impl Client {
             greeted: false,
             greeting_text: String::new(),
             provider: Provider::Generic,
+            pause: ep.pause.clone(),
             hidden: opts
                 .hide_capabilities
                 .iter()
@@ -1522,6 +1528,7 @@ impl Client {
     /// a synchronizing literal with a tagged NO/BAD, the rest of the command is not sent and the
     /// tagged reply is left for the caller to read.
     fn send(&mut self, parts: &[Part<'_>]) -> Result<Sent> {
+        self.pause.wait();
         let tag = format!("A{}", self.next_tag);
         self.next_tag += 1;
         let mut display = String::new();
@@ -1853,6 +1860,18 @@ impl Client {
     /// What every response teaches: capabilities, alerts for the log, the end of a command
     /// (which restarts the progress deadline and the count of unsolicited responses).
     fn observe(&mut self, r: &Response) -> Result<()> {
+        if let Response::Tagged {
+            status: Status::No | Status::Bad,
+            text,
+            ..
+        } = r
+        {
+            if let Some(d) = super::error::stated_backoff(text) {
+                // Every connection of the account waits, not only this one.
+                self.pause
+                    .until(std::time::Instant::now() + d.min(MAX_STATED_WAIT));
+            }
+        }
         match r {
             Response::Untagged(Untagged::Capability(c))
             | Response::Untagged(Untagged::Status {
@@ -2163,6 +2182,7 @@ mod tests {
             compress: true,
             rate_limit: None,
             provider: None,
+            pause: Default::default(),
         };
         let t = Instant::now();
         let e = Client::connect(&ep).err().unwrap();

@@ -71,6 +71,33 @@ pub struct Endpoint {
     pub rate_limit: Option<RateLimit>,
     /// The provider's rules, when the user forced them (`--provider1/2`); otherwise recognised.
     pub provider: Option<crate::provider::Provider>,
+    /// The wait a throttling server asked for, kept by every connection made from this
+    /// endpoint and its clones.
+    pub pause: Pause,
+}
+
+/// A wait every connection of an endpoint keeps: a server that throttles the account
+/// (Microsoft 365: `Suggested Backoff Time`) asks all of them to hold off, not only the one it
+/// answered.
+#[derive(Debug, Clone, Default)]
+pub struct Pause(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl Pause {
+    /// Hold every command until `t` (a later wait already asked for stands).
+    pub fn until(&self, t: std::time::Instant) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none_or(|old| old < t) {
+            *g = Some(t);
+        }
+    }
+
+    /// Sleep until the wait asked for is over.
+    pub fn wait(&self) {
+        let t = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(left) = t.and_then(|t| t.checked_duration_since(std::time::Instant::now())) {
+            std::thread::sleep(left);
+        }
+    }
 }
 
 /// Build the TLS connector for `ep`: system roots, plus `ca_file`, verification off only when

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 /// What kind of failure a [`WireError`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +236,34 @@ fn io_is_transient(e: &io::Error) -> bool {
             | K::NetworkDown
             | K::HostUnreachable
     )
+}
+
+/// The wait a server asked for in its answer: Microsoft 365's `Request is throttled. Suggested
+/// Backoff Time: 300000 milliseconds` (seconds too), or a number after `[THROTTLED` / `[LIMIT`.
+pub fn stated_backoff(text: &str) -> Option<Duration> {
+    let lower = text.to_ascii_lowercase();
+    let number_after = |at: usize| -> Option<(u64, &str)> {
+        let rest = lower[at..].trim_start_matches([' ', ':', '=']);
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let n = digits.parse().ok()?;
+        Some((n, rest[digits.len()..].trim_start()))
+    };
+    if let Some(p) = lower.find("backoff time") {
+        let (n, unit) = number_after(p + "backoff time".len())?;
+        return Some(if unit.starts_with("ms") || unit.starts_with("milli") {
+            Duration::from_millis(n)
+        } else {
+            Duration::from_secs(n)
+        });
+    }
+    for code in ["[throttled", "[limit"] {
+        if let Some(p) = lower.find(code) {
+            if let Some((n, _)) = number_after(p + code.len()) {
+                return Some(Duration::from_secs(n));
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

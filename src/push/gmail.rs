@@ -85,6 +85,13 @@ impl Plan {
         self.changed.notify_all();
     }
 
+    /// The targets `go` leaves out (not pushed) are done: nobody waits for them.
+    pub(crate) fn left_out(&self, go: &[bool]) {
+        for (i, _) in go.iter().enumerate().filter(|(_, go)| !**go) {
+            self.finish(i);
+        }
+    }
+
     /// Wait until every target of `homes` is done.
     pub(crate) fn wait_for(&self, homes: &BTreeSet<usize>) {
         let mut f = self.finished.lock().unwrap_or_else(|e| e.into_inner());

@@ -303,11 +303,7 @@ pub fn run_with(
             let wanted = (&todo[..], &subscribe_only[..]);
             let go = prepare::mailboxes(c, &ctx, &ns, wanted, &mut created, &mut refused)?;
             if let Some(plan) = &ctx.gmail {
-                // A target that is not pushed is home to nothing: nobody waits for it.
-                go.iter()
-                    .enumerate()
-                    .filter(|(_, go)| !**go)
-                    .for_each(|(i, _)| plan.finish(i));
+                plan.left_out(&go);
             }
             Ok(Some(go))
         },

@@ -123,7 +123,8 @@ pub fn connect(connector: &dyn Connector, retry: &mut Retry) -> Result<Box<dyn M
 /// the user's, so even a first connection waits and tries again.
 fn asks_to_wait(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}");
-    text.to_ascii_lowercase().contains("throttl") || retry::stated_backoff(&text).is_some()
+    text.to_ascii_lowercase().contains("throttl")
+        || crate::imap::error::stated_backoff(&text).is_some()
 }
 
 /// Run `attempt` on `conn` until it succeeds, a failure is not transient, or `retry`'s budget

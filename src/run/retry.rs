@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::imap::error::stated_backoff;
 use crate::ui;
 
 /// Consecutive-failure budget with exponential backoff.
@@ -66,34 +67,6 @@ impl Retry {
 
 /// The longest wait a server's stated backoff gets.
 const MAX_STATED: Duration = Duration::from_secs(15 * 60);
-
-/// The wait a server asked for in its answer: Microsoft 365's `Request is throttled. Suggested
-/// Backoff Time: 300000 milliseconds` (seconds too), or a number after `[THROTTLED` / `[LIMIT`.
-pub fn stated_backoff(text: &str) -> Option<Duration> {
-    let lower = text.to_ascii_lowercase();
-    let number_after = |at: usize| -> Option<(u64, &str)> {
-        let rest = lower[at..].trim_start_matches([' ', ':', '=']);
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        let n = digits.parse().ok()?;
-        Some((n, rest[digits.len()..].trim_start()))
-    };
-    if let Some(p) = lower.find("backoff time") {
-        let (n, unit) = number_after(p + "backoff time".len())?;
-        return Some(if unit.starts_with("ms") || unit.starts_with("milli") {
-            Duration::from_millis(n)
-        } else {
-            Duration::from_secs(n)
-        });
-    }
-    for code in ["[throttled", "[limit"] {
-        if let Some(p) = lower.find(code) {
-            if let Some((n, _)) = number_after(p + code.len()) {
-                return Some(Duration::from_secs(n));
-            }
-        }
-    }
-    None
-}
 
 #[cfg(test)]
 mod tests {

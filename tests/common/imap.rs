@@ -37,6 +37,7 @@ pub fn endpoint(d: &Dovecot, user: &str, tls: TlsMode) -> Endpoint {
         compress: true,
         rate_limit: None,
         provider: None,
+        pause: Default::default(),
     }
 }
 
@@ -55,6 +56,7 @@ pub fn endpoint_of(server: &dyn TestServer) -> Endpoint {
         compress: true,
         rate_limit: None,
         provider: None,
+        pause: Default::default(),
     }
 }
 
