@@ -523,3 +523,21 @@ impl Write for Transport {
 
 /// Buffered reading side plus direct writes, over one [`Transport`].
 pub(crate) type Conn = BufReader<Transport>;
+
+#[cfg(test)]
+mod pause_tests {
+    use super::Pause;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_stated_wait_holds_every_clone_of_the_endpoint() {
+        let pause = Pause::default();
+        let other = pause.clone();
+        let start = Instant::now();
+        pause.until(start + Duration::from_millis(150));
+        // A shorter wait asked for later does not cut the first short.
+        pause.until(start + Duration::from_millis(10));
+        other.wait();
+        assert!(start.elapsed() >= Duration::from_millis(150));
+    }
+}
