@@ -932,6 +932,14 @@ fn serve(sh: Arc<Shared>, stream: TcpStream) {
         let _ = s.run();
         sh.state.lock().unwrap().active -= 1;
     }
+    // A graceful close: what the client still sends is read and dropped, so the kernel does
+    // not answer it with a reset that would throw away our last answer before the client
+    // reads it (a throttling NO on pipelined APPENDs).
+    let _ = s.stream.shutdown(Shutdown::Write);
+    let _ = s.stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut sink = [0u8; 16 << 10];
+    while Instant::now() < until && matches!(s.stream.read(&mut sink), Ok(n) if n > 0) {}
     let _ = s.stream.shutdown(Shutdown::Both);
 }
 
