@@ -571,10 +571,11 @@ impl Pusher<'_, '_> {
             Some(plan) => self.not_here_first(plan, dest, cmp, &mut missing)?,
             None => Vec::new(),
         };
+        let reflag = self.conn.provider().loses_flagged_on_append();
         let flagged: Vec<&StoreMsg> = missing
             .iter()
             .copied()
-            .filter(|m| has_flag(&m.row.flags, "\\Flagged"))
+            .filter(|m| reflag && has_flag(&m.row.flags, "\\Flagged"))
             .collect();
         let mut uidnext = self.append_these(dest, cmp, sel, missing)?;
         if !later.is_empty() {
@@ -582,15 +583,13 @@ impl Pusher<'_, '_> {
             *sel = now;
             uidnext = self.append_these(dest, cmp, sel, rest)?;
         }
-        if self.conn.provider().loses_flagged_on_append() {
-            self.flag_again(dest, &flagged)?;
-        }
+        self.flag_again(dest, &flagged)?;
         Ok(uidnext)
     }
 
-    /// Take out (as failures) the messages host2 would refuse, before a byte of them is sent:
-    /// larger than its APPENDLIMIT (or its provider's size limit), or with a line longer than
-    /// its provider takes. Their bytes are never changed to fit.
+    /// Take out (as failures) the messages host2 would refuse for their size, before a byte of
+    /// them is sent: larger than its APPENDLIMIT (or its provider's size limit). Lines longer
+    /// than the provider takes are found in [`Self::ready`], which reads the bytes anyway.
     fn refuse_unfit(&mut self, missing: &mut Vec<&StoreMsg>) {
         let provider = self.conn.provider();
         let limit = match (self.conn.append_limit(), provider.default_message_limit()) {
@@ -605,29 +604,6 @@ impl Pusher<'_, '_> {
             }
             missing.retain(|m| m.row.size <= limit);
         }
-        let Some(longest) = provider.longest_line() else {
-            return;
-        };
-        let mut keep = Vec::with_capacity(missing.len());
-        for msg in missing.drain(..) {
-            // Unreadable objects are left to the APPEND path, which reports them.
-            let line = self
-                .ctx
-                .objects
-                .read(&msg.row.hash)
-                .map(|b| longest_line(&b));
-            match line {
-                Ok(n) if n > longest => {
-                    let why = format!(
-                        "a line of {n} characters; {provider} refuses lines over {longest} \
-                         (the bytes are kept as they are: nothing is rewritten)"
-                    );
-                    self.fail(msg, why);
-                }
-                _ => keep.push(msg),
-            }
-        }
-        *missing = keep;
     }
 
     /// Set `\Flagged` again with STORE on the messages just appended with it (Microsoft 365
@@ -891,7 +867,13 @@ impl Pusher<'_, '_> {
                 continue;
             };
             match self.ctx.objects.read(&o.msg.row.hash) {
-                Ok(bytes) => items.push((o, bytes, date)),
+                Ok(bytes) => {
+                    if let Some(why) = too_long_lines(self.conn.provider(), &bytes) {
+                        self.fail(o.msg, why);
+                        continue;
+                    }
+                    items.push((o, bytes, date))
+                }
                 Err(e) => self.fail(
                     o.msg,
                     format!("cannot read it from the store: {e:#} (`imapferry pull --repair` fetches it again)"),
@@ -1363,6 +1345,19 @@ fn batches(
 /// Whether `flags` holds `flag` (flags compare without case).
 fn has_flag(flags: &[String], flag: &str) -> bool {
     flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+}
+
+/// Why `provider` would refuse `bytes` for a line too long, if it would (the bytes are never
+/// rewritten to fit).
+fn too_long_lines(provider: Provider, bytes: &[u8]) -> Option<String> {
+    let longest = provider.longest_line()?;
+    let n = longest_line(bytes);
+    (n > longest).then(|| {
+        format!(
+            "a line of {n} characters; {provider} refuses lines over {longest} (the bytes are \
+             kept as they are: nothing is rewritten)"
+        )
+    })
 }
 
 /// The length of the longest line of `bytes`, without its line end.
