@@ -332,9 +332,16 @@ fn gmail_upload_quota_and_connection_cap() {
     let _a = gmail_login(&g);
     let _b = gmail_login(&g);
     let mut third = RawImap::connect(g.port());
-    assert!(third.greeting.starts_with("* OK Gimap ready"), "{}", third.greeting);
+    assert!(
+        third.greeting.starts_with("* OK Gimap ready"),
+        "{}",
+        third.greeting
+    );
     let a = third.command(&format!("LOGIN {USER} {PW}"));
-    assert_eq!(a.done, "NO [ALERT] Too many simultaneous connections. (Failure)");
+    assert_eq!(
+        a.done,
+        "NO [ALERT] Too many simultaneous connections. (Failure)"
+    );
     assert_eq!(g.max_logged_in(), 2);
     assert_eq!(g.cap_refusals(), 1);
 }
@@ -363,10 +370,7 @@ fn gmail_overquota_is_answered_to_a_body_fetch_and_the_session_stays() {
         upload_limit: Some(0),
         ..gmail_cfg()
     });
-    g.seed(vec![
-        SeedMsg::new(&msg(1, 600)),
-        SeedMsg::new(&msg(2, 600)),
-    ]);
+    g.seed(vec![SeedMsg::new(&msg(1, 600)), SeedMsg::new(&msg(2, 600))]);
     let mut c = gmail_login(&g);
     select(&mut c, "[Gmail]/All Mail");
     assert_eq!(c.command("UID FETCH 1 (BODY.PEEK[])").status(), "OK");
@@ -408,7 +412,10 @@ fn gmail_slows_body_fetches_and_says_throttled_for_a_while() {
     select(&mut c, "[Gmail]/All Mail");
     assert_eq!(c.command("UID FETCH 1 (BODY.PEEK[])").done, "OK Success");
     let started = std::time::Instant::now();
-    assert_eq!(c.command("UID FETCH 2 (BODY.PEEK[])").done, "OK Success [THROTTLED]");
+    assert_eq!(
+        c.command("UID FETCH 2 (BODY.PEEK[])").done,
+        "OK Success [THROTTLED]"
+    );
     // 2 000 bytes at 20 000 a second.
     assert!(started.elapsed() >= Duration::from_millis(100));
     std::thread::sleep(Duration::from_millis(400));
@@ -435,9 +442,16 @@ fn gmail_login_alerts_for_app_passwords_and_web_login() {
     let a = c.command(&format!("LOGIN {USER} {PW}"));
     assert_eq!(
         a.untagged,
-        vec![format!("* NO [WEBALERT {}] Web login required.", provider::WEBALERT_URL)]
+        vec![format!(
+            "* NO [WEBALERT {}] Web login required.",
+            provider::WEBALERT_URL
+        )]
     );
-    assert!(a.done.starts_with("NO [ALERT] Please log in via your web browser"), "{a:?}");
+    assert!(
+        a.done
+            .starts_with("NO [ALERT] Please log in via your web browser"),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -447,13 +461,23 @@ fn gmail_hidden_all_mail_folder_limits_dates_and_rfc822msgid_search() {
         max_folder_size: Some(2),
         ..gmail_cfg()
     });
-    g.seed((1..=3).map(|n| SeedMsg::new(&msg(n, 300)).labels(&["\\Inbox"])).collect());
+    g.seed(
+        (1..=3)
+            .map(|n| SeedMsg::new(&msg(n, 300)).labels(&["\\Inbox"]))
+            .collect(),
+    );
     let mut c = gmail_login(&g);
     let list = c.command("LIST \"\" \"*\"");
-    assert!(!list.untagged.iter().any(|l| l.contains("All Mail")), "{list:?}");
+    assert!(
+        !list.untagged.iter().any(|l| l.contains("All Mail")),
+        "{list:?}"
+    );
     assert_eq!(c.command("SELECT \"[Gmail]/All Mail\"").status(), "NO");
     let a = c.command("STATUS INBOX (MESSAGES)");
-    assert_eq!(a.untagged, vec!["* STATUS \"INBOX\" (MESSAGES 2)".to_string()]);
+    assert_eq!(
+        a.untagged,
+        vec!["* STATUS \"INBOX\" (MESSAGES 2)".to_string()]
+    );
     let a = select(&mut c, "INBOX");
     assert!(a.untagged.contains(&"* 2 EXISTS".to_string()), "{a:?}");
     // The newest two show.
@@ -479,7 +503,11 @@ fn gmail_hidden_all_mail_folder_limits_dates_and_rfc822msgid_search() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    for m in g.messages().iter().filter(|m| m.bytes == msg(7, 300) || m.bytes == msg(8, 300)) {
+    for m in g
+        .messages()
+        .iter()
+        .filter(|m| m.bytes == msg(7, 300) || m.bytes == msg(8, 300))
+    {
         assert!((now - m.internaldate).abs() < 60, "{}", m.internaldate);
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::provider::{Place, Provider, ProviderConfig, SeedMsg};
+use common::provider::{Place, Provider, ProviderConfig, QuotaAnswer, SeedMsg};
 use common::raw::RawImap;
 use common::run::{imapferry, store_messages, Run};
 use common::*;
@@ -305,6 +305,74 @@ fn a_message_gmail_drops_for_its_message_id_is_listed_not_taken_as_pushed() {
     assert_eq!(g.messages().len(), 1);
 }
 
+/// A Dovecot account of `n` messages of about `len` bytes (distinct Message-IDs) in INBOX and
+/// Archive, pulled into a store: (tempdir, store, the messages).
+fn pulled_dovecot(n: u32, len: usize) -> (Dovecot, tempfile::TempDir, std::path::PathBuf, Corpus) {
+    let host1 = Dovecot::start_default();
+    let corpus = Corpus {
+        folders: vec!["INBOX".into(), "Archive".into()],
+        messages: (0..n)
+            .map(|i| CorpusMessage {
+                folder: if i % 2 == 0 { "INBOX" } else { "Archive" }.into(),
+                bytes: message(1_000 + i, len),
+                flags: vec!["\\Seen".into()],
+                internaldate: "05-Mar-2021 14:03:07 +0100".into(),
+            })
+            .collect(),
+    };
+    seed(&host1, "alice", &corpus);
+    let (dir, store) = common::run::pulled_store(&host1);
+    (host1, dir, store, corpus)
+}
+
+#[test]
+fn gmails_overquota_on_append_stops_the_push_with_exit_4_and_each_message_goes_once() {
+    let (_host1, _dir, store, corpus) = pulled_dovecot(30, 2_000);
+    let g = Provider::gmail(ProviderConfig {
+        password: Some(PW.into()),
+        upload_limit: Some(25_000),
+        quota_answer: QuotaAnswer::OverQuota,
+        ..ProviderConfig::default()
+    });
+    let total: u64 = corpus.messages.iter().map(|m| m.bytes.len() as u64).sum();
+    let first = run_on("push", 2, g.port(), &store, &[]);
+    let json = first.json();
+    eprintln!(
+        "exit {}: {} of {total} bytes taken, failures {}, resume_at {}",
+        first.code,
+        g.bytes_uploaded(),
+        json["failures"],
+        json["resume_at"]
+    );
+    let first = first.expect_code(4);
+    assert_eq!(
+        json["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        first.all()
+    );
+    let mut days = 1;
+    loop {
+        g.reset_quotas();
+        days += 1;
+        let run = run_on("push", 2, g.port(), &store, &[]);
+        assert_eq!(
+            run.json()["failures"].as_array().map(Vec::len),
+            Some(0),
+            "{}",
+            run.all()
+        );
+        if run.code == 0 || days > 10 {
+            run.expect_code(0);
+            break;
+        }
+        run.expect_code(4);
+    }
+    eprintln!("{days} days: {} bytes taken", g.bytes_uploaded());
+    assert_eq!(g.messages().len(), 30);
+    assert_eq!(g.bytes_uploaded(), total);
+}
+
 fn m365_token() -> Provider {
     Provider::m365(ProviderConfig {
         token_check: Some(std::sync::Arc::new(|t: &str| t == "token-1")),
@@ -480,6 +548,88 @@ fn gmails_quota_bye_stops_the_pull_with_exit_4_and_the_next_day_it_completes() {
     assert!(days >= 3);
     // What a cut batch had received is fetched again, nothing else.
     assert!(served < size + days as u64 * 40_000, "{served} for {size}");
+}
+
+#[test]
+fn gmails_overquota_on_a_body_fetch_stops_the_pull_with_exit_4_and_nothing_failed() {
+    let g = Provider::gmail(ProviderConfig {
+        password: Some(PW.into()),
+        download_limit: Some(150_000),
+        quota_answer: QuotaAnswer::OverQuota,
+        ..ProviderConfig::default()
+    });
+    let size = seed_labelled_account(&g, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let small = ["--batch-bytes", "40000"];
+    let first = run_on("pull", 1, g.port(), &store, &small);
+    let json = first.json();
+    eprintln!(
+        "exit {}: {} bytes served, failures {}, resume_at {}",
+        first.code,
+        g.body_bytes_served(),
+        json["failures"],
+        json["resume_at"]
+    );
+    let first = first.expect_code(4);
+    assert_eq!(
+        json["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        first.all()
+    );
+    assert!(json["resume_at"].is_string(), "{}", first.all());
+    assert!(first.stderr.contains("OVERQUOTA"), "{}", first.stderr);
+    let mut days = 1;
+    let last = loop {
+        g.reset_quotas();
+        days += 1;
+        let run = run_on("pull", 1, g.port(), &store, &small);
+        if run.code == 0 || days > 10 {
+            break run.expect_code(0);
+        }
+        assert_eq!(run.json()["failures"].as_array().map(Vec::len), Some(0));
+        run.expect_code(4);
+    };
+    assert_eq!(
+        store_messages(&store)["[Gmail]/All Mail"].len(),
+        40,
+        "{}",
+        last.all()
+    );
+    // Every body fetched once over the days: a refused FETCH serves nothing.
+    eprintln!(
+        "account {size} bytes over {days} days: {} served",
+        g.body_bytes_served()
+    );
+    assert_eq!(g.body_bytes_served(), size);
+}
+
+#[test]
+fn a_session_gmail_ends_for_its_age_is_replaced_and_the_pull_completes() {
+    // `BYE Session expired` with no quota involved: Gmail's answer to a long session.
+    let g = Provider::gmail(ProviderConfig {
+        password: Some(PW.into()),
+        session_lifetime: Some(std::time::Duration::from_millis(700)),
+        ..ProviderConfig::default()
+    });
+    let size = seed_labelled_account(&g, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // About 3.5 s at this rate: sessions expire several times on the way.
+    let slow = ["--batch-bytes", "40000", "--max-bytes-per-second", "150k"];
+    let run = run_on("pull", 1, g.port(), &store, &slow);
+    let served = g.body_bytes_served();
+    eprintln!(
+        "exit {}: {} sessions expired, {served} of {size} bytes served; {}",
+        run.code,
+        g.expiry_byes(),
+        run.stderr
+    );
+    let run = run.expect_code(0);
+    assert!(g.expiry_byes() >= 2, "{}", run.all());
+    assert_eq!(store_messages(&store)["[Gmail]/All Mail"].len(), 40);
+    assert!(served < size + 80_000, "{served} for {size}");
 }
 
 #[test]

@@ -90,6 +90,11 @@ impl Refusal {
     pub fn is_transient(&self) -> bool {
         super::error::answer_is_transient(self.code.as_deref(), &self.text)
     }
+
+    /// The server's daily bandwidth limit (see [`super::error::answer_is_bandwidth_quota`]).
+    pub fn is_bandwidth_quota(&self) -> bool {
+        super::error::answer_is_bandwidth_quota(self.code.as_deref(), &self.text)
+    }
 }
 
 impl std::fmt::Display for Refusal {

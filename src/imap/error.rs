@@ -191,6 +191,39 @@ pub fn is_session_expired(err: &anyhow::Error) -> bool {
     })
 }
 
+/// True when `err` (anywhere in its chain) is a refusal with `[OVERQUOTA]` whose text speaks
+/// of bandwidth or command limits: Gmail's answer once an account passed a daily IMAP limit
+/// (`NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)`). A full
+/// mailbox (the other meaning of OVERQUOTA, RFC 5530) is not this.
+pub fn is_bandwidth_quota(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| match &w.kind {
+                ErrorKind::Rejected { code, text } => {
+                    answer_is_bandwidth_quota(code.as_deref(), text)
+                }
+                _ => false,
+            })
+    })
+}
+
+/// Whether a NO answer (its code keyword and text) is a daily bandwidth quota.
+pub fn answer_is_bandwidth_quota(code: Option<&str>, text: &str) -> bool {
+    let over = code.is_some_and(|c| {
+        let kw = c.split_ascii_whitespace().next().unwrap_or("");
+        kw.eq_ignore_ascii_case("OVERQUOTA")
+    });
+    let t = text.to_ascii_lowercase();
+    over && (t.contains("bandwidth") || t.contains("command or"))
+}
+
+/// True when `err` (anywhere in its chain) is a server's daily limit, said either way Gmail
+/// says it: `[OVERQUOTA]` with bandwidth ([`is_bandwidth_quota`]) or `BYE Session expired`
+/// ([`is_session_expired`], ambiguous: see the engines).
+pub fn is_server_quota(err: &anyhow::Error) -> bool {
+    is_bandwidth_quota(err) || is_session_expired(err)
+}
+
 /// The error of a BYE `text` during a command; `message` says where.
 pub(crate) fn bye_error(text: &str, message: String) -> anyhow::Error {
     wire_error(
@@ -356,6 +389,22 @@ mod tests {
         assert!(is_transient(&other));
         let greeting = wire_error(ErrorKind::Connection, "BYE Session expired");
         assert!(!is_session_expired(&greeting));
+    }
+
+    #[test]
+    fn gmails_overquota_is_a_bandwidth_quota_and_a_full_mailbox_is_not() {
+        let gmail = rejected(
+            Some("OVERQUOTA"),
+            "Account exceeded command or bandwidth limits. (Failure)",
+        )
+        .context("pulling INBOX");
+        assert!(is_bandwidth_quota(&gmail));
+        assert!(is_server_quota(&gmail));
+        assert!(!is_transient(&gmail));
+        let full = rejected(Some("OVERQUOTA"), "Mailbox is full");
+        assert!(!is_bandwidth_quota(&full));
+        let other = rejected(None, "Account exceeded command or bandwidth limits.");
+        assert!(!is_bandwidth_quota(&other));
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub(super) struct State {
     /// Some APPEND of this mailbox was left unanswered (in this run, or recently by an
     /// interrupted one): copies may still land, so the push ends with a last look for doubles.
     unsettled: bool,
+    /// The bytes appended so far when host2 last ended a session with `BYE Session expired`.
+    expired_at: Option<u64>,
     /// Found through intents of earlier runs.
     recovered: BTreeSet<Key>,
     /// Gmail: given this mailbox's label instead of a second APPEND.
@@ -740,6 +742,9 @@ impl Pusher<'_, '_> {
         // Counted against the daily budget: the bytes host2 took.
         self.index
             .log_transfer(self.ctx.allowance.account(), now(), sent)?;
+        if let Some(stop) = answers.quota {
+            return Err(anyhow::Error::new(stop));
+        }
         if let Some(e) = answers.interrupted {
             return Err(e);
         }
@@ -797,14 +802,28 @@ impl Pusher<'_, '_> {
         match self.conn.append(&self.target.mailbox, &appends) {
             Ok(o) => Ok(o),
             Err(e) if is_session_expired(&e) => {
-                // host2's daily quota (Gmail's BYE): the batch's bytes count as moved (some
-                // went), its intents are reconciled by the next run.
+                // The batch's bytes count as moved (some went), its intents are reconciled by
+                // the next attempt or run.
                 self.state.unsettled = true;
                 let bytes = items.iter().map(|(_, b, _)| b.len() as u64).sum();
                 self.index
                     .log_transfer(self.ctx.allowance.account(), now(), bytes)?;
+                // Gmail also ends long sessions so: the first is answered by a new connection;
+                // a second before anything more went, or one near the day's budget, is the
+                // quota.
+                let again = self.state.expired_at == Some(self.fr.bytes);
+                if !again && !self.ctx.allowance.near_end() {
+                    self.state.expired_at = Some(self.fr.bytes);
+                    ui::info(&format!(
+                        "{}: {e:#}: Gmail also ends long sessions so; going on over a new \
+                         connection (a second time at once is read as the daily quota)",
+                        self.target.label()
+                    ));
+                    return Err(e);
+                }
                 ui::warn(&format!(
-                    "{}: {e:#}: host2's daily upload quota, as Gmail ends sessions past it",
+                    "{}: {e:#}: host2's daily upload quota (Gmail suspends IMAP for the account \
+                     for up to a day once it is passed)",
                     self.target.label()
                 ));
                 Err(anyhow::Error::new(self.ctx.allowance.server_quota(now())))
@@ -910,6 +929,17 @@ impl Pusher<'_, '_> {
                         "the connection to host2 was closed before it answered every APPEND",
                     ))
                 });
+            }
+            // Gmail's daily upload limit: not stored, not failed; the run stops for the day.
+            AppendOutcome::Refused(r) if r.is_bandwidth_quota() => {
+                if answers.quota.is_none() {
+                    ui::warn(&format!(
+                        "{}: host2 answered {r}: its daily upload quota (Gmail suspends IMAP for \
+                         the account for up to a day once it is passed)",
+                        self.target.label()
+                    ));
+                }
+                answers.quota = Some(self.ctx.allowance.server_quota(now()));
             }
             // Not stored: waited out, then sent again (never with fewer flags).
             // The server's own words win over the closed connection that may follow them:
@@ -1202,6 +1232,8 @@ struct Answers {
     again: Vec<(usize, Again)>,
     /// Ends the attempt after the batch is recorded (a dropped link, a server asking to wait).
     interrupted: Option<anyhow::Error>,
+    /// The server said its daily quota is used up: ends the run after the batch is recorded.
+    quota: Option<crate::budget::BudgetSpent>,
 }
 
 /// Remove exactly `uids` from the selected mailbox: flagged `\Deleted`, then `UID EXPUNGE`.

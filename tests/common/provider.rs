@@ -143,10 +143,12 @@ pub enum LoginAlert {
 }
 
 /// The link Gmail's WEBALERT carries (a made-up continuation token).
-pub const WEBALERT_URL: &str = "https://accounts.google.com/signin/continue?sarp=1&scc=1&plt=AKgnsbtEMULATED";
+pub const WEBALERT_URL: &str =
+    "https://accounts.google.com/signin/continue?sarp=1&scc=1&plt=AKgnsbtEMULATED";
 
 /// Gmail's quota answer to a command that would move message bytes.
-pub const OVERQUOTA: &str = "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)";
+pub const OVERQUOTA: &str =
+    "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)";
 
 /// Gmail's APPENDLIMIT.
 pub const GMAIL_APPENDLIMIT: u64 = 35_651_584;
@@ -394,7 +396,11 @@ impl Folder {
     /// only the newest `limit`.
     fn shown(&self, limit: Option<usize>) -> Vec<(u32, u64)> {
         let skip = limit.map_or(0, |l| self.uids.len().saturating_sub(l));
-        self.uids.iter().skip(skip).map(|(&u, &id)| (u, id)).collect()
+        self.uids
+            .iter()
+            .skip(skip)
+            .map(|(&u, &id)| (u, id))
+            .collect()
     }
 }
 
@@ -1073,7 +1079,20 @@ fn serve(sh: Arc<Shared>, stream: TcpStream) {
     let _ = s.stream.set_read_timeout(Some(Duration::from_millis(100)));
     let until = Instant::now() + Duration::from_secs(2);
     let mut sink = [0u8; 16 << 10];
-    while Instant::now() < until && matches!(s.stream.read(&mut sink), Ok(n) if n > 0) {}
+    // Until the client closes, or 2 s: a client slowed by its own rate limit may send its
+    // next command well after the last one.
+    while Instant::now() < until {
+        match s.stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
     let _ = s.stream.shutdown(Shutdown::Both);
 }
 
@@ -1268,13 +1287,9 @@ impl Session {
                 return Some("* BYE Session invalidated - AccessTokenExpired".into());
             }
         }
-        if let (Mode::Gmail, true, Some(life)) =
-            (self.sh.mode, self.authed, self.sh.cfg.session_lifetime)
-        {
-            if verb != "LOGOUT" && self.started.elapsed() >= life {
-                st.expiry_byes += 1;
-                return Some("* BYE Session expired, please login again.".into());
-            }
+        if verb != "LOGOUT" && self.expired() {
+            st.expiry_byes += 1;
+            return Some("* BYE Session expired, please login again.".into());
         }
         if self.sh.mode == Mode::M365 && self.authed && verb != "LOGOUT" {
             st.account_commands += 1;
@@ -1293,6 +1308,12 @@ impl Session {
             }
         }
         None
+    }
+
+    /// Gmail: whether this logged-in session has outlived `session_lifetime`.
+    fn expired(&self) -> bool {
+        let life = self.sh.cfg.session_lifetime;
+        self.gmail() && self.authed && life.is_some_and(|l| self.started.elapsed() >= l)
     }
 
     /// Whether the literal of `n` bytes announced by `verb` may come.
@@ -1321,7 +1342,9 @@ impl Session {
         {
             st.quota_byes += 1;
             return match self.sh.cfg.quota_answer {
-                QuotaAnswer::Bye => Gate::Close("* BYE Session expired, please login again.".into()),
+                QuotaAnswer::Bye => {
+                    Gate::Close("* BYE Session expired, please login again.".into())
+                }
                 QuotaAnswer::OverQuota => Gate::Refuse(OVERQUOTA.into()),
             };
         }
@@ -1606,7 +1629,9 @@ impl Session {
                  https://support.google.com/accounts/answer/185833 (Failure)",
             ),
             LoginAlert::WebLogin => {
-                self.line(&format!("* NO [WEBALERT {WEBALERT_URL}] Web login required."))?;
+                self.line(&format!(
+                    "* NO [WEBALERT {WEBALERT_URL}] Web login required."
+                ))?;
                 self.done(
                     tag,
                     "NO [ALERT] Please log in via your web browser: \
@@ -2237,6 +2262,13 @@ impl Session {
         let sh = self.sh.clone();
         let hits = Self::resolve(&sh.state.lock().unwrap(), fi, &set, uid);
         for (seq, u, id) in hits {
+            if moves_bytes && self.expired() {
+                // The session's time ran out in the middle of the transfer.
+                self.st().expiry_byes += 1;
+                self.line("* BYE Session expired, please login again.")?;
+                self.closing = true;
+                return Ok(());
+            }
             // Each response is built under the lock and written without it.
             let mut st = sh.state.lock().unwrap();
             if !st.msgs.contains_key(&id) {
@@ -2264,7 +2296,11 @@ impl Session {
                     "RFC822.SIZE" => {
                         // Exchange's stored size, when asked to differ: a little more.
                         let n = m.bytes.len();
-                        let n = if sh.cfg.stored_sizes { n + n / 20 + 7 } else { n };
+                        let n = if sh.cfg.stored_sizes {
+                            n + n / 20 + 7
+                        } else {
+                            n
+                        };
                         out.extend_from_slice(format!("RFC822.SIZE {n}").as_bytes())
                     }
                     "X-GM-MSGID" => {
@@ -2689,7 +2725,12 @@ impl SearchCtx<'_> {
                 let want = q
                     .strip_prefix("rfc822msgid:")
                     .ok_or(format!("X-GM-RAW {q:?}: only rfc822msgid: is emulated"))?;
-                let bare = |v: &str| v.trim().trim_start_matches('<').trim_end_matches('>').to_string();
+                let bare = |v: &str| {
+                    v.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                };
                 message_id(&self.m.bytes).is_some_and(|id| bare(&id) == bare(want))
             }
             "X-GM-THRID" => self.m.thrid.to_string() == arg("X-GM-THRID")?,
