@@ -606,6 +606,40 @@ fn gmails_overquota_on_a_body_fetch_stops_the_pull_with_exit_4_and_nothing_faile
 }
 
 #[test]
+fn gmails_default_download_budget_keeps_a_fifth_of_googles_limit_for_the_users_other_clients() {
+    let g = gmail();
+    seed_labelled_account(&g, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    run_on("pull", 1, g.port(), &store, &[]).expect_code(0);
+    // 2.1 GB came down in the last hour: under Google's 2 500 MB, over the margin.
+    let mut index = imapferry::store::Index::open(&store.join("index.sqlite")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let down = imapferry::budget::Account::down();
+    index
+        .log_transfer(down, now - 3_600, 2_100_000_000)
+        .unwrap();
+    drop(index);
+    g.seed(vec![SeedMsg::new(&message(900, 5_000))]);
+    let run = run_on("pull", 1, g.port(), &store, &[]);
+    let json = run.json();
+    eprintln!("exit {}: budget_spent {}", run.code, json["budget_spent"]);
+    let run = run.expect_code(4);
+    assert_eq!(
+        json["budget_spent"]["limit"].as_u64(),
+        Some(2_000_000_000),
+        "{}",
+        run.all()
+    );
+    let help = imapferry().args(["pull", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("2000 MB, 80 %"), "{help}");
+}
+
+#[test]
 fn a_session_gmail_ends_for_its_age_is_replaced_and_the_pull_completes() {
     // `BYE Session expired` with no quota involved: Gmail's answer to a long session.
     let g = Provider::gmail(ProviderConfig {

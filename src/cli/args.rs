@@ -300,16 +300,17 @@ budget_args!(
     Budget1Args,
     "max-bytes-per-day1",
     "Download at most SIZE of messages from host1 in any 24 hours, across runs (K, M, G: \
-     binary units; Gmail allows about 2500M); past it the run stops cleanly with exit 4 and \
-     says when to run again"
+     binary units); past it the run stops cleanly with exit 4 and says when to run again. \
+     Default on Gmail: 2000 MB, 80 % of Google's 2500 MB, as the user's other clients count \
+     too and passing it suspends IMAP for up to a day"
 );
 
 budget_args!(
     Budget2Args,
     "max-bytes-per-day2",
     "Upload at most SIZE of messages to host2 in any 24 hours, across runs (K, M, G: binary \
-     units; Gmail allows about 500M); past it the run stops cleanly with exit 4 and says \
-     when to run again"
+     units); past it the run stops cleanly with exit 4 and says when to run again. Default \
+     on Gmail: 400 MB, 80 % of Google's 500 MB"
 );
 
 /// Which folders a run covers.
