@@ -667,6 +667,44 @@ fn a_session_gmail_ends_for_its_age_is_replaced_and_the_pull_completes() {
 }
 
 #[test]
+fn gmails_throttled_slow_down_is_waited_out_before_the_next_body_fetch() {
+    let g = Provider::gmail(ProviderConfig {
+        password: Some(PW.into()),
+        throttle_after: Some(150_000),
+        throttle_rate: 100_000,
+        throttle_for: std::time::Duration::from_secs(3),
+        ..ProviderConfig::default()
+    });
+    let size = seed_labelled_account(&g, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // One connection, one command at a time: each FETCH reaches the server when it is sent,
+    // so the time before it is the client's wait.
+    let one = ["--batch-bytes", "40000", "--jobs", "1", "--depth", "1"];
+    let run = run_on("pull", 1, g.port(), &store, &one);
+    let slowdowns = g.slowdowns();
+    let longest = slowdowns.iter().filter_map(|t| t.waited()).max();
+    eprintln!(
+        "exit {}: {} [THROTTLED] answers, longest wait before the next body FETCH {longest:?}; \
+         {} of {size} bytes served; {}",
+        run.code,
+        slowdowns.len(),
+        g.body_bytes_served(),
+        run.stderr
+    );
+    let run = run.expect_code(0);
+    assert!(!slowdowns.is_empty());
+    assert!(
+        longest.is_some_and(|w| w >= std::time::Duration::from_millis(1_900)),
+        "{}",
+        run.all()
+    );
+    assert!(run.stderr.contains("[THROTTLED]"), "{}", run.stderr);
+    assert_eq!(store_messages(&store)["[Gmail]/All Mail"].len(), 40);
+    assert_eq!(g.body_bytes_served(), size);
+}
+
+#[test]
 fn an_oauth2_token_that_expires_mid_pull_is_refreshed_and_the_pull_completes() {
     let endpoint =
         std::sync::Arc::new(common::oauth::TokenEndpoint::start("imapferry-test", "r-1"));

@@ -14,6 +14,7 @@ use super::oauth2::Refresher;
 use super::quote;
 pub use super::response::Fetched;
 use super::response::{self, Code, MailboxStatus, Response, Status, Untagged};
+use super::slowdown::{says_throttled, Slowdown};
 use super::uidset;
 use super::{auth, log_level};
 use crate::mailtime::InternalDate;
@@ -233,6 +234,13 @@ pub struct Client {
     provider: Provider,
     /// The throttling wait shared by the endpoint's connections.
     pause: conn::Pause,
+    /// Gmail's `[THROTTLED]` answers on this connection and the waits they asked for.
+    slowdown: Slowdown,
+    /// Tagged NO and BAD answers on this session (Exchange closes a session at its tenth).
+    refusals: u32,
+    /// Untagged NO/BAD texts received during login (Gmail's `[WEBALERT <url>] Web login
+    /// required.` comes so), kept for the error a refused login gives.
+    login_alerts: Vec<String>,
     /// The refresher and the generation of the access token this session logged in with, to
     /// mark it stale when the server says it expired.
     oauth2: Option<(Arc<Refresher>, u64)>,
@@ -304,6 +312,9 @@ impl Client {
             greeting_text: String::new(),
             provider: Provider::Generic,
             pause: ep.pause.clone(),
+            slowdown: Slowdown::default(),
+            refusals: 0,
+            login_alerts: Vec::new(),
             hidden: opts
                 .hide_capabilities
                 .iter()
@@ -1533,6 +1544,18 @@ impl Client {
     /// a synchronizing literal with a tagged NO/BAD, the rest of the command is not sent and the
     /// tagged reply is left for the caller to read.
     fn send(&mut self, parts: &[Part<'_>]) -> Result<Sent> {
+        if self.slowdown.given_up() {
+            return Err(wire_error(
+                ErrorKind::SlowedDown,
+                format!(
+                    "{}: still answered [THROTTLED] after {} waits (about two minutes): the \
+                     server has slowed this account to a crawl, as Gmail does past its daily \
+                     limit",
+                    self.label,
+                    super::slowdown::GIVE_UP
+                ),
+            ));
+        }
         self.pause.wait();
         let tag = format!("A{}", self.next_tag);
         self.next_tag += 1;
@@ -1865,6 +1888,26 @@ impl Client {
     /// What every response teaches: capabilities, alerts for the log, the end of a command
     /// (which restarts the progress deadline and the count of unsolicited responses).
     fn observe(&mut self, r: &Response) -> Result<()> {
+        match r {
+            Response::Tagged {
+                tag,
+                status: Status::Ok,
+                code,
+                text,
+            } => {
+                let number = tag.trim_start_matches('A').parse().unwrap_or(u64::MAX);
+                self.slowed_down(says_throttled(code_name(code).as_deref(), text), number);
+            }
+            Response::Tagged { .. } => self.refusals += 1,
+            Response::Untagged(Untagged::Status {
+                status: Status::No | Status::Bad,
+                code: Some(Code::Other(c)),
+                text,
+            }) if self.login_alerts.len() < 4 => {
+                self.login_alerts.push(format!("[{c}] {text}"));
+            }
+            _ => {}
+        }
         if let Response::Tagged {
             status: Status::No | Status::Bad,
             text,
@@ -1939,6 +1982,33 @@ impl Client {
             self.conn.get_mut().command_done();
         }
         Ok(())
+    }
+
+    /// A tagged OK arrived, `[THROTTLED]` or not: a wait the slow-down asks for holds every
+    /// connection of the endpoint (see [`super::slowdown`]).
+    fn slowed_down(&mut self, throttled: bool, tag: u64) {
+        if let Some(wait) = self
+            .slowdown
+            .answer(throttled, tag, u64::from(self.next_tag))
+        {
+            self.pause.until(std::time::Instant::now() + wait);
+            crate::ui::info(&format!(
+                "{}: the server answers [THROTTLED] (it is slowing this account down): \
+                 waiting {} s before the next command",
+                self.label,
+                wait.as_secs()
+            ));
+        }
+    }
+
+    /// `[THROTTLED]` answers on this connection so far.
+    pub fn throttled(&self) -> u64 {
+        self.slowdown.total()
+    }
+
+    /// Tagged NO and BAD answers on this session so far.
+    pub fn refusals(&self) -> u32 {
+        self.refusals
     }
 
     /// Count a response that answered nothing asked; too many in one command is an error.

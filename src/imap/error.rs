@@ -30,6 +30,9 @@ pub enum ErrorKind {
     /// No IMAP session could be opened: the name, the port or what answers there is wrong
     /// (or the link is down). See [`ConnectProblem`].
     Connect(ConnectProblem),
+    /// The server kept answering `[THROTTLED]` after every wait ([`super::slowdown`]): Gmail's
+    /// slow-down past its daily limit. Not retried: the engines stop for the day.
+    SlowedDown,
 }
 
 /// Why no IMAP session could be opened, for advice that names the option to change.
@@ -72,7 +75,7 @@ impl WireError {
                 answer_is_transient(code.as_deref(), text)
             }
             ErrorKind::Tls { certificate } => !certificate,
-            ErrorKind::Protocol => false,
+            ErrorKind::Protocol | ErrorKind::SlowedDown => false,
             ErrorKind::Connect(p) => matches!(
                 p,
                 ConnectProblem::Unresolved | ConnectProblem::Refused | ConnectProblem::Unreachable
@@ -218,10 +221,20 @@ pub fn answer_is_bandwidth_quota(code: Option<&str>, text: &str) -> bool {
 }
 
 /// True when `err` (anywhere in its chain) is a server's daily limit, said either way Gmail
-/// says it: `[OVERQUOTA]` with bandwidth ([`is_bandwidth_quota`]) or `BYE Session expired`
-/// ([`is_session_expired`], ambiguous: see the engines).
+/// says it: `[OVERQUOTA]` with bandwidth ([`is_bandwidth_quota`]), `BYE Session expired`
+/// ([`is_session_expired`], ambiguous: see the engines), or a slow-down that never lifts
+/// ([`is_slowed_down`]).
 pub fn is_server_quota(err: &anyhow::Error) -> bool {
-    is_bandwidth_quota(err) || is_session_expired(err)
+    is_bandwidth_quota(err) || is_session_expired(err) || is_slowed_down(err)
+}
+
+/// True when `err` (anywhere in its chain) says the server kept a connection throttled after
+/// every wait ([`ErrorKind::SlowedDown`]).
+pub fn is_slowed_down(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| w.kind == ErrorKind::SlowedDown)
+    })
 }
 
 /// The error of a BYE `text` during a command; `message` says where.

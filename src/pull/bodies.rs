@@ -17,7 +17,7 @@ use super::folder::Job;
 use super::{FolderReport, Local, PullOptions, UidSize, MIN_CHUNK};
 use crate::budget::Allowance;
 use crate::clock::now;
-use crate::imap::error::{is_bandwidth_quota, is_server_quota};
+use crate::imap::error::{is_bandwidth_quota, is_server_quota, is_session_expired};
 use crate::imap::{body_margin, is_protocol, without_recent, Fetched};
 use crate::mailbox::Mailbox;
 use crate::mailtime::InternalDate;
@@ -500,7 +500,7 @@ impl<'a> Bodies<'a> {
             return e;
         }
         let path = &self.folder.path;
-        if !is_bandwidth_quota(&e) {
+        if is_session_expired(&e) {
             let moved = self.moved();
             let again = self.carry.expired_at == Some(moved);
             if !again && !self.allowance.near_end() {

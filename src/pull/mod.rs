@@ -541,6 +541,15 @@ fn pull_one(
             },
         )
     });
+    // A slow-down that never lifted, on any command: the day's quota, not a failure.
+    let result = result.map_err(|e| {
+        if crate::imap::error::is_slowed_down(&e) {
+            ui::warn(&format!("{}: {e:#}", folder.path));
+            anyhow::Error::new(job.allowance.server_quota(crate::clock::now()))
+        } else {
+            e
+        }
+    });
     let reconnect = match result {
         Ok(()) => {
             if !fr.unchanged || ui::verbosity() >= 2 {

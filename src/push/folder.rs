@@ -134,6 +134,15 @@ pub(crate) fn push_target(
     if let Some(plan) = &ctx.gmail {
         plan.finish(position);
     }
+    // A slow-down that never lifted, on any command: the day's quota, not a failure.
+    let result = result.map_err(|e| {
+        if crate::imap::error::is_slowed_down(&e) {
+            ui::warn(&format!("{}: {e:#}", target.label()));
+            anyhow::Error::new(ctx.allowance.server_quota(now()))
+        } else {
+            e
+        }
+    });
     if result.is_ok() && state.unsettled && !ctx.opts.dry_run {
         ctx.progress.done(position);
         return Done {
