@@ -705,6 +705,68 @@ fn gmails_throttled_slow_down_is_waited_out_before_the_next_body_fetch() {
 }
 
 #[test]
+fn gmails_connection_cap_at_login_leaves_the_run_going_on_the_sessions_it_allows() {
+    // The user's phone and desktop hold 13 of the account's 15 sessions.
+    let g = Provider::gmail(ProviderConfig {
+        password: Some(PW.into()),
+        other_sessions: 13,
+        ..ProviderConfig::default()
+    });
+    seed_labelled_account(&g, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let run = run_on("pull", 1, g.port(), &store, &["--jobs", "4"]);
+    eprintln!(
+        "exit {}: {} sessions at most, {} logins refused; {}",
+        run.code,
+        g.max_logged_in(),
+        g.cap_refusals(),
+        run.stderr
+    );
+    let run = run.expect_code(0);
+    assert!(g.cap_refusals() > 0);
+    assert_eq!(g.max_logged_in(), 2);
+    let said = "Gmail allows 15 sessions for the account (phones and other clients count): \
+                continuing with ";
+    assert!(run.stderr.contains(said), "{}", run.stderr);
+    assert!(!run.stderr.contains("cannot log in"), "{}", run.stderr);
+    assert_eq!(store_messages(&store)["[Gmail]/All Mail"].len(), 40);
+}
+
+#[test]
+fn a_gmail_account_whose_sessions_are_all_taken_is_asked_again_then_named_for_what_it_is() {
+    let g = Provider::gmail(ProviderConfig {
+        password: Some(PW.into()),
+        other_sessions: 15,
+        ..ProviderConfig::default()
+    });
+    seed_labelled_account(&g, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_on(
+        "pull",
+        1,
+        g.port(),
+        &dir.path().join("store"),
+        &["--retries", "2"],
+    );
+    eprintln!(
+        "exit {}, {} logins refused: {}",
+        run.code,
+        g.cap_refusals(),
+        run.stderr
+    );
+    assert_ne!(run.code, 0);
+    assert_eq!(g.cap_refusals(), 3, "asked again: {}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("Gmail allows 15 simultaneous IMAP sessions"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("and the password"), "{}", run.stderr);
+}
+
+#[test]
 fn an_oauth2_token_that_expires_mid_pull_is_refreshed_and_the_pull_completes() {
     let endpoint =
         std::sync::Arc::new(common::oauth::TokenEndpoint::start("imapferry-test", "r-1"));

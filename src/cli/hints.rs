@@ -9,6 +9,9 @@ use imapferry::imap::{connect_problem, ConnectProblem, Endpoint, Secret, TlsMode
 /// `e` with advice when it says no session with `side` could be opened; `e` unchanged
 /// otherwise.
 pub fn advise(e: anyhow::Error, side: Side, ep: &Endpoint) -> anyhow::Error {
+    if let Some(hint) = provider_hint(&e, side) {
+        return anyhow::Error::new(Advised { error: e, hint });
+    }
     match connect_problem(&e) {
         Some(p) => {
             let hint = hint(p, side, ep);
@@ -16,6 +19,20 @@ pub fn advise(e: anyhow::Error, side: Side, ep: &Endpoint) -> anyhow::Error {
         }
         None => e,
     }
+}
+
+/// Advice for what a provider answered instead of a session, when it is one of the answers
+/// docs/providers.md lists.
+fn provider_hint(e: &anyhow::Error, side: Side) -> Option<String> {
+    let n = side.n();
+    if imapferry::imap::error::is_connection_cap(e) {
+        return Some(format!(
+            "Gmail allows 15 simultaneous IMAP sessions per account, the user's phones and mail \
+             clients included, and all of them are in use: close some (or wait a while), or \
+             run with fewer --jobs; host{n} was asked again for a while before giving up"
+        ));
+    }
+    None
 }
 
 /// What to change for `problem` on `side`.

@@ -159,8 +159,9 @@ pub fn answer_is_transient(code: Option<&str>, text: &str) -> bool {
         }
     }
     let t = text.to_ascii_lowercase();
-    // Gmail: "Request is throttled"; Exchange: "Server Unavailable. ... try again later".
-    t.contains("throttl") || t.contains("try again later")
+    // Exchange: "Request is throttled", "Server Unavailable. ... try again later"; Gmail:
+    // "Too many simultaneous connections" (a session closes sooner or later).
+    t.contains("throttl") || t.contains("try again later") || answer_is_connection_cap(text)
 }
 
 /// True when `err` (anywhere in its chain) is a failure that a reconnect and a retry after a
@@ -234,6 +235,27 @@ pub fn is_slowed_down(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.downcast_ref::<WireError>()
             .is_some_and(|w| w.kind == ErrorKind::SlowedDown)
+    })
+}
+
+/// Whether an answer's text is a per-account session cap: Gmail answers a LOGIN past its 15
+/// sessions `NO [ALERT] Too many simultaneous connections. (Failure)`.
+pub fn answer_is_connection_cap(text: &str) -> bool {
+    text.to_ascii_lowercase()
+        .contains("too many simultaneous connections")
+}
+
+/// True when `err` (anywhere in its chain) is a login refused for the account's session cap
+/// ([`answer_is_connection_cap`]): a session may open later, when one closes.
+pub fn is_connection_cap(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| match &w.kind {
+                ErrorKind::Auth { text, .. } | ErrorKind::Rejected { text, .. } => {
+                    answer_is_connection_cap(text)
+                }
+                _ => false,
+            })
     })
 }
 
@@ -418,6 +440,21 @@ mod tests {
         assert!(!is_bandwidth_quota(&full));
         let other = rejected(None, "Account exceeded command or bandwidth limits.");
         assert!(!is_bandwidth_quota(&other));
+    }
+
+    #[test]
+    fn gmails_session_cap_at_login_is_worth_another_try_later() {
+        let cap = wire_error(
+            ErrorKind::Auth {
+                code: Some("ALERT".into()),
+                text: "Too many simultaneous connections. (Failure)".into(),
+            },
+            "login failed",
+        )
+        .context("opening another connection");
+        assert!(is_connection_cap(&cap));
+        assert!(is_transient(&cap));
+        assert!(!is_connection_cap(&rejected(None, "Invalid credentials")));
     }
 
     #[test]
