@@ -7,7 +7,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::provider::{Place, Provider, ProviderConfig, QuotaAnswer, SeedMsg};
+use common::provider::{
+    LoginAlert, Place, Provider, ProviderConfig, QuotaAnswer, SeedMsg, WEBALERT_URL,
+};
 use common::raw::RawImap;
 use common::run::{imapferry, store_messages, Run};
 use common::*;
@@ -764,6 +766,34 @@ fn a_gmail_account_whose_sessions_are_all_taken_is_asked_again_then_named_for_wh
         run.stderr
     );
     assert!(!run.stderr.contains("and the password"), "{}", run.stderr);
+}
+
+#[test]
+fn gmails_login_alerts_get_their_remedy_not_a_bare_failed_login() {
+    for (alert, want) in [
+        (
+            LoginAlert::AppPassword,
+            "https://myaccount.google.com/apppasswords",
+        ),
+        (LoginAlert::WebLogin, WEBALERT_URL),
+    ] {
+        let g = Provider::gmail(ProviderConfig {
+            password: Some(PW.into()),
+            login_alert: Some(alert),
+            ..ProviderConfig::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let run = run_on("pull", 1, g.port(), &dir.path().join("store"), &[]);
+        eprintln!("{alert:?}: exit {}: {}", run.code, run.stderr);
+        assert_ne!(run.code, 0);
+        let hint = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("hint:"))
+            .unwrap_or("");
+        assert!(hint.contains(want), "{}", run.stderr);
+        assert!(hint.contains("--oauth2-refresh1"), "{}", run.stderr);
+    }
 }
 
 #[test]

@@ -32,7 +32,40 @@ fn provider_hint(e: &anyhow::Error, side: Side) -> Option<String> {
              run with fewer --jobs; host{n} was asked again for a while before giving up"
         ));
     }
+    let said = format!("{e:#}");
+    let oauth = format!(
+        "or log in with OAuth2 instead (--oauth2-refresh{n}, docs/oauth2.md), which Google \
+         prefers"
+    );
+    if let Some(url) = webalert(&said) {
+        return Some(format!(
+            "Gmail wants this sign-in confirmed in a browser first: open {url} signed in as \
+             the user and allow it, then run again; {oauth}"
+        ));
+    }
+    if said.contains("Please log in via your web browser") {
+        return Some(format!(
+            "Gmail wants a sign-in in a browser first: sign in to Gmail as the user on the web \
+             (https://support.google.com/mail/accounts/answer/78754), then run again; {oauth}"
+        ));
+    }
+    if said.contains("Application-specific password required") {
+        return Some(format!(
+            "Gmail wants an app password for this account, not the account's own: turn on \
+             2-Step Verification and make one at https://myaccount.google.com/apppasswords \
+             (https://support.google.com/accounts/answer/185833), give it as the password \
+             without its spaces; {oauth}"
+        ));
+    }
     None
+}
+
+/// The link of Gmail's `[WEBALERT <url>] Web login required.` in `said`, when it holds one
+/// that looks like a Google link.
+fn webalert(said: &str) -> Option<&str> {
+    let at = said.find("[WEBALERT ")? + "[WEBALERT ".len();
+    let url = said[at..].split([']', ' ']).next()?;
+    url.starts_with("https://").then_some(url)
 }
 
 /// What to change for `problem` on `side`.

@@ -1444,16 +1444,11 @@ impl Client {
                     let sent = self.send(&parts)?;
                     let done = self.wait_done(&sent, &mut |_| Ok(()))?;
                     if done.status != Status::Ok {
-                        return Err(wire_error(
-                            ErrorKind::Auth {
-                                code: code_name(&done.code),
-                                text: done.text.clone(),
-                            },
-                            format!(
-                                "{}: login as {} failed: {} {}",
-                                self.label, ep.user, done.status, done.text
-                            ),
-                        ));
+                        let msg = format!(
+                            "{}: login as {} failed: {} {}",
+                            self.label, ep.user, done.status, done.text
+                        );
+                        return Err(self.auth_error(code_name(&done.code), done.text, msg));
                     }
                 }
             }
@@ -1526,8 +1521,7 @@ impl Client {
                             "{}: authentication as {} failed (AUTHENTICATE {mech}): {status} {text}",
                             self.label, self.user
                         );
-                        let code = code_name(&code);
-                        return Err(wire_error(ErrorKind::Auth { code, text }, msg));
+                        return Err(self.auth_error(code_name(&code), text, msg));
                     }
                     return Ok(());
                 }
@@ -1982,6 +1976,16 @@ impl Client {
             self.conn.get_mut().command_done();
         }
         Ok(())
+    }
+
+    /// A refused login: `message`, with what the server said untagged meanwhile (Gmail's
+    /// `[WEBALERT <url>] Web login required.` carries the link to open).
+    fn auth_error(&self, code: Option<String>, text: String, message: String) -> anyhow::Error {
+        let mut message = message;
+        for alert in &self.login_alerts {
+            message += &format!(" (the server also said: {})", crate::text::printable(alert));
+        }
+        wire_error(ErrorKind::Auth { code, text }, message)
     }
 
     /// A tagged OK arrived, `[THROTTLED]` or not: a wait the slow-down asks for holds every
