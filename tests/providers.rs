@@ -384,6 +384,82 @@ fn m365_token() -> Provider {
     })
 }
 
+/// `verb` against a Microsoft 365 emulation on `side`, logging in with an OAuth2 token file.
+fn run_m365(verb: &str, side: u8, m: &Provider, store: &std::path::Path, extra: &[&str]) -> Run {
+    let token = store.with_extension("token");
+    std::fs::write(&token, "token-1\n").unwrap();
+    imapferry()
+        .arg(verb)
+        .args([format!("--host{side}"), "127.0.0.1".into()])
+        .args([format!("--port{side}"), m.port().to_string()])
+        .args([format!("--tls{side}"), "none".into()])
+        .args([format!("--user{side}"), USER.into()])
+        .arg(format!("--oauth2-token-file{side}"))
+        .arg(&token)
+        .arg("--store")
+        .arg(store)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .expect("run imapferry")
+        .into()
+}
+
+/// A Microsoft 365 mailbox with `n` messages in each of INBOX, Archive and Projects.
+fn seeded_m365(cfg: ProviderConfig, n: u32) -> Provider {
+    let m = Provider::m365(cfg);
+    for (k, folder) in ["INBOX", "Archive", "Projects"].iter().enumerate() {
+        let msgs = (0..n)
+            .map(|i| SeedMsg::new(&message(100 * k as u32 + i, 1_500)))
+            .collect();
+        m.seed_folder(folder, msgs);
+    }
+    m
+}
+
+#[test]
+fn microsoft_365s_server_unavailable_is_waited_out_not_failed() {
+    let m = seeded_m365(
+        ProviderConfig {
+            unavailable_every: Some(2),
+            ..ProviderConfig::default()
+        },
+        5,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let run = run_m365("pull", 1, &m, &store, &["--jobs", "1"]);
+    eprintln!("exit {}: failures {}", run.code, run.json()["failures"]);
+    let run = run.expect_code(0);
+    let stored = store_messages(&store);
+    for f in ["INBOX", "Archive", "Projects"] {
+        assert_eq!(stored[f].len(), 5, "{f}: {}", run.all());
+    }
+}
+
+#[test]
+fn microsoft_365s_authenticated_but_not_connected_names_scope_licence_and_permission() {
+    let m = seeded_m365(
+        ProviderConfig {
+            not_connected: true,
+            ..ProviderConfig::default()
+        },
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_m365("pull", 1, &m, &dir.path().join("store"), &[]);
+    eprintln!("exit {}: {}", run.code, run.stderr);
+    assert_ne!(run.code, 0);
+    let hint = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("hint:"))
+        .unwrap_or("");
+    for what in ["IMAP.AccessAsUser.All", "licen", "FullAccess"] {
+        assert!(hint.contains(what), "{what}: {}", run.stderr);
+    }
+}
+
 #[test]
 fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_lose() {
     let host1 = Dovecot::start_default();

@@ -32,6 +32,18 @@ fn provider_hint(e: &anyhow::Error, side: Side) -> Option<String> {
              run with fewer --jobs; host{n} was asked again for a while before giving up"
         ));
     }
+    if imapferry::imap::error::is_not_connected(e) {
+        return Some(format!(
+            "Microsoft 365 took the login but connects no mailbox to it (\"User is \
+             authenticated but not connected\"). Check: the token's scope \
+             (https://outlook.office.com/IMAP.AccessAsUser.All for a user's token, \
+             https://outlook.office365.com/.default with IMAP.AccessAsApp for an app's) and that \
+             --user{n} is the mailbox the token is for; that the mailbox has an Exchange Online \
+             licence and IMAP turned on; and, logging in as an administrator or an app for the \
+             user, permission on the mailbox (Add-MailboxPermission -AccessRights FullAccess; for \
+             an app, its service principal registered with New-ServicePrincipal)"
+        ));
+    }
     let said = format!("{e:#}");
     let oauth = format!(
         "or log in with OAuth2 instead (--oauth2-refresh{n}, docs/oauth2.md), which Google \

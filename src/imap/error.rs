@@ -159,9 +159,33 @@ pub fn answer_is_transient(code: Option<&str>, text: &str) -> bool {
         }
     }
     let t = text.to_ascii_lowercase();
-    // Exchange: "Request is throttled", "Server Unavailable. ... try again later"; Gmail:
-    // "Too many simultaneous connections" (a session closes sooner or later).
-    t.contains("throttl") || t.contains("try again later") || answer_is_connection_cap(text)
+    // Exchange: "Request is throttled", "Server Unavailable. 15" (its back end, for a moment);
+    // Gmail: "Too many simultaneous connections" (a session closes sooner or later).
+    t.contains("throttl")
+        || t.contains("try again later")
+        || t.contains("server unavailable")
+        || answer_is_connection_cap(text)
+}
+
+/// Whether an answer is Exchange's `BAD User is authenticated but not connected.`: the token
+/// or password was taken, but no mailbox goes with it (wrong scope, no licence, no permission
+/// on the mailbox). Retrying does not change it.
+pub fn answer_is_not_connected(text: &str) -> bool {
+    text.to_ascii_lowercase()
+        .contains("authenticated but not connected")
+}
+
+/// True when `err` (anywhere in its chain) is [`answer_is_not_connected`].
+pub fn is_not_connected(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| match &w.kind {
+                ErrorKind::Rejected { text, .. } | ErrorKind::Auth { text, .. } => {
+                    answer_is_not_connected(text)
+                }
+                _ => false,
+            })
+    })
 }
 
 /// True when `err` (anywhere in its chain) is a failure that a reconnect and a retry after a
@@ -359,6 +383,14 @@ mod tests {
             None,
             "Server Unavailable. Please try again later"
         )));
+    }
+
+    #[test]
+    fn exchanges_server_unavailable_is_transient_and_not_connected_is_not() {
+        assert!(is_transient(&rejected(None, "Server Unavailable. 15")));
+        let nc = rejected(None, "User is authenticated but not connected.");
+        assert!(!is_transient(&nc));
+        assert!(is_not_connected(&nc));
     }
 
     #[test]
