@@ -40,8 +40,9 @@ impl Provider {
         }
     }
 
-    /// Bytes a message may have at most on this server when it does not say (APPENDLIMIT):
-    /// Microsoft 365's default mailbox limit for a message received over IMAP (35 MB).
+    /// Bytes a message may have at most on this server when it does not say (APPENDLIMIT) and
+    /// `--max-message-size2` does not either: Microsoft 365's default mailbox limit (35 MB; a
+    /// tenant can raise a mailbox's to 150 MB, imapsync FAQ.Office365).
     pub fn default_message_limit(self) -> Option<u64> {
         match self {
             Provider::M365 => Some(35_000_000),
@@ -62,6 +63,12 @@ impl Provider {
     /// overrides): on Gmail 400 MB, 80 % of Google's 500 MB, for the same reasons.
     pub fn daily_upload_limit(self) -> Option<u64> {
         (self == Provider::Gmail).then_some(400_000_000)
+    }
+
+    /// Errors (tagged NO and BAD) a session may have before the server closes it: Exchange
+    /// closes a session at its tenth (imapsync FAQ.Office365, "BAD Command Argument Error 11").
+    pub fn errors_per_session(self) -> Option<u32> {
+        (self == Provider::M365).then_some(10)
     }
 
     /// The longest line (without its CRLF) this server takes in a message.

@@ -461,6 +461,59 @@ fn microsoft_365s_authenticated_but_not_connected_names_scope_licence_and_permis
 }
 
 #[test]
+fn microsoft_365s_size_refusals_are_named_and_never_reach_its_tenth_error() {
+    // A tenant whose limit is lower than the 35 MB imapferry assumes.
+    let host1 = Dovecot::start_default();
+    let corpus = Corpus {
+        folders: vec!["INBOX".into()],
+        messages: (0..22u32)
+            .map(|i| CorpusMessage {
+                folder: "INBOX".into(),
+                bytes: message(2_000 + i, if i % 2 == 0 && i < 24 { 6_000 } else { 1_500 }),
+                flags: vec![],
+                internaldate: "05-Mar-2021 14:03:07 +0100".into(),
+            })
+            .collect(),
+    };
+    seed(&host1, "alice", &corpus);
+    let (dir, store) = common::run::pulled_store(&host1);
+    let m = Provider::m365(ProviderConfig {
+        max_message_size: 5_000,
+        ..ProviderConfig::default()
+    });
+    let run = run_m365("push", 2, &m, &store, &[]);
+    let failures = run.json()["failures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    eprintln!(
+        "exit {}: {} failures, {} sessions closed for ten errors; {:?}",
+        run.code,
+        failures.len(),
+        m.strike_byes(),
+        failures.first()
+    );
+    let run = run.expect_code(3);
+    assert_eq!(failures.len(), 11, "{}", run.all());
+    for f in &failures {
+        let why = f["reason"].as_str().unwrap();
+        assert!(why.contains("--max-message-size2"), "{why}");
+    }
+    assert_eq!(m.strike_byes(), 0, "{}", run.all());
+    assert_eq!(m.folder_messages("INBOX").unwrap().len(), 11);
+    // Told the tenant's limit, the push lists them before a byte of them is sent.
+    let appends = m.appends();
+    let again = run_m365("push", 2, &m, &store, &["--max-message-size2", "5000"]).expect_code(3);
+    assert_eq!(m.appends(), appends, "{}", again.all());
+    let failures = again.json()["failures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failures.len(), 11, "{}", again.all());
+    drop(dir);
+}
+
+#[test]
 fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_lose() {
     let host1 = Dovecot::start_default();
     let mut long = message(900, 1_000);

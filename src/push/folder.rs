@@ -576,6 +576,8 @@ impl Pusher<'_, '_> {
     ) -> Result<Option<u32>> {
         let mut missing: Vec<&StoreMsg> =
             cmp.settled.missing.iter().map(|&i| &cmp.store[i]).collect();
+        // What host2 refused earlier in this run is not sent again by a later attempt.
+        missing.retain(|m| !self.state.failed.contains_key(&m.key()));
         self.refuse_unfit(&mut missing);
         let ctx = self.ctx;
         let later = match &ctx.gmail {
@@ -603,10 +605,23 @@ impl Pusher<'_, '_> {
     /// than the provider takes are found in [`Self::ready`], which reads the bytes anyway.
     fn refuse_unfit(&mut self, missing: &mut Vec<&StoreMsg>) {
         let provider = self.conn.provider();
-        let limit = match (self.conn.append_limit(), provider.default_message_limit()) {
-            (Some(n), _) => Some((n, format!("APPENDLIMIT={n}"))),
-            (None, Some(n)) => Some((n, format!("{provider} takes at most {n} bytes"))),
-            (None, None) => None,
+        let given = self.ctx.opts.max_message_size;
+        let limit = match (
+            self.conn.append_limit(),
+            given,
+            provider.default_message_limit(),
+        ) {
+            (Some(a), Some(g), _) if g < a => Some((g, format!("--max-message-size2 {g}"))),
+            (Some(a), ..) => Some((a, format!("APPENDLIMIT={a}"))),
+            (None, Some(g), _) => Some((g, format!("--max-message-size2 {g}"))),
+            (None, None, Some(n)) => Some((
+                n,
+                format!(
+                    "{provider} takes at most {n} bytes unless the mailbox's limit was changed: \
+                     --max-message-size2 gives it"
+                ),
+            )),
+            (None, None, None) => None,
         };
         if let Some((limit, said)) = limit {
             for msg in missing.iter().filter(|m| m.row.size > limit) {
@@ -655,10 +670,16 @@ impl Pusher<'_, '_> {
                 .next_back()
                 .map_or(1, |u| u.saturating_add(1))
         });
-        let (max_bytes, max_count) = (self.ctx.opts.batch_bytes, self.ctx.opts.batch_messages);
+        let (max_bytes, mut max_count) = (self.ctx.opts.batch_bytes, self.ctx.opts.batch_messages);
+        // A server that closes a session at its tenth error (Microsoft 365): no batch may
+        // bring it there, even if every message of it is refused.
+        if let Some(n) = self.conn.provider().errors_per_session() {
+            max_count = max_count.min(n.saturating_sub(1).max(1) as usize);
+        }
         let mut again: Vec<Outgoing<'_>> = Vec::new();
         // Each batch is built when it is sent, so only one batch's flags and bytes are held.
         for range in batches(missing.iter().map(|m| m.row.size), max_bytes, max_count) {
+            self.errors_allow(range.len())?;
             let (range, stopped) = self.allowed(range, |k| missing[k].row.size);
             let batch = missing[range]
                 .iter()
@@ -679,6 +700,7 @@ impl Pusher<'_, '_> {
             }
         }
         for range in batches(again.iter().map(|o| o.msg.row.size), max_bytes, max_count) {
+            self.errors_allow(range.len())?;
             let (range, stopped) = self.allowed(range, |k| again[k].msg.row.size);
             if stopped && range.is_empty() {
                 return Err(self.ctx.allowance.spent_error());
@@ -697,6 +719,22 @@ impl Pusher<'_, '_> {
             }
         }
         Ok(sel.uidnext.map(|_| lower))
+    }
+
+    /// Whether this session can take a batch of `n` APPENDs all refused without reaching the
+    /// server's error limit (Microsoft 365 closes a session at its tenth error, in the middle
+    /// of whatever is in flight): if not, a transient error, so the attempt goes on over a new
+    /// session.
+    fn errors_allow(&self, n: usize) -> Result<()> {
+        match self.conn.errors_left() {
+            Some(left) if left as usize <= n => {
+                Err(anyhow::Error::new(crate::imap::error::transient(format!(
+                    "host2 closes a session at its tenth error and this one has {left} left: \
+                     going on over a new session"
+                ))))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The part of the batch `range` the daily budget lets go now (its bytes are taken), and
@@ -957,6 +995,30 @@ impl Pusher<'_, '_> {
                 answers.interrupted = Some(anyhow::Error::new(crate::imap::error::transient(
                     format!("host2 asks to wait: {r}"),
                 )));
+            }
+            // Exchange answers BAD to a message it cannot take (not to the literal): another
+            // try would only count as one more error of the session.
+            AppendOutcome::Refused(r) if exchange_refuses_content(self.conn.provider(), r) => {
+                let bytes = &items[k].1;
+                let why = format!(
+                    "host2 refused the APPEND: {r}; Microsoft 365 answers so to a message it \
+                     cannot take, most often a line longer than it takes (this one's longest: {} \
+                     characters; --rewrap-long-lines breaks such lines) or one over its size \
+                     limit (this one: {} bytes; --max-message-size2 gives the limit)",
+                    longest_line(bytes),
+                    bytes.len()
+                );
+                self.fail(o.msg, why);
+            }
+            AppendOutcome::Refused(r) if too_large(r) => {
+                let why = format!(
+                    "host2 refused the APPEND: {r}; {} bytes is over this mailbox's limit \
+                     (Microsoft 365: 35 MB unless a tenant raised it, up to 150 MB, or lowered \
+                     it): give the limit with --max-message-size2 and such messages are listed \
+                     before they are sent",
+                    items[k].1.len()
+                );
+                self.fail(o.msg, why);
             }
             AppendOutcome::Refused(r)
                 if r.status == crate::imap::response::Status::Bad && !o.synchronizing =>
@@ -1347,6 +1409,26 @@ fn sendable_flags(
         kept.retain(|f| !f.eq_ignore_ascii_case("\\Deleted"));
     }
     (kept, lost)
+}
+
+/// Whether `r` is Exchange's BAD to an APPEND whose message it cannot take (`BAD Command Error.
+/// 10`, `BAD Command Argument Error. 11`).
+fn exchange_refuses_content(provider: Provider, r: &Refusal) -> bool {
+    provider == Provider::M365
+        && r.status == crate::imap::response::Status::Bad
+        && r.text.to_ascii_lowercase().contains("command")
+        && r.text.to_ascii_lowercase().contains("error")
+}
+
+/// Whether `r` refuses a message for its size: `[TOOBIG]` (RFC 5530) or Exchange's `Maximum size
+/// of appendable message has been exceeded`.
+fn too_large(r: &Refusal) -> bool {
+    r.code
+        .as_deref()
+        .is_some_and(|c| c.eq_ignore_ascii_case("TOOBIG"))
+        || r.text
+            .to_ascii_lowercase()
+            .contains("maximum size of appendable message")
 }
 
 /// Whether a refusal says the trouble is the flags (only then is a message sent again without
