@@ -514,6 +514,105 @@ fn microsoft_365s_size_refusals_are_named_and_never_reach_its_tenth_error() {
 }
 
 #[test]
+fn microsoft_365_gets_long_lines_broken_and_read_receipts_disarmed_only_when_asked() {
+    let host1 = Dovecot::start_default();
+    let mut long = message(3_000, 1_000);
+    long.extend_from_slice(&[b'y'; 25_000]);
+    long.extend_from_slice(b"\r\n");
+    let receipt = String::from_utf8(message(3_001, 1_000))
+        .unwrap()
+        .replacen(
+            "Subject:",
+            "Disposition-Notification-To: s@example.org\r\nSubject:",
+            1,
+        )
+        .into_bytes();
+    let msg = |bytes: &[u8], flags: &[&str]| CorpusMessage {
+        folder: "INBOX".into(),
+        bytes: bytes.to_vec(),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        internaldate: "05-Mar-2021 14:03:07 +0100".into(),
+    };
+    let corpus = Corpus {
+        folders: vec!["INBOX".into()],
+        messages: vec![
+            msg(&long, &[]),
+            msg(&receipt, &["$MDNSent", "\\Seen"]),
+            msg(&message(3_002, 1_000), &[]),
+        ],
+    };
+    seed(&host1, "alice", &corpus);
+    let (_dir, store) = common::run::pulled_store(&host1);
+
+    // Not asked: the long one is listed with the option that sends it; nothing is changed.
+    let m = Provider::m365(ProviderConfig::default());
+    let run = run_m365("push", 2, &m, &store, &[]).expect_code(3);
+    let failures = run.json()["failures"].as_array().cloned().unwrap();
+    assert_eq!(failures.len(), 1, "{}", run.all());
+    assert!(failures[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("--rewrap-long-lines"));
+    let inbox = m.folder_messages("INBOX").unwrap();
+    assert!(inbox
+        .iter()
+        .any(|x| x.bytes == receipt && x.flags.iter().any(|f| f == "$MDNSent")));
+
+    // Asked: everything goes, each change reported, the store unchanged.
+    let m = Provider::m365(ProviderConfig::default());
+    let asked = ["--rewrap-long-lines", "--disarm-read-receipts"];
+    let run = run_m365("push", 2, &m, &store, &asked);
+    let warnings = run.json()["warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    eprintln!("exit {}: warnings {warnings:?}", run.code);
+    let run = run.expect_code(0);
+    assert_eq!(warnings.len(), 2, "{}", run.all());
+    assert!(warnings
+        .iter()
+        .all(|w| w["reason"].as_str().unwrap().contains("sent changed")));
+    let inbox = m.folder_messages("INBOX").unwrap();
+    assert_eq!(inbox.len(), 3);
+    let rewrapped = inbox.iter().find(|x| x.bytes.len() > 20_000).unwrap();
+    let longest = rewrapped
+        .bytes
+        .split(|b| *b == b'\n')
+        .map(|l| l.len())
+        .max()
+        .unwrap();
+    assert!(longest <= 10_501, "{longest}");
+    assert_eq!(
+        rewrapped.bytes.iter().filter(|b| **b == b'y').count(),
+        25_000,
+        "nothing lost"
+    );
+    let disarmed = inbox
+        .iter()
+        .find(|x| x.bytes.len() < 2_000 && x.bytes != message(3_002, 1_000))
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&disarmed.bytes).contains("\r\nX-Disposition-Notification-To: s@")
+    );
+    assert!(
+        !disarmed.flags.iter().any(|f| f == "$MDNSent"),
+        "{:?}",
+        disarmed.flags
+    );
+    let stored: BTreeSet<Vec<u8>> = store_messages(&store)["INBOX"]
+        .iter()
+        .map(|x| x.bytes.clone())
+        .collect();
+    assert!(stored.contains(&long) && stored.contains(&receipt));
+    // Again: nothing sent twice; check agrees host2 holds everything.
+    let again = run_m365("push", 2, &m, &store, &asked).expect_code(0);
+    assert_eq!(again.json()["sent"].as_u64(), Some(0), "{}", again.all());
+    assert_eq!(m.folder_messages("INBOX").unwrap().len(), 3);
+    let check = run_m365("check", 2, &m, &store, &[]);
+    assert_eq!(check.code, 0, "{}", check.all());
+}
+
+#[test]
 fn a_push_into_microsoft_365_waits_out_throttling_and_keeps_what_exchange_would_lose() {
     let host1 = Dovecot::start_default();
     let mut long = message(900, 1_000);

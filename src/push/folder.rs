@@ -325,6 +325,9 @@ struct Outgoing<'s> {
     msg: &'s StoreMsg,
     flags: Vec<String>,
     synchronizing: bool,
+    /// What was changed in its bytes or flags on the user's request (`--rewrap-long-lines`,
+    /// `--disarm-read-receipts`): recorded with its mapping, reported.
+    changed: Option<String>,
 }
 
 pub(super) struct Pusher<'a, 'c> {
@@ -464,10 +467,15 @@ impl Pusher<'_, '_> {
         }
         self.fr.bytes = s.missing.iter().map(|&i| cmp.store[i].row.size).sum();
         self.fr.doubles_removed = s.doubles.len() as u64;
-        self.fr.flags_updated = flag_groups(cmp, sel, self.conn.provider())
-            .values()
-            .map(|v| v.len() as u64)
-            .sum();
+        self.fr.flags_updated = flag_groups(
+            cmp,
+            sel,
+            self.conn.provider(),
+            self.ctx.opts.disarm_read_receipts,
+        )
+        .values()
+        .map(|v| v.len() as u64)
+        .sum();
         if self.ctx.opts.delete2 && fully_pulled(self.target) {
             self.fr.deleted = s.extras.len() as u64;
         }
@@ -691,6 +699,7 @@ impl Pusher<'_, '_> {
                         msg,
                         flags,
                         synchronizing: self.state.synchronizing.contains(&msg.key()),
+                        changed: None,
                     }
                 })
                 .collect();
@@ -811,13 +820,19 @@ impl Pusher<'_, '_> {
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
         lower: u32,
     ) -> Result<Vec<i64>> {
+        self.keep_changed(items)?;
         let intents: Vec<NewIntent> = items
             .iter()
             .map(|(o, b, _)| NewIntent {
                 folder_id: o.msg.folder_id,
                 uidvalidity: o.msg.row.uidvalidity,
                 uid: o.msg.row.uid,
-                hash: o.msg.row.hash,
+                // What goes is what a copy found later must be: the changed bytes, if changed.
+                hash: if o.changed.is_some() {
+                    crate::store::Hash::of(b)
+                } else {
+                    o.msg.row.hash
+                },
                 size: b.len() as u64,
                 mailbox: self.target.mailbox.clone(),
                 dest_uidvalidity: sel.uidvalidity,
@@ -829,6 +844,35 @@ impl Pusher<'_, '_> {
             .sent
             .extend(items.iter().map(|(o, ..)| o.msg.key()));
         Ok(ids)
+    }
+
+    /// Keep the bytes of the batch's changed messages as objects (durable before their intents
+    /// are), so that a copy an interrupted push left is recognised by them, as any other. `gc`
+    /// removes them once no intent names them.
+    fn keep_changed(&mut self, items: &[(Outgoing<'_>, Vec<u8>, InternalDate)]) -> Result<()> {
+        let changed: Vec<&Vec<u8>> = items
+            .iter()
+            .filter(|(o, ..)| o.changed.is_some())
+            .map(|(_, b, _)| b)
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut written = Vec::new();
+        for b in changed {
+            let (hash, stored) = self.ctx.objects.write(b)?;
+            written.push((
+                hash,
+                b.len() as u64,
+                stored,
+                crate::store::HeaderFacts::parse(b),
+            ));
+        }
+        let mut batch = self.index.batch_after_sync(self.ctx.objects)?;
+        for (hash, size, stored, facts) in &written {
+            batch.add_object(hash, *size, *stored, facts)?;
+        }
+        batch.commit()
     }
 
     /// APPEND the batch's messages; one outcome each.
@@ -934,10 +978,10 @@ impl Pusher<'_, '_> {
             };
             match self.ctx.objects.read(&o.msg.row.hash) {
                 Ok(bytes) => {
-                    if let Some(why) = too_long_lines(self.conn.provider(), &bytes) {
-                        self.fail(o.msg, why);
+                    let mut o = o;
+                    let Some(bytes) = self.as_asked(&mut o, bytes) else {
                         continue;
-                    }
+                    };
                     items.push((o, bytes, date))
                 }
                 Err(e) => self.fail(
@@ -947,6 +991,51 @@ impl Pusher<'_, '_> {
             }
         }
         items
+    }
+
+    /// The bytes (and flags) `o` goes to host2 with: as the store holds them, unless the user
+    /// asked for a change ([`super::rewrite`]); `None` (failed, listed) when host2 would refuse
+    /// them for a line too long and no change was asked for.
+    fn as_asked(&mut self, o: &mut Outgoing<'_>, mut bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let opts = self.ctx.opts;
+        let mut notes = Vec::new();
+        if opts.disarm_read_receipts {
+            if let Some(b) = super::rewrite::disarm_read_receipts(&bytes) {
+                bytes = b;
+                notes.push("Disposition-Notification-To renamed X-Disposition-Notification-To");
+            }
+            if has_flag(&o.flags, MDN_SENT) {
+                o.flags.retain(|f| !f.eq_ignore_ascii_case(MDN_SENT));
+                notes.push(super::rewrite::MDNSENT_LEFT_OFF);
+            }
+        }
+        let provider = self.conn.provider();
+        let mut broken = None;
+        if let Some(why) = too_long_lines(provider, &bytes) {
+            let max = provider.longest_line().unwrap_or(usize::MAX);
+            match super::rewrite::rewrap(&bytes, max).filter(|_| opts.rewrap_long_lines) {
+                Some((b, n)) => {
+                    bytes = b;
+                    broken = Some(format!(
+                        "lines longer than {provider} takes broken at {max} characters ({n}) \
+                         (--rewrap-long-lines)"
+                    ));
+                }
+                None => {
+                    self.fail(o.msg, why);
+                    return None;
+                }
+            }
+        }
+        let mut notes: Vec<String> = notes.into_iter().map(String::from).collect();
+        notes.extend(broken);
+        if !notes.is_empty() {
+            o.changed = Some(format!(
+                "sent changed, as asked: {}; the store keeps it as host1 served it",
+                notes.join(", ")
+            ));
+        }
+        Some(bytes)
     }
 
     /// Sort one APPEND's answer into `answers`.
@@ -965,6 +1054,12 @@ impl Pusher<'_, '_> {
                 uid: Some(uid),
             } if self.conn.has(Cap::UidPlus) && *uv == sel.uidvalidity => {
                 answers.mappings.push(self.mapping(o, sel, *uid, None));
+                if let Some(what) = &o.changed {
+                    self.state.altered.insert(
+                        o.msg.key(),
+                        Failure::message(&o.msg.folder, o.msg.row.uid, what.clone()),
+                    );
+                }
             }
             AppendOutcome::Ok { .. } => answers.unknown.push(k),
             AppendOutcome::Unanswered => {
@@ -1175,14 +1270,19 @@ impl Pusher<'_, '_> {
             flags: o.flags.clone(),
             change: o.msg.row.change,
             found: false,
-            altered,
+            altered: altered.or_else(|| o.changed.clone()),
         }
     }
 
     /// `UID STORE set FLAGS.SILENT (...)`, one command per distinct flag set; the flags recorded
     /// are those host2 reports afterwards.
     fn update_flags(&mut self, dest: i64, cmp: &Comparison, sel: &Selected) -> Result<()> {
-        let groups = flag_groups(cmp, sel, self.conn.provider());
+        let groups = flag_groups(
+            cmp,
+            sel,
+            self.conn.provider(),
+            self.ctx.opts.disarm_read_receipts,
+        );
         if groups.is_empty() {
             return Ok(());
         }
@@ -1355,6 +1455,7 @@ fn flag_groups(
     cmp: &Comparison,
     sel: &Selected,
     provider: Provider,
+    disarm: bool,
 ) -> BTreeMap<Vec<String>, Vec<Mapping>> {
     let mut groups: BTreeMap<Vec<String>, Vec<Mapping>> = BTreeMap::new();
     let found = cmp.settled.found.iter().map(|m| {
@@ -1376,6 +1477,9 @@ fn flag_groups(
             continue;
         }
         let (mut want, _) = sendable_flags(provider, &row.flags, sel);
+        if disarm {
+            want.retain(|f| !f.eq_ignore_ascii_case(MDN_SENT));
+        }
         if same_flags(&want, &host_flags) {
             continue;
         }
@@ -1465,6 +1569,10 @@ fn batches(
     out
 }
 
+/// The flag Exchange turns into a category and a read receipt sent again (imapsync
+/// FAQ.Office365): left off with `--disarm-read-receipts`.
+const MDN_SENT: &str = "$MDNSent";
+
 /// Whether `flags` holds `flag` (flags compare without case).
 fn has_flag(flags: &[String], flag: &str) -> bool {
     flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
@@ -1477,8 +1585,8 @@ fn too_long_lines(provider: Provider, bytes: &[u8]) -> Option<String> {
     let n = longest_line(bytes);
     (n > longest).then(|| {
         format!(
-            "a line of {n} characters; {provider} refuses lines over {longest} (the bytes are \
-             kept as they are: nothing is rewritten)"
+            "a line of {n} characters; {provider} refuses lines over {longest}: not sent \
+             (--rewrap-long-lines sends it with such lines broken; the store keeps it as it is)"
         )
     })
 }

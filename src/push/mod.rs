@@ -19,6 +19,7 @@
 pub mod folder;
 mod gmail;
 mod prepare;
+pub mod rewrite;
 mod settle;
 
 use std::path::PathBuf;
