@@ -92,6 +92,20 @@ impl Provider {
         }
     }
 
+    /// Whether a folder of this server is left out of a pull unless asked for by name:
+    /// Microsoft 365's `Files`, a view of the mailbox's attachments without senders, not mail
+    /// (imapsync's `--office1` excludes `^Files$`, FAQ.Office365).
+    pub fn leaves_out_as_host1(self, path: &str) -> bool {
+        self == Provider::M365 && path.eq_ignore_ascii_case("Files")
+    }
+
+    /// Whether RFC822.SIZE is the size of the bytes FETCH serves. Microsoft 365 may give the
+    /// size it stores instead ([MS-STANOIMAP] 2.2.25), so there a body of another length is
+    /// expected, not a reason to fetch it again.
+    pub fn sizes_are_exact(self) -> bool {
+        self != Provider::M365
+    }
+
     /// Whether two folder names that differ only in case are one folder.
     pub fn names_ignore_case(self) -> bool {
         self == Provider::M365

@@ -438,6 +438,54 @@ fn microsoft_365s_server_unavailable_is_waited_out_not_failed() {
 }
 
 #[test]
+fn microsoft_365_as_host1_its_stored_sizes_are_expected_and_files_is_left_out() {
+    let m = seeded_m365(
+        ProviderConfig {
+            stored_sizes: true,
+            ..ProviderConfig::default()
+        },
+        5,
+    );
+    m.seed_folder(
+        "Files",
+        vec![SeedMsg::new(b"Content-Type: application/pdf\r\n\r\nx\r\n")],
+    );
+    let size: u64 = ["INBOX", "Archive", "Projects"]
+        .iter()
+        .flat_map(|f| m.folder_messages(f).unwrap())
+        .map(|x| x.bytes.len() as u64)
+        .sum();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let run = run_m365("pull", 1, &m, &store, &[]);
+    let json = run.json();
+    eprintln!(
+        "exit {}: {} of {size} bytes served, {} warnings, folders {:?}",
+        run.code,
+        m.body_bytes_served(),
+        json["warnings"].as_array().map_or(0, Vec::len),
+        store_messages(&store).keys().collect::<Vec<_>>()
+    );
+    let run = run.expect_code(0);
+    assert_eq!(m.body_bytes_served(), size, "each body once: {}", run.all());
+    assert_eq!(
+        json["warnings"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        run.all()
+    );
+    let stored = store_messages(&store);
+    assert!(!stored.contains_key("Files"), "{}", run.all());
+    assert!(run.stderr.contains("--folder Files"), "{}", run.stderr);
+    for f in ["INBOX", "Archive", "Projects"] {
+        assert_eq!(stored[f].len(), 5);
+    }
+    // Asked for by name, it comes.
+    run_m365("pull", 1, &m, &store, &["--folder", "Files"]).expect_code(0);
+    assert_eq!(store_messages(&store)["Files"].len(), 1);
+}
+
+#[test]
 fn microsoft_365s_authenticated_but_not_connected_names_scope_licence_and_permission() {
     let m = seeded_m365(
         ProviderConfig {

@@ -78,6 +78,8 @@ pub(super) struct Bodies<'a> {
     pub notices: Vec<(u32, String)>,
     /// Known messages fetched again to replace a damaged object (counted as repaired).
     pub repairs: BTreeSet<u32>,
+    /// Whether host1's RFC822.SIZE is the length of what it serves (not on Microsoft 365).
+    exact_sizes: bool,
 }
 
 /// Which answer for a message this is.
@@ -116,6 +118,7 @@ impl<'a> Bodies<'a> {
             failed: Vec::new(),
             notices: Vec::new(),
             repairs: BTreeSet::new(),
+            exact_sizes: true,
         }
     }
 
@@ -123,6 +126,7 @@ impl<'a> Bodies<'a> {
     pub fn run(&mut self, conn: &mut dyn Mailbox, local: &mut Local) -> Result<()> {
         // Bytes are counted as they arrive, so the display moves inside a large message too.
         conn.set_literal_meter(self.progress.meter(self.slot));
+        self.exact_sizes = conn.provider().sizes_are_exact();
         let result = self.fetch_all(conn, local);
         conn.set_literal_meter(None);
         result
@@ -353,7 +357,7 @@ impl<'a> Bodies<'a> {
         let len = body.len() as u64;
         let declared = meta.size;
         match (pass, declared) {
-            (Pass::First, Some(size)) if size != len => {
+            (Pass::First, Some(size)) if size != len && self.exact_sizes => {
                 let hash = Hash::of(&body);
                 self.suspects.insert(uid, Suspect::Length { hash, len });
                 return Ok(());

@@ -40,9 +40,21 @@ pub(super) fn sync_folder_list(
         .into_iter()
         .map(|f| (f.path, f.raw_name))
         .collect();
+    let provider = conn.provider();
+    let takes = |path: &str| {
+        opts.selection.includes(path)
+            && (!provider.leaves_out_as_host1(path) || opts.selection.asks_for(path))
+    };
     let mut listed: BTreeMap<String, Option<MailboxStatus>> = BTreeMap::new();
     for (path, mbs) in by_path {
-        if !opts.selection.includes(&path) {
+        if opts.selection.includes(&path) && !takes(&path) {
+            ui::info(&format!(
+                "{path}: left out, as on every {provider} host1: Microsoft 365's view of the \
+                 mailbox's attachments, not mail (imapsync's --office1 does the same); \
+                 --folder {path} takes it"
+            ));
+        }
+        if !takes(&path) {
             listed.insert(path, None);
             continue;
         }
@@ -68,7 +80,7 @@ pub(super) fn sync_folder_list(
     }
     let mut covered = Vec::new();
     for folder in store.index.folders()? {
-        if !opts.selection.includes(&folder.path) {
+        if !takes(&folder.path) {
             continue;
         }
         if let Some(status) = listed.remove(&folder.path) {
