@@ -231,19 +231,20 @@ fn describe(cmp: &Comparison, sel: &crate::imap::Selected, fc: &mut FolderCheck)
         .explained
         .present
         .iter()
-        .map(|(i, m)| (*i, m.dest_uid, m.altered.clone()))
+        .map(|(i, m)| (*i, m.dest_uid, m.altered.clone(), m.held))
         .chain(
             s.found
                 .iter()
-                .map(|m| (m.store, m.uid, cmp.change(m.store, m.uid))),
+                .map(|m| (m.store, m.uid, cmp.change(m.store, m.uid), false)),
         );
-    for (i, uid, altered) in present {
+    for (i, uid, altered, held) in present {
         let msg = &cmp.store[i];
         if let Some(what) = &altered {
             fc.altered
                 .push((msg.folder.to_string(), msg.row.uid, uid, what.clone()));
         }
-        let Some(h) = cmp.host.get(&uid) else {
+        // Gmail's one message for two store messages has the flags of one of them.
+        let Some(h) = cmp.host.get(&uid).filter(|_| !held) else {
             continue;
         };
         let (mut want, _) = storable_flags(&msg.row.flags, &sel.permanent_flags);

@@ -525,9 +525,11 @@ impl Pusher<'_, '_> {
                 change: 0,
                 found: m.how == Found::Recognised,
                 altered,
+                held: false,
             });
         }
-        for (i, m) in &cmp.explained.present {
+        // Held by Gmail as another copy: said once, when it was found (recorded since).
+        for (i, m) in cmp.explained.present.iter().filter(|(_, m)| !m.held) {
             if let Some(what) = &m.altered {
                 let msg = &cmp.store[*i];
                 let reason = format!("host2 holds it altered: {what}");
@@ -1202,7 +1204,7 @@ impl Pusher<'_, '_> {
                 Ok(())
             })?;
         if self.conn.provider() == Provider::Gmail {
-            self.dropped_by_gmail(items, mappings, &reported);
+            self.dropped_by_gmail(items, mappings, &reported)?;
         }
         for m in mappings.iter_mut() {
             let Some((flags, size)) = reported.get(&m.dest_uid) else {
@@ -1229,28 +1231,53 @@ impl Pusher<'_, '_> {
     }
 
     /// Gmail answers the APPEND of a message whose Message-ID it already holds and then drops
-    /// it: a UID it answered that it does not show is a failure, and no mapping.
+    /// it (imapsync FAQ.Gmail): a UID it answered that it does not show is found as the message
+    /// Gmail kept (`X-GM-RAW "rfc822msgid:…"`), labelled for this mailbox and recorded as held
+    /// by Gmail as another copy, so it is never sent again; a failure when it cannot be found.
     fn dropped_by_gmail(
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
         mappings: &mut Vec<Mapping>,
         reported: &BTreeMap<u32, (Vec<String>, Option<u64>)>,
-    ) {
+    ) -> Result<()> {
         let (kept, dropped): (Vec<Mapping>, Vec<Mapping>) = std::mem::take(mappings)
             .into_iter()
             .partition(|m| reported.contains_key(&m.dest_uid));
         *mappings = kept;
-        for m in dropped {
-            let Some((o, ..)) = items.iter().find(|(o, ..)| o.msg.key() == m.key()) else {
+        for mut m in dropped {
+            let Some((o, bytes, _)) = items.iter().find(|(o, ..)| o.msg.key() == m.key()) else {
                 continue;
             };
-            let why = format!(
-                "Gmail answered its APPEND with UID {} but does not keep it: Gmail holds one \
-                 message per Message-ID, and another message with this one's is there",
-                m.dest_uid
-            );
-            self.fail(o.msg, why);
+            let id = crate::store::HeaderFacts::parse(bytes).message_id;
+            match self.gmail_copy(id.as_deref())? {
+                Some(uid) => {
+                    let why = format!(
+                        "held by Gmail as another copy: Gmail keeps one message per Message-ID \
+                         (<{}>) and holds one with other bytes, now labelled here (UID {uid}); \
+                         recorded, not sent again",
+                        crate::text::printable(id.as_deref().unwrap_or_default())
+                    );
+                    self.state.altered.insert(
+                        o.msg.key(),
+                        Failure::message(&o.msg.folder, o.msg.row.uid, why.clone()),
+                    );
+                    m.dest_uid = uid;
+                    m.held = true;
+                    m.altered = Some(why);
+                    mappings.push(m);
+                }
+                None => {
+                    let why = format!(
+                        "Gmail answered its APPEND with UID {} but does not keep it: Gmail holds \
+                         one message per Message-ID, and the one it holds under this one's was \
+                         not found",
+                        m.dest_uid
+                    );
+                    self.fail(o.msg, why);
+                }
+            }
         }
+        Ok(())
     }
 
     fn mapping(
@@ -1271,6 +1298,7 @@ impl Pusher<'_, '_> {
             change: o.msg.row.change,
             found: false,
             altered: altered.or_else(|| o.changed.clone()),
+            held: false,
         }
     }
 
@@ -1466,10 +1494,12 @@ fn flag_groups(
             .unwrap_or_default();
         (m.store, m.uid, flags, 0)
     });
+    // A message Gmail holds for two store messages keeps the flags of the one it is.
     let present = cmp
         .explained
         .present
         .iter()
+        .filter(|(_, m)| !m.held)
         .map(|(i, m)| (*i, m.dest_uid, m.flags.clone(), m.change));
     for (i, dest_uid, host_flags, change) in present.chain(found) {
         let row = &cmp.store[i].row;
@@ -1496,6 +1526,7 @@ fn flag_groups(
             change: row.change,
             found: change == 0,
             altered: None,
+            held: false,
         });
     }
     groups

@@ -73,6 +73,9 @@ pub struct ProviderConfig {
     pub max_folder_size: Option<usize>,
     /// Gmail: what LOGIN and AUTHENTICATE PLAIN answer instead of logging in.
     pub login_alert: Option<LoginAlert>,
+    /// Gmail: a duplicate APPEND (a Message-ID the account holds) is dropped without giving
+    /// the message it repeats the target's label (the default gives it).
+    pub duplicates_unlabelled: bool,
     /// Microsoft 365: RFC822.SIZE is the stored size, not the size of the bytes served.
     pub stored_sizes: bool,
     /// Microsoft 365: every command after AUTHENTICATE is answered `BAD User is authenticated
@@ -112,6 +115,7 @@ impl Default for ProviderConfig {
             hide_all_mail: false,
             max_folder_size: None,
             login_alert: None,
+            duplicates_unlabelled: false,
             stored_sizes: false,
             not_connected: false,
             unavailable_every: None,
@@ -2061,7 +2065,8 @@ impl Session {
                 if let Some(id) = dup {
                     // Stored once: the existing message gets the folder's label; the UID
                     // answered is used up and never shows.
-                    if let Some(m) = st.msgs.get_mut(&id) {
+                    let unlabelled = self.sh.cfg.duplicates_unlabelled;
+                    if let (Some(m), false) = (st.msgs.get_mut(&id), unlabelled) {
                         if let Some(l) = label {
                             m.labels.insert(l);
                         }
