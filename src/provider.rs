@@ -131,6 +131,29 @@ impl FromStr for Provider {
     }
 }
 
+/// The message counts Gmail's "Folder size limits" setting (Settings → Forwarding and
+/// POP/IMAP) can cap an IMAP folder at: a folder showing exactly one of them may hide more
+/// (imapsync FAQ.Gmail, "I can't sync more than 1000 messages in each Gmail folder").
+pub const GMAIL_FOLDER_LIMITS: &[u32] = &[1_000, 2_000, 5_000, 10_000];
+
+/// What keeps a Gmail folder with `count` messages from showing all of them, when its count
+/// sits at one of [`GMAIL_FOLDER_LIMITS`].
+pub fn gmail_folder_limit(count: u32) -> Option<String> {
+    GMAIL_FOLDER_LIMITS.contains(&count).then(|| {
+        format!(
+            "Gmail shows exactly {count} messages here, one of its folder size limits: if \
+             \"Folder size limits\" (Gmail settings → Forwarding and POP/IMAP) is set, older \
+             messages are out of reach over IMAP; choose \"Do not limit the number of messages \
+             in an IMAP folder\" and pull again"
+        )
+    })
+}
+
+/// Why a Gmail account's mail is partly out of reach when its LIST shows no `\All` folder.
+pub const GMAIL_NO_ALL_MAIL: &str = "Gmail lists no All Mail (\\All) over IMAP: its \
+     \"Show in IMAP\" is unticked (Gmail settings → Labels), so mail without a label (archived \
+     mail) is out of reach: tick it and pull again";
+
 /// Gmail's special folders that hold messages (every other folder is a view of All Mail):
 /// their special-use attributes (RFC 6154).
 pub const GMAIL_BODY_ROLES: &[&str] = &["\\All", "\\Junk", "\\Trash"];

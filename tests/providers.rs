@@ -998,6 +998,73 @@ fn gmails_default_download_budget_keeps_a_fifth_of_googles_limit_for_the_users_o
 }
 
 #[test]
+fn gmail_mail_out_of_reach_of_imap_is_said_with_the_setting_that_shows_it() {
+    // "Show in IMAP" unticked for All Mail; "Folder size limits" at 1000.
+    let g = Provider::gmail(ProviderConfig {
+        password: Some(PW.into()),
+        hide_all_mail: true,
+        max_folder_size: Some(1_000),
+        ..ProviderConfig::default()
+    });
+    let mut msgs: Vec<SeedMsg> = (0..1_003)
+        .map(|i| SeedMsg::new(&message(10_000 + i, 300)).labels(&["\\Inbox"]))
+        .collect();
+    msgs.extend((0..5).map(|i| SeedMsg::new(&message(20_000 + i, 300))));
+    g.seed(msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let run = run_on("pull", 1, g.port(), &store, &[]);
+    let warnings = run.json()["warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    eprintln!("exit {}: warnings {warnings:?}", run.code);
+    let run = run.expect_code(0);
+    let said = |what: &str| {
+        warnings
+            .iter()
+            .any(|w| w["reason"].as_str().unwrap().contains(what))
+    };
+    assert!(said("Show in IMAP"), "{}", run.all());
+    assert!(said("Folder size limits"), "{}", run.all());
+    assert!(run.stderr.contains("Show in IMAP"), "{}", run.stderr);
+}
+
+#[test]
+fn gmail_putting_the_upload_time_for_dates_before_1970_or_ahead_is_said_and_check_agrees() {
+    // From a Gmail-like host1 that keeps any date (Dovecot wraps a date before 1970).
+    let g1 = gmail();
+    let dated = |n: u32, t: i64| {
+        let mut m = SeedMsg::new(&message(n, 1_000)).labels(&["\\Inbox"]);
+        m.internaldate = t;
+        m
+    };
+    g1.seed(vec![
+        dated(4_000, -157_766_400),  // 1965
+        dated(4_001, 3_818_000_000), // 2090
+        dated(4_002, 1_614_949_387), // 2021
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    run_on("pull", 1, g1.port(), &store, &[]).expect_code(0);
+    let g = gmail();
+    let run = run_on("push", 2, g.port(), &store, &[]);
+    let warnings = run.json()["warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    eprintln!("exit {}: warnings {warnings:?}", run.code);
+    let run = run.expect_code(0);
+    assert_eq!(warnings.len(), 2, "{}", run.all());
+    assert!(warnings.iter().all(|w| w["reason"]
+        .as_str()
+        .unwrap()
+        .contains("before 1970 or in the future")));
+    let check = run_on("check", 2, g.port(), &store, &[]);
+    assert_eq!(check.code, 0, "{}", check.all());
+}
+
+#[test]
 fn a_session_gmail_ends_for_its_age_is_replaced_and_the_pull_completes() {
     // `BYE Session expired` with no quota involved: Gmail's answer to a long session.
     let g = Provider::gmail(ProviderConfig {

@@ -25,6 +25,18 @@ pub(super) fn sync_folder_list(
     report: &mut PullReport,
 ) -> Result<Vec<(FolderRow, Option<MailboxStatus>)>> {
     let mailboxes = conn.list()?;
+    let all_mail = mailboxes.iter().any(|mb| {
+        mb.special_use
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case("\\All"))
+    });
+    if conn.provider() == crate::provider::Provider::Gmail && !all_mail {
+        let why = crate::provider::GMAIL_NO_ALL_MAIL;
+        ui::warn(why);
+        report
+            .warnings
+            .push(Failure::folder("[Gmail]/All Mail", why));
+    }
     // Selectable mailboxes by store path, in LIST order. Containers are left out: push
     // recreates them implicitly with their children.
     let mut by_path: BTreeMap<String, Vec<&MailboxInfo>> = BTreeMap::new();

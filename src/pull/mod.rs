@@ -279,6 +279,7 @@ pub fn run_with(
         "listing folders",
         |m, _| {
             report.failures.clear();
+            report.warnings.clear();
             let ns = m.namespace()?;
             list::sync_folder_list(m, store, &ns, opts, &mut report)
         },

@@ -978,6 +978,7 @@ impl Pusher<'_, '_> {
                 self.fail(o.msg, why);
                 continue;
             };
+            self.gmail_date(&o, &date);
             match self.ctx.objects.read(&o.msg.row.hash) {
                 Ok(bytes) => {
                     let mut o = o;
@@ -993,6 +994,22 @@ impl Pusher<'_, '_> {
             }
         }
         items
+    }
+
+    /// Gmail puts the time of the upload for an APPEND date before 1970 or in the future: said
+    /// per message (the store keeps the date; `check` does not compare dates).
+    fn gmail_date(&mut self, o: &Outgoing<'_>, date: &InternalDate) {
+        let t = date.unix();
+        if self.conn.provider() != Provider::Gmail || (0..=now() + 86_400).contains(&t) {
+            return;
+        }
+        let why = format!(
+            "its INTERNALDATE {} is before 1970 or in the future: Gmail stores the time of the \
+             upload instead (the store keeps the date)",
+            ui::printable(&o.msg.row.internaldate)
+        );
+        let warning = Failure::message(&o.msg.folder, o.msg.row.uid, why);
+        self.state.altered.entry(o.msg.key()).or_insert(warning);
     }
 
     /// The bytes (and flags) `o` goes to host2 with: as the store holds them, unless the user
