@@ -1273,6 +1273,191 @@ fn an_oauth2_token_that_expires_mid_pull_is_refreshed_and_the_pull_completes() {
     assert_eq!(store_messages(&store)["[Gmail]/All Mail"].len(), 40);
 }
 
+/// An RSA key pair made with openssl: (private key PEM, PKCS#8 as Google gives it; public
+/// key PEM).
+fn rsa_keypair(dir: &std::path::Path) -> (String, String) {
+    let key = dir.join("sa-key.pem");
+    let public = dir.join("sa-pub.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "openssl genpkey");
+    let ok = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "openssl pkey -pubout");
+    (
+        std::fs::read_to_string(key).unwrap(),
+        std::fs::read_to_string(public).unwrap(),
+    )
+}
+
+/// A pull from `port` as `user` with `--oauth2-refresh1 config`.
+fn pull_oauth(port: u16, user: &str, config: &std::path::Path, store: &std::path::Path) -> Run {
+    imapferry()
+        .args([
+            "pull",
+            "--host1",
+            "127.0.0.1",
+            "--tls1",
+            "none",
+            "--user1",
+            user,
+        ])
+        .args(["--port1", &port.to_string(), "--oauth2-refresh1"])
+        .arg(config)
+        .arg("--json")
+        .arg("--store")
+        .arg(store)
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn a_google_service_account_acts_for_each_mailbox_of_a_fleet_with_one_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (private_pem, public_pem) = rsa_keypair(dir.path());
+    let email = "migrator@project-7.iam.gserviceaccount.com";
+    let endpoint = std::sync::Arc::new(common::oauth::TokenEndpoint::start("unused", "unused"));
+    endpoint.accept_service_account(&public_pem, email);
+    let key_file = dir.path().join("service-account.json");
+    let key = serde_json::json!({
+        "type": "service_account",
+        "client_email": email,
+        "private_key": private_pem,
+        "token_uri": endpoint.url(),
+    });
+    std::fs::write(&key_file, key.to_string()).unwrap();
+    let config = dir.path().join("workspace.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "grant = jwt-bearer\nservice_account_key = {}\nscope = https://mail.google.com/\n",
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Two accounts of the domain, one key file: each pull acts for its own --user1.
+    for user in ["alice@example.com", "bob@example.com"] {
+        let g = Provider::gmail(ProviderConfig {
+            token_check: Some(endpoint.checker()),
+            ..ProviderConfig::default()
+        });
+        seed_labelled_account(&g, 3);
+        let store = dir.path().join(user);
+        let run = pull_oauth(g.port(), user, &config, &store);
+        eprintln!("{user}: exit {}: {}", run.code, run.stderr);
+        let run = run.expect_code(0);
+        assert_eq!(
+            store_messages(&store)["[Gmail]/All Mail"].len(),
+            3,
+            "{}",
+            run.all()
+        );
+        assert!(!run.all().contains("BEGIN PRIVATE KEY"));
+    }
+    assert_eq!(
+        endpoint.subjects(),
+        vec!["alice@example.com", "bob@example.com"]
+    );
+}
+
+#[test]
+fn microsoft_365_app_only_access_uses_the_client_credentials_grant() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = std::sync::Arc::new(common::oauth::TokenEndpoint::start_with(
+        "app-7f3e",
+        Some("cs-app-secret-42"),
+        "unused",
+    ));
+    endpoint.accept_client_credentials("https://outlook.office365.com/.default");
+    let config = dir.path().join("tenant.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "grant = client_credentials\ntoken_endpoint = {}\nclient_id = app-7f3e\n\
+             client_secret = cs-app-secret-42\nscope = https://outlook.office365.com/.default\n",
+            endpoint.url()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let m = seeded_m365(
+        ProviderConfig {
+            token_check: Some(endpoint.checker()),
+            ..ProviderConfig::default()
+        },
+        2,
+    );
+    let store = dir.path().join("store");
+    let run = pull_oauth(m.port(), USER, &config, &store);
+    eprintln!("exit {}: {}", run.code, run.stderr);
+    let run = run.expect_code(0);
+    assert_eq!(store_messages(&store)["Archive"].len(), 2, "{}", run.all());
+    assert!(!run.all().contains("cs-app-secret-42"));
+}
+
+#[test]
+fn a_refresh_token_of_a_google_app_in_testing_says_when_it_expires() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint =
+        std::sync::Arc::new(common::oauth::TokenEndpoint::start("imapferry-test", "r-1"));
+    let config = dir.path().join("refresh.conf");
+    endpoint.write_config(&config);
+    // Issued six and a half days ago: half a day left.
+    let issued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 6 * 86_400
+        - 43_200;
+    let day = imapferry::mailtime::format_rfc3339(issued as i64);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!("app_status = testing\nissued_at = {day}\n");
+    std::fs::write(&config, text).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let g = Provider::gmail(ProviderConfig {
+        token_check: Some(endpoint.checker()),
+        ..ProviderConfig::default()
+    });
+    seed_labelled_account(&g, 2);
+    let run = pull_oauth(g.port(), USER, &config, &dir.path().join("store"));
+    eprintln!("exit {}: {}", run.code, run.stderr);
+    let run = run.expect_code(0);
+    assert!(
+        run.stderr.contains("in \"Testing\" expires at"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("in 11 h") || run.stderr.contains("in 12 h"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn a_gmail_store_pushed_to_dovecot_gets_a_copy_per_label_folder_without_a_second_download() {
     let g = gmail();
