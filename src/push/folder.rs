@@ -127,7 +127,7 @@ pub(crate) fn push_target(
                 };
                 let r = p.run();
                 *progressed = state.sent.len() + fr.flags_updated as usize > before;
-                r
+                r.map_err(|e| expired_is_quota(ctx, target, &mut state, fr.bytes, e))
             },
         )
     });
@@ -162,6 +162,37 @@ pub(crate) fn push_target(
         result: Pushed::Done(done.result),
         reconnect: done.reconnect,
     }
+}
+
+/// `e` as the run's stop when it is host2's daily quota said with `BYE Session expired`. Gmail
+/// also ends long sessions so: the first is answered by a new connection (`e`, transient); a
+/// second before anything more was appended (`bytes`, the target's so far), or one when nine
+/// tenths of the day's budget are spent, is the quota.
+fn expired_is_quota(
+    ctx: &Ctx<'_>,
+    target: &Target,
+    state: &mut State,
+    bytes: u64,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    if !is_session_expired(&e) || is_budget_spent(&e) {
+        return e;
+    }
+    if state.expired_at != Some(bytes) && !ctx.allowance.near_end() {
+        state.expired_at = Some(bytes);
+        ui::info(&format!(
+            "{}: {e:#}: Gmail also ends long sessions so; going on over a new connection (a \
+             second time at once is read as the daily quota)",
+            target.label()
+        ));
+        return e;
+    }
+    ui::warn(&format!(
+        "{}: {e:#}: host2's daily upload quota (Gmail suspends IMAP for the account for up to a \
+         day once it is passed)",
+        target.label()
+    ));
+    anyhow::Error::new(ctx.allowance.server_quota(now()))
 }
 
 /// Finish an unsettled target once host2 is quiet: the last look for copies that landed late
@@ -901,25 +932,8 @@ impl Pusher<'_, '_> {
                 let bytes = items.iter().map(|(_, b, _)| b.len() as u64).sum();
                 self.index
                     .log_transfer(self.ctx.allowance.account(), now(), bytes)?;
-                // Gmail also ends long sessions so: the first is answered by a new connection;
-                // a second before anything more went, or one near the day's budget, is the
-                // quota.
-                let again = self.state.expired_at == Some(self.fr.bytes);
-                if !again && !self.ctx.allowance.near_end() {
-                    self.state.expired_at = Some(self.fr.bytes);
-                    ui::info(&format!(
-                        "{}: {e:#}: Gmail also ends long sessions so; going on over a new \
-                         connection (a second time at once is read as the daily quota)",
-                        self.target.label()
-                    ));
-                    return Err(e);
-                }
-                ui::warn(&format!(
-                    "{}: {e:#}: host2's daily upload quota (Gmail suspends IMAP for the account \
-                     for up to a day once it is passed)",
-                    self.target.label()
-                ));
-                Err(anyhow::Error::new(self.ctx.allowance.server_quota(now())))
+                // Whether it is the quota is decided by the attempt ([`expired_is_quota`]).
+                Err(e)
             }
             Err(e) => {
                 self.state.unsettled = true;
