@@ -12,7 +12,8 @@
 //! - Offline: [`bundle`] (store → files → store), [`export`] and [`import`] (Maildir, mbox;
 //!   helpers [`maildir`], [`mbox`]), [`verify`] (and gc), [`status`].
 //! - [`budget`]: daily byte budgets (a provider's quota as a schedule, not a failure).
-//! - [`ui`], [`text`], [`clock`]: what people see, and the clock.
+//! - [`ui`], [`text`], [`clock`]: what people see, and the clock; [`secret`]: password and
+//!   token files.
 //!
 //! The command line (clap's definitions, exit statuses) is the program's, not the library's:
 //! the library takes typed options and returns reports.
@@ -37,6 +38,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod runlog;
+pub mod secret;
 pub mod status;
 pub mod store;
 pub mod text;

@@ -37,7 +37,14 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         .into_iter()
         .filter(|acc| a.shard.is_none_or(|(k, n)| acc.shard(n) == k - 1))
         .collect();
-    std::fs::create_dir_all(&a.stores)?;
+    if let Some(mode) = state::private_dir(&a.stores)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", a.stores.display()))?
+    {
+        imapferry::ui::warn(&format!(
+            "others may list the accounts in {} (mode {mode:o}): chmod 700 it",
+            a.stores.display()
+        ));
+    }
     mark_interrupted(&a.stores);
     let parallel = match a.parallel {
         Some(n) => n as usize,

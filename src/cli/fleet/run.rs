@@ -309,7 +309,7 @@ fn spawn(plan: &Plan<'_>, a: &Account, phase: &str) -> anyhow::Result<std::proce
         .args(["--json", "--jobs", &plan.jobs.to_string()])
         .args(&plan.common)
         .args(accounts::options_for(&a.extra, phase).map_err(|e| anyhow::anyhow!(e))?);
-    std::fs::create_dir_all(state::dir(plan.stores))?;
+    state::records_dir(plan.stores)?;
     let err = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
