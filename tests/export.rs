@@ -514,7 +514,7 @@ fn a_folder_path_longer_than_a_file_path_may_be_is_listed_and_the_others_exporte
                     .map(|e| fs::read(e.unwrap().path()).unwrap())
                     .collect()
             };
-            assert_eq!(got, [body.clone()], "{format} {name}");
+            assert_eq!(got, std::slice::from_ref(body), "{format} {name}");
         }
     }
 }

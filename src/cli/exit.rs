@@ -7,6 +7,8 @@
 //! | 2 | bad usage: the command line or an option's value (printed, with the fix) |
 //! | 3 | the run finished, but something could not be done; each item is listed |
 //! | 4 | stopped by a daily byte budget (`--max-bytes-per-day1/2`, or the server's own quota, such as Gmail's `BYE Session expired`); nothing is wrong: run again after the time printed (`resume_at` in `--json`) |
+//!
+//! A reader of stdout or stderr that goes away changes none of these (see `imapferry::stdio`).
 
 use std::process::ExitCode;
 
@@ -122,6 +124,11 @@ impl Outcome {
 
 /// The exit status of a command's result (printing the error or the usage message).
 pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
+    // A result that could not be written (not a reader that went away: that is no error).
+    let result = match (result, imapferry::stdio::out_error()) {
+        (Ok(_), Some(e)) => Err(anyhow::anyhow!(e)),
+        (r, _) => r,
+    };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Incomplete) => ExitCode::from(3),
@@ -130,7 +137,7 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
             if let Some(b) = b {
                 let line = format!("note: {}", ui::printable(&b.to_string()));
                 imapferry::runlog::write(&line);
-                eprintln!("{line}");
+                imapferry::stdio::err(&line);
             }
             ExitCode::from(BUDGET_STATUS)
         }
@@ -141,7 +148,7 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
             lines.extend(hint.map(|h| format!("hint: {}", ui::printable(&h))));
             for line in lines {
                 imapferry::runlog::write(&line);
-                eprintln!("{line}");
+                imapferry::stdio::err(&line);
             }
             ExitCode::from(status)
         }
@@ -153,7 +160,7 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
 pub fn print_summary(text: &str) {
     let text = ui::printable_lines(text);
     imapferry::runlog::write(&text);
-    println!("{text}");
+    imapferry::stdio::out(&text);
 }
 
 /// Every message or folder that could not be moved, on stderr: nothing fails silently.
@@ -175,6 +182,6 @@ fn print_items(kind: &str, items: &[Failure]) {
             None => format!("{kind}: {folder}: {reason}"),
         };
         imapferry::runlog::write(&line);
-        eprintln!("{line}");
+        imapferry::stdio::err(&line);
     }
 }

@@ -26,12 +26,12 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         imapferry::ui::warn(&w);
     }
     for m in &malformed {
-        eprintln!(
+        imapferry::stdio::err(&format!(
             "failed: {} line {}: {} (skipped)",
             a.accounts.display(),
             m.line,
             m.reason
-        );
+        ));
     }
     let chosen: Vec<_> = accounts
         .into_iter()
@@ -73,7 +73,7 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         .filter(|r| !matches!(r.state, State::Done | State::Budget))
         .count();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        imapferry::stdio::out(&serde_json::to_string_pretty(&records)?);
     }
     let waiting_text = if waiting > 0 {
         format!("{waiting} waiting for their daily budget, ")
@@ -88,9 +88,9 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         started.elapsed().as_secs_f64()
     );
     if a.json {
-        eprintln!("{summary}");
+        imapferry::stdio::err(&summary);
     } else {
-        println!("{summary}");
+        imapferry::stdio::out(&summary);
     }
     if waiting > 0 && failed == 0 && malformed.is_empty() {
         return Ok(Outcome::Budget(None));
@@ -167,9 +167,9 @@ fn status(a: FleetStatusArgs) -> anyhow::Result<Outcome> {
                 "bytes": records.iter().map(|r| r.pulled_bytes + r.pushed_bytes).sum::<u64>(),
             },
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        imapferry::stdio::out(&serde_json::to_string_pretty(&doc)?);
     } else {
-        print!("{}", table(&records));
+        imapferry::stdio::out_raw(&table(&records));
     }
     if let Some(path) = &a.html {
         std::fs::write(path, html::page(&records))
