@@ -217,7 +217,7 @@ fn export_folder(
     };
     let folder = printable(&f.path);
     for m in &messages {
-        let bytes = store.objects.read(&m.hash).with_context(|| {
+        let bytes = store.objects.read(&m.hash, m.size).with_context(|| {
             format!(
                 "{folder} UID {}: cannot export it; `imapferry verify --store {}` checks the store",
                 m.uid,

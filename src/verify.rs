@@ -329,7 +329,7 @@ fn check_object(
     if !rehash {
         return None;
     }
-    match store.objects.read(&row.hash) {
+    match store.objects.read(&row.hash, row.size) {
         Ok(bytes) => {
             report.rehashed += 1;
             report.rehashed_bytes += bytes.len() as u64;

@@ -363,7 +363,7 @@ fn write_object(store: &Store, w: &mut BundleWriter, h: &Hash, size: u64, who: &
             got.size, got.hash
         ))),
         Err(FrameError::NoDeclaredSize) => {
-            let bytes = store.objects.read(h)?;
+            let bytes = store.objects.read(h, size)?;
             if bytes.len() as u64 != size {
                 return Err(corrupt(format!("it inflates to {} bytes", bytes.len())));
             }

@@ -241,12 +241,15 @@ pub fn examine(
         if !cands.is_empty() {
             host_content = fetch_content(conn, &cands, &host)?;
             let wanted: BTreeSet<&HeaderFacts> = host_facts.values().collect::<BTreeSet<_>>();
-            let mut hashes: BTreeSet<Hash> = live.iter().map(|i| i.intent.hash).collect();
+            let mut hashes: BTreeMap<Hash, u64> = live
+                .iter()
+                .map(|i| (i.intent.hash, i.intent.size))
+                .collect();
             hashes.extend(
                 store_facts
                     .iter()
                     .filter(|(_, f)| wanted.contains(f))
-                    .map(|(i, _)| store[*i].row.hash),
+                    .map(|(i, _)| (store[*i].row.hash, store[*i].row.size)),
             );
             store_content = read_content(objects, &hashes);
         }
@@ -335,12 +338,13 @@ fn fetch_content(
     Ok(out)
 }
 
-/// The content of the store's objects `hashes`. An object that cannot be read is left out:
-/// its messages are not recognised on host2, and push, which reads it to send it, lists them.
-fn read_content(objects: &Objects, hashes: &BTreeSet<Hash>) -> HashMap<Hash, Content> {
+/// The content of the store's objects `hashes` (with their sizes). An object that cannot be
+/// read is left out: its messages are not recognised on host2, and push, which reads it to
+/// send it, lists them.
+fn read_content(objects: &Objects, hashes: &BTreeMap<Hash, u64>) -> HashMap<Hash, Content> {
     let mut out = HashMap::new();
-    for h in hashes {
-        match objects.read(h) {
+    for (h, &size) in hashes {
+        match objects.read(h, size) {
             Ok(bytes) => {
                 out.insert(*h, Content::of(&bytes));
             }

@@ -866,7 +866,7 @@ impl Pusher<'_, '_> {
                 self.fail(o.msg, why);
                 continue;
             };
-            match self.ctx.objects.read(&o.msg.row.hash) {
+            match self.ctx.objects.read(&o.msg.row.hash, o.msg.row.size) {
                 Ok(bytes) => {
                     if let Some(why) = too_long_lines(self.conn.provider(), &bytes) {
                         self.fail(o.msg, why);

@@ -226,7 +226,7 @@ mod tests {
         fs::write(root.join("tmp/stale"), b"x").unwrap();
         let store = Store::open_existing(&root).unwrap();
         assert_eq!(store.index.store_id().unwrap(), id);
-        assert_eq!(store.objects.read(&h).unwrap(), b"hi");
+        assert_eq!(store.objects.read(&h, 2).unwrap(), b"hi");
         assert_eq!(store.index.live_messages(1, 1).unwrap()[0].hash, h);
         assert!(!root.join("tmp/stale").exists());
         drop(store);

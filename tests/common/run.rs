@@ -188,7 +188,7 @@ pub fn store_messages(dir: &Path) -> BTreeMap<String, Vec<StoredMessage>> {
             .into_iter()
             .map(|m| StoredMessage {
                 uid: m.uid,
-                bytes: store.objects.read(&m.hash).expect("object"),
+                bytes: store.objects.read(&m.hash, m.size).expect("object"),
                 flags: m.flags,
                 internaldate: m.internaldate,
             })
