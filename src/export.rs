@@ -100,7 +100,7 @@ impl ExportReport {
 /// Run an export.
 pub fn run(opts: &ExportOptions) -> Result<ExportReport> {
     let started = Instant::now();
-    let store = Store::open_existing(&opts.store)?;
+    let store = Store::open_to_read(&opts.store)?;
     let folders: Vec<FolderRow> = store
         .index
         .folders()?

@@ -398,7 +398,11 @@ impl GcReport {
 
 /// Find (and with `yes`, remove) the objects nothing refers to.
 pub fn gc(dir: &std::path::Path, yes: bool) -> Result<GcReport> {
-    let mut store = Store::open_existing(dir)?;
+    let mut store = if yes {
+        Store::open_existing(dir)?
+    } else {
+        Store::open_to_read(dir)?
+    };
     let rows = store.index.unreferenced_object_rows()?;
     let known: BTreeSet<Hash> = store
         .index

@@ -373,3 +373,100 @@ fn frames_without_their_content_size_are_read_verified_pushed_exported_and_bundl
         v.all()
     );
 }
+
+/// Run each of `commands` (arguments of `imapferry`, `{ro}` standing for the store's read-only
+/// path) in a mount namespace of its own where `store` is bind-mounted read-only, and return
+/// what each did. Panics when the read-only mount cannot be made (or is writable after all):
+/// the test must not pass without the read-only case.
+fn on_read_only_media(store: &Path, commands: &[Vec<String>]) -> Vec<common::run::Run> {
+    let work = tempfile::tempdir().unwrap();
+    let ro = work.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    let mut script = format!(
+        "set -e\nmount --bind '{}' '{ro}'\nmount -o remount,bind,ro '{ro}'\n\
+         if touch '{ro}/probe' 2>/dev/null; then echo WRITABLE; exit 9; fi\nset +e\n",
+        store.display(),
+        ro = ro.display()
+    );
+    for (i, c) in commands.iter().enumerate() {
+        let args: Vec<String> = c
+            .iter()
+            .map(|a| format!("'{}'", a.replace("{ro}", &ro.display().to_string())))
+            .collect();
+        script += &format!(
+            "'{}' {} >'{w}/{i}.out' 2>'{w}/{i}.err'; echo $? >'{w}/{i}.code'\n",
+            common::run::binary().display(),
+            args.join(" "),
+            w = work.path().display()
+        );
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-c", &script])
+        .output()
+        .expect("run unshare (util-linux)");
+    assert!(
+        out.status.success(),
+        "cannot set up a read-only bind mount of the store: {out:?}"
+    );
+    (0..commands.len())
+        .map(|i| {
+            let read =
+                |ext: &str| fs::read_to_string(work.path().join(format!("{i}.{ext}"))).unwrap();
+            common::run::Run {
+                code: read("code").trim().parse().unwrap(),
+                stdout: read("out"),
+                stderr: read("err"),
+            }
+        })
+        .collect()
+}
+
+/// Issue 19 item 7: a store on read-only media (a backup disk mounted ro) can be verified,
+/// shown, exported and listed: these commands create and change nothing in it. A command that
+/// must write (gc --yes) says that the store is read-only.
+#[test]
+fn verify_status_export_and_bundle_list_work_on_a_store_on_read_only_media() {
+    let server = Dovecot::start_default();
+    seed(&server, "alice", &Corpus::small());
+    let (dir, store) = pulled_store(&server);
+    let out = dir.path().join("export");
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let o = out.display().to_string();
+    let runs = on_read_only_media(
+        &store,
+        &[
+            args(&["verify", "--store", "{ro}"]),
+            args(&["verify", "--store", "{ro}", "--json"]),
+            args(&["status", "--store", "{ro}"]),
+            args(&["export", "--store", "{ro}", "--format", "mbox", "--out", &o]),
+            args(&["bundle", "list", "--store", "{ro}"]),
+            args(&["gc", "--store", "{ro}"]),
+            args(&["gc", "--store", "{ro}", "--yes"]),
+        ],
+    );
+    let names = [
+        "verify",
+        "verify --json",
+        "status",
+        "export",
+        "bundle list",
+        "gc",
+        "gc --yes",
+    ];
+    for (name, r) in names.iter().zip(&runs) {
+        eprintln!("{name}: exit {}\n{}{}", r.code, r.stdout, r.stderr);
+    }
+    let failed: Vec<String> = names[..6]
+        .iter()
+        .zip(&runs)
+        .filter(|(_, r)| r.code != 0)
+        .map(|(n, r)| format!("{n}: exit {}: {}", r.code, r.stderr))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert!(runs[0].stdout.contains("no problems"), "{}", runs[0].stdout);
+    assert_eq!(runs[1].json()["problems"].as_array().unwrap().len(), 0);
+    assert!(runs[2].stdout.contains("INBOX"), "{}", runs[2].stdout);
+    assert!(out.join("INBOX.mbox").is_file());
+    assert_eq!(runs[6].code, 1, "{}", runs[6].stderr);
+    assert!(runs[6].stderr.contains("read-only"), "{}", runs[6].stderr);
+}

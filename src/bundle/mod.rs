@@ -403,7 +403,7 @@ fn header(
 
 /// `imapferry bundle list`-style lines: what the store made and applied.
 pub fn describe_store(store_dir: &Path) -> Result<Vec<String>> {
-    let store = Store::open_existing(store_dir)?;
+    let store = Store::open_to_read(store_dir)?;
     let mut out = Vec::new();
     let mut seq = 1;
     while let Some(b) = store.index.bundle_made(seq)? {

@@ -119,6 +119,21 @@ pub struct FolderSummary {
     pub gone: bool,
 }
 
+/// `file:PATH?immutable=1`, PATH percent-encoded where a URI needs it (SQLite's URI
+/// filenames).
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri + "?immutable=1"
+}
+
 /// The open index database.
 pub struct Index {
     /// Shared with the sibling modules that add tables (`push_state`).
@@ -174,13 +189,28 @@ impl Index {
     }
 
     /// Open an existing index without changing it: no file created, no journal mode set, no
-    /// migration (an older schema is read as it is: see [`Index::schema_version`]).
+    /// migration (an older schema is read as it is: see [`Index::schema_version`]). On
+    /// read-only media SQLite cannot make the `-shm` file a WAL database is read with; when no
+    /// `-wal` file holds commits still to be read either, the file is opened as immutable
+    /// (nothing can change it there), which needs neither.
     pub fn open_read_only(path: &Path) -> Result<Index> {
         let ctx = || format!("cannot open the index {}", path.display());
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let wal = path.with_file_name(format!(
+            "{}-wal",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let read_only_media = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_err();
+        let conn = if read_only_media && !wal.exists() {
+            Connection::open_with_flags(
+                immutable_uri(path),
+                flags | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
         .with_context(ctx)?;
         conn.busy_timeout(Duration::from_secs(30))
             .with_context(ctx)?;
@@ -973,6 +1003,14 @@ impl FromSql for Hash {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_immutable_uri_escapes_what_a_uri_would_read() {
+        assert_eq!(
+            immutable_uri(Path::new("/m/a b/x?y%#/index.sqlite")),
+            "file:/m/a%20b/x%3Fy%25%23/index.sqlite?immutable=1"
+        );
+    }
+
     use super::*;
 
     /// Issue 11 item 9: a writer that finds the index locked past the busy timeout waits and
