@@ -67,6 +67,8 @@ fn prune(logs: &Path) {
     };
     let mut names: Vec<PathBuf> = entries
         .flatten()
+        // Only the store's own files (a link is never followed: see `store::layout`).
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .collect();

@@ -31,6 +31,8 @@ impl StoreLock {
             .create(true)
             .truncate(false)
             .mode(FILE_MODE)
+            // A link is never followed (and chmodded): see `layout`.
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
         wait_for(store_root, &path, || file.try_lock())?;
@@ -54,7 +56,11 @@ impl StoreLock {
     /// opened it, or it was copied without one) is read unlocked.
     pub fn acquire_shared(store_root: &Path) -> Result<StoreLock> {
         let path = store_root.join("lock");
-        let file = match File::open(&path) {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(StoreLock { _file: None, path })

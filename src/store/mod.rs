@@ -7,6 +7,7 @@ pub mod facts;
 pub mod frame;
 pub mod hash;
 pub mod index;
+pub mod layout;
 pub mod lock;
 pub mod objects;
 pub mod partial;
@@ -124,6 +125,7 @@ impl Store {
                 dir.display()
             );
         }
+        layout::check(dir)?;
         let lock = StoreLock::acquire_shared(dir)?;
         let index = Index::open_read_only(&dir.join(INDEX_FILE))?;
         Ok(Store {
@@ -137,6 +139,7 @@ impl Store {
 
     /// Lock first, then make the subdirectories, clear `tmp/` and open the index.
     fn open(dir: &Path) -> Result<Store> {
+        layout::check(dir)?;
         let lock = StoreLock::acquire(dir)?;
         create_dir_0700(&dir.join("objects"))?;
         let tmp = dir.join("tmp");
@@ -193,8 +196,10 @@ fn set_mode_0700(dir: &Path) -> Result<()> {
 fn clear_tmp(tmp: &Path) -> Result<()> {
     let ctx = || format!("cannot clean {}", tmp.display());
     for entry in fs::read_dir(tmp).with_context(ctx)? {
-        let path = entry.with_context(ctx)?.path();
-        if path.is_file() {
+        let entry = entry.with_context(ctx)?;
+        let path = entry.path();
+        // The entry itself: a link (which `layout::check` refused anyway) is never followed.
+        if entry.file_type().with_context(ctx)?.is_file() {
             fs::remove_file(&path)
                 .with_context(|| format!("cannot remove stale temp file {}", path.display()))?;
         }

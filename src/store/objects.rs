@@ -420,7 +420,7 @@ impl Objects {
         let mut file = None;
         if let Some(n) = pending {
             let tmp = self.tmp_path(hash, n);
-            match File::open(&tmp) {
+            match open_no_follow(&tmp) {
                 Ok(f) => {
                     file = Some(f);
                     path = tmp;
@@ -430,10 +430,17 @@ impl Objects {
                 Err(source) => return Err(ObjectError::Io { path: tmp, source }),
             }
         }
-        let file = match file.map_or_else(|| File::open(&path), Ok) {
+        let file = match file.map_or_else(|| open_no_follow(&path), Ok) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(ObjectError::Missing { path })
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(ObjectError::Corrupt {
+                    path,
+                    why: "it is a symbolic link, which a store never holds: not read through"
+                        .into(),
+                })
             }
             Err(source) => return Err(ObjectError::Io { path, source }),
         };
@@ -494,6 +501,14 @@ fn object_name(path: &Path, is_file: bool) -> Result<Hash> {
         return Err(bad());
     }
     Ok(hash)
+}
+
+/// Open an object file to read it, never through a symbolic link (see `store::layout`).
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
 /// Make `dir` with mode 0700 whatever the umask. Returns whether it was created.
