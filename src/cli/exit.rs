@@ -163,25 +163,54 @@ pub fn print_summary(text: &str) {
     imapferry::stdio::out(&text);
 }
 
-/// Every message or folder that could not be moved, on stderr: nothing fails silently.
+/// Failures (or warnings) of one folder listed one by one on stderr and in the run log; the
+/// rest of that folder's are counted on one line (`--json` lists every one). A folder of two
+/// million failing messages must not write two million lines.
+pub const LISTED_PER_FOLDER: usize = 20;
+
+/// Every message or folder that could not be moved, on stderr: nothing fails silently (the
+/// first [`LISTED_PER_FOLDER`] of each folder one by one, a count of the rest).
 pub fn print_failures(failures: &[Failure]) {
-    print_items("failed", failures);
+    print_items("failed", "failures", failures);
 }
 
 /// Every message that was moved but with a remark (stored after a second look, or altered by
-/// host2), on stderr, whether or not `--json` also lists them.
+/// host2), on stderr, whether or not `--json` also lists them; as [`print_failures`] does.
 pub fn print_warnings(warnings: &[Failure]) {
-    print_items("warning", warnings);
+    print_items("warning", "warnings", warnings);
 }
 
-fn print_items(kind: &str, items: &[Failure]) {
-    for f in items {
-        let (folder, reason) = (ui::printable(&f.folder), ui::printable(&f.reason));
-        let line = match f.uid {
-            Some(uid) => format!("{kind}: {folder} UID {uid}: {reason}"),
-            None => format!("{kind}: {folder}: {reason}"),
-        };
+fn print_items(kind: &str, plural: &str, items: &[Failure]) {
+    let mut per_folder: std::collections::HashMap<&str, usize> = Default::default();
+    let mut folders = Vec::new();
+    let say = |line: String| {
         imapferry::runlog::write(&line);
         imapferry::stdio::err(&line);
+    };
+    for f in items {
+        let n = per_folder.entry(&f.folder).or_insert_with(|| {
+            folders.push(f.folder.as_str());
+            0
+        });
+        *n += 1;
+        if *n > LISTED_PER_FOLDER {
+            continue;
+        }
+        let (folder, reason) = (ui::printable(&f.folder), ui::printable(&f.reason));
+        say(match f.uid {
+            Some(uid) => format!("{kind}: {folder} UID {uid}: {reason}"),
+            None => format!("{kind}: {folder}: {reason}"),
+        });
+    }
+    for folder in folders {
+        let n = per_folder[folder];
+        if n > LISTED_PER_FOLDER {
+            say(format!(
+                "{kind}: {}: {} more {plural} not listed here ({n} in this folder; --json lists \
+                 every one)",
+                ui::printable(folder),
+                n - LISTED_PER_FOLDER
+            ));
+        }
     }
 }

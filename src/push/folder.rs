@@ -253,6 +253,7 @@ fn conclude(
             true
         }
     };
+    fr.failed = failures.len() as u64;
     Done {
         result: (fr, failures),
         reconnect,
