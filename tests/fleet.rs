@@ -151,14 +151,7 @@ fn three_shards_cover_every_account_exactly_once() {
 /// board is gone when the fleet ends.
 #[test]
 fn the_fleet_board_shows_counts_and_running_accounts_in_a_terminal() {
-    let tmux_ok = std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !tmux_ok {
-        eprintln!("SKIPPED: tmux is not installed (scripts/test installs it)");
-        return;
-    }
+    common::require_tool("tmux", "-V", "tmux");
     let f = Fleet::start();
     let dir = tempfile::tempdir().unwrap();
     let accounts = f.accounts_in_files(dir.path(), false);
