@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,56 +51,211 @@ fn with_closed(mut cmd: Command, closed: Closed) -> (Option<i32>, String) {
     (status.code(), stderr)
 }
 
+/// One command to run with its readers gone: its arguments (`{new}` stands for a path that
+/// must not exist yet, fresh for each run), environment, and the exit status it has anyway.
 struct Case {
     name: String,
-    /// The command; called once per run, with a fresh number for paths that must be new.
-    make: Box<dyn Fn(usize) -> Command>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     code: i32,
 }
 
-fn case(name: &str, code: i32, make: impl Fn(usize) -> Command + 'static) -> Case {
-    Case {
-        name: name.into(),
-        make: Box::new(make),
-        code,
+impl Case {
+    fn new(name: &str, code: i32, args: &[&str]) -> Case {
+        Case {
+            name: name.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            code,
+        }
     }
-}
 
-/// `imapferry ARGS…`
-fn cmd(args: &[&str]) -> Command {
-    let mut c = imapferry();
-    c.args(args);
-    c
+    /// The case with `--json` added (and its name saying so).
+    fn json(&self) -> Case {
+        let mut c = Case {
+            name: format!("{} --json", self.name),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            code: self.code,
+        };
+        c.args.push("--json".into());
+        c
+    }
+
+    /// The command, `{new}` replaced by `fresh`.
+    fn command(&self, fresh: &Path) -> Command {
+        let mut c = imapferry();
+        c.args(self.args.iter().map(|a| a.replace("{new}", &s(fresh))));
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
 }
 
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// A host's options for `verb` (`1` host1, `2` host2), the password in the environment.
-fn host(c: &mut Command, n: &str, server: &Dovecot) {
-    c.arg(format!("--host{n}"))
-        .arg("127.0.0.1")
-        .arg(format!("--port{n}"))
-        .arg(server.port().to_string())
-        .arg(format!("--tls{n}"))
-        .arg("none")
-        .arg(format!("--user{n}"))
-        .arg("alice")
-        .env(format!("IMAPFERRY_PASSWORD{n}"), server.password("alice"));
+/// The options of host `n` (`1` or `2`) and its password's variable.
+fn host(case: &mut Case, n: &str, server: &Dovecot) {
+    let port = server.port().to_string();
+    for a in [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--tls",
+        "none",
+        "--user",
+        "alice",
+    ] {
+        case.args.push(if a.starts_with("--") {
+            format!("{a}{n}")
+        } else {
+            a.into()
+        });
+    }
+    case.env.push((
+        format!("IMAPFERRY_PASSWORD{n}"),
+        server.password("alice").into(),
+    ));
 }
 
-fn online(verb: &str, host1: &Dovecot, host2: &Dovecot, store: &Path, extra: &[&str]) -> Command {
-    let mut c = imapferry();
-    c.arg(verb);
+/// `pull`, `push`, `check` or `sync` between `host1` and `host2` through `store`.
+fn online(verb: &str, host1: &Dovecot, host2: &Dovecot, store: &Path) -> Case {
+    let mut c = Case::new(verb, 0, &[verb, "--store", &s(store)]);
     if verb == "pull" || verb == "sync" {
         host(&mut c, "1", host1);
     }
     if verb != "pull" {
         host(&mut c, "2", host2);
     }
-    c.arg("--store").arg(store).args(extra);
     c
+}
+
+/// Every command that prints, without and with `--json`, over a store pulled from `host1` and
+/// pushed to `host2`, a bundle, an mbox file and a fleet under `root`.
+fn cases(host1: &Dovecot, host2: &Dovecot, root: &Path) -> Vec<Case> {
+    let store = root.join("store");
+    for verb in ["pull", "push"] {
+        let out = online(verb, host1, host2, &store)
+            .command(root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{verb}: {out:?}");
+    }
+    let (bundle, mbox) = (root.join("first.bundle"), root.join("mbox"));
+    for args in [
+        [
+            "bundle",
+            "create",
+            "--store",
+            &s(&store),
+            "--out",
+            &s(&bundle),
+        ]
+        .as_slice(),
+        &[
+            "export",
+            "--store",
+            &s(&store),
+            "--format",
+            "mbox",
+            "--out",
+            &s(&mbox),
+        ],
+    ] {
+        let out = Case::new("setup", 0, args).command(root).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let accounts = root.join("accounts.txt");
+    std::fs::write(
+        &accounts,
+        format!(
+            "127.0.0.1;alice;env:PW1;127.0.0.1;alice;env:PW2;--port1 {} --tls1 none --port2 {} \
+             --tls2 none;\n",
+            host1.port(),
+            host2.port()
+        ),
+    )
+    .unwrap();
+    let stores = s(&root.join("stores"));
+    let mut fleet = Case::new(
+        "fleet run",
+        0,
+        &[
+            "fleet",
+            "run",
+            &s(&accounts),
+            "--stores",
+            &stores,
+            "--parallel",
+            "1",
+        ],
+    );
+    fleet
+        .env
+        .push(("PW1".into(), host1.password("alice").into()));
+    fleet
+        .env
+        .push(("PW2".into(), host2.password("alice").into()));
+    // The fleet's account runs once first, so that `fleet status` has one to show.
+    assert_eq!(fleet.command(root).status().unwrap().code(), Some(0));
+
+    let st = s(&store);
+    let mut with_json = vec![
+        Case::new("status", 0, &["status", "--store", &st]),
+        Case::new(
+            "status of no store",
+            1,
+            &["status", "--store", "/nonexistent/store"],
+        ),
+        Case::new("verify", 0, &["verify", "--store", &st]),
+        Case::new("gc", 0, &["gc", "--store", &st]),
+        Case::new(
+            "bundle create",
+            0,
+            &[
+                "bundle", "create", "--full", "--store", &st, "--out", "{new}",
+            ],
+        ),
+        Case::new(
+            "bundle apply",
+            0,
+            &["bundle", "apply", "--store", "{new}", &s(&bundle)],
+        ),
+        Case::new(
+            "export",
+            0,
+            &[
+                "export", "--store", &st, "--format", "maildir", "--out", "{new}",
+            ],
+        ),
+        Case::new(
+            "import",
+            0,
+            &[
+                "import",
+                "--mbox",
+                &s(&mbox.join("INBOX.mbox")),
+                "--store",
+                "{new}",
+            ],
+        ),
+        fleet,
+        Case::new("fleet status", 0, &["fleet", "status", "--stores", &stores]),
+    ];
+    with_json.extend(["pull", "push", "check", "sync"].map(|v| online(v, host1, host2, &store)));
+    let mut all = vec![
+        Case::new("--help", 0, &["--help"]),
+        Case::new("help pull", 0, &["help", "pull"]),
+        Case::new("push --help", 0, &["push", "--help"]),
+        Case::new("--version", 0, &["--version"]),
+        Case::new("bad usage", 2, &["status", "--nonsense"]),
+        Case::new("bundle list", 0, &["bundle", "list", "--store", &st]),
+    ];
+    all.extend(with_json.iter().map(Case::json));
+    all.extend(with_json);
+    all
 }
 
 #[test]
@@ -109,205 +264,16 @@ fn every_command_that_prints_ends_quietly_with_its_own_status_when_its_reader_go
     let host2 = Dovecot::start(DovecotConfig::new());
     seed(&host1, "alice", &Corpus::small());
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let store = root.join("store");
-    online("pull", &host1, &host2, &store, &[])
-        .output()
-        .unwrap();
-    online("push", &host1, &host2, &store, &[])
-        .output()
-        .unwrap();
-    let bundle = root.join("first.bundle");
-    let ok = cmd(&[
-        "bundle",
-        "create",
-        "--store",
-        &s(&store),
-        "--out",
-        &s(&bundle),
-    ])
-    .output()
-    .unwrap();
-    assert!(ok.status.success(), "{ok:?}");
-    let mbox = root.join("mbox");
-    let ok = cmd(&[
-        "export",
-        "--store",
-        &s(&store),
-        "--format",
-        "mbox",
-        "--out",
-        &s(&mbox),
-    ])
-    .output()
-    .unwrap();
-    assert!(ok.status.success(), "{ok:?}");
-    let inbox_mbox = s(&mbox.join("INBOX.mbox"));
-    let accounts = root.join("accounts.txt");
-    std::fs::write(
-        &accounts,
-        format!(
-            "127.0.0.1;alice;env:PW1;127.0.0.1;alice;env:PW2;--port1 {} --tls1 none --port2 {} --tls2 none;\n",
-            host1.port(),
-            host2.port()
-        ),
-    )
-    .unwrap();
-    let stores = root.join("stores");
-    let fleet = {
-        let (accounts, stores) = (accounts.clone(), stores.clone());
-        let (pw1, pw2) = (
-            host1.password("alice").to_string(),
-            host2.password("alice").to_string(),
-        );
-        move |extra: &[&str]| {
-            let mut c = cmd(&["fleet", "run"]);
-            c.arg(&accounts)
-                .arg("--stores")
-                .arg(&stores)
-                .args(["--parallel", "1"])
-                .args(extra)
-                .env("PW1", &pw1)
-                .env("PW2", &pw2);
-            c
-        }
-    };
-    let fresh = move |what: &str, n: usize| -> PathBuf { root.join(format!("{what}-{n}")) };
-
-    let st = s(&store);
-    let mut cases = vec![
-        case("--help", 0, |_| cmd(&["--help"])),
-        case("help pull", 0, |_| cmd(&["help", "pull"])),
-        case("push --help", 0, |_| cmd(&["push", "--help"])),
-        case("--version", 0, |_| cmd(&["--version"])),
-        case("bad usage", 2, |_| cmd(&["status", "--nonsense"])),
-    ];
-    for json in [false, true] {
-        let j: &[&str] = if json { &["--json"] } else { &[] };
-        let tag = |n: &str| format!("{n}{}", if json { " --json" } else { "" });
-        let with = |args: &[&str]| {
-            let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-            v.extend(j.iter().map(|a| a.to_string()));
-            v
-        };
-        let a = with(&["status", "--store", &st]);
-        cases.push(case(&tag("status"), 0, move |_| {
-            cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
-        }));
-        let a = with(&["status", "--store", "/nonexistent/store"]);
-        cases.push(case(&tag("status of no store"), 1, move |_| {
-            cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
-        }));
-        let a = with(&["verify", "--store", &st]);
-        cases.push(case(&tag("verify"), 0, move |_| {
-            cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
-        }));
-        let a = with(&["gc", "--store", &st]);
-        cases.push(case(&tag("gc"), 0, move |_| {
-            cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
-        }));
-        let a = with(&["bundle", "list", "--store", &st]);
-        if !json {
-            cases.push(case("bundle list", 0, move |_| {
-                cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
-            }));
-        }
-        let (st2, fr) = (st.clone(), fresh.clone());
-        let jj = j.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        cases.push(case(&tag("bundle create"), 0, move |n| {
-            let mut c = cmd(&["bundle", "create", "--full", "--store", &st2, "--out"]);
-            c.arg(fr("bundle", n)).args(&jj);
-            c
-        }));
-        let (fr, b, jj) = (
-            fresh.clone(),
-            s(&bundle),
-            j.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        );
-        cases.push(case(&tag("bundle apply"), 0, move |n| {
-            let mut c = cmd(&["bundle", "apply", "--store"]);
-            c.arg(fr("applied", n)).arg(&b).args(&jj);
-            c
-        }));
-        let (st2, fr, jj) = (
-            st.clone(),
-            fresh.clone(),
-            j.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        );
-        cases.push(case(&tag("export"), 0, move |n| {
-            let mut c = cmd(&["export", "--store", &st2, "--format", "maildir", "--out"]);
-            c.arg(fr("export", n)).args(&jj);
-            c
-        }));
-        let (fr, m, jj) = (
-            fresh.clone(),
-            inbox_mbox.clone(),
-            j.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        );
-        cases.push(case(&tag("import"), 0, move |n| {
-            let mut c = cmd(&["import", "--mbox", &m, "--store"]);
-            c.arg(fr("import", n)).args(&jj);
-            c
-        }));
-        for verb in ["pull", "push", "check", "sync"] {
-            let (h1, h2) = (host1.port(), host2.port());
-            let (p1, p2) = (
-                host1.password("alice").to_string(),
-                host2.password("alice").to_string(),
-            );
-            let (store, jj) = (
-                store.clone(),
-                j.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            );
-            cases.push(case(&tag(verb), 0, move |_| {
-                let mut c = imapferry();
-                c.arg(verb);
-                let mut side = |n: &str, port: u16, pw: &str| {
-                    c.arg(format!("--host{n}"))
-                        .arg("127.0.0.1")
-                        .arg(format!("--port{n}"))
-                        .arg(port.to_string())
-                        .arg(format!("--tls{n}"))
-                        .arg("none")
-                        .arg(format!("--user{n}"))
-                        .arg("alice")
-                        .env(format!("IMAPFERRY_PASSWORD{n}"), pw);
-                };
-                if verb == "pull" || verb == "sync" {
-                    side("1", h1, &p1);
-                }
-                if verb != "pull" {
-                    side("2", h2, &p2);
-                }
-                c.arg("--store").arg(&store).args(&jj);
-                c
-            }));
-        }
-        let f = fleet.clone();
-        let jj = j.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        cases.push(case(&tag("fleet run"), 0, move |_| {
-            let args: Vec<&str> = jj.iter().map(String::as_str).collect();
-            f(&args)
-        }));
-        let (stores, jj) = (
-            stores.clone(),
-            j.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        );
-        cases.push(case(&tag("fleet status"), 0, move |_| {
-            let mut c = cmd(&["fleet", "status", "--stores"]);
-            c.arg(&stores).args(&jj);
-            c
-        }));
-    }
-    // The fleet's accounts run once first, so that `fleet status` has one to show.
-    assert_eq!(fleet(&[]).status().unwrap().code(), Some(0));
-
+    let root = dir.path();
     let mut wrong = Vec::new();
     let mut n = 0;
-    for c in &cases {
-        // With its readers there, to know what it prints and to check the expected status.
+    let mut fresh = || {
         n += 1;
-        let open = (c.make)(n).output().unwrap();
+        root.join(format!("new-{n}"))
+    };
+    for c in cases(&host1, &host2, root) {
+        // With its readers there, to check the expected status and that it prints.
+        let open = c.command(&fresh()).output().unwrap();
         assert_eq!(open.status.code(), Some(c.code), "{}: {open:?}", c.name);
         assert!(
             !open.stdout.is_empty() || !open.stderr.is_empty(),
@@ -315,8 +281,7 @@ fn every_command_that_prints_ends_quietly_with_its_own_status_when_its_reader_go
             c.name
         );
         for closed in [Closed::Stdout, Closed::Both] {
-            n += 1;
-            let (code, stderr) = with_closed((c.make)(n), closed);
+            let (code, stderr) = with_closed(c.command(&fresh()), closed);
             let noisy = ["panicked", "Broken pipe", "backtrace", "cannot write"]
                 .iter()
                 .any(|w| stderr.contains(w));

@@ -9,25 +9,15 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
-use common::offline::{assert_same_contents, push, run, server_contents, store_contents};
+use common::offline::{
+    assert_same_contents, copy_tree, push, run, server_contents, store_contents,
+};
 use common::run::{pulled_store, store_messages};
 use common::*;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Copy `from` into `to` (which must not exist), preserving mtimes.
-fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::offline::copy_tree;
 use common::run::{imapferry, pull, Run};
 use common::*;
 
@@ -27,16 +27,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
             (e.path().to_path_buf(), (fs::read(e.path()).unwrap(), mode))
         })
         .collect()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 /// `imapferry ARGS… --store STORE`.
@@ -65,23 +55,29 @@ fn victim_dir(at: &Path) -> PathBuf {
     at.to_path_buf()
 }
 
-#[test]
-fn links_inside_a_store_are_refused_by_name_and_what_they_point_to_survives() {
+/// A server with the small corpus, a store pulled from it at `dir/NAME`, and the path of one
+/// object file in that store.
+fn pulled(dir: &Path, name: &str) -> (Dovecot, PathBuf, PathBuf) {
     let server = Dovecot::start_default();
     seed(&server, "alice", &Corpus::small());
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("base");
-    pull(&server, "alice", &base, &[]).expect_code(0);
-    let some_object = walkdir::WalkDir::new(base.join("objects"))
+    let store = dir.join(name);
+    pull(&server, "alice", &store, &[]).expect_code(0);
+    let object = walkdir::WalkDir::new(store.join("objects"))
         .min_depth(2)
         .into_iter()
         .map(Result::unwrap)
         .find(|e| e.file_type().is_file())
         .unwrap()
         .path()
-        .strip_prefix(&base)
-        .unwrap()
         .to_path_buf();
+    (server, store, object)
+}
+
+#[test]
+fn links_inside_a_store_are_refused_by_name_and_what_they_point_to_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, base, object) = pulled(dir.path(), "base");
+    let some_object = object.strip_prefix(&base).unwrap().to_path_buf();
     let object_dir = some_object.parent().unwrap().to_path_buf();
 
     // (entry replaced by a link, whether it is a directory, whether every command refuses it)
@@ -171,19 +167,8 @@ fn links_inside_a_store_are_refused_by_name_and_what_they_point_to_survives() {
 /// to. The file it points to survives.
 #[test]
 fn an_object_file_that_is_a_link_is_a_problem_not_a_source() {
-    let server = Dovecot::start_default();
-    seed(&server, "alice", &Corpus::small());
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    pull(&server, "alice", &store, &[]).expect_code(0);
-    let object = walkdir::WalkDir::new(store.join("objects"))
-        .min_depth(2)
-        .into_iter()
-        .map(Result::unwrap)
-        .find(|e| e.file_type().is_file())
-        .unwrap()
-        .path()
-        .to_path_buf();
+    let (_server, store, object) = pulled(dir.path(), "store");
     let elsewhere = dir.path().join("elsewhere.zst");
     fs::rename(&object, &elsewhere).unwrap();
     symlink(&elsewhere, &object).unwrap();
