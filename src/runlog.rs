@@ -9,7 +9,44 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
-static LOG: Mutex<Option<File>> = Mutex::new(None);
+static LOG: Mutex<Option<Log<File>>> = Mutex::new(None);
+
+/// The most one run log holds: past it the log says where it was cut and takes no more lines
+/// (stderr still shows them, `--json` still lists every failure). A run of two million failing
+/// messages wrote 242 MB before.
+pub const CAP: u64 = 16 << 20;
+
+/// A run log being written, and how much of its cap it used.
+struct Log<W> {
+    out: W,
+    written: u64,
+    cut: bool,
+}
+
+impl<W: Write> Log<W> {
+    /// Append `line` (and its line end) if it fits under `cap`; else, once, the line saying
+    /// the log was cut there.
+    fn append(&mut self, line: &str, cap: u64) {
+        if self.cut {
+            return;
+        }
+        let len = line.len() as u64 + 1;
+        // A full disk must not stop the run: the screen still shows everything.
+        if self.written + len <= cap {
+            if writeln!(self.out, "{line}").is_ok() {
+                self.written += len;
+            }
+            return;
+        }
+        self.cut = true;
+        let _ = writeln!(
+            self.out,
+            "run log cut here: it reached its cap of {} MiB; later lines are on stderr only (and \
+             every failure in the --json report)",
+            cap >> 20
+        );
+    }
+}
 
 /// Log files kept per store: the oldest beyond this are removed when a run starts.
 const KEEP: usize = 100;
@@ -42,7 +79,11 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    *LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+    *LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(Log {
+        out: file,
+        written: 0,
+        cut: false,
+    });
     write(&format!(
         "imapferry {} {command}",
         env!("CARGO_PKG_VERSION")
@@ -53,10 +94,9 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
 /// Append one line (already made printable by the caller), with the time.
 pub fn write(line: &str) {
     let mut guard = LOG.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(f) = guard.as_mut() {
+    if let Some(log) = guard.as_mut() {
         let t = crate::mailtime::format_utc(crate::clock::now());
-        // A full disk must not stop the run: the screen still shows everything.
-        let _ = writeln!(f, "{t} {line}");
+        log.append(&format!("{t} {line}"), CAP);
     }
 }
 
@@ -67,6 +107,8 @@ fn prune(logs: &Path) {
     };
     let mut names: Vec<PathBuf> = entries
         .flatten()
+        // Only the store's own files (a link is never followed: see `store::layout`).
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .collect();
@@ -76,5 +118,33 @@ fn prune(logs: &Path) {
     names.sort();
     for old in &names[..names.len() + 1 - KEEP] {
         let _ = std::fs::remove_file(old);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(count: usize, cap: u64) -> String {
+        let mut log = Log {
+            out: Vec::new(),
+            written: 0,
+            cut: false,
+        };
+        for i in 0..count {
+            log.append(&format!("line {i:04}"), cap);
+        }
+        String::from_utf8(log.out).unwrap()
+    }
+
+    #[test]
+    fn a_log_past_its_cap_says_where_it_was_cut_and_takes_no_more() {
+        // Ten lines of 10 bytes fit in 100.
+        let text = written(1000, 100);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 11, "{text}");
+        assert_eq!(lines[9], "line 0009");
+        assert!(lines[10].starts_with("run log cut here"), "{text}");
+        assert_eq!(written(1000, CAP).lines().count(), 1000);
     }
 }

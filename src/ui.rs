@@ -42,7 +42,7 @@ fn say(line: String) {
         // indicatif clears the bar, prints the line (the terminal wraps a long one; indicatif
         // counts the wrapped rows) and draws the bar again below it.
         Some(bar) => bar.println(line),
-        None => eprintln!("{line}"),
+        None => crate::stdio::err(&line),
     }
 }
 

@@ -15,13 +15,6 @@ use common::*;
 /// A folder name whose finished-folder line is wider than 60 columns: it must wrap, not be cut.
 const LONG_FOLDER: &str = "Projects/a-folder-name-long-enough-to-wrap-on-a-narrow-screen";
 
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// One message of about `len` bytes of base64-like text (barely compressible).
 fn message(folder: &str, id: usize, len: usize) -> CorpusMessage {
     let mut bytes = format!(
@@ -261,10 +254,7 @@ fn pull_on_screen(server: &Dovecot, proxy: &Proxy, width: u16, dir: &Path, out: 
 
 #[test]
 fn the_progress_display_moves_with_the_bytes_and_leaves_a_clean_screen() {
-    if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed (scripts/test installs it); the display test needs a terminal");
-        return;
-    }
+    common::require_tool("tmux", "-V", "tmux");
     let server = Dovecot::start_default();
     seed(&server, "alice", &corpus());
     let dir = tempfile::tempdir().unwrap();

@@ -163,7 +163,7 @@ fn secret(args: &ConnArgs) -> Result<Secret> {
 /// the file.
 fn read_passfile(file: &Path, n: &str) -> Result<String> {
     warn_if_others_may_read(file, &format!("--passfile{n}"));
-    let text = std::fs::read_to_string(file)
+    let text = imapferry::secret::read(file)
         .map_err(|e| usage(format!("cannot read --passfile{n} {}: {e}", file.display())))?;
     password_line(&text)
         .map(String::from)

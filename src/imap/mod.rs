@@ -29,7 +29,7 @@ pub fn log_level() -> u8 {
 macro_rules! wire_log {
     ($lvl:expr, $($arg:tt)*) => {
         if $crate::imap::log_level() > $lvl {
-            eprintln!("imap: {}", format_args!($($arg)*));
+            $crate::stdio::err(&format!("imap: {}", format_args!($($arg)*)));
         }
     };
 }

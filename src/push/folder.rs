@@ -253,6 +253,7 @@ fn conclude(
             true
         }
     };
+    fr.failed = failures.len() as u64;
     Done {
         result: (fr, failures),
         reconnect,
@@ -653,7 +654,8 @@ impl Pusher<'_, '_> {
                 .iter()
                 .map(|&msg| {
                     let provider = self.conn.provider();
-                    let (flags, lost) = sendable_flags(provider, &msg.row.flags, sel);
+                    let (flags, lost) =
+                        storable_flags(provider, &msg.row.flags, &sel.permanent_flags);
                     self.state.dropped.extend(lost);
                     Outgoing {
                         msg,
@@ -866,7 +868,7 @@ impl Pusher<'_, '_> {
                 self.fail(o.msg, why);
                 continue;
             };
-            match self.ctx.objects.read(&o.msg.row.hash) {
+            match self.ctx.objects.read(&o.msg.row.hash, o.msg.row.size) {
                 Ok(bytes) => {
                     if let Some(why) = too_long_lines(self.conn.provider(), &bytes) {
                         self.fail(o.msg, why);
@@ -1272,7 +1274,7 @@ fn flag_groups(
         if row.change <= change && change != 0 {
             continue;
         }
-        let (mut want, _) = sendable_flags(provider, &row.flags, sel);
+        let (mut want, _) = storable_flags(provider, &row.flags, &sel.permanent_flags);
         if same_flags(&want, &host_flags) {
             continue;
         }
@@ -1292,20 +1294,6 @@ fn flag_groups(
         });
     }
     groups
-}
-
-/// The flags host2 is given for `flags` (see [`storable_flags`]), and the keywords it cannot
-/// keep. Gmail deletes (or moves to Trash) a message that gets `\Deleted`: never given there.
-fn sendable_flags(
-    provider: Provider,
-    flags: &[String],
-    sel: &Selected,
-) -> (Vec<String>, Vec<String>) {
-    let (mut kept, lost) = storable_flags(flags, &sel.permanent_flags);
-    if provider == Provider::Gmail {
-        kept.retain(|f| !f.eq_ignore_ascii_case("\\Deleted"));
-    }
-    (kept, lost)
 }
 
 /// Whether a refusal says the trouble is the flags (only then is a message sent again without

@@ -485,6 +485,8 @@ fn add_up(
         report.warnings.extend(fr.warnings.iter().cloned());
         report.per_folder.push(fr);
     }
+    // One count: every listed failure, a folder's (and a --folder the store lacks) included.
+    report.failed = report.failures.len() as u64;
 }
 
 /// Time, rate, memory, completeness and the verdict line.

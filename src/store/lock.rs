@@ -16,7 +16,8 @@ const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Held for as long as the store is open; dropping it releases the lock.
 pub struct StoreLock {
-    _file: File,
+    /// `None` for a reader of a store without a `lock` file (see [`StoreLock::acquire_shared`]).
+    _file: Option<File>,
     path: PathBuf,
 }
 
@@ -30,28 +31,11 @@ impl StoreLock {
             .create(true)
             .truncate(false)
             .mode(FILE_MODE)
+            // A link is never followed (and chmodded): see `layout`.
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        // A holder that is going away (a process exiting, or a copy of the descriptor in a
-        // child between fork and exec) lets go within moments: wait that long, no longer.
-        let started = std::time::Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) if started.elapsed() < RELEASE_WAIT => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(TryLockError::WouldBlock) => anyhow::bail!(
-                    "store {} is in use by another imapferry process (lock {}); wait for it to \
-                     finish",
-                    store_root.display(),
-                    path.display()
-                ),
-                Err(TryLockError::Error(e)) => {
-                    return Err(e).with_context(|| format!("cannot lock {}", path.display()))
-                }
-            }
-        }
+        wait_for(store_root, &path, || file.try_lock())?;
         // Mode 0600 whatever the umask at creation; only once we own the lock.
         if file
             .metadata()
@@ -60,12 +44,68 @@ impl StoreLock {
             fs::set_permissions(&path, fs::Permissions::from_mode(FILE_MODE))
                 .with_context(|| format!("cannot chmod {}", path.display()))?;
         }
-        Ok(StoreLock { _file: file, path })
+        Ok(StoreLock {
+            _file: Some(file),
+            path,
+        })
+    }
+
+    /// A reader's lock: shared (readers do not exclude each other, a writer excludes them),
+    /// taken on the existing `lock` file opened read-only, so a store on read-only media can
+    /// be read. Nothing is created or changed: a store without a `lock` file (no writer ever
+    /// opened it, or it was copied without one) is read unlocked.
+    pub fn acquire_shared(store_root: &Path) -> Result<StoreLock> {
+        let path = store_root.join("lock");
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(StoreLock { _file: None, path })
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open lock file {}", path.display()))
+            }
+        };
+        wait_for(store_root, &path, || file.try_lock_shared())?;
+        Ok(StoreLock {
+            _file: Some(file),
+            path,
+        })
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Take a lock with `try_lock`, waiting a moment for a holder that is going away (a process
+/// exiting, or a copy of the descriptor in a child between fork and exec), no longer.
+fn wait_for(
+    store_root: &Path,
+    path: &Path,
+    try_lock: impl Fn() -> Result<(), TryLockError>,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match try_lock() {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if started.elapsed() < RELEASE_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(TryLockError::WouldBlock) => anyhow::bail!(
+                "store {} is in use by another imapferry process (lock {}); wait for it to \
+                 finish",
+                store_root.display(),
+                path.display()
+            ),
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
     }
 }
 
@@ -89,5 +129,28 @@ mod tests {
         );
         drop(first);
         StoreLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn readers_share_the_lock_a_writer_excludes_them_and_nothing_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let unlocked = StoreLock::acquire_shared(dir.path()).unwrap();
+        assert!(
+            !dir.path().join("lock").exists(),
+            "a reader creates nothing"
+        );
+        drop(unlocked);
+        drop(StoreLock::acquire(dir.path()).unwrap());
+        let a = StoreLock::acquire_shared(dir.path()).unwrap();
+        let _b = StoreLock::acquire_shared(dir.path()).unwrap();
+        assert!(
+            StoreLock::acquire(dir.path()).is_err(),
+            "a writer waits for readers"
+        );
+        drop(a);
+        drop(_b);
+        let w = StoreLock::acquire(dir.path()).unwrap();
+        assert!(StoreLock::acquire_shared(dir.path()).is_err());
+        drop(w);
     }
 }

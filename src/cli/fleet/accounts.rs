@@ -37,7 +37,7 @@ impl Password {
                 std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
             }
             Password::File(path) => {
-                let text = std::fs::read_to_string(path)
+                let text = imapferry::secret::read(path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 password_line(&text)
                     .map(String::from)

@@ -270,7 +270,7 @@ fn run_one(plan: &Plan<'_>, a: &Account, on_phase: &dyn Fn(&'static str)) -> Rec
     }
     r.seconds = started.elapsed().as_secs_f64();
     if let Err(e) = state::write(plan.stores, &r) {
-        eprintln!("warning: cannot record {}: {e:#}", r.name);
+        imapferry::ui::warn(&format!("cannot record {}: {e:#}", r.name));
     }
     r
 }
@@ -309,7 +309,7 @@ fn spawn(plan: &Plan<'_>, a: &Account, phase: &str) -> anyhow::Result<std::proce
         .args(["--json", "--jobs", &plan.jobs.to_string()])
         .args(&plan.common)
         .args(accounts::options_for(&a.extra, phase).map_err(|e| anyhow::anyhow!(e))?);
-    std::fs::create_dir_all(state::dir(plan.stores))?;
+    state::records_dir(plan.stores)?;
     let err = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
