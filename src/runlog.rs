@@ -9,14 +9,45 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
-static LOG: Mutex<Option<File>> = Mutex::new(None);
+/// The open log: its store directory, its path and the file.
+static LOG: Mutex<Option<(PathBuf, PathBuf, File)>> = Mutex::new(None);
+
+/// The command a log is named after when it is not the engine's own (`sync`, which is a pull
+/// and a push in one log).
+static COMMAND: Mutex<Option<&'static str>> = Mutex::new(None);
+
+/// Name the logs this process starts after `command` (`sync`) rather than the engine.
+pub fn set_command(command: &'static str) {
+    *COMMAND.lock().unwrap_or_else(|e| e.into_inner()) = Some(command);
+}
+
+/// The path of the log being written, if any.
+pub fn path() -> Option<PathBuf> {
+    let guard = LOG.lock().unwrap_or_else(|e| e.into_inner());
+    guard.as_ref().map(|(_, path, _)| path.clone())
+}
 
 /// Log files kept per store: the oldest beyond this are removed when a run starts.
 const KEEP: usize = 100;
 
-/// Start logging this run of `command` into `dir/logs/`; returns the file's path.
+/// Start logging this run of `command` into `dir/logs/`; returns the file's path. A process
+/// that already logs into this store's `logs/` (a `sync`: its pull, then its push) goes on in
+/// the same file.
 pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let open_here = {
+        let guard = LOG.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .filter(|(d, _, _)| d == dir)
+            .map(|(_, p, _)| p.clone())
+    };
+    if let Some(path) = open_here {
+        write(&format!("imapferry {command}"));
+        return Ok(path);
+    }
+    let named = *COMMAND.lock().unwrap_or_else(|e| e.into_inner());
+    let first = named.unwrap_or(command);
     let logs = dir.join("logs");
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -30,7 +61,7 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
         .filter(char::is_ascii_digit)
         .collect();
     let name = format!(
-        "{}T{}Z-{command}-{}.log",
+        "{}T{}Z-{first}-{}.log",
         &digits[..8],
         &digits[8..14],
         std::process::id()
@@ -42,18 +73,21 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    *LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+    *LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some((dir.to_path_buf(), path.clone(), file));
     write(&format!(
-        "imapferry {} {command}",
+        "imapferry {} {first}",
         env!("CARGO_PKG_VERSION")
     ));
+    if first != command {
+        write(&format!("imapferry {command}"));
+    }
     Ok(path)
 }
 
 /// Append one line (already made printable by the caller), with the time.
 pub fn write(line: &str) {
     let mut guard = LOG.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(f) = guard.as_mut() {
+    if let Some((_, _, f)) = guard.as_mut() {
         let t = crate::mailtime::format_utc(crate::clock::now());
         // A full disk must not stop the run: the screen still shows everything.
         let _ = writeln!(f, "{t} {line}");

@@ -46,6 +46,15 @@ fn say(line: String) {
     }
 }
 
+/// The run is being stopped (a signal): the bar or board goes, `line` stays.
+pub fn stopped(line: &str) {
+    let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    eprintln!("{line}");
+}
+
 /// Always shown.
 pub fn warn(msg: &str) {
     let line = format!("warning: {}", printable(msg));

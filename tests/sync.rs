@@ -268,3 +268,108 @@ fn search_selects_messages_and_authuser_logs_in_as_an_administrator() {
     bad.extend(["--search", "SUBJECT {5}"]);
     assert_eq!(sync(home.path(), &bad).code, 2);
 }
+
+/// Number of messages a store holds (0 when there is no store).
+fn stored(store: &Path) -> usize {
+    if !store.join("index.sqlite").exists() {
+        return 0;
+    }
+    common::run::store_messages(store)
+        .values()
+        .map(Vec::len)
+        .sum()
+}
+
+/// Issue 21, item 1: a wrong host2 password stops `sync` before the pull fetches anything
+/// (host1 is 6 MB behind a 1 MB/s link: a pull first would take 6 s), with host2's error and
+/// a hint; so does `--ssl2` against host2's plain port, with a hint that leads somewhere.
+#[test]
+fn host2_mistakes_fail_before_the_pull_fetches_a_message() {
+    let h1 = Dovecot::start_default();
+    let h2 = Dovecot::start_default();
+    let mut corpus = Corpus::small();
+    corpus
+        .messages
+        .extend(Corpus::one_large(6_000_000).messages);
+    seed(&h1, "alice", &corpus);
+    let slow = Proxy::start(
+        h1.port(),
+        Faults {
+            bandwidth: Some(1_000_000),
+            shared_bandwidth: true,
+            ..Faults::default()
+        },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    let (p1, p2) = (slow.port().to_string(), h2.port().to_string());
+    let host1 = [
+        "--host1", "127.0.0.1", "--port1", &p1, "--notls1", "--user1", "alice", "--password1",
+        h1.password("alice"),
+    ];
+    let host2 = ["--host2", "127.0.0.1", "--port2", &p2, "--user2", "alice"];
+    let cases: [(&[&str], &[&str]); 2] = [
+        (
+            &["--notls2", "--password2", "wrong"],
+            &["cannot log in to host2 as alice", "hint:", "--user2"],
+        ),
+        // Dovecot without a certificate: plain IMAP, no STARTTLS either.
+        (
+            &["--ssl2", "--password2", h2.password("alice")],
+            &["host2", "hint:", "without any TLS", "--port2 993"],
+        ),
+    ];
+    for (extra, wants) in cases {
+        let started = std::time::Instant::now();
+        let mut args: Vec<&str> = host1.to_vec();
+        args.extend(host2);
+        args.extend(extra);
+        args.extend(["--store", store.to_str().unwrap()]);
+        let run = sync(home.path(), &args);
+        let took = started.elapsed();
+        eprintln!("{extra:?}: exit {} in {took:.1?}: {}", run.code, run.stderr.trim());
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        for w in wants {
+            assert!(run.stderr.contains(w), "lacks {w:?}:\n{}", run.stderr);
+        }
+        assert!(
+            !run.stderr.contains("--tls2 starttls"),
+            "a hint that leads to 'server does not offer STARTTLS':\n{}",
+            run.stderr
+        );
+        assert_eq!(stored(&store), 0, "the pull ran before host2 was tried");
+        assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+    }
+}
+
+/// Issue 21, item 10: STARTTLS asked of a server that does not offer it names the options
+/// that fix it, and `--ssl2` against a plain port that offers STARTTLS says to use it.
+#[test]
+fn tls_mismatches_on_host2_name_the_option_that_works() {
+    let plain = Dovecot::start_default();
+    let tls = Dovecot::start(DovecotConfig::new().tls());
+    let home = tempfile::tempdir().unwrap();
+    let try_push = |server: &Dovecot, tls_args: &[&str]| {
+        let mut c = imapferry();
+        c.args(["push", "--justlogin", "--host2", "127.0.0.1", "--port2"])
+            .arg(server.port().to_string())
+            .args(["--user2", "alice", "--store"])
+            .arg(home.path().join("none"))
+            .args(tls_args)
+            .env("IMAPFERRY_PASSWORD2", server.password("alice"));
+        let run: Run = c.output().unwrap().into();
+        eprintln!("{tls_args:?}: {}", run.stderr.trim());
+        run
+    };
+    let run = try_push(&plain, &["--tls2", "starttls"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("does not offer STARTTLS"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hint:") && run.stderr.contains("--tls2 none"),
+        "{}",
+        run.stderr
+    );
+    let run = try_push(&tls, &["--ssl2"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("--tls2 starttls"), "{}", run.stderr);
+}

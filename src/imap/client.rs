@@ -187,6 +187,26 @@ pub struct ConnectOptions {
     /// Capabilities to act as if the server did not advertise them (any case), e.g.
     /// `LITERAL+` or `AUTH=PLAIN`, to work around a server that advertises something broken.
     pub hide_capabilities: Vec<String>,
+    /// Stop after the greeting and CAPABILITY: no TLS, no login (see [`offers_starttls`]).
+    pub greeting_only: bool,
+}
+
+/// Whether the server at `ep`'s host and port, spoken to in plain IMAP, offers STARTTLS;
+/// `None` when no plain IMAP greeting comes. One connection and no login: for advice after
+/// implicit TLS failed there (the advice differs when STARTTLS would fail too).
+pub fn offers_starttls(ep: &Endpoint) -> Option<bool> {
+    let plain = Endpoint {
+        tls: TlsMode::None,
+        ..ep.clone()
+    };
+    let opts = ConnectOptions {
+        greeting_only: true,
+        ..ConnectOptions::default()
+    };
+    let mut c = Client::connect_with(&plain, &opts).ok()?;
+    let offered = c.has_capability("STARTTLS");
+    let _ = c.logout_in_place();
+    Some(offered)
 }
 
 /// A logged-in session.
@@ -311,6 +331,10 @@ impl Client {
         c.set_timeout(deadline)?;
         let preauth = c.greeting(deadline)?;
         c.set_timeout(ep.timeout)?;
+        if opts.greeting_only {
+            c.ensure_capabilities(0)?;
+            return Ok(c);
+        }
         if ep.tls == TlsMode::StartTls {
             c.starttls(ep)?;
         }
@@ -1343,10 +1367,10 @@ impl Client {
             self.run(&[text("CAPABILITY")], &mut |_| Ok(()))?;
         }
         if !self.has_capability("STARTTLS") {
-            bail!(
-                "{}: server does not offer STARTTLS (use imaps, or no TLS explicitly)",
-                self.label
-            );
+            return Err(wire_error(
+                ErrorKind::Connect(ConnectProblem::NoStartTls),
+                format!("{}: server does not offer STARTTLS", self.label),
+            ));
         }
         self.run(&[text("STARTTLS")], &mut |_| Ok(()))?;
         // Anything already buffered came in plaintext after the OK: possible injection.

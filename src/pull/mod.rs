@@ -159,6 +159,8 @@ pub struct PullReport {
     /// failure; the next run after `resume_at` continues.
     pub budget_spent: Option<BudgetSpent>,
     pub per_folder: Vec<FolderReport>,
+    /// The run's log (in the store's `logs/`); none for a dry run.
+    pub log: Option<std::path::PathBuf>,
 }
 
 impl PullReport {
@@ -227,8 +229,10 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
             store
         }
     };
-    crate::runlog::start(&store.root, "pull")?;
-    run_with(opts, &mut store, &connector, Some(conn))
+    let log = crate::runlog::start(&store.root, "pull")?;
+    let mut report = run_with(opts, &mut store, &connector, Some(conn))?;
+    report.log = Some(log);
+    Ok(report)
 }
 
 /// A dry run: the store's index copied into a scratch store (or an empty one), pulled there

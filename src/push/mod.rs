@@ -179,6 +179,8 @@ pub struct PushReport {
     /// failure; the next run after `resume_at` continues.
     pub budget_spent: Option<BudgetSpent>,
     pub per_folder: Vec<FolderReport>,
+    /// The run's log (in the store's `logs/`).
+    pub log: Option<PathBuf>,
 }
 
 impl PushReport {
@@ -248,9 +250,11 @@ pub(crate) struct Ctx<'a> {
 /// problems are in [`PushReport::failures`].
 pub fn run(opts: &PushOptions) -> Result<PushReport> {
     let mut store = Store::open_existing(&opts.store)?;
-    crate::runlog::start(&store.root, "push")?;
+    let log = crate::runlog::start(&store.root, "push")?;
     let connector = run::Imap::new(&opts.endpoint, "host2");
-    run_with(opts, &mut store, &connector)
+    let mut report = run_with(opts, &mut store, &connector)?;
+    report.log = Some(log);
+    Ok(report)
 }
 
 /// [`run`] on an open store through any [`Connector`] (the engine tests use memory mailboxes).
@@ -372,6 +376,14 @@ fn look_at_host2(
     let (conn, ns, plan) =
         crate::compare::plan_host2(&store.index, &folders, &opts.rules, connector, &mut retry)?;
     report_renames(&plan, &ns, report);
+    for t in opts.rules.transforms.iter().filter(|t| !t.matched()) {
+        ui::warn(&format!(
+            "--regextrans2 {:?} matched no folder: it rewrites imapferry's host2 paths (UTF-8, \
+             levels joined by /, no INBOX. prefix: Archive/2024), not host2's raw names; see \
+             docs/imapsync.md",
+            t.text()
+        ));
+    }
     Ok((conn, ns, plan))
 }
 
