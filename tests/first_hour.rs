@@ -471,3 +471,93 @@ fn status_shows_folder_names_wider_than_any_column() {
     let run = run.expect_code(0);
     assert!(run.stdout.contains(&long), "{}", run.stdout);
 }
+
+/// Issue 21, item 7: the run log's path is in the summary and in the JSON report.
+#[test]
+fn the_run_log_is_named_in_the_summary_and_the_json() {
+    let server = Dovecot::start(DovecotConfig::new());
+    common::seed(&server, "alice", &common::Corpus::small());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = server.port().to_string();
+    let args = [
+        "--host1", "127.0.0.1", "--port1", &port, "--tls1", "none", "--user1", "alice",
+    ];
+    let run: Run = pull_with(&store, &args, server.password("alice"))
+        .output()
+        .unwrap()
+        .into();
+    let run = run.expect_code(0);
+    let line = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("log: "))
+        .unwrap_or_else(|| panic!("no log line:\n{}", run.stdout));
+    assert!(Path::new(line).exists() && line.starts_with(store.join("logs").to_str().unwrap()));
+    let mut json = pull_with(&store, &args, server.password("alice"));
+    json.arg("--json");
+    let run: Run = json.output().unwrap().into();
+    let j = run.expect_code(0).json();
+    let log = j["log"].as_str().unwrap_or_else(|| panic!("no log in {j}"));
+    assert!(Path::new(log).exists(), "{log}");
+}
+
+/// Issue 21, item 6: Ctrl-C (SIGINT) and SIGTERM stop a pull with a line saying how to go on,
+/// written in the run log too, exit 130 and 143; the next run finishes the store exactly.
+#[test]
+fn ctrl_c_says_how_to_resume_logs_it_and_exits_130() {
+    let server = Dovecot::start_default();
+    let mut corpus = common::Corpus::small();
+    corpus
+        .messages
+        .extend(common::Corpus::one_large(4_000_000).messages);
+    common::seed(&server, "alice", &corpus);
+    let slow = common::Proxy::start(
+        server.port(),
+        common::Faults {
+            bandwidth: Some(500_000),
+            shared_bandwidth: true,
+            ..common::Faults::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let store = dir.path().join(format!("store-{signal}"));
+        let mut child = common::run::pull_command_via(slow.port(), &server, "alice", &store, &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once the run has started writing into its log.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline
+            && std::fs::read_dir(store.join("logs")).map_or(0, |d| d.count()) == 0
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let run: Run = out.into();
+        eprintln!("SIG{signal}: exit {}\n{}", run.code, run.stderr);
+        assert_eq!(run.code, code, "{}", run.stderr);
+        let said = "interrupted: run the same command again to resume (nothing is lost)";
+        assert!(run.stderr.contains(said), "{}", run.stderr);
+        let mut logs: Vec<_> = std::fs::read_dir(store.join("logs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        logs.sort();
+        let text = std::fs::read_to_string(logs.last().unwrap()).unwrap();
+        assert!(
+            text.lines().last().unwrap_or_default().ends_with(said),
+            "the log does not end with it:\n{text}"
+        );
+        pull(&server, "alice", &store, &[]).expect_code(0);
+        common::run::assert_store_matches_server(&store, &server, "alice");
+    }
+}
