@@ -74,10 +74,7 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     *LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some((dir.to_path_buf(), path.clone(), file));
-    write(&format!(
-        "imapferry {} {first}",
-        env!("CARGO_PKG_VERSION")
-    ));
+    write(&format!("imapferry {} {first}", env!("CARGO_PKG_VERSION")));
     if first != command {
         write(&format!("imapferry {command}"));
     }

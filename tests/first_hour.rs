@@ -481,7 +481,14 @@ fn the_run_log_is_named_in_the_summary_and_the_json() {
     let store = dir.path().join("store");
     let port = server.port().to_string();
     let args = [
-        "--host1", "127.0.0.1", "--port1", &port, "--tls1", "none", "--user1", "alice",
+        "--host1",
+        "127.0.0.1",
+        "--port1",
+        &port,
+        "--tls1",
+        "none",
+        "--user1",
+        "alice",
     ];
     let run: Run = pull_with(&store, &args, server.password("alice"))
         .output()
@@ -560,4 +567,104 @@ fn ctrl_c_says_how_to_resume_logs_it_and_exits_130() {
         pull(&server, "alice", &store, &[]).expect_code(0);
         common::run::assert_store_matches_server(&store, &server, "alice");
     }
+}
+
+/// Issue 21, item 10: the two password prompts of `sync` say which side, host and port they
+/// are for (run on a terminal: `script` gives the binary one), and imapsync's password
+/// variable, set and ignored, is said.
+#[test]
+fn each_password_prompt_names_its_side_and_imapsyncs_variable_is_said() {
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED: util-linux's script is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port().to_string();
+    let cmd = format!(
+        "'{}' sync --host1 127.0.0.1 --port1 {port} --notls1 --user1 alice --host2 localhost \
+         --port2 {port} --notls2 --user2 bob --store '{}'",
+        common::run::binary().display(),
+        dir.path().join("store").display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'one\\ntwo\\n' | script -qec \"{cmd}\" /dev/null"
+        ))
+        .env_remove("IMAPFERRY_PASSWORD1")
+        .env_remove("IMAPFERRY_PASSWORD2")
+        .env("IMAPSYNC_PASSWORD1", "from-imapsync")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(
+        text.contains(&format!(
+            "Password for alice on host1 (127.0.0.1 port {port}): "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Password for bob on host2 (localhost port {port}): "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("IMAPSYNC_PASSWORD1 is set but not read")
+            && text.contains("IMAPFERRY_PASSWORD1"),
+        "{text}"
+    );
+}
+
+/// Issue 21, item 10: a regex error is shown on its own lines (not with `\u{a}` escapes), and
+/// a store in use names the process holding it.
+#[test]
+fn regex_errors_keep_their_lines_and_a_busy_store_names_its_holder() {
+    let mut c = imapferry();
+    c.args([
+        "pull",
+        "--host1",
+        "h",
+        "--user1",
+        "u",
+        "--store",
+        "/nonexistent",
+    ])
+    .args(["--exclude", "(unclosed"]);
+    let run: Run = c.output().unwrap().into();
+    assert_eq!(run.code, 2);
+    assert!(!run.stderr.contains("\\u{a}"), "{}", run.stderr);
+    assert!(run.stderr.lines().count() >= 3, "{}", run.stderr);
+
+    let server = Dovecot::start_default();
+    common::seed(&server, "alice", &common::Corpus::one_large(3_000_000));
+    let slow = common::Proxy::start(
+        server.port(),
+        common::Faults {
+            bandwidth: Some(500_000),
+            ..common::Faults::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut first = common::run::pull_command_via(slow.port(), &server, "alice", &store, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.join("logs").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = pull(&server, "alice", &store, &[]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(second.code, 1, "{}", second.stderr);
+    let want = format!("in use by another imapferry process (PID {})", first.id());
+    assert!(second.stderr.contains(&want), "{}", second.stderr);
 }

@@ -29,7 +29,13 @@ fn faq_gmail_line(p1: &str, p2: &str) -> Vec<String> {
     );
     let mut v: Vec<String> = line.split_whitespace().map(String::from).collect();
     v.extend(
-        ["--regextrans2", "s,\\[Gmail\\].,,", "--folderlast", "[Gmail]/All Mail"].map(String::from),
+        [
+            "--regextrans2",
+            "s,\\[Gmail\\].,,",
+            "--folderlast",
+            "[Gmail]/All Mail",
+        ]
+        .map(String::from),
     );
     v
 }
@@ -59,19 +65,29 @@ fn a_real_imapsync_line_is_answered_in_one_run_and_runs_once_told() {
     eprintln!("first run, {took:.1?}:\n{}", first.stderr);
     assert_eq!(first.code, 2, "{}", first.stderr);
     assert!(took < Duration::from_secs(2), "{took:?}");
-    for refused in ["--maxbytesafter", "--maxsleep", "--skipcrossduplicates", "--folderlast"] {
+    for refused in [
+        "--maxbytesafter",
+        "--maxsleep",
+        "--skipcrossduplicates",
+        "--folderlast",
+    ] {
         assert!(
-            first
-                .stderr
-                .lines()
-                .any(|l| l.trim_start().starts_with(&format!("{refused}: not supported"))),
+            first.stderr.lines().any(|l| l
+                .trim_start()
+                .starts_with(&format!("{refused}: not supported"))),
             "{refused} not answered:\n{}",
             first.stderr
         );
     }
-    let notes = first.stderr.matches("note: --useheader is not needed").count();
+    let notes = first
+        .stderr
+        .matches("note: --useheader is not needed")
+        .count();
     assert_eq!(notes, 2, "{}", first.stderr);
-    assert!(!home.path().join(".local").exists(), "a refused line made a store");
+    assert!(
+        !home.path().join(".local").exists(),
+        "a refused line made a store"
+    );
 
     // Dropped as told, with their values: the rest of the line works.
     let drop = [
@@ -93,9 +109,16 @@ fn a_real_imapsync_line_is_answered_in_one_run_and_runs_once_told() {
         }
     }
     let (second, took) = sync(&told);
-    eprintln!("second run, {took:.1?}:\n{}{}", second.stderr, second.stdout);
+    eprintln!(
+        "second run, {took:.1?}:\n{}{}",
+        second.stderr, second.stdout
+    );
     let second = second.expect_code(0);
-    assert!(second.stderr.contains("note: --useheader"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("note: --useheader"),
+        "{}",
+        second.stderr
+    );
     assert!(
         second.stderr.contains("--regextrans2") && second.stderr.contains("matched no folder"),
         "the Gmail-only transform changed nothing, and says so:\n{}",
@@ -129,7 +152,12 @@ fn the_gmail_to_gmail_line_of_imapsyncs_faq_is_answered_whole() {
         .collect();
     assert_eq!(
         answered,
-        ["--maxbytesafter", "--maxsleep", "--resynclabels", "--folderlast"],
+        [
+            "--maxbytesafter",
+            "--maxsleep",
+            "--resynclabels",
+            "--folderlast"
+        ],
         "{}",
         r.stderr
     );
@@ -170,8 +198,8 @@ fn domain(option: &str) -> Option<&'static str> {
 /// security only when asked about that very subject, and a "did you mean" tip never does.
 #[test]
 fn no_tip_ever_names_an_option_that_deletes_or_lowers_security() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/imapsync.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/imapsync.md")).unwrap();
     let names: Vec<String> = doc
         .lines()
         .filter(|l| l.starts_with("| `--"))
@@ -201,9 +229,23 @@ fn no_tip_ever_names_an_option_that_deletes_or_lowers_security() {
     }
     // The tips the issue saw, and typos next to every dangerous option.
     let typos = [
-        "--delete1x", "--delet2", "--deletes2", "--nolog", "--pidfile2", "--justconect",
-        "--notls", "--notl2", "--nossl", "--insecur2", "--tls2none", "--tlss2", "--pasword2",
-        "--passfle1", "--showpassword", "--expung2", "--jsonn",
+        "--delete1x",
+        "--delet2",
+        "--deletes2",
+        "--nolog",
+        "--pidfile2",
+        "--justconect",
+        "--notls",
+        "--notl2",
+        "--nossl",
+        "--insecur2",
+        "--tls2none",
+        "--tlss2",
+        "--pasword2",
+        "--passfle1",
+        "--showpassword",
+        "--expung2",
+        "--jsonn",
     ];
     for typo in typos {
         let (r, took) = run(&["sync", typo, "--host1", "h", "--user1", "u"]);
@@ -213,7 +255,11 @@ fn no_tip_ever_names_an_option_that_deletes_or_lowers_security() {
             .into_iter()
             .filter(|d| d != typo)
             .collect();
-        assert!(named.is_empty(), "{typo} got a tip naming {named:?}:\n{}", r.stderr);
+        assert!(
+            named.is_empty(),
+            "{typo} got a tip naming {named:?}:\n{}",
+            r.stderr
+        );
         checked += 1;
     }
     let (r, _) = run(&["sync", "--exlude", "x"]);

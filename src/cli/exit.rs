@@ -66,7 +66,10 @@ impl std::error::Error for Advised {}
 /// The error line, the hint if any, and the exit status of an error that stopped a run.
 fn explain(e: &anyhow::Error) -> (String, Option<String>, u8) {
     let text = format!("{e:#}");
-    if e.downcast_ref::<Usage>().is_some() {
+    let raw_folder = e
+        .chain()
+        .any(|c| c.is::<imapferry::folders::RawFolderName>());
+    if e.downcast_ref::<Usage>().is_some() || raw_folder {
         return (text, None, 2);
     }
     if budget_spent(e).is_some() {

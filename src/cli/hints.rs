@@ -4,7 +4,9 @@
 
 use super::args::Side;
 use super::exit::Advised;
-use imapferry::imap::{connect_problem, offers_starttls, ConnectProblem, Endpoint, Secret, TlsMode};
+use imapferry::imap::{
+    connect_problem, offers_starttls, ConnectProblem, Endpoint, Secret, TlsMode,
+};
 
 /// `e` with advice when it says no session with `side` could be opened; `e` unchanged
 /// otherwise.

@@ -348,8 +348,18 @@ mod tests {
     fn no_tip_names_an_option_that_deletes_or_lowers_security() {
         let known = known_options(&sync_command());
         for typo in [
-            "delete1", "delet2", "nolog", "notl2", "insecur1", "pidfile", "passfil1", "tls",
-            "nossl", "tls2none", "paswword1", "justconnect",
+            "delete1",
+            "delet2",
+            "nolog",
+            "notl2",
+            "insecur1",
+            "pidfile",
+            "passfil1",
+            "tls",
+            "nossl",
+            "tls2none",
+            "paswword1",
+            "justconnect",
         ] {
             if let Some(s) = suggestion(typo, &known) {
                 assert!(!never_suggested(s), "{typo} -> {s}");

@@ -197,9 +197,10 @@ pub fn check(a: CheckArgs) -> anyhow::Result<Outcome> {
 
 /// `--justlogin`: one login on `side`, then stop.
 fn just_login(ep: &imapferry::imap::Endpoint, side: Side, retries: u32) -> anyhow::Result<Outcome> {
-    imapferry::run::check_login(ep, &side.to_string(), retries)
-        .map_err(|e| advise(e, side, ep))?;
-    ui::info(&format!("{side}: logged in (--justlogin); nothing else was done"));
+    imapferry::run::check_login(ep, &side.to_string(), retries).map_err(|e| advise(e, side, ep))?;
+    ui::info(&format!(
+        "{side}: logged in (--justlogin); nothing else was done"
+    ));
     Ok(Outcome::Done)
 }
 

@@ -91,7 +91,9 @@ fn run(a: SyncArgs, pulled_json: &mut Option<serde_json::Value>) -> anyhow::Resu
     }
 
     let pushed = if a.dry_run && !Store::exists(&store) {
-        ui::info("push (dry run): no store yet, so the push would send everything the pull fetches");
+        ui::info(
+            "push (dry run): no store yet, so the push would send everything the pull fetches",
+        );
         None
     } else {
         let mut q = PushOptions::new(ep2, store.clone(), selection);
@@ -119,8 +121,7 @@ fn finish(
     pushed: Option<&PushReport>,
     dry_run: bool,
 ) -> anyhow::Result<Outcome> {
-    let failed =
-        !pulled.failures.is_empty() || pushed.is_some_and(|p| !p.failures.is_empty());
+    let failed = !pulled.failures.is_empty() || pushed.is_some_and(|p| !p.failures.is_empty());
     let budget = match (
         pulled.budget_spent.clone(),
         pushed.and_then(|p| p.budget_spent.clone()),
@@ -219,8 +220,9 @@ mod tests {
         }
     }
 
+    /// One test: both change XDG_DATA_HOME, which tests running at once would share.
     #[test]
-    fn the_default_store_is_named_after_both_accounts_and_ports_safely() {
+    fn the_default_store_is_named_after_both_accounts_and_ports_and_old_names_are_found() {
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var("XDG_DATA_HOME", dir.path());
         let (a, b) = (ep("IMAP.example.org", "a/b", 993), ep("h2", "x y", 1143));
@@ -230,5 +232,18 @@ mod tests {
             dir.path()
                 .join("imapferry/stores/a_b@imap.example.org_993--x_y@h2_1143")
         );
+        // A store an earlier version named without the ports: taken on the default ports
+        // only, where it was made.
+        let old = dir
+            .path()
+            .join("imapferry/stores/a_b@imap.example.org--x_y@h2");
+        drop(Store::open_or_create(&old).unwrap());
+        assert_eq!(
+            default_store(&a, &b).unwrap(),
+            p,
+            "port 1143 is not the default"
+        );
+        let b = ep("h2", "x y", 993);
+        assert_eq!(default_store(&a, &b).unwrap(), old);
     }
 }

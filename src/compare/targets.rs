@@ -578,7 +578,10 @@ mod tests {
         assert_eq!(t("s,\\[Gmail\\].,,").apply("[Gmail]/Sent"), "Sent");
         let no_op = t("s/^INBOX\\.//");
         assert_eq!(no_op.apply("Archive/2024"), "Archive/2024");
-        assert!(!no_op.matched(), "an expression that changed nothing says so");
+        assert!(
+            !no_op.matched(),
+            "an expression that changed nothing says so"
+        );
         let used = t("s/^Archive//");
         used.apply("Archive/2024");
         assert!(used.matched());

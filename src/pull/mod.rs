@@ -29,6 +29,7 @@ use crate::provider::{gmail_holds_bodies, Provider};
 use crate::run::{self, Connector, Done, Failure, Retry};
 use crate::store::partial::Partials;
 use crate::store::{FolderRow, Index, Objects, RunCounts, Store, INDEX_FILE};
+use crate::text::count;
 use crate::ui::{self, human_bytes, Direction, Progress};
 use bodies::Carry;
 use folder::{pull_folder, Job};
@@ -168,9 +169,9 @@ impl PullReport {
     pub fn summary(&self) -> String {
         if self.dry_run {
             return format!(
-                "pull (dry run): {} folders, {} messages to fetch ({}), {} flags to change, {} \
+                "pull (dry run): {}, {} messages to fetch ({}), {} flags to change, {} \
                  expunged on host1, {} failed; nothing was changed",
-                self.folders,
+                count(self.folders, "folder"),
                 self.new,
                 human_bytes(self.bytes),
                 self.updated,
@@ -189,8 +190,8 @@ impl PullReport {
             None => String::new(),
         };
         format!(
-            "pull: {} folders, {} messages new ({} already in the store), {} updated, {} expunged, {} failed{left_out}; {} in {:.1} s ({}/s){budget}",
-            self.folders,
+            "pull: {}, {} messages new ({} already in the store), {} updated, {} expunged, {} failed{left_out}; {} in {:.1} s ({}/s){budget}",
+            count(self.folders, "folder"),
             self.new,
             self.reused,
             self.updated,

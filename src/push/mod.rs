@@ -35,6 +35,7 @@ use crate::mailbox::{Cap, Mailbox};
 use crate::provider::Provider;
 use crate::run::{self, Connector, Failure, Retry};
 use crate::store::{Index, MailboxFacts, RunCounts, Store};
+use crate::text::count;
 use crate::ui::{self, human_bytes, Direction, Progress};
 
 /// What a push is asked to do.
@@ -188,9 +189,9 @@ impl PushReport {
     pub fn summary(&self) -> String {
         if self.dry_run {
             return format!(
-                "push (dry run): {} folders ({} to create), {} messages: {} to send ({}), {} \
+                "push (dry run): {} ({} to create), {} messages: {} to send ({}), {} \
                  already there; {} flag updates, {} to delete, {} doubles to remove\n{}",
-                self.folders,
+                count(self.folders, "folder"),
                 self.created.len(),
                 self.messages,
                 self.sent,
@@ -204,9 +205,9 @@ impl PushReport {
         }
         let head = "push";
         let mut s = format!(
-            "{head}: {} folders ({} created), {} messages: {} sent, {} already there, {} failed; \
+            "{head}: {} ({} created), {} messages: {} sent, {} already there, {} failed; \
              {} flag updates, {} deleted",
-            self.folders,
+            count(self.folders, "folder"),
             self.created.len(),
             self.messages,
             self.sent,
@@ -366,7 +367,14 @@ fn look_at_host2(
 ) -> Result<(Box<dyn Mailbox>, crate::names::Namespace, Vec<Target>)> {
     let folders = crate::compare::store_folders(store, &opts.selection)?;
     let paths: Vec<String> = folders.iter().map(|f| f.path.clone()).collect();
+    let all = store.index.folders()?;
     for missing in opts.selection.unmatched(&paths) {
+        if let Some(f) = all.iter().find(|f| f.raw_name == missing) {
+            return Err(anyhow::Error::new(crate::folders::RawFolderName {
+                given: missing.to_string(),
+                path: f.path.clone(),
+            }));
+        }
         report.failures.push(Failure::folder(
             missing,
             "no such folder in the store (see `imapferry status`)",
@@ -539,8 +547,9 @@ fn finish(report: &mut PushReport, started: Instant, opts: &PushOptions) {
         )
     } else if report.complete {
         format!(
-            "host2 holds all {} messages of the store's {} folders{altered}",
-            report.messages, report.folders
+            "host2 holds all {} of the store's {}{altered}",
+            count(report.messages, "message"),
+            count(report.folders, "folder")
         )
     } else if let (Some(b), true) = (&report.budget_spent, report.failures.is_empty()) {
         format!(

@@ -4,6 +4,7 @@
 //! holding process ends, `kill -9` included; a stale `lock` file on disk means nothing.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -42,9 +43,12 @@ impl StoreLock {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 Err(TryLockError::WouldBlock) => anyhow::bail!(
-                    "store {} is in use by another imapferry process (lock {}); wait for it to \
-                     finish",
+                    "store {} is in use by another imapferry process{} (lock {}); wait for it \
+                     to finish",
                     store_root.display(),
+                    holder(&path)
+                        .map(|pid| format!(" (PID {pid})"))
+                        .unwrap_or_default(),
                     path.display()
                 ),
                 Err(TryLockError::Error(e)) => {
@@ -60,6 +64,11 @@ impl StoreLock {
             fs::set_permissions(&path, fs::Permissions::from_mode(FILE_MODE))
                 .with_context(|| format!("cannot chmod {}", path.display()))?;
         }
+        // Who holds it, for the error another process shows: only said, never relied on (the
+        // flock is the lock).
+        let _ = file
+            .set_len(0)
+            .and_then(|()| (&file).write_all(format!("{}\n", std::process::id()).as_bytes()));
         Ok(StoreLock { _file: file, path })
     }
 
@@ -67,6 +76,12 @@ impl StoreLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The process id the holder wrote into the lock file, if it did.
+fn holder(path: &Path) -> Option<u32> {
+    let text = fs::read_to_string(path).ok()?;
+    text.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -83,6 +98,10 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("in use by another imapferry process"), "{msg}");
         assert!(msg.contains(&first.path().display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&format!("(PID {})", std::process::id())),
+            "the holder is named: {msg}"
+        );
         assert_eq!(
             fs::metadata(first.path()).unwrap().permissions().mode() & 0o777,
             0o600
