@@ -668,3 +668,39 @@ fn regex_errors_keep_their_lines_and_a_busy_store_names_its_holder() {
     let want = format!("in use by another imapferry process (PID {})", first.id());
     assert!(second.stderr.contains(&want), "{}", second.stderr);
 }
+
+/// Issue 21, item 10: the README's table of `pull` options names every option `pull --help`
+/// shows (it lacked imapsync's switches, `--timeout1`, `--authuser1` and `--repair`).
+#[test]
+fn the_readme_names_every_option_of_pull() {
+    let run: Run = imapferry()
+        .args(["pull", "--help"])
+        .output()
+        .unwrap()
+        .into();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("### `pull` options").expect("the pull table");
+    let table = &readme[start..];
+    let table = &table[..table.find("\n\n").map_or(table.len(), |e| {
+        table[e + 2..]
+            .find("\n\n")
+            .map_or(table.len(), |f| e + 2 + f)
+    })];
+    let re = regex::Regex::new(r"--[a-z0-9][a-z0-9-]*").unwrap();
+    let mut missing: Vec<&str> = re
+        .find_iter(&run.stdout)
+        .map(|m| m.as_str())
+        .filter(|o| *o != "--help")
+        .filter(|o| {
+            let named = regex::Regex::new(&format!("{}([^a-z0-9-]|$)", regex::escape(o))).unwrap();
+            !named.is_match(table)
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "the README's pull table lacks {missing:?}"
+    );
+}
