@@ -530,7 +530,7 @@ fn ctrl_c_says_how_to_resume_logs_it_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
         let store = dir.path().join(format!("store-{signal}"));
-        let mut child = common::run::pull_command_via(slow.port(), &server, "alice", &store, &[])
+        let child = common::run::pull_command_via(slow.port(), &server, "alice", &store, &[])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

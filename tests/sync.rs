@@ -410,7 +410,7 @@ fn a_dry_sync_fetches_nothing_and_changes_nothing() {
     assert!(run.stdout.contains(&want), "{}", run.stdout);
     assert!(!store.exists(), "a dry sync made a store");
     assert!(
-        (sent as u64) < corpus.total_bytes() / 2,
+        sent < corpus.total_bytes() / 2,
         "a dry sync downloaded {sent} bytes of a {} byte mailbox",
         corpus.total_bytes()
     );

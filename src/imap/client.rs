@@ -125,6 +125,9 @@ const SAFE_YEARS: std::ops::RangeInclusive<u16> = 1971..=2037;
 /// Most commands in flight during `append_many` before we stop and read replies; keeps the
 /// server's replies (which it writes while we keep writing) far below any socket buffer.
 const MAX_APPENDS_IN_FLIGHT: usize = 64;
+/// Literal bytes written between two calls of the literal meter.
+const LITERAL_METER_PIECE: usize = 64 << 10;
+
 /// Most literal bytes sent but not yet acknowledged during `append_many`.
 const MAX_APPEND_BYTES_IN_FLIGHT: u64 = 8 << 20;
 /// LITERAL- allows non-synchronizing literals up to this size.
@@ -376,8 +379,9 @@ impl Client {
         self.conn.get_ref().is_compressed()
     }
 
-    /// Tell `meter` of every literal byte read from now on (`None`: stop), so a progress display
-    /// counts a message's bytes while they arrive rather than once it is complete.
+    /// Tell `meter` of every literal byte read or written from now on (`None`: stop), so a
+    /// progress display counts a message's bytes while they move rather than once it is
+    /// complete.
     pub fn set_literal_meter(&mut self, meter: Option<super::ByteMeter>) {
         self.literal_meter = meter;
     }
@@ -1605,7 +1609,7 @@ impl Client {
                             break;
                         }
                     }
-                    self.write_raw(data)?;
+                    self.write_literal(data)?;
                 }
             }
         }
@@ -1997,6 +2001,18 @@ impl Client {
         let r = f(self);
         self.response_limit = before;
         r
+    }
+
+    /// A literal's bytes, in pieces the literal meter hears of as they are written (a
+    /// progress display moves during a large APPEND instead of jumping at its end).
+    fn write_literal(&mut self, data: &[u8]) -> Result<()> {
+        for piece in data.chunks(LITERAL_METER_PIECE) {
+            self.write_raw(piece)?;
+            if let Some(meter) = &self.literal_meter {
+                meter(piece.len() as u64);
+            }
+        }
+        Ok(())
     }
 
     fn write_raw(&mut self, b: &[u8]) -> Result<()> {

@@ -286,6 +286,9 @@ pub fn run_with(
     let gmail = gmail::plan_for(conn.provider(), &store.index, &mut todo)?;
 
     let progress = Progress::new(Direction::Send, todo.len());
+    if !opts.just_folders {
+        expect(&progress, &store.index, destination, &todo)?;
+    }
     let allowance = allowance(opts, &store.index, destination, conn.provider())?;
     let ctx = Ctx {
         allowance: &allowance,
@@ -337,6 +340,37 @@ pub fn run_with(
         store.index.finish_run(run_id, &counts, report.complete)?;
     }
     Ok(report)
+}
+
+/// What each target is expected to take, from the store alone, before any is surveyed: the
+/// live messages of its folders that the store does not record on host2, with their bytes. The
+/// bar starts with its total instead of growing as folders are surveyed; a survey corrects its
+/// folder's numbers (a copy found there, one gone).
+fn expect(
+    progress: &Progress,
+    index: &Index,
+    destination: Option<i64>,
+    todo: &[Target],
+) -> Result<()> {
+    for (i, t) in todo.iter().enumerate() {
+        let mapped: std::collections::BTreeSet<(i64, u32, u32)> = match destination {
+            Some(d) => index
+                .mappings_to(d, &t.mailbox)?
+                .iter()
+                .map(|m| m.key())
+                .collect(),
+            None => Default::default(),
+        };
+        let (mut messages, mut bytes) = (0, 0);
+        for m in crate::compare::load_store(index, t)? {
+            if !mapped.contains(&m.key()) {
+                messages += 1;
+                bytes += m.row.size;
+            }
+        }
+        progress.expect_bytes(i, messages, bytes);
+    }
+    Ok(())
 }
 
 /// The run's daily upload budget: `--max-bytes-per-day2`, else the provider's limit; none for
