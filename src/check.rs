@@ -278,8 +278,9 @@ fn verdict(r: &CheckReport) -> String {
             String::new()
         };
         return format!(
-            "host2 holds all {} messages of the store's {} folders{extra}{altered}",
-            r.messages, r.folders
+            "host2 holds all {} of the store's {}{extra}{altered}",
+            crate::text::count(r.messages, "message"),
+            crate::text::count(r.folders, "folder")
         );
     }
     let mut what = Vec::new();

@@ -9,15 +9,33 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
+/// The open log.
 static LOG: Mutex<Option<Log<File>>> = Mutex::new(None);
+
+/// The command a log is named after when it is not the engine's own (`sync`, which is a pull
+/// and a push in one log).
+static COMMAND: Mutex<Option<&'static str>> = Mutex::new(None);
+
+/// Name the logs this process starts after `command` (`sync`) rather than the engine.
+pub fn set_command(command: &'static str) {
+    *COMMAND.lock().unwrap_or_else(|e| e.into_inner()) = Some(command);
+}
+
+/// The path of the log being written, if any.
+pub fn path() -> Option<PathBuf> {
+    let guard = LOG.lock().unwrap_or_else(|e| e.into_inner());
+    guard.as_ref().map(|log| log.path.clone())
+}
 
 /// The most one run log holds: past it the log says where it was cut and takes no more lines
 /// (stderr still shows them, `--json` still lists every failure). A run of two million failing
 /// messages wrote 242 MB before.
 pub const CAP: u64 = 16 << 20;
 
-/// A run log being written, and how much of its cap it used.
+/// A run log being written (its store directory and path), and how much of its cap it used.
 struct Log<W> {
+    dir: PathBuf,
+    path: PathBuf,
     out: W,
     written: u64,
     cut: bool,
@@ -51,9 +69,24 @@ impl<W: Write> Log<W> {
 /// Log files kept per store: the oldest beyond this are removed when a run starts.
 const KEEP: usize = 100;
 
-/// Start logging this run of `command` into `dir/logs/`; returns the file's path.
+/// Start logging this run of `command` into `dir/logs/`; returns the file's path. A process
+/// that already logs into this store's `logs/` (a `sync`: its pull, then its push) goes on in
+/// the same file.
 pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let open_here = {
+        let guard = LOG.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .filter(|log| log.dir == dir)
+            .map(|log| log.path.clone())
+    };
+    if let Some(path) = open_here {
+        write(&format!("imapferry {command}"));
+        return Ok(path);
+    }
+    let named = *COMMAND.lock().unwrap_or_else(|e| e.into_inner());
+    let first = named.unwrap_or(command);
     let logs = dir.join("logs");
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -67,7 +100,7 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
         .filter(char::is_ascii_digit)
         .collect();
     let name = format!(
-        "{}T{}Z-{command}-{}.log",
+        "{}T{}Z-{first}-{}.log",
         &digits[..8],
         &digits[8..14],
         std::process::id()
@@ -80,14 +113,16 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     *LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(Log {
+        dir: dir.to_path_buf(),
+        path: path.clone(),
         out: file,
         written: 0,
         cut: false,
     });
-    write(&format!(
-        "imapferry {} {command}",
-        env!("CARGO_PKG_VERSION")
-    ));
+    write(&format!("imapferry {} {first}", env!("CARGO_PKG_VERSION")));
+    if first != command {
+        write(&format!("imapferry {command}"));
+    }
     Ok(path)
 }
 
@@ -127,6 +162,8 @@ mod tests {
 
     fn written(count: usize, cap: u64) -> String {
         let mut log = Log {
+            dir: PathBuf::new(),
+            path: PathBuf::new(),
             out: Vec::new(),
             written: 0,
             cut: false,

@@ -42,6 +42,17 @@ fn twelve_accounts_run_four_at_a_time_the_bad_ones_listed_and_a_rerun_moves_noth
         bad["reason"].as_str().unwrap().contains("cannot log in"),
         "{bad}"
     );
+    // Issue 21: host2's login is tried before the pull (nothing fetched for nothing), and the
+    // hint names the accounts file's field, not an option the fleet does not take.
+    assert_eq!(
+        bad["pulled"], 0,
+        "the account pulled before host2 was tried: {bad}"
+    );
+    let hint = bad["hint"].as_str().unwrap_or_default();
+    assert!(
+        hint.contains("password2 field") && hint.contains("line 8") && !hint.contains("--passfile"),
+        "{bad}"
+    );
     let peak = s["accounts"]
         .as_array()
         .unwrap()

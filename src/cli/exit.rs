@@ -68,7 +68,10 @@ impl std::error::Error for Advised {}
 /// The error line, the hint if any, and the exit status of an error that stopped a run.
 fn explain(e: &anyhow::Error) -> (String, Option<String>, u8) {
     let text = format!("{e:#}");
-    if e.downcast_ref::<Usage>().is_some() {
+    let raw_folder = e
+        .chain()
+        .any(|c| c.is::<imapferry::folders::RawFolderName>());
+    if e.downcast_ref::<Usage>().is_some() || raw_folder {
         return (text, None, 2);
     }
     if budget_spent(e).is_some() {
@@ -81,7 +84,13 @@ fn explain(e: &anyhow::Error) -> (String, Option<String>, u8) {
 /// The JSON document of a run that an error stopped (`--json` always prints one).
 pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
     let (error, hint, status) = explain(e);
-    let mut v = serde_json::json!({ "error": error, "hint": hint, "exit_status": status, "complete": false });
+    // Typed, for scripts and `fleet run`: a problem such as `refused` or `login` is a mistake
+    // to fix, not a link to retry.
+    let advised = e.downcast_ref::<Advised>().map(|a| &a.error);
+    let problem = imapferry::imap::connect_problem(advised.unwrap_or(e));
+    let mut v = serde_json::json!({
+        "error": error, "hint": hint, "problem": problem, "exit_status": status, "complete": false
+    });
     if let Some(b) = budget_spent(e) {
         with_budget(&mut v, b);
     }
@@ -144,7 +153,13 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
         Err(e) => {
             let (text, hint, status) = explain(&e);
             // An error may quote a name a server, a bundle or a file chose.
-            let mut lines = vec![format!("error: {}", ui::printable(&text))];
+            // A usage error is ours and the command line's (a regex error points under the
+            // pattern on its own lines); anything else may quote a server, in one line.
+            let shown = match status {
+                2 => ui::printable_lines(&text),
+                _ => ui::printable(&text).into_owned(),
+            };
+            let mut lines = vec![format!("error: {shown}")];
             lines.extend(hint.map(|h| format!("hint: {}", ui::printable(&h))));
             for line in lines {
                 imapferry::runlog::write(&line);
@@ -153,6 +168,28 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
             ExitCode::from(status)
         }
     }
+}
+
+/// Options the command line cannot take as they are (see [`super::imapsync`]): all of them,
+/// each with its answer, and exit 2 before anything is done.
+pub fn refused(answers: &[String], json: bool) -> ExitCode {
+    let n = answers.len();
+    let head = format!(
+        "{n} option{} of this command line cannot be taken as {}; nothing was done \
+         (docs/imapsync.md answers every imapsync option)",
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "it is" } else { "they are" }
+    );
+    imapferry::stdio::err(&format!("error: {head}:"));
+    for a in answers {
+        imapferry::stdio::err(&format!("  {}", ui::printable(a)));
+    }
+    if json {
+        let text = format!("{head}: {}", answers.join("; "));
+        let doc = error_json(&usage(text));
+        imapferry::stdio::out(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    ExitCode::from(2)
 }
 
 /// A command's final summary, on stdout (progress and diagnostics went to stderr), so that

@@ -33,7 +33,9 @@ type Key = (i64, u32, u32);
 
 /// An intent this old whose message host2 holds is dropped: APPENDs still landing that long
 /// after their connection died are not expected. Until then a late copy is recognised as ours
-/// (and removed when it doubles one sent since), and each push looks at the mailbox in full.
+/// (and removed when it doubles one sent since), and each push looks at the mailbox in full;
+/// a push waits for them only until they can have crossed the link
+/// ([`super::settle::landing_deadline`]).
 pub(super) const SETTLED_AFTER_SECS: i64 = 3600;
 
 /// What the attempts at one target share.
@@ -348,10 +350,12 @@ impl Pusher<'_, '_> {
         let mut sel = self.conn.select(&self.target.mailbox, dry)?;
         let ledger = Ledger::read(self.index, dest, &self.target.mailbox)?;
         let now = crate::clock::now();
-        self.state.unsettled |= ledger
-            .intents
-            .iter()
-            .any(|i| now - i.created_at < SETTLED_AFTER_SECS);
+        // Pending APPENDs into this mailbox that may still land (their bytes may not all have
+        // crossed the link yet): the push ends with a last look for them.
+        if let (false, Some(d)) = (ledger.intents.is_empty(), dest) {
+            self.state.unsettled |=
+                super::settle::landing_deadline(self.index, d, None)?.is_some_and(|t| t > now);
+        }
         let cmp = self.examine(&sel, ledger, now)?;
         self.fr.messages = cmp.store.len() as u64;
         let bytes: u64 = cmp
@@ -795,8 +799,13 @@ impl Pusher<'_, '_> {
                 synchronizing: o.synchronizing,
             })
             .collect();
+        // Counted as they are written: the display moves during a 15 MB APPEND.
+        self.conn
+            .set_literal_meter(self.ctx.progress.meter(self.slot));
+        let appended = self.conn.append(&self.target.mailbox, &appends);
+        self.conn.set_literal_meter(None);
         // An error here leaves every intent of the batch: the next attempt reconciles them.
-        match self.conn.append(&self.target.mailbox, &appends) {
+        match appended {
             Ok(o) => Ok(o),
             Err(e) if is_session_expired(&e) => {
                 // host2's daily quota (Gmail's BYE): the batch's bytes count as moved (some
@@ -831,9 +840,15 @@ impl Pusher<'_, '_> {
             .sum();
         self.state.present.extend(mappings.iter().map(Mapping::key));
         self.fr.bytes += sent_bytes;
+        // A meter counted the bytes as they were written.
+        let uncounted = if self.ctx.progress.metered() {
+            0
+        } else {
+            sent_bytes
+        };
         self.ctx
             .progress
-            .moved(self.slot, mappings.len() as u64, sent_bytes);
+            .moved(self.slot, mappings.len() as u64, uncounted);
         sent_bytes
     }
 

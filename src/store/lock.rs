@@ -4,6 +4,7 @@
 //! holding process ends, `kill -9` included; a stale `lock` file on disk means nothing.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -35,7 +36,7 @@ impl StoreLock {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        wait_for(store_root, &path, || file.try_lock())?;
+        wait_for(store_root, &path, &file, || file.try_lock())?;
         // Mode 0600 whatever the umask at creation; only once we own the lock.
         if file
             .metadata()
@@ -44,6 +45,11 @@ impl StoreLock {
             fs::set_permissions(&path, fs::Permissions::from_mode(FILE_MODE))
                 .with_context(|| format!("cannot chmod {}", path.display()))?;
         }
+        // Who holds it, for the error another process shows: only said, never relied on (the
+        // flock is the lock).
+        let _ = file
+            .set_len(0)
+            .and_then(|()| (&file).write_all(format!("{}\n", std::process::id()).as_bytes()));
         Ok(StoreLock {
             _file: Some(file),
             path,
@@ -69,7 +75,7 @@ impl StoreLock {
                 return Err(e).with_context(|| format!("cannot open lock file {}", path.display()))
             }
         };
-        wait_for(store_root, &path, || file.try_lock_shared())?;
+        wait_for(store_root, &path, &file, || file.try_lock_shared())?;
         Ok(StoreLock {
             _file: Some(file),
             path,
@@ -87,6 +93,7 @@ impl StoreLock {
 fn wait_for(
     store_root: &Path,
     path: &Path,
+    file: &File,
     try_lock: impl Fn() -> Result<(), TryLockError>,
 ) -> Result<()> {
     let started = std::time::Instant::now();
@@ -97,9 +104,12 @@ fn wait_for(
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             Err(TryLockError::WouldBlock) => anyhow::bail!(
-                "store {} is in use by another imapferry process (lock {}); wait for it to \
+                "store {} is in use by another imapferry process{} (lock {}); wait for it to \
                  finish",
                 store_root.display(),
+                holder(file)
+                    .map(|pid| format!(" (PID {pid})"))
+                    .unwrap_or_default(),
                 path.display()
             ),
             Err(TryLockError::Error(e)) => {
@@ -107,6 +117,15 @@ fn wait_for(
             }
         }
     }
+}
+
+/// The process id the holder wrote into the lock file, if it did (read through the descriptor
+/// already open, so no link is followed).
+fn holder(file: &File) -> Option<u32> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 24];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -123,6 +142,10 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("in use by another imapferry process"), "{msg}");
         assert!(msg.contains(&first.path().display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&format!("(PID {})", std::process::id())),
+            "the holder is named: {msg}"
+        );
         assert_eq!(
             fs::metadata(first.path()).unwrap().permissions().mode() & 0o777,
             0o600

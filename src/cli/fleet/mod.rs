@@ -25,6 +25,16 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
     if let Some(w) = warning {
         imapferry::ui::warn(&w);
     }
+    for acc in &accounts {
+        for n in &acc.notes {
+            imapferry::stdio::err(&format!(
+                "note: {} line {}: {}",
+                a.accounts.display(),
+                acc.line,
+                imapferry::ui::printable(n)
+            ));
+        }
+    }
     for m in &malformed {
         imapferry::stdio::err(&format!(
             "failed: {} line {}: {} (skipped)",
@@ -59,6 +69,7 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
     let common = common_args(&a.net);
     let plan = run::Plan {
         stores: &a.stores,
+        accounts: &a.accounts,
         phase: a.phase.command(),
         parallel,
         jobs: a.jobs.max(1),

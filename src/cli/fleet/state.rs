@@ -44,6 +44,9 @@ pub struct Record {
     /// password or bad options do not).
     pub retry_helps: Option<bool>,
     pub reason: Option<String>,
+    /// For a failed account: what to change (the option or the accounts file's field).
+    #[serde(default)]
+    pub hint: Option<String>,
     pub started: i64,
     pub seconds: f64,
     pub exit_status: Option<i32>,
