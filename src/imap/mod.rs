@@ -29,7 +29,7 @@ pub fn log_level() -> u8 {
 macro_rules! wire_log {
     ($lvl:expr, $($arg:tt)*) => {
         if $crate::imap::log_level() > $lvl {
-            eprintln!("imap: {}", format_args!($($arg)*));
+            $crate::stdio::err(&format!("imap: {}", format_args!($($arg)*)));
         }
     };
 }
@@ -47,8 +47,8 @@ pub mod slowdown;
 pub mod uidset;
 
 pub use client::{
-    body_margin, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, FlagOp,
-    MailboxInfo, Refusal, SearchKey, Selected,
+    body_margin, offers_starttls, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched,
+    FlagOp, MailboxInfo, Refusal, SearchKey, Selected,
 };
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};
 pub use error::{

@@ -122,6 +122,15 @@ pub fn connect(connector: &dyn Connector, retry: &mut Retry) -> Result<Box<dyn M
     }
 }
 
+/// Log in to `endpoint` once (its TLS checked on the way) and log out: a wrong option or
+/// password of that side fails now, before a long run on the other side. One connection,
+/// not kept: a run may last hours before it needs that side.
+pub fn check_login(endpoint: &Endpoint, side: &str, retries: u32) -> Result<()> {
+    let mut conn = connect(&Imap::new(endpoint, side), &mut Retry::new(retries))?;
+    conn.logout();
+    Ok(())
+}
+
 /// A server that answered, but asked us to come back later (throttling): not a mistake of
 /// the user's, so even a first connection waits and tries again.
 fn asks_to_wait(e: &anyhow::Error) -> bool {

@@ -25,19 +25,36 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
     if let Some(w) = warning {
         imapferry::ui::warn(&w);
     }
+    for acc in &accounts {
+        for n in &acc.notes {
+            imapferry::stdio::err(&format!(
+                "note: {} line {}: {}",
+                a.accounts.display(),
+                acc.line,
+                imapferry::ui::printable(n)
+            ));
+        }
+    }
     for m in &malformed {
-        eprintln!(
+        imapferry::stdio::err(&format!(
             "failed: {} line {}: {} (skipped)",
             a.accounts.display(),
             m.line,
             m.reason
-        );
+        ));
     }
     let chosen: Vec<_> = accounts
         .into_iter()
         .filter(|acc| a.shard.is_none_or(|(k, n)| acc.shard(n) == k - 1))
         .collect();
-    std::fs::create_dir_all(&a.stores)?;
+    if let Some(mode) = state::private_dir(&a.stores)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", a.stores.display()))?
+    {
+        imapferry::ui::warn(&format!(
+            "others may list the accounts in {} (mode {mode:o}): chmod 700 it",
+            a.stores.display()
+        ));
+    }
     mark_interrupted(&a.stores);
     let parallel = match a.parallel {
         Some(n) => n as usize,
@@ -52,6 +69,7 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
     let common = common_args(&a.net);
     let plan = run::Plan {
         stores: &a.stores,
+        accounts: &a.accounts,
         phase: a.phase.command(),
         parallel,
         jobs: a.jobs.max(1),
@@ -66,7 +84,7 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         .filter(|r| !matches!(r.state, State::Done | State::Budget))
         .count();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        imapferry::stdio::out(&serde_json::to_string_pretty(&records)?);
     }
     let waiting_text = if waiting > 0 {
         format!("{waiting} waiting for their daily budget, ")
@@ -81,9 +99,9 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         started.elapsed().as_secs_f64()
     );
     if a.json {
-        eprintln!("{summary}");
+        imapferry::stdio::err(&summary);
     } else {
-        println!("{summary}");
+        imapferry::stdio::out(&summary);
     }
     if waiting > 0 && failed == 0 && malformed.is_empty() {
         return Ok(Outcome::Budget(None));
@@ -160,9 +178,9 @@ fn status(a: FleetStatusArgs) -> anyhow::Result<Outcome> {
                 "bytes": records.iter().map(|r| r.pulled_bytes + r.pushed_bytes).sum::<u64>(),
             },
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        imapferry::stdio::out(&serde_json::to_string_pretty(&doc)?);
     } else {
-        print!("{}", table(&records));
+        imapferry::stdio::out_raw(&table(&records));
     }
     if let Some(path) = &a.html {
         std::fs::write(path, html::page(&records))
