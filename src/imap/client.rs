@@ -605,7 +605,13 @@ impl Client {
         if let (Some(n), true) = (changedsince, condstore) {
             cmd.push_str(&format!(" (CHANGEDSINCE {n})"));
         }
-        self.fetch_simple(set, &cmd, f)
+        let needs = Needs {
+            flags: true,
+            internaldate: true,
+            size: true,
+            body: None,
+        };
+        self.fetch_simple(set, &cmd, needs, f)
     }
 
     /// Fetch `BODY.PEEK[]` (plus UID FLAGS INTERNALDATE RFC822.SIZE) of `uids`, pipelining
@@ -653,6 +659,7 @@ impl Client {
         let asked: HashSet<u32> = uids.iter().copied().collect();
         let mut delivered: HashSet<u32> = HashSet::new();
         let mut repeated: BTreeSet<u32> = BTreeSet::new();
+        let mut bodiless: BTreeSet<u32> = BTreeSet::new();
         let mut next = 0;
         let mut in_flight: VecDeque<(String, String)> = VecDeque::new();
         let mut failure: Option<anyhow::Error> = None;
@@ -685,6 +692,11 @@ impl Client {
                         }
                     }
                 }
+                Response::Untagged(Untagged::Fetch { uid: Some(uid), .. }) => {
+                    if asked.contains(&uid) {
+                        bodiless.insert(uid);
+                    }
+                }
                 Response::Untagged(_) => {}
                 Response::Unreadable(why) => {
                     failure.get_or_insert_with(|| {
@@ -712,6 +724,18 @@ impl Client {
                 Response::Bye(t) => return Err(self.bye(None, &t)),
             }
         }
+        // An answer for an asked UID without the body never followed by one with it left out
+        // what was asked: unreadable, not "expunged".
+        bodiless.retain(|u| !delivered.contains(u));
+        if let (None, Some(uid)) = (&failure, bodiless.first()) {
+            failure = Some(self.protocol_error(format!(
+                "UID FETCH (BODY.PEEK[]): the answer for UID {uid} has no BODY[]{}",
+                match bodiless.len() {
+                    1 => String::new(),
+                    n => format!(" (nor do those of {} other UIDs)", n - 1),
+                }
+            )));
+        }
         match failure {
             Some(e) => Err(e),
             None => Ok(repeated.into_iter().collect()),
@@ -725,9 +749,16 @@ impl Client {
         f: &mut dyn FnMut(Fetched) -> Result<()>,
     ) -> Result<()> {
         check_set(set)?;
+        let needs = Needs {
+            flags: false,
+            internaldate: false,
+            size: true,
+            body: Some("BODY[HEADER]"),
+        };
         self.fetch_simple(
             set,
             &format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])"),
+            needs,
             f,
         )
     }
@@ -1743,41 +1774,76 @@ impl Client {
         }
     }
 
-    /// A UID FETCH of `set` whose responses go to `f`, each UID of the set at most once;
-    /// responses for other UIDs (or again for one) are skipped, and more than
-    /// [`MAX_UNSOLICITED`] of them fail the command.
+    /// A UID FETCH of `set` whose responses go to `f`, each UID of the set at most once and
+    /// only with every item in `needs`: a server may split one message's items over several
+    /// responses (or send an unsolicited flag change first), so the items of one UID are
+    /// gathered until they are all there. A UID whose answer still lacks an item asked for when
+    /// the command ends fails the command ([`ErrorKind::Protocol`]): an answer that leaves out
+    /// what was asked is unreadable, never "nothing there". Responses for other UIDs (or again
+    /// for one) are skipped, and more than [`MAX_UNSOLICITED`] of them fail the command.
     fn fetch_simple(
         &mut self,
         set: &str,
         cmd: &str,
+        needs: Needs,
         f: &mut dyn FnMut(Fetched) -> Result<()>,
     ) -> Result<()> {
         let mut seen: HashSet<u32> = HashSet::new();
+        let mut gathering: BTreeMap<u32, Fetched> = BTreeMap::new();
         let mut unasked = 0u32;
         let label = self.label.clone();
+        let too_many = |what: &str| {
+            wire_error(
+                ErrorKind::Protocol,
+                format!("{label}: {MAX_UNSOLICITED} FETCH responses {what}"),
+            )
+        };
         self.run(&[text(cmd)], &mut |u| {
             let Untagged::Fetch {
                 uid: Some(uid),
-                mut item,
+                item,
                 ..
             } = u
             else {
                 return Ok(());
             };
-            if uid == 0 || !uidset::contains(set, uid) || !seen.insert(uid) {
+            if uid == 0 || !uidset::contains(set, uid) || seen.contains(&uid) {
                 unasked += 1;
                 if unasked > MAX_UNSOLICITED {
-                    return Err(wire_error(
-                        ErrorKind::Protocol,
-                        format!("{label}: {MAX_UNSOLICITED} FETCH responses for UIDs not asked"),
-                    ));
+                    return Err(too_many("for UIDs not asked"));
                 }
                 return Ok(());
             }
+            let mut item = match gathering.remove(&uid) {
+                Some(mut earlier) => {
+                    earlier.merge(item);
+                    earlier
+                }
+                None => item,
+            };
+            if !needs.lacking(&item).is_empty() {
+                if gathering.len() as u32 >= MAX_UNSOLICITED {
+                    return Err(too_many("lacking items asked for"));
+                }
+                gathering.insert(uid, item);
+                return Ok(());
+            }
+            seen.insert(uid);
             item.uid = uid;
             f(item)
         })?;
-        Ok(())
+        match gathering.iter().next() {
+            None => Ok(()),
+            Some((uid, item)) => Err(self.protocol_error(format!(
+                "{}: the answer for UID {uid} has no {}{}",
+                cmd.replacen(set, "…", 1),
+                needs.lacking(item).join(", "),
+                match gathering.len() {
+                    1 => String::new(),
+                    n => format!(" (nor do those of {} other UIDs)", n - 1),
+                }
+            ))),
+        }
     }
 
     /// Next response: from the backlog, else from the socket.
@@ -2062,6 +2128,37 @@ impl Partials {
         }
         self.pieces.insert(at, body);
         Ok(())
+    }
+}
+
+/// The items a FETCH asked for, which each message's answer must hold (see
+/// [`Client::fetch_simple`]).
+#[derive(Debug, Clone, Copy)]
+struct Needs {
+    flags: bool,
+    internaldate: bool,
+    size: bool,
+    /// The body section asked for, as its answer names it (`BODY[HEADER]`).
+    body: Option<&'static str>,
+}
+
+impl Needs {
+    /// The items asked for that `f` lacks, by their names in an answer.
+    fn lacking(&self, f: &Fetched) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.flags && f.flags.is_none() {
+            out.push("FLAGS");
+        }
+        if self.internaldate && f.internaldate.is_none() {
+            out.push("INTERNALDATE");
+        }
+        if self.size && f.size.is_none() {
+            out.push("RFC822.SIZE");
+        }
+        if let (Some(name), None) = (self.body, &f.body) {
+            out.push(name);
+        }
+        out
     }
 }
 

@@ -115,6 +115,11 @@ pub(crate) fn wire_error(kind: ErrorKind, message: impl Into<String>) -> anyhow:
     })
 }
 
+/// The server broke the protocol ([`ErrorKind::Protocol`]), as `message` says.
+pub fn protocol(message: String) -> anyhow::Error {
+    wire_error(ErrorKind::Protocol, message)
+}
+
 /// A transient failure described by `message` (a server asking to wait, said in a reply that
 /// is not itself an error of the command layer).
 pub fn transient(message: String) -> WireError {

@@ -178,6 +178,26 @@ pub struct Fetched {
     pub gm_thrid: Option<u64>,
 }
 
+impl Fetched {
+    /// Add the items of `later`, another response for the same message (a server may split
+    /// one message's items over several); an item sent again replaces the earlier one.
+    pub fn merge(&mut self, later: Fetched) {
+        fn take<T>(into: &mut Option<T>, from: Option<T>) {
+            if from.is_some() {
+                *into = from;
+            }
+        }
+        take(&mut self.flags, later.flags);
+        take(&mut self.internaldate, later.internaldate);
+        take(&mut self.size, later.size);
+        take(&mut self.modseq, later.modseq);
+        take(&mut self.body, later.body);
+        take(&mut self.origin, later.origin);
+        take(&mut self.gm_msgid, later.gm_msgid);
+        take(&mut self.gm_thrid, later.gm_thrid);
+    }
+}
+
 /// Completion status of a command or an untagged status response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {

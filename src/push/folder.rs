@@ -717,8 +717,8 @@ impl Pusher<'_, '_> {
             self.answer(k, outcome, &items, sel, &mut answers);
         }
         let looked = self
-            .place_unknown(&items, &mut answers, sel, *lower, claimed)
-            .and_then(|()| self.verify_appended(&items, &mut answers.mappings));
+            .read_back(&items, &mut answers, *lower, claimed)
+            .and_then(|()| self.place_unknown(&items, &mut answers, sel, *lower, claimed));
         if let Err(e) = looked {
             // A server that asked to wait and hung up: its words decide the wait. The batch's
             // intents stay; the next attempt reconciles them.
@@ -932,7 +932,8 @@ impl Pusher<'_, '_> {
         }
     }
 
-    /// Without APPENDUID: find each accepted message among host2's new UIDs by its bytes.
+    /// Without APPENDUID (or with one that does not hold the message, see
+    /// [`Self::read_back`]): find each accepted message among host2's new UIDs by its bytes.
     fn place_unknown(
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
@@ -944,37 +945,32 @@ impl Pusher<'_, '_> {
         if answers.unknown.is_empty() {
             return Ok(());
         }
+        let confirmed: BTreeSet<u32> = answers.mappings.iter().map(|m| m.dest_uid).collect();
         let mut fresh: Vec<(u32, u64)> = Vec::new();
         self.conn
             .fetch_meta(&format!("{}:*", lower.max(1)), None, &mut |f| {
-                if f.uid >= lower && !claimed.contains(&f.uid) {
+                if f.uid >= lower && !claimed.contains(&f.uid) && !confirmed.contains(&f.uid) {
                     fresh.push((f.uid, f.size.unwrap_or(0)));
                 }
                 Ok(())
             })?;
         let uids: Vec<u32> = fresh.iter().map(|x| x.0).collect();
         let sizes: Vec<u64> = fresh.iter().map(|x| x.1).collect();
-        let mut seen: Vec<(u32, Content)> = Vec::new();
-        self.conn
-            .fetch_bodies(&uids, &sizes, 8 << 20, 2, &mut |f| {
-                if let Some(b) = &f.body {
-                    seen.push((f.uid, Content::of(b)));
-                }
-                Ok(())
-            })?;
+        let mut seen = self.bodies_of(&uids, &sizes)?;
         for k in std::mem::take(&mut answers.unknown) {
             let (o, bytes, _) = &items[k];
             let want = Content::of(bytes);
             let pos = seen
                 .iter()
-                .position(|(_, c)| c.exact == want.exact)
-                .or_else(|| seen.iter().position(|(_, c)| c.text == want.text));
+                .position(|(_, (_, c))| c.exact == want.exact)
+                .or_else(|| seen.iter().position(|(_, (_, c))| c.text == want.text));
             match pos {
                 Some(p) => {
-                    let (uid, c) = seen.remove(p);
-                    let altered = (c.exact != want.exact)
-                        .then(|| crate::compare::content::describe_change(&want.shape, &c.shape));
-                    answers.mappings.push(self.mapping(o, sel, uid, altered));
+                    let (uid, (flags, c)) = seen.remove(p);
+                    let altered = self.compare_copy(o.msg, &want, &c);
+                    let mut m = self.mapping(o, sel, uid, altered);
+                    m.flags = flags;
+                    answers.mappings.push(m);
                 }
                 // The next run recognises it by its bytes if it is there after all.
                 None => self.fail(
@@ -987,49 +983,107 @@ impl Pusher<'_, '_> {
         Ok(())
     }
 
-    /// Read back the flags and sizes host2 reports for what it just stored: the flags recorded
-    /// are host2's, and a copy stored with other bytes is listed as altered.
-    fn verify_appended(
+    /// Read back what host2 keeps under each UID its APPENDUID answers stated, and compare it
+    /// with what was sent, by the bytes: the same bytes confirm the UID (the flags recorded are
+    /// host2's); the same text in other bytes is the message as host2 rewrote it (listed as
+    /// altered, saying what changed). A UID that holds anything else or nothing, is stated
+    /// twice, or is not one of the mailbox's new UIDs is not the message's: the message is
+    /// looked for by its bytes ([`Self::place_unknown`]) rather than recorded where it is not,
+    /// which would have the next push send it again.
+    fn read_back(
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
-        mappings: &mut Vec<Mapping>,
+        answers: &mut Answers,
+        lower: u32,
+        claimed: &BTreeSet<u32>,
     ) -> Result<()> {
-        if mappings.is_empty() {
+        if answers.mappings.is_empty() {
             return Ok(());
         }
-        let uids: Vec<u32> = mappings.iter().map(|m| m.dest_uid).collect();
-        let mut reported: BTreeMap<u32, (Vec<String>, Option<u64>)> = BTreeMap::new();
-        self.conn
-            .fetch_meta(&crate::imap::uidset::compact(&uids), None, &mut |f| {
-                let flags = without_recent(f.flags.as_deref().unwrap_or_default());
-                reported.insert(f.uid, (flags, f.size));
-                Ok(())
-            })?;
-        if self.conn.provider() == Provider::Gmail {
-            self.dropped_by_gmail(items, mappings, &reported);
+        let item_of = |m: &Mapping| items.iter().position(|(o, ..)| o.msg.key() == m.key());
+        let mut stated: BTreeMap<u32, usize> = BTreeMap::new();
+        for m in &answers.mappings {
+            *stated.entry(m.dest_uid).or_default() += 1;
         }
-        for m in mappings.iter_mut() {
-            let Some((flags, size)) = reported.get(&m.dest_uid) else {
-                continue;
-            };
-            m.flags = flags.clone();
-            let Some((o, bytes, _)) = items.iter().find(|(o, ..)| o.msg.key() == m.key()) else {
-                continue;
-            };
-            if size.is_some_and(|s| s != bytes.len() as u64) && m.altered.is_none() {
-                let what = format!("{} bytes stored for {}", size.unwrap_or(0), bytes.len());
-                m.altered = Some(what.clone());
-                self.state.altered.insert(
-                    o.msg.key(),
-                    Failure::message(
-                        &o.msg.folder,
-                        o.msg.row.uid,
-                        format!("host2 holds it altered: {what}"),
-                    ),
-                );
+        let (mut plausible, doubtful): (Vec<Mapping>, Vec<Mapping>) =
+            std::mem::take(&mut answers.mappings)
+                .into_iter()
+                .partition(|m| {
+                    m.dest_uid >= lower
+                        && !claimed.contains(&m.dest_uid)
+                        && stated[&m.dest_uid] == 1
+                });
+        let (uids, sizes): (Vec<u32>, Vec<u64>) = plausible
+            .iter()
+            .filter_map(|m| Some((m.dest_uid, items[item_of(m)?].1.len() as u64)))
+            .unzip();
+        let back: BTreeMap<u32, (Vec<String>, Content)> =
+            self.bodies_of(&uids, &sizes)?.into_iter().collect();
+        if self.conn.provider() == Provider::Gmail {
+            self.dropped_by_gmail(items, &mut plausible, &back);
+        }
+        for mut m in plausible.into_iter().chain(doubtful) {
+            let Some(k) = item_of(&m) else { continue };
+            let (o, bytes, _) = &items[k];
+            let want = Content::of(bytes);
+            match back.get(&m.dest_uid) {
+                Some((flags, c)) if c.text == want.text => {
+                    m.flags = flags.clone();
+                    m.altered = self.compare_copy(o.msg, &want, c);
+                    answers.mappings.push(m);
+                }
+                _ => {
+                    ui::detail(&format!(
+                        "{} UID {}: host2's APPENDUID {} does not hold it; looking for it by \
+                         its bytes",
+                        o.msg.folder, o.msg.row.uid, m.dest_uid
+                    ));
+                    answers.unknown.push(k);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Flags (without `\Recent`) and content of host2's messages `uids` (`sizes`: what each is
+    /// expected to hold), fetched whole; a UID sent twice is left out (neither copy can be
+    /// trusted).
+    fn bodies_of(
+        &mut self,
+        uids: &[u32],
+        sizes: &[u64],
+    ) -> Result<Vec<(u32, (Vec<String>, Content))>> {
+        let mut out: Vec<(u32, (Vec<String>, Content))> = Vec::new();
+        if uids.is_empty() {
+            return Ok(out);
+        }
+        let repeated = self.conn.fetch_bodies(uids, sizes, 8 << 20, 2, &mut |f| {
+            if let Some(b) = &f.body {
+                let flags = without_recent(f.flags.as_deref().unwrap_or_default());
+                out.push((f.uid, (flags, Content::of(b))));
+            }
+            Ok(())
+        })?;
+        out.retain(|(u, _)| !repeated.contains(u));
+        Ok(out)
+    }
+
+    /// What host2 changed in its copy `stored` of `msg`, whose bytes are `sent` (`None`: the
+    /// same bytes); a change is listed as the message's warning.
+    fn compare_copy(&mut self, msg: &StoreMsg, sent: &Content, stored: &Content) -> Option<String> {
+        if stored.exact == sent.exact {
+            return None;
+        }
+        let what = crate::compare::content::describe_change(&sent.shape, &stored.shape);
+        self.state.altered.insert(
+            msg.key(),
+            Failure::message(
+                &msg.folder,
+                msg.row.uid,
+                format!("host2 holds it altered: {what}"),
+            ),
+        );
+        Some(what)
     }
 
     /// Gmail answers the APPEND of a message whose Message-ID it already holds and then drops
@@ -1038,7 +1092,7 @@ impl Pusher<'_, '_> {
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
         mappings: &mut Vec<Mapping>,
-        reported: &BTreeMap<u32, (Vec<String>, Option<u64>)>,
+        reported: &BTreeMap<u32, (Vec<String>, Content)>,
     ) {
         let (kept, dropped): (Vec<Mapping>, Vec<Mapping>) = std::mem::take(mappings)
             .into_iter()
