@@ -1474,12 +1474,12 @@ impl Client {
             }
             Secret::OAuth2TokenFile(path) => {
                 let token = auth::read_token(path)?;
-                let payload = auth::xoauth2(&ep.user, &token);
+                let payload = auth::xoauth2(&ep.user, &token)?;
                 self.sasl("XOAUTH2", &payload)?;
             }
             Secret::OAuth2Refresh(r) => {
                 let lease = r.access_token()?;
-                let payload = auth::xoauth2(&ep.user, &lease.token);
+                let payload = auth::xoauth2(&ep.user, &lease.token)?;
                 if let Err(e) = self.sasl("XOAUTH2", &payload) {
                     let refused = e
                         .chain()
