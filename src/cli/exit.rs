@@ -11,6 +11,7 @@
 use std::process::ExitCode;
 
 use imapferry::budget::{budget_spent, BudgetSpent};
+use imapferry::run::stop::StopKind;
 use imapferry::run::Failure;
 use imapferry::ui;
 
@@ -76,10 +77,23 @@ fn explain(e: &anyhow::Error) -> (String, Option<String>, u8) {
     (text, hint, 1)
 }
 
+/// The kind of error that stopped a run (`error_kind` in `--json`).
+fn stop_kind(e: &anyhow::Error) -> StopKind {
+    if e.downcast_ref::<Usage>().is_some() {
+        return StopKind::Usage;
+    }
+    // Advice wraps the error it advises on (its chain ends there).
+    if let Some(a) = e.downcast_ref::<Advised>() {
+        return stop_kind(&a.error);
+    }
+    StopKind::of(e)
+}
+
 /// The JSON document of a run that an error stopped (`--json` always prints one).
 pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
     let (error, hint, status) = explain(e);
-    let mut v = serde_json::json!({ "error": error, "hint": hint, "exit_status": status, "complete": false });
+    let kind = stop_kind(e).name();
+    let mut v = serde_json::json!({ "error": error, "error_kind": kind, "hint": hint, "exit_status": status, "complete": false });
     if let Some(b) = budget_spent(e) {
         with_budget(&mut v, b);
     }

@@ -83,12 +83,38 @@ pub struct Refusal {
     /// The response code's keyword, upper-cased (`THROTTLED`, `TOOBIG`, `OVERQUOTA`, ...).
     pub code: Option<String>,
     pub text: String,
+    /// The wait the answer asked for ([`super::error::answer_wait`]).
+    pub wait: Option<Duration>,
 }
 
 impl Refusal {
+    /// The refusal of an answer with `status`, `code` (as sent) and `text`.
+    pub fn new(status: Status, code: Option<&str>, text: String) -> Refusal {
+        Refusal {
+            status,
+            code: code
+                .and_then(|c| c.split_ascii_whitespace().next())
+                .map(str::to_ascii_uppercase),
+            wait: super::error::answer_wait(code, &text),
+            text,
+        }
+    }
+
     /// The server asks to come back later (see [`super::error::answer_is_transient`]).
     pub fn is_transient(&self) -> bool {
         super::error::answer_is_transient(self.code.as_deref(), &self.text)
+    }
+
+    /// This refusal as the error of its command (`message` says which), with its stated wait.
+    pub fn error(&self, message: String) -> anyhow::Error {
+        wire_error(
+            ErrorKind::Rejected {
+                code: self.code.clone(),
+                text: self.text.clone(),
+                wait: self.wait,
+            },
+            message,
+        )
     }
 }
 
@@ -1160,11 +1186,11 @@ impl Client {
                         },
                     }
                 } else {
-                    AppendOutcome::Refused(Refusal {
-                        status,
-                        code: code_name(&code),
-                        text,
-                    })
+                    let code = match &code {
+                        Some(Code::Other(c)) => Some(c.as_str()),
+                        _ => None,
+                    };
+                    AppendOutcome::Refused(Refusal::new(status, code, text))
                 };
                 if let Some(slot) = outcomes.get_mut(idx) {
                     *slot = Some(outcome);
@@ -1463,6 +1489,7 @@ impl Client {
                             ErrorKind::Auth {
                                 code: code_name(&done.code),
                                 text: done.text.clone(),
+                                wait: answer_wait(&done.code, &done.text),
                             },
                             format!(
                                 "{}: login as {} failed: {} {}",
@@ -1541,8 +1568,9 @@ impl Client {
                             "{}: authentication as {} failed (AUTHENTICATE {mech}): {status} {text}",
                             self.label, self.user
                         );
+                        let wait = answer_wait(&code, &text);
                         let code = code_name(&code);
-                        return Err(wire_error(ErrorKind::Auth { code, text }, msg));
+                        return Err(wire_error(ErrorKind::Auth { code, text, wait }, msg));
                     }
                     return Ok(());
                 }
@@ -1683,6 +1711,7 @@ impl Client {
                 ErrorKind::Rejected {
                     code: code_name(code),
                     text: text.to_string(),
+                    wait: answer_wait(code, text),
                 },
                 format!(
                     "{}: {} failed: {status} {text}",
@@ -1699,6 +1728,7 @@ impl Client {
             ErrorKind::Rejected {
                 code: code_name(&done.code),
                 text: done.text.clone(),
+                wait: answer_wait(&done.code, &done.text),
             },
             format!(
                 "{}: {} failed: {} {}",
@@ -1928,11 +1958,12 @@ impl Client {
     fn observe(&mut self, r: &Response) -> Result<()> {
         if let Response::Tagged {
             status: Status::No | Status::Bad,
+            code,
             text,
             ..
         } = r
         {
-            if let Some(d) = super::error::stated_backoff(text) {
+            if let Some(d) = answer_wait(code, text) {
                 // Every connection of the account waits, not only this one.
                 self.pause
                     .until(std::time::Instant::now() + d.min(MAX_STATED_WAIT));
@@ -2058,6 +2089,15 @@ impl Client {
 
 /// The keyword of a response code other than the ones we parse (`THROTTLED`, `NONEXISTENT`,
 /// ...), upper-cased: what [`super::is_transient`] looks at.
+/// The wait a NO/BAD answer with `code` and `text` asks for ([`super::error::answer_wait`]).
+fn answer_wait(code: &Option<Code>, text: &str) -> Option<Duration> {
+    let code = match code {
+        Some(Code::Other(c)) => Some(c.as_str()),
+        _ => None,
+    };
+    super::error::answer_wait(code, text)
+}
+
 fn code_name(code: &Option<Code>) -> Option<String> {
     match code {
         Some(Code::Other(c)) => c

@@ -915,9 +915,7 @@ impl Pusher<'_, '_> {
             // The server's own words win over the closed connection that may follow them:
             // they may say how long to wait.
             AppendOutcome::Refused(r) if r.is_transient() => {
-                answers.interrupted = Some(anyhow::Error::new(crate::imap::error::transient(
-                    format!("host2 asks to wait: {r}"),
-                )));
+                answers.interrupted = Some(r.error(format!("host2 asks to wait: {r}")));
             }
             AppendOutcome::Refused(r)
                 if r.status == crate::imap::response::Status::Bad && !o.synchronizing =>

@@ -386,7 +386,11 @@ fn read_report(r: &mut Record, phase: &str, code: Option<i32>, stdout: &[u8], st
                 .map(|f| format!("{}: {}", f.folder, f.reason))
         })
         .unwrap_or_else(|| format!("exit status {code:?}"));
-    // Bad usage and a refused login stay so until someone changes something.
-    r.retry_helps = Some(!(code == Some(2) || reason.contains("cannot log in")));
+    // Bad usage and a refused login stay so until someone changes something: decided by the
+    // kind of error the run reported, never by its words.
+    r.retry_helps = Some(imapferry::run::stop::retry_helps(
+        code,
+        j["error_kind"].as_str(),
+    ));
     r.reason = Some(format!("{phase}: {reason}"));
 }
