@@ -17,6 +17,10 @@
 //! The command line (clap's definitions, exit statuses) is the program's, not the library's:
 //! the library takes typed options and returns reports.
 
+// Everything printed or logged goes through `ui`, which escapes what a server, a bundle or a
+// file chose (see `ui::say`): printing any other way is refused.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod budget;
 pub mod bundle;
 pub mod check;

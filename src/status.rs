@@ -8,7 +8,7 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::mailtime::format_utc;
 use crate::store::{FolderSummary, Store};
-use crate::ui::{human_bytes, printable};
+use crate::ui::{self, human_bytes, printable};
 
 /// Print the per-folder table (or JSON) for the store at `dir`.
 pub fn run(dir: &Path, json: bool) -> Result<()> {
@@ -24,17 +24,14 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
     let account = account
         .map(|(h, u)| format!("{} on {}", printable(&u), printable(&h)))
         .unwrap_or_else(|| "no account pulled yet".into());
-    println!(
-        "store {} ({account})",
-        printable(&dir.display().to_string())
-    );
+    ui::print(&format!("store {} ({account})", dir.display()));
     // Names came from a server or a bundle: control characters are shown escaped.
     let names: Vec<_> = rows.iter().map(|r| printable(&r.path)).collect();
     let width = names.iter().map(|n| n.width()).max().unwrap_or(6).max(6);
-    println!(
+    ui::print(&format!(
         "{:<width$}  {:>9}  {:>10}  {:>10}  last pull",
         "folder", "messages", "raw", "stored"
-    );
+    ));
     let (mut msgs, mut raw, mut stored) = (0, 0, 0);
     for (r, name) in rows.iter().zip(&names) {
         let last = match (r.gone, r.last_pull) {
@@ -44,28 +41,28 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
         };
         // `{:<N}` pads by chars; terminals show CJK names two columns wide.
         let pad = " ".repeat(width.saturating_sub(name.width()));
-        println!(
+        ui::print(&format!(
             "{name}{pad}  {:>9}  {:>10}  {:>10}  {last}",
             r.messages,
             human_bytes(r.raw_bytes),
             human_bytes(r.stored_bytes),
-        );
+        ));
         msgs += r.messages;
         raw += r.raw_bytes;
         stored += r.stored_bytes;
     }
-    println!(
+    ui::print(&format!(
         "{:<width$}  {:>9}  {:>10}  {:>10}",
         "total",
         msgs,
         human_bytes(raw),
         human_bytes(stored)
-    );
-    println!(
+    ));
+    ui::print(&format!(
         "last 24 hours: {} downloaded from host1, {} uploaded to host2",
         human_bytes(down),
         human_bytes(up)
-    );
+    ));
     Ok(())
 }
 
@@ -100,6 +97,5 @@ fn print_json(
         "last_24h": { "downloaded_bytes": down, "uploaded_bytes": up },
         "per_folder": list,
     });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
-    Ok(())
+    ui::print_json(&doc)
 }

@@ -71,8 +71,9 @@ fn an_answer_without_the_item_asked_for_never_leads_to_a_second_append() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     store_of(messages(4), &store);
-    let lies: [(&str, fn(u32) -> u32); 2] = [("always 1", |_| 1), ("off by 100", |u| u + 100)];
-    for (what, appenduid) in lies {
+    let always_1: fn(u32) -> u32 = |_| 1;
+    let off_by_100: fn(u32) -> u32 = |u| u + 100;
+    for (what, appenduid) in [("always 1", always_1), ("off by 100", off_by_100)] {
         let dir = tempfile::tempdir().unwrap();
         let (copy, fresh_copy) = (dir.path().join("store"), dir.path().join("copy"));
         copy_dir(&store, &copy);

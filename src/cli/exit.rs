@@ -142,20 +142,16 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
         Ok(Outcome::Budget(b)) => {
             // Also on stderr (and in the run log), for `--json` runs and their logs.
             if let Some(b) = b {
-                let line = format!("note: {}", ui::printable(&b.to_string()));
-                imapferry::runlog::write(&line);
-                eprintln!("{line}");
+                ui::always(&format!("note: {b}"));
             }
             ExitCode::from(BUDGET_STATUS)
         }
         Err(e) => {
             let (text, hint, status) = explain(&e);
-            // An error may quote a name a server, a bundle or a file chose.
-            let mut lines = vec![format!("error: {}", ui::printable(&text))];
-            lines.extend(hint.map(|h| format!("hint: {}", ui::printable(&h))));
-            for line in lines {
-                imapferry::runlog::write(&line);
-                eprintln!("{line}");
+            // An error may quote a name a server, a bundle or a file chose: ui escapes it.
+            ui::always(&format!("error: {text}"));
+            if let Some(h) = hint {
+                ui::always(&format!("hint: {h}"));
             }
             ExitCode::from(status)
         }
@@ -165,9 +161,8 @@ pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
 /// A command's final summary, on stdout (progress and diagnostics went to stderr), so that
 /// `imapferry verify > report.txt` keeps the result; also in the run log.
 pub fn print_summary(text: &str) {
-    let text = ui::printable_lines(text);
-    imapferry::runlog::write(&text);
-    println!("{text}");
+    imapferry::runlog::write(text);
+    ui::print(text);
 }
 
 /// Every message or folder that could not be moved, on stderr: nothing fails silently.
@@ -183,12 +178,10 @@ pub fn print_warnings(warnings: &[Failure]) {
 
 fn print_items(kind: &str, items: &[Failure]) {
     for f in items {
-        let (folder, reason) = (ui::printable(&f.folder), ui::printable(&f.reason));
-        let line = match f.uid {
+        let (folder, reason) = (&f.folder, &f.reason);
+        ui::always(&match f.uid {
             Some(uid) => format!("{kind}: {folder} UID {uid}: {reason}"),
             None => format!("{kind}: {folder}: {reason}"),
-        };
-        imapferry::runlog::write(&line);
-        eprintln!("{line}");
+        });
     }
 }

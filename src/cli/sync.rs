@@ -83,7 +83,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
             if let Some(b) = &budget {
                 with_budget(&mut v, b);
             }
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            ui::print_json(&v)?;
         } else {
             print_summary(&pushed.summary());
         }

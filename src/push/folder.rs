@@ -31,6 +31,9 @@ use crate::ui::{self, human_bytes};
 /// A store message's key `(folder_id, uidvalidity, uid)`.
 type Key = (i64, u32, u32);
 
+/// A message read back from host2: its UID, flags (without `\Recent`) and content.
+type ReadBack = (u32, (Vec<String>, Content));
+
 /// An intent this old whose message host2 holds is dropped: APPENDs still landing that long
 /// after their connection died are not expected. Until then a late copy is recognised as ours
 /// (and removed when it doubles one sent since), and each push looks at the mailbox in full.
@@ -1046,12 +1049,8 @@ impl Pusher<'_, '_> {
     /// Flags (without `\Recent`) and content of host2's messages `uids` (`sizes`: what each is
     /// expected to hold), fetched whole; a UID sent twice is left out (neither copy can be
     /// trusted).
-    fn bodies_of(
-        &mut self,
-        uids: &[u32],
-        sizes: &[u64],
-    ) -> Result<Vec<(u32, (Vec<String>, Content))>> {
-        let mut out: Vec<(u32, (Vec<String>, Content))> = Vec::new();
+    fn bodies_of(&mut self, uids: &[u32], sizes: &[u64]) -> Result<Vec<ReadBack>> {
+        let mut out: Vec<ReadBack> = Vec::new();
         if uids.is_empty() {
             return Ok(out);
         }

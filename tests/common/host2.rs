@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex};
 
 use super::hostile::{fetch_response, in_set, inbox, Cmd, Hostile, Msg, Session};
 
+/// The bytes a server keeps for the bytes it was given.
+pub type Rewrite = fn(&[u8]) -> Vec<u8>;
+
 /// What the scripted host2 does differently from an honest server.
 #[derive(Clone, Copy, Default)]
 pub struct Quirks {
     /// The bytes it keeps for the bytes it was given (`None`: as given).
-    pub stores: Option<fn(&[u8]) -> Vec<u8>>,
+    pub stores: Option<Rewrite>,
     /// RFC822.SIZE reports the size of what it was given, not of what it keeps.
     pub size_as_given: bool,
     /// The UID its APPENDUID states for the UID it really gave (`None`: the real one).

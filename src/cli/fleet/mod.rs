@@ -26,12 +26,12 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         imapferry::ui::warn(&w);
     }
     for m in &malformed {
-        eprintln!(
+        imapferry::ui::always(&format!(
             "failed: {} line {}: {} (skipped)",
             a.accounts.display(),
             m.line,
             m.reason
-        );
+        ));
     }
     let chosen: Vec<_> = accounts
         .into_iter()
@@ -66,7 +66,7 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         .filter(|r| !matches!(r.state, State::Done | State::Budget))
         .count();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        imapferry::ui::print_json(&records)?;
     }
     let waiting_text = if waiting > 0 {
         format!("{waiting} waiting for their daily budget, ")
@@ -81,9 +81,9 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         started.elapsed().as_secs_f64()
     );
     if a.json {
-        eprintln!("{summary}");
+        imapferry::ui::always(&summary);
     } else {
-        println!("{summary}");
+        imapferry::ui::print(&summary);
     }
     if waiting > 0 && failed == 0 && malformed.is_empty() {
         return Ok(Outcome::Budget(None));
@@ -160,9 +160,9 @@ fn status(a: FleetStatusArgs) -> anyhow::Result<Outcome> {
                 "bytes": records.iter().map(|r| r.pulled_bytes + r.pushed_bytes).sum::<u64>(),
             },
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        imapferry::ui::print_json(&doc)?;
     } else {
-        print!("{}", table(&records));
+        imapferry::ui::print(table(&records).trim_end_matches('\n'));
     }
     if let Some(path) = &a.html {
         std::fs::write(path, html::page(&records))

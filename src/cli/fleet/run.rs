@@ -270,7 +270,7 @@ fn run_one(plan: &Plan<'_>, a: &Account, on_phase: &dyn Fn(&'static str)) -> Rec
     }
     r.seconds = started.elapsed().as_secs_f64();
     if let Err(e) = state::write(plan.stores, &r) {
-        eprintln!("warning: cannot record {}: {e:#}", r.name);
+        imapferry::ui::warn(&format!("cannot record {}: {e:#}", r.name));
     }
     r
 }
