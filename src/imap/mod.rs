@@ -39,6 +39,8 @@ pub mod client;
 pub mod conn;
 mod deflate;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod oauth2;
 pub mod quote;
 pub mod ratelimit;
