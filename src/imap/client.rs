@@ -2306,21 +2306,7 @@ mod tests {
             let _ = done_rx.recv_timeout(Duration::from_secs(10));
             drop(s);
         });
-        let ep = Endpoint {
-            host: "127.0.0.1".into(),
-            port,
-            tls: TlsMode::None,
-            insecure: false,
-            ca_file: None,
-            user: "u".into(),
-            authuser: None,
-            secret: Secret::Password("pw".into()),
-            timeout: Duration::from_secs(1),
-            compress: true,
-            rate_limit: None,
-            provider: None,
-            pause: Default::default(),
-        };
+        let ep = super::super::conn::test_endpoint(port, Duration::from_secs(1));
         let t = Instant::now();
         let e = Client::connect(&ep).err().unwrap();
         done_tx.send(()).unwrap();

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
+use super::conn::test_endpoint;
 use super::response::{self, carries_state, read_response, Response};
-use super::{Client, Endpoint, Secret, TlsMode};
+use super::Client;
 
 /// The response limit of the framing cases: small, so that limits are met often.
 const LIMIT: u64 = 64 << 10;
@@ -333,6 +334,16 @@ fn code() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// `head`, up to 20 000 `(`, `middle`, as many `)`, `tail`.
+fn deep(
+    head: &'static [u8],
+    middle: &'static [u8],
+    tail: &'static [u8],
+) -> impl Strategy<Value = Vec<u8>> {
+    (1usize..20_000)
+        .prop_map(move |n| [head, &b"(".repeat(n), middle, &b")".repeat(n), tail].concat())
+}
+
 /// One response, as a server could send it.
 fn response() -> impl Strategy<Value = Vec<u8>> {
     let status = prop_oneof![
@@ -444,35 +455,14 @@ fn response() -> impl Strategy<Value = Vec<u8>> {
         number().prop_map(
             |n| format!("* {n} EXISTS\r\n* {n} EXPUNGE\r\n* {n} RECENT\r\n").into_bytes()
         ),
-        (1usize..20_000).prop_map(|n| [
-            b"* 1 FETCH ".to_vec(),
-            b"(".repeat(n),
-            b")".repeat(n),
-            b"\r\n".to_vec()
-        ]
-        .concat()),
-        (1usize..20_000).prop_map(|n| [
-            b"* 1 FETCH (BODYSTRUCTURE ".to_vec(),
-            b"(".repeat(n),
-            b"\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 1 1".to_vec(),
-            b")".repeat(n),
-            b")\r\n".to_vec()
-        ]
-        .concat()),
-        (1usize..20_000).prop_map(|n| [
-            b"* 1 FETCH (UID 1 X-ITEM ".to_vec(),
-            b"(".repeat(n),
-            b")".repeat(n),
-            b")\r\n".to_vec()
-        ]
-        .concat()),
-        (1usize..20_000).prop_map(|n| [
-            b"* NAMESPACE ".to_vec(),
-            b"(".repeat(n),
-            b")".repeat(n),
-            b" NIL NIL\r\n".to_vec()
-        ]
-        .concat()),
+        deep(b"* 1 FETCH ", b"", b"\r\n"),
+        deep(
+            b"* 1 FETCH (BODYSTRUCTURE ",
+            b"\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 1 1",
+            b")\r\n"
+        ),
+        deep(b"* 1 FETCH (UID 1 X-ITEM ", b"", b")\r\n"),
+        deep(b"* NAMESPACE ", b"", b" NIL NIL\r\n"),
         (1usize..20_000)
             .prop_map(|n| [b"* OK [".to_vec(), b"(".repeat(n), b"] x\r\n".to_vec()].concat()),
         (1usize..20_000).prop_map(|n| [
@@ -695,24 +685,6 @@ fn defuse(mut answer: Vec<u8>) -> Vec<u8> {
     answer
 }
 
-fn endpoint(port: u16) -> Endpoint {
-    Endpoint {
-        host: "127.0.0.1".into(),
-        port,
-        tls: TlsMode::None,
-        insecure: false,
-        ca_file: None,
-        user: "u".into(),
-        authuser: None,
-        secret: Secret::Password("pw".into()),
-        timeout: Duration::from_secs(5),
-        compress: false,
-        rate_limit: None,
-        provider: None,
-        pause: Default::default(),
-    }
-}
-
 proptest! {
     #![proptest_config(config(1000))]
 
@@ -739,7 +711,7 @@ proptest! {
         });
         let started = Instant::now();
         let base = peak_reset();
-        let result = Client::connect(&endpoint(port)).and_then(|mut c| operate(&mut c, op));
+        let result = Client::connect(&test_endpoint(port, Duration::from_secs(5))).and_then(|mut c| operate(&mut c, op));
         let peak = peak_since(base);
         let took = started.elapsed();
         server.join().unwrap();
@@ -758,7 +730,7 @@ fn the_client_harness_answers_the_command_asked() {
         let (s, _) = l.accept().unwrap();
         serve(s, b"* SEARCH 3 1 2\r\nA1 OK done\r\n".to_vec()).unwrap();
     });
-    let mut c = Client::connect(&endpoint(port)).unwrap();
+    let mut c = Client::connect(&test_endpoint(port, Duration::from_secs(5))).unwrap();
     assert_eq!(c.uid_search_all().unwrap(), [1, 2, 3]);
     server.join().unwrap();
 }

@@ -481,14 +481,7 @@ impl Pusher<'_, '_> {
             let msg = &cmp.store[m.store];
             let altered = cmp.change(m.store, m.uid);
             if let Some(what) = &altered {
-                self.state.altered.insert(
-                    msg.key(),
-                    Failure::message(
-                        &msg.folder,
-                        msg.row.uid,
-                        format!("host2 holds it altered: {what}"),
-                    ),
-                );
+                self.note_altered(msg, what);
             }
             if m.how == Found::Recovered {
                 self.state.recovered.insert(msg.key());
@@ -513,12 +506,7 @@ impl Pusher<'_, '_> {
         }
         for (i, m) in &cmp.explained.present {
             if let Some(what) = &m.altered {
-                let msg = &cmp.store[*i];
-                let reason = format!("host2 holds it altered: {what}");
-                self.state.altered.insert(
-                    msg.key(),
-                    Failure::message(&msg.folder, msg.row.uid, reason),
-                );
+                self.note_altered(&cmp.store[*i], what);
             }
         }
         if mappings.is_empty() && cmp.explained.stale.is_empty() && cmp.settled.resolved.is_empty()
@@ -1072,15 +1060,17 @@ impl Pusher<'_, '_> {
             return None;
         }
         let what = crate::compare::content::describe_change(&sent.shape, &stored.shape);
+        self.note_altered(msg, &what);
+        Some(what)
+    }
+
+    /// List `msg` as held altered by host2 (`what` changed): a warning of the run.
+    fn note_altered(&mut self, msg: &StoreMsg, what: &str) {
+        let reason = format!("host2 holds it altered: {what}");
         self.state.altered.insert(
             msg.key(),
-            Failure::message(
-                &msg.folder,
-                msg.row.uid,
-                format!("host2 holds it altered: {what}"),
-            ),
+            Failure::message(&msg.folder, msg.row.uid, reason),
         );
-        Some(what)
     }
 
     /// Gmail answers the APPEND of a message whose Message-ID it already holds and then drops
