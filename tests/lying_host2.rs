@@ -84,8 +84,12 @@ fn an_answer_without_the_item_asked_for_never_leads_to_a_second_append() {
             ..Quirks::default()
         });
         let mut seen = Vec::new();
+        let mut first = String::new();
         for _ in 0..3 {
             let run = against("push", &host2, &copy, &[]);
+            if first.is_empty() {
+                first = run.stderr.clone();
+            }
             let says_all = run.all().contains("host2 holds all 4 messages");
             seen.push((run.code, says_all, host2.bodies().len()));
             assert!(run.code == 0 || run.code == 3, "{}", run.all());
@@ -98,6 +102,10 @@ fn an_answer_without_the_item_asked_for_never_leads_to_a_second_append() {
             assert!(!says_all || *copies == 4, "says all 4 with {copies} copies");
             assert!(*code != 0 || *copies == 4, "exit 0 with {copies} copies");
         }
+        assert!(
+            first.contains("which does not hold it; found as UID"),
+            "the wrong APPENDUIDs are said: {first}"
+        );
         assert_eq!(host2.bodies().len(), 4, "each message once on host2");
         assert_eq!(host2.appends(), 4);
 

@@ -711,6 +711,15 @@ impl Pusher<'_, '_> {
             .read_back(&items, &mut answers, *lower, claimed)
             .and_then(|()| self.place_unknown(&items, &mut answers, sel, *lower, claimed));
         if let Err(e) = looked {
+            // What host2 accepted went up all the same: counted against the daily budget.
+            let took: u64 = outcomes
+                .iter()
+                .zip(&items)
+                .filter(|(o, _)| matches!(o, AppendOutcome::Ok { .. }))
+                .map(|(_, (_, b, _))| b.len() as u64)
+                .sum();
+            self.index
+                .log_transfer(self.ctx.allowance.account(), now(), took)?;
             // A server that asked to wait and hung up: its words decide the wait. The batch's
             // intents stay; the next attempt reconciles them.
             return Err(answers.interrupted.take().unwrap_or(e));
@@ -957,6 +966,20 @@ impl Pusher<'_, '_> {
                 Some(p) => {
                     let (uid, (flags, c)) = seen.remove(p);
                     let altered = self.compare_copy(o.msg, &want, &c);
+                    if let Some(stated) = answers.misstated.get(&k) {
+                        // Not a failure (the message is where the bytes show), but said.
+                        let why = format!(
+                            "host2 answered its APPEND with UID {stated}, which does not hold \
+                             it; found as UID {uid} by its bytes{}",
+                            altered
+                                .as_ref()
+                                .map_or(String::new(), |a| format!(", altered: {a}"))
+                        );
+                        let msg = o.msg;
+                        self.state
+                            .altered
+                            .insert(msg.key(), Failure::message(&msg.folder, msg.row.uid, why));
+                    }
                     let mut m = self.mapping(o, sel, uid, altered);
                     m.flags = flags;
                     answers.mappings.push(m);
@@ -1022,11 +1045,7 @@ impl Pusher<'_, '_> {
                     answers.mappings.push(m);
                 }
                 _ => {
-                    ui::detail(&format!(
-                        "{} UID {}: host2's APPENDUID {} does not hold it; looking for it by \
-                         its bytes",
-                        o.msg.folder, o.msg.row.uid, m.dest_uid
-                    ));
+                    answers.misstated.insert(k, m.dest_uid);
                     answers.unknown.push(k);
                 }
             }
@@ -1235,8 +1254,11 @@ enum Again {
 #[derive(Default)]
 struct Answers {
     mappings: Vec<Mapping>,
-    /// Accepted without APPENDUID (indexes into the batch).
+    /// Accepted without APPENDUID, or with one that does not hold the message (indexes into
+    /// the batch).
     unknown: Vec<usize>,
+    /// The UIDs APPENDUID stated for messages it does not hold (by index into the batch).
+    misstated: BTreeMap<usize, u32>,
     /// No answer: their intents stay.
     unanswered: BTreeSet<usize>,
     /// To send again: (index, how).
