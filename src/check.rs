@@ -210,12 +210,17 @@ fn check_target(
     let sel = conn.select(&t.mailbox, false)?;
     let ledger = Ledger::read(index, destination, &t.mailbox)?;
     let cmp = compare::examine(conn, index, objects, t, &sel, ledger, crate::clock::now())?;
-    describe(&cmp, &sel, &mut fc);
+    describe(&cmp, &sel, conn.provider(), &mut fc);
     Ok(fc)
 }
 
 /// Fill `fc` from a comparison.
-fn describe(cmp: &Comparison, sel: &crate::imap::Selected, fc: &mut FolderCheck) {
+fn describe(
+    cmp: &Comparison,
+    sel: &crate::imap::Selected,
+    provider: crate::provider::Provider,
+    fc: &mut FolderCheck,
+) {
     let s = &cmp.settled;
     fc.store = cmp.store.len() as u64;
     fc.host2 = cmp.host.len() as u64;
@@ -246,7 +251,8 @@ fn describe(cmp: &Comparison, sel: &crate::imap::Selected, fc: &mut FolderCheck)
         let Some(h) = cmp.host.get(&uid) else {
             continue;
         };
-        let (want, _) = storable_flags(&msg.row.flags, &sel.permanent_flags);
+        // What push gives host2 (the same rule): a flag the provider drops is no difference.
+        let (want, _) = storable_flags(provider, &msg.row.flags, &sel.permanent_flags);
         if !same_flags(&want, &h.flags) {
             fc.flag_differences
                 .push((msg.folder.to_string(), msg.row.uid, uid));
@@ -272,8 +278,9 @@ fn verdict(r: &CheckReport) -> String {
             String::new()
         };
         return format!(
-            "host2 holds all {} messages of the store's {} folders{extra}{altered}",
-            r.messages, r.folders
+            "host2 holds all {} of the store's {}{extra}{altered}",
+            crate::text::count(r.messages, "message"),
+            crate::text::count(r.folders, "folder")
         );
     }
     let mut what = Vec::new();

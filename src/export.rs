@@ -14,7 +14,8 @@
 //! ([`mbox_file`]); Maildir++ names are modified UTF-7 with `.` written `&AC4-`, so they never
 //! hold a `/` and are never `.` or `..`, and a folder with no Maildir++ name of its own (an
 //! empty level, say, or a path too long for one file name) is listed as not exported (exit
-//! status 3).
+//! status 3), as is an mbox file whose whole path would be longer than a path may be (4 095
+//! bytes), or any name the file system refuses as too long: the other folders are written.
 //!
 //! The output directory must be new or empty, so an export never mixes with other files; it is
 //! created private (0700, files 0600) because it holds mail.
@@ -64,7 +65,8 @@ pub struct ExportReport {
     /// Things that could not be represented (flags beyond what the format holds).
     pub warnings: Vec<String>,
     /// Folders not exported (exit status 3): in Maildir++, a folder path no store should hold
-    /// (empty, an empty level, a leading or trailing `/`, a NUL) has no name of its own.
+    /// (empty, an empty level, a leading or trailing `/`, a NUL) has no name of its own; in
+    /// either format, a name or path too long for the file system.
     pub failures: Vec<Failure>,
 }
 
@@ -98,7 +100,7 @@ impl ExportReport {
 /// Run an export.
 pub fn run(opts: &ExportOptions) -> Result<ExportReport> {
     let started = Instant::now();
-    let store = Store::open_existing(&opts.store)?;
+    let store = Store::open_to_read(&opts.store)?;
     let folders: Vec<FolderRow> = store
         .index
         .folders()?
@@ -119,21 +121,14 @@ pub fn run(opts: &ExportOptions) -> Result<ExportReport> {
     let mut report = ExportReport::default();
     let host = hostname();
     for f in folders.iter().filter(|f| opts.selection.includes(&f.path)) {
-        let w = match opts.format {
-            Format::Maildir => match maildir_problem(&f.path) {
-                None => Writer::Maildir(MaildirWriter::new(&opts.out, &f.path, &host)?),
-                Some(reason) => {
-                    report.failures.push(Failure {
-                        folder: f.path.clone(),
-                        uid: None,
-                        reason,
-                    });
-                    continue;
-                }
-            },
-            Format::Mbox => Writer::Mbox(MboxWriter::new(&opts.out, &f.path)?),
-        };
-        export_folder(&store, opts, f, w, &mut report)?;
+        match writer_for(opts, &f.path, &host)? {
+            Ok(w) => export_folder(&store, opts, f, w, &mut report)?,
+            Err(reason) => report.failures.push(Failure {
+                folder: f.path.clone(),
+                uid: None,
+                reason,
+            }),
+        }
     }
     for w in &report.warnings {
         ui::warn(&printable(w));
@@ -146,6 +141,53 @@ pub fn run(opts: &ExportOptions) -> Result<ExportReport> {
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The writer of folder `path`, or (`Ok(Err(reason))`) why it has no file of its own: the
+/// folder is then listed as not exported and the others are written.
+fn writer_for(opts: &ExportOptions, path: &str, host: &str) -> Result<Result<Writer, String>> {
+    let problem = match opts.format {
+        Format::Maildir => maildir_problem(path),
+        Format::Mbox => mbox_problem(&opts.out, path),
+    };
+    if let Some(reason) = problem {
+        return Ok(Err(reason));
+    }
+    let w = match opts.format {
+        Format::Maildir => MaildirWriter::new(&opts.out, path, host).map(Writer::Maildir),
+        Format::Mbox => MboxWriter::new(&opts.out, path).map(Writer::Mbox),
+    };
+    match w {
+        Ok(w) => Ok(Ok(w)),
+        // A file system whose names or paths are shorter than the usual 255 and 4 095 bytes.
+        Err(e) if name_too_long(&e) => Ok(Err(
+            "the file system refuses its file name as too long".into()
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `e` is the file system's "file name too long" (ENAMETOOLONG).
+fn name_too_long(e: &anyhow::Error) -> bool {
+    let errno = rustix::io::Errno::NAMETOOLONG.raw_os_error();
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(errno))
+    })
+}
+
+/// The longest path a system call takes (PATH_MAX, 4 096 bytes with the final NUL).
+const MAX_PATH: usize = 4095;
+
+/// Why folder `path` cannot be written as an mbox file under `out`: each level is a name of
+/// its own ([`mbox_level`] keeps it short), but the whole path may be longer than a path may be.
+fn mbox_problem(out: &Path, path: &str) -> Option<String> {
+    let len = mbox_file(out, path).as_os_str().len();
+    (len > MAX_PATH).then(|| {
+        format!(
+            "its mbox file's path would be {len} bytes, more than the {MAX_PATH} a path may have"
+        )
+    })
 }
 
 /// Why folder `path` cannot be written as a Maildir++ folder: a path no store should hold has
@@ -175,7 +217,7 @@ fn export_folder(
     };
     let folder = printable(&f.path);
     for m in &messages {
-        let bytes = store.objects.read(&m.hash).with_context(|| {
+        let bytes = store.objects.read(&m.hash, m.size).with_context(|| {
             format!(
                 "{folder} UID {}: cannot export it; `imapferry verify --store {}` checks the store",
                 m.uid,

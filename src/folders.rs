@@ -63,6 +63,28 @@ impl Selection {
     }
 }
 
+/// `--folder` given as a server's raw name (imapsync's spelling, `INBOX.Archive.2024`) where
+/// imapferry takes store paths (`Archive/2024`): a mistake in the command line, said with the
+/// path to give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFolderName {
+    pub given: String,
+    pub path: String,
+}
+
+impl std::fmt::Display for RawFolderName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "--folder {:?} is the server's raw name of a folder; imapferry takes its store \
+             path (UTF-8, levels joined by /, no INBOX. prefix): --folder {:?}",
+            self.given, self.path
+        )
+    }
+}
+
+impl std::error::Error for RawFolderName {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

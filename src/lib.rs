@@ -12,14 +12,18 @@
 //! - Offline: [`bundle`] (store → files → store), [`export`] and [`import`] (Maildir, mbox;
 //!   helpers [`maildir`], [`mbox`]), [`verify`] (and gc), [`status`].
 //! - [`budget`]: daily byte budgets (a provider's quota as a schedule, not a failure).
-//! - [`ui`], [`text`], [`clock`]: what people see, and the clock.
+//! - [`ui`], [`text`], [`clock`]: what people see, and the clock; [`secret`]: password and
+//!   token files.
+//!
+//! [`stdio`] writes stdout and stderr (a reader that goes away is not an error).
 //!
 //! The command line (clap's definitions, exit statuses) is the program's, not the library's:
 //! the library takes typed options and returns reports.
 
-// Everything printed or logged goes through `ui`, which escapes what a server, a bundle or a
-// file chose (see `ui::say`): printing any other way is refused.
-#![warn(clippy::print_stdout, clippy::print_stderr)]
+// stdout and stderr only through `stdio`, which escapes what it writes (a name or a text a
+// server, a bundle or a file chose reaches no terminal raw) and survives a reader that went
+// away: the print macros do neither.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod budget;
 pub mod bundle;
@@ -41,7 +45,9 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod runlog;
+pub mod secret;
 pub mod status;
+pub mod stdio;
 pub mod store;
 pub mod text;
 pub mod ui;

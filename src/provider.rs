@@ -70,6 +70,13 @@ impl Provider {
         }
     }
 
+    /// Whether this server keeps `flag` on a message. Gmail acts on `\Deleted` instead (it
+    /// deletes the message, or moves it to Trash), so push never gives it there and check
+    /// never expects it back (both through [`crate::compare::storable_flags`]).
+    pub fn keeps_flag(self, flag: &str) -> bool {
+        !(self == Provider::Gmail && flag.eq_ignore_ascii_case("\\Deleted"))
+    }
+
     /// Whether a `\Flagged` given with APPEND is lost (it is set with STORE afterwards).
     pub fn loses_flagged_on_append(self) -> bool {
         self == Provider::M365

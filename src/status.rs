@@ -12,7 +12,7 @@ use crate::ui::{self, human_bytes, printable};
 
 /// Print the per-folder table (or JSON) for the store at `dir`.
 pub fn run(dir: &Path, json: bool) -> Result<()> {
-    let store = Store::open_existing(dir)?;
+    let store = Store::open_to_read(dir)?;
     let rows = store.index.summary()?;
     let account = store.index.account()?;
     // What the daily budgets count (`--max-bytes-per-day1/2`): all destinations together.

@@ -36,9 +36,24 @@ pub fn printable_lines(text: &str) -> String {
         .join("\n")
 }
 
+/// `n` and the noun, singular for one: "1 folder", "3 folders" (nouns whose plural takes an s).
+pub fn count(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_folder_is_not_one_folders() {
+        assert_eq!(count(1, "folder"), "1 folder");
+        assert_eq!(count(0, "folder"), "0 folders");
+        assert_eq!(count(212, "message"), "212 messages");
+    }
 
     #[test]
     fn printable_escapes_what_a_terminal_would_act_on() {

@@ -28,19 +28,17 @@ pub fn verbosity() -> u8 {
     VERBOSITY.load(Ordering::Relaxed)
 }
 
-// The only ways out. Every byte this program prints (stderr, stdout) or logs (the run log)
-// passes a function of this section, and each shows what it is given through [`printable`]
-// itself: names and texts a server, a bundle or a file chose reach the terminal and the log
-// only escaped, whatever the caller did (escaping twice changes nothing). lib.rs and main.rs
-// refuse `print!` and `eprint!` anywhere else (clippy::print_stdout and print_stderr, denied
-// with the other warnings in CI); the bar draws only what these functions gave it.
+// What a run says. Each function here shows what it is given through [`printable`] before it
+// reaches the screen (through `crate::stdio`, which escapes again, or the bar) and the run log
+// (which escapes again): names and texts a server, a bundle or a file chose reach neither raw,
+// whatever the caller did. lib.rs and main.rs refuse `print!` and `eprint!` (clippy); the bar
+// draws only what these functions gave it.
 
 /// The bar on screen, if any: lines printed while it is drawn must go through it, or they leave
 /// bar remnants behind and the bar redraws over them.
 static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// Print `msg` as one line to stderr, escaped, above the bar when one is drawn.
-#[allow(clippy::print_stderr)]
 fn say(msg: &str) {
     let line = printable(msg).into_owned();
     let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -48,8 +46,17 @@ fn say(msg: &str) {
         // indicatif clears the bar, prints the line (the terminal wraps a long one; indicatif
         // counts the wrapped rows) and draws the bar again below it.
         Some(bar) => bar.println(line),
-        None => eprintln!("{line}"),
+        None => crate::stdio::err(&line),
     }
+}
+
+/// The run is being stopped (a signal): the bar or board goes, `line` stays.
+pub fn stopped(line: &str) {
+    let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    crate::stdio::err(line);
 }
 
 /// Always shown, as `warning: msg`.
@@ -85,17 +92,15 @@ pub fn trace(msg: &str) {
 }
 
 /// A command's result on stdout (its summary, a table), each line escaped, line breaks kept.
-#[allow(clippy::print_stdout)]
 pub fn print(text: &str) {
-    println!("{}", printable_lines(text));
+    crate::stdio::out(text);
 }
 
 /// A command's result as JSON on stdout (pretty), with every character [`printable`] would
 /// escape written as a JSON `\uXXXX` escape: the same value for a program, nothing a terminal
 /// acts on for a person.
-#[allow(clippy::print_stdout)]
 pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
-    println!("{}", json_text(v)?);
+    crate::stdio::out(&json_text(v)?);
     Ok(())
 }
 
@@ -151,8 +156,10 @@ impl Direction {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Work {
     /// Messages expected before the folder is examined (pull: what LIST-STATUS counts beyond
-    /// what the store holds).
+    /// what the store holds; push: what the store does not record on host2).
     pub estimate: u64,
+    /// Their bytes, when known before the folder is examined (push knows them from the store).
+    pub estimate_bytes: Option<u64>,
     /// Once examined: (messages, bytes) this run moves for it, what already moved included.
     pub examined: Option<(u64, u64)>,
     /// Messages moved so far.
@@ -167,12 +174,16 @@ pub struct Work {
 pub fn totals<'a>(work: impl IntoIterator<Item = &'a Work>) -> (u64, Option<u64>) {
     let (mut messages, mut bytes, mut unexamined) = (0u64, 0u64, 0u64);
     for w in work {
-        match w.examined {
-            Some((m, b)) => {
+        match (w.examined, w.estimate_bytes) {
+            (Some((m, b)), _) => {
                 messages += m;
                 bytes += b;
             }
-            None => unexamined += w.estimate,
+            (None, Some(b)) => {
+                messages += w.estimate;
+                bytes += b;
+            }
+            (None, None) => unexamined += w.estimate,
         }
     }
     let bytes = match (unexamined, messages) {
@@ -295,11 +306,12 @@ impl Plan {
         (done, totals(self.work.values()).0)
     }
 
-    /// Whether the byte total is partly an estimate (folders with messages not examined yet).
+    /// Whether the byte total is partly a guess (folders with messages not examined yet whose
+    /// bytes are not known either).
     fn estimated(&self) -> bool {
         self.work
             .values()
-            .any(|w| w.examined.is_none() && w.estimate > 0)
+            .any(|w| w.examined.is_none() && w.estimate_bytes.is_none() && w.estimate > 0)
     }
 }
 
@@ -357,6 +369,8 @@ pub struct Progress {
     direction: Direction,
     plan: Arc<Mutex<Plan>>,
     bar: Option<ProgressBar>,
+    /// Set when the run ends: the progress file's writer stops (see [`set_progress_file`]).
+    ended: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Orders setting the bar's length and header. The plan's lock is never held while the bar
     /// is touched: a draw locks the plan (see [`bar_style`]).
     order: Mutex<()>,
@@ -378,14 +392,34 @@ impl Progress {
             *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
             bar
         });
+        let ended = progress_file().map(|path| write_progress(path, direction, &plan));
         let p = Progress {
             direction,
             plan,
             bar,
+            ended,
             order: Mutex::new(()),
         };
         p.refresh();
         p
+    }
+
+    /// Whether bytes are counted as they move (a bar is drawn, or a progress file written):
+    /// then [`Progress::meter`] gives a meter, and [`Progress::moved`] is told no bytes.
+    pub fn metered(&self) -> bool {
+        self.bar.is_some() || self.ended.is_some()
+    }
+
+    /// The folder of `slot` is expected to hold `messages` of `bytes` to move, before it is
+    /// examined (push knows both from the store, so its total is right from the start).
+    pub fn expect_bytes(&self, slot: usize, messages: u64, bytes: u64) {
+        {
+            let mut plan = self.plan();
+            let w = plan.work(slot);
+            w.estimate = messages;
+            w.estimate_bytes = Some(bytes);
+        }
+        self.refresh();
     }
 
     fn plan(&self) -> MutexGuard<'_, Plan> {
@@ -474,17 +508,23 @@ impl Progress {
         }
     }
 
-    /// A meter for the connection working on `slot`: counts bytes as they arrive (see
-    /// [`crate::mailbox::Mailbox::set_literal_meter`]). `None` without a bar.
+    /// A meter for the connection working on `slot`: counts message bytes as they arrive or
+    /// go (see [`crate::mailbox::Mailbox::set_literal_meter`]). `None` when nothing shows them
+    /// (see [`Progress::metered`]).
     pub fn meter(&self, slot: usize) -> Option<ByteMeter> {
-        let bar = self.bar.clone()?;
+        if !self.metered() {
+            return None;
+        }
+        let bar = self.bar.clone();
         let plan = Arc::clone(&self.plan);
         Some(Arc::new(move |n| {
             plan.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .work(slot)
                 .bytes_done += n;
-            bar.inc(n);
+            if let Some(bar) = &bar {
+                bar.inc(n);
+            }
         }))
     }
 
@@ -497,12 +537,100 @@ impl Progress {
     }
 
     pub fn finish(&self) {
+        if let Some(ended) = &self.ended {
+            ended.store(true, Ordering::Relaxed);
+        }
         if let Some(bar) = &self.bar {
             let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
             *active = None;
             drop(active);
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Where this process writes its progress for another to read (`fleet run`'s board).
+static PROGRESS_FILE: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
+
+/// Write the progress of this process's runs to `path` (twice a second, replaced whole):
+/// `{"direction", "done", "total", "messages_done", "messages"}`, bytes done and planned
+/// (`total` null while unknown).
+pub fn set_progress_file(path: std::path::PathBuf) {
+    *PROGRESS_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+}
+
+fn progress_file() -> Option<std::path::PathBuf> {
+    PROGRESS_FILE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Start the writer of the progress file: a thread that writes `plan` at `path` until the
+/// flag it returns is set (once more then, with the last numbers).
+fn write_progress(
+    path: std::path::PathBuf,
+    direction: Direction,
+    plan: &Arc<Mutex<Plan>>,
+) -> Arc<std::sync::atomic::AtomicBool> {
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop, plan) = (Arc::clone(&ended), Arc::clone(plan));
+    std::thread::spawn(move || loop {
+        let last = stop.load(Ordering::Relaxed);
+        let doc = {
+            let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+            let done: u64 = plan.work.values().map(|w| w.bytes_done).sum();
+            let (messages_done, messages) = plan.messages();
+            serde_json::json!({
+                "direction": direction.command(),
+                "done": done,
+                "total": plan.length(),
+                "messages_done": messages_done,
+                "messages": messages,
+            })
+        };
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, doc.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+        if last {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    ended
+}
+
+/// A wait the run is in (a retry's backoff, a server's stated wait, the last look of a push):
+/// what for, and until when. Shown on the bar's first line with the seconds left.
+static WAIT: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+
+/// Shows a wait on the bar until dropped.
+pub struct Waiting(());
+
+/// Say on the bar that the run waits `what` (e.g. "to retry INBOX") until `until`.
+pub fn waiting(what: impl Into<String>, until: Instant) -> Waiting {
+    *WAIT.lock().unwrap_or_else(|e| e.into_inner()) = Some((what.into(), until));
+    Waiting(())
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        *WAIT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// " · waiting 12 s to retry INBOX" while a wait runs, else nothing.
+fn wait_note() -> String {
+    let wait = WAIT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match wait {
+        Some((what, until)) => {
+            let left = until
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64();
+            format!(" · waiting {:.0} s {what}", left.ceil())
+        }
+        None => String::new(),
     }
 }
 
@@ -670,6 +798,15 @@ impl TermLike for Screen {
 /// Three lines: what runs; the bar with rate and ETA; bytes and messages. None is padded to
 /// the terminal's width (see [`Screen`]); at 60 columns each fits on one row.
 fn bar_style(direction: Direction, plan: &Arc<Mutex<Plan>>) -> ProgressStyle {
+    let for_header = Arc::clone(plan);
+    // Drawn at every tick, so a wait's seconds count down.
+    let header = move |_: &ProgressState, w: &mut dyn fmt::Write| {
+        let head = for_header
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .header(direction);
+        let _ = write!(w, "{head}{}", printable(&wait_note()));
+    };
     let plan = Arc::clone(plan);
     let amount = move |state: &ProgressState, w: &mut dyn fmt::Write| {
         let (messages, estimated) = {
@@ -679,8 +816,9 @@ fn bar_style(direction: Direction, plan: &Arc<Mutex<Plan>>) -> ProgressStyle {
         let line = amount_text(direction, state.pos(), state.len(), estimated, messages);
         let _ = w.write_str(&line);
     };
-    ProgressStyle::with_template("{msg:.bold}\n[{elapsed_precise}] {bar:25} {pace}\n{amount}")
+    ProgressStyle::with_template("{header}\n[{elapsed_precise}] {bar:25} {pace}\n{amount}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("header", header)
         .with_key("pace", Pace::default())
         .with_key("amount", amount)
         .progress_chars("=> ")

@@ -329,7 +329,7 @@ fn check_object(
     if !rehash {
         return None;
     }
-    match store.objects.read(&row.hash) {
+    match store.objects.read(&row.hash, row.size) {
         Ok(bytes) => {
             report.rehashed += 1;
             report.rehashed_bytes += bytes.len() as u64;
@@ -398,7 +398,11 @@ impl GcReport {
 
 /// Find (and with `yes`, remove) the objects nothing refers to.
 pub fn gc(dir: &std::path::Path, yes: bool) -> Result<GcReport> {
-    let mut store = Store::open_existing(dir)?;
+    let mut store = if yes {
+        Store::open_existing(dir)?
+    } else {
+        Store::open_to_read(dir)?
+    };
     let rows = store.index.unreferenced_object_rows()?;
     let known: BTreeSet<Hash> = store
         .index

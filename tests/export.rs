@@ -9,25 +9,15 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
-use common::offline::{assert_same_contents, push, run, server_contents, store_contents};
+use common::offline::{
+    assert_same_contents, copy_tree, push, run, server_contents, store_contents,
+};
 use common::run::{pulled_store, store_messages};
 use common::*;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Copy `from` into `to` (which must not exist), preserving mtimes.
-fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
 
 #[test]
@@ -463,4 +453,58 @@ fn names_with_control_characters_reach_the_terminal_escaped() {
         s(&root),
     ]);
     clean("import", &r, "folder \"\\u{1b}[31mred\"");
+}
+
+/// Issue 19 item 3: one folder path of 4 999 bytes (25 levels of 199 bytes: every level a valid
+/// file name, the whole longer than a path may be) among 22 folders. In both formats that folder
+/// is listed as not exported, with its reason, and the 21 others are written whole: exit 3.
+#[test]
+fn a_folder_path_longer_than_a_file_path_may_be_is_listed_and_the_others_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let long: String = (0..25)
+        .map(|i| format!("{i:02}{}", "x".repeat(197)))
+        .collect::<Vec<_>>()
+        .join("/");
+    assert_eq!(long.len(), 4999);
+    let mut names: Vec<String> = (0..21).map(|i| format!("folder{i:02}")).collect();
+    names.insert(7, long.clone());
+    let bodies = store_with_folders(&store, &names);
+    for format in ["mbox", "maildir"] {
+        let out = dir.path().join(format);
+        let r = run(&[
+            "export",
+            "--store",
+            s(&store),
+            "--format",
+            format,
+            "--out",
+            s(&out),
+            "--json",
+        ]);
+        assert_eq!(r.code, 3, "{format}: {}{}", r.stdout, r.stderr);
+        let json = r.json();
+        assert_eq!(json["folders"], 21, "{format}: {json}");
+        let failures = json["failures"].as_array().unwrap();
+        assert_eq!(failures.len(), 1, "{format}: {json}");
+        assert_eq!(failures[0]["folder"], long.as_str());
+        let reason = failures[0]["reason"].as_str().unwrap();
+        assert!(reason.contains("bytes, more than"), "{format}: {reason}");
+        assert!(r.stderr.contains("not exported: 00x"), "{}", r.stderr);
+        for (name, body) in names.iter().zip(&bodies).filter(|(n, _)| **n != long) {
+            let got = if format == "mbox" {
+                let (msgs, _) = imapferry::mbox::read(
+                    &fs::read(imapferry::export::mbox_file(&out, name)).unwrap(),
+                );
+                msgs.into_iter().map(|m| m.bytes).collect::<Vec<_>>()
+            } else {
+                let cur = out.join(imapferry::maildir::folder_dir(name)).join("cur");
+                fs::read_dir(cur)
+                    .unwrap()
+                    .map(|e| fs::read(e.unwrap().path()).unwrap())
+                    .collect()
+            };
+            assert_eq!(got, std::slice::from_ref(body), "{format} {name}");
+        }
+    }
 }

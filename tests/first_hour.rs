@@ -471,3 +471,236 @@ fn status_shows_folder_names_wider_than_any_column() {
     let run = run.expect_code(0);
     assert!(run.stdout.contains(&long), "{}", run.stdout);
 }
+
+/// Issue 21, item 7: the run log's path is in the summary and in the JSON report.
+#[test]
+fn the_run_log_is_named_in_the_summary_and_the_json() {
+    let server = Dovecot::start(DovecotConfig::new());
+    common::seed(&server, "alice", &common::Corpus::small());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = server.port().to_string();
+    let args = [
+        "--host1",
+        "127.0.0.1",
+        "--port1",
+        &port,
+        "--tls1",
+        "none",
+        "--user1",
+        "alice",
+    ];
+    let run: Run = pull_with(&store, &args, server.password("alice"))
+        .output()
+        .unwrap()
+        .into();
+    let run = run.expect_code(0);
+    let line = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("log: "))
+        .unwrap_or_else(|| panic!("no log line:\n{}", run.stdout));
+    assert!(Path::new(line).exists() && line.starts_with(store.join("logs").to_str().unwrap()));
+    let mut json = pull_with(&store, &args, server.password("alice"));
+    json.arg("--json");
+    let run: Run = json.output().unwrap().into();
+    let j = run.expect_code(0).json();
+    let log = j["log"].as_str().unwrap_or_else(|| panic!("no log in {j}"));
+    assert!(Path::new(log).exists(), "{log}");
+}
+
+/// Issue 21, item 6: Ctrl-C (SIGINT) and SIGTERM stop a pull with a line saying how to go on,
+/// written in the run log too, exit 130 and 143; the next run finishes the store exactly.
+#[test]
+fn ctrl_c_says_how_to_resume_logs_it_and_exits_130() {
+    let server = Dovecot::start_default();
+    let mut corpus = common::Corpus::small();
+    corpus
+        .messages
+        .extend(common::Corpus::one_large(4_000_000).messages);
+    common::seed(&server, "alice", &corpus);
+    let slow = common::Proxy::start(
+        server.port(),
+        common::Faults {
+            bandwidth: Some(500_000),
+            shared_bandwidth: true,
+            ..common::Faults::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let store = dir.path().join(format!("store-{signal}"));
+        let child = common::run::pull_command_via(slow.port(), &server, "alice", &store, &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once the run has started writing into its log.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline
+            && std::fs::read_dir(store.join("logs")).map_or(0, |d| d.count()) == 0
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let run: Run = out.into();
+        eprintln!("SIG{signal}: exit {}\n{}", run.code, run.stderr);
+        assert_eq!(run.code, code, "{}", run.stderr);
+        let said = "interrupted: run the same command again to resume (nothing is lost)";
+        assert!(run.stderr.contains(said), "{}", run.stderr);
+        let mut logs: Vec<_> = std::fs::read_dir(store.join("logs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        logs.sort();
+        let text = std::fs::read_to_string(logs.last().unwrap()).unwrap();
+        assert!(
+            text.lines().last().unwrap_or_default().ends_with(said),
+            "the log does not end with it:\n{text}"
+        );
+        pull(&server, "alice", &store, &[]).expect_code(0);
+        common::run::assert_store_matches_server(&store, &server, "alice");
+    }
+}
+
+/// Issue 21, item 10: the two password prompts of `sync` say which side, host and port they
+/// are for (run on a terminal: `script` gives the binary one), and imapsync's password
+/// variable, set and ignored, is said.
+#[test]
+fn each_password_prompt_names_its_side_and_imapsyncs_variable_is_said() {
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED: util-linux's script is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port().to_string();
+    let cmd = format!(
+        "'{}' sync --host1 127.0.0.1 --port1 {port} --notls1 --user1 alice --host2 localhost \
+         --port2 {port} --notls2 --user2 bob --store '{}'",
+        common::run::binary().display(),
+        dir.path().join("store").display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'one\\ntwo\\n' | script -qec \"{cmd}\" /dev/null"
+        ))
+        .env_remove("IMAPFERRY_PASSWORD1")
+        .env_remove("IMAPFERRY_PASSWORD2")
+        .env("IMAPSYNC_PASSWORD1", "from-imapsync")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(
+        text.contains(&format!(
+            "Password for alice on host1 (127.0.0.1 port {port}): "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Password for bob on host2 (localhost port {port}): "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("IMAPSYNC_PASSWORD1 is set but not read")
+            && text.contains("IMAPFERRY_PASSWORD1"),
+        "{text}"
+    );
+}
+
+/// Issue 21, item 10: a regex error is shown on its own lines (not with `\u{a}` escapes), and
+/// a store in use names the process holding it.
+#[test]
+fn regex_errors_keep_their_lines_and_a_busy_store_names_its_holder() {
+    let mut c = imapferry();
+    c.args([
+        "pull",
+        "--host1",
+        "h",
+        "--user1",
+        "u",
+        "--store",
+        "/nonexistent",
+    ])
+    .args(["--exclude", "(unclosed"]);
+    let run: Run = c.output().unwrap().into();
+    assert_eq!(run.code, 2);
+    assert!(!run.stderr.contains("\\u{a}"), "{}", run.stderr);
+    assert!(run.stderr.lines().count() >= 3, "{}", run.stderr);
+
+    let server = Dovecot::start_default();
+    common::seed(&server, "alice", &common::Corpus::one_large(3_000_000));
+    let slow = common::Proxy::start(
+        server.port(),
+        common::Faults {
+            bandwidth: Some(500_000),
+            ..common::Faults::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut first = common::run::pull_command_via(slow.port(), &server, "alice", &store, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.join("logs").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = pull(&server, "alice", &store, &[]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(second.code, 1, "{}", second.stderr);
+    let want = format!("in use by another imapferry process (PID {})", first.id());
+    assert!(second.stderr.contains(&want), "{}", second.stderr);
+}
+
+/// Issue 21, item 10: the README's table of `pull` options names every option `pull --help`
+/// shows (it lacked imapsync's switches, `--timeout1`, `--authuser1` and `--repair`).
+#[test]
+fn the_readme_names_every_option_of_pull() {
+    let run: Run = imapferry()
+        .args(["pull", "--help"])
+        .output()
+        .unwrap()
+        .into();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("### `pull` options").expect("the pull table");
+    let table = &readme[start..];
+    let table = &table[..table.find("\n\n").map_or(table.len(), |e| {
+        table[e + 2..]
+            .find("\n\n")
+            .map_or(table.len(), |f| e + 2 + f)
+    })];
+    let re = regex::Regex::new(r"--[a-z0-9][a-z0-9-]*").unwrap();
+    let mut missing: Vec<&str> = re
+        .find_iter(&run.stdout)
+        .map(|m| m.as_str())
+        .filter(|o| *o != "--help")
+        .filter(|o| {
+            let named = regex::Regex::new(&format!("{}([^a-z0-9-]|$)", regex::escape(o))).unwrap();
+            !named.is_match(table)
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "the README's pull table lacks {missing:?}"
+    );
+}

@@ -22,15 +22,6 @@ const SSHD: &str = "/usr/sbin/sshd";
 /// The most one `parallel` invocation may take (`--timeout` per job is below it).
 const LIMIT: Duration = Duration::from_secs(50);
 
-fn available(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// Run a command to completion (stdout and stderr to files in `dir`), killed and failed after
 /// `limit`.
 fn run_bounded(mut c: Command, dir: &Path, what: &str, limit: Duration) -> Run {
@@ -247,12 +238,8 @@ fn parallel(dir: &Path, m: &Machines, accounts: &Path, resume_failed: bool) -> C
 
 #[test]
 fn gnu_parallel_runs_three_shards_on_two_ssh_machines_and_resume_failed_finishes_the_fleet() {
-    for (program, what) in [(SSHD, "openssh-server"), ("parallel", "GNU parallel")] {
-        if !available(program) {
-            eprintln!("SKIPPED: {what} is not installed (scripts/test installs it)");
-            return;
-        }
-    }
+    common::require_tool(SSHD, "-V", "openssh-server");
+    common::require_tool("parallel", "--version", "parallel");
     let whole = Instant::now();
     let f = Fleet::start();
     let dir = tempfile::tempdir().unwrap();

@@ -144,8 +144,11 @@ fn pull_through_compress_is_byte_exact_and_the_link_carries_a_fraction_of_the_ma
     );
 }
 
+/// The cap is never exceeded: every byte host1 sent took its share of the run's time. A loaded
+/// machine can only make the run slower, so this holds under load; how close to the cap an
+/// idle machine comes is speed, measured by scripts/bench (docs/benchmarks.md).
 #[test]
-fn max_bytes_per_second_holds_within_ten_percent_over_ten_seconds() {
+fn max_bytes_per_second_is_never_exceeded_over_ten_seconds() {
     let server = Dovecot::start(DovecotConfig::new());
     let cap: u64 = 400_000;
     // ~4 MB: about ten seconds at the cap.
@@ -171,11 +174,14 @@ fn max_bytes_per_second_holds_within_ten_percent_over_ten_seconds() {
         "{bytes} bytes in {secs:.2} s: {rate:.0} B/s for a cap of {cap} ({:+.1}%)",
         (rate / cap as f64 - 1.0) * 100.0
     );
-    assert!(secs > 8.0, "{secs} s is too fast for the cap");
+    // What the bucket may hold at the start (50 ms of bytes: src/imap/ratelimit.rs), and 1 %
+    // for the clocks.
+    let burst = cap / 20;
     assert!(
-        (rate - cap as f64).abs() <= cap as f64 * 0.10,
-        "average {rate:.0} B/s is not within 10% of {cap}"
+        bytes as f64 <= (cap as f64 * secs + burst as f64) * 1.01,
+        "{bytes} bytes in {secs:.2} s is more than the cap of {cap} B/s allows"
     );
+    assert!(bytes > 4_000_000, "all of the ~4 MB crossed: {bytes}");
     assert_store_matches_server(&store, &server, "alice");
 }
 
@@ -220,8 +226,10 @@ fn proxy_adds_the_configured_round_trip_time() {
         c.raw_command("NOOP").unwrap();
     }
     let rtt = t.elapsed() / 5;
+    // At least the latency both ways (a loaded machine only adds to it); the upper bound only
+    // says each NOOP went through once, without a retry or a timeout.
     assert!(
-        rtt >= Duration::from_millis(80) && rtt < Duration::from_millis(150),
+        rtt >= Duration::from_millis(80) && rtt < Duration::from_secs(2),
         "{rtt:?}"
     );
     c.logout().unwrap();
@@ -250,8 +258,8 @@ fn proxy_caps_bandwidth_per_direction() {
     .unwrap();
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(n, 4);
-    // 400 kB at 200 kB/s.
-    assert!((1.8..2.6).contains(&secs), "{secs} s");
+    // 400 kB at 200 kB/s: never faster (load only slows it), nor stuck.
+    assert!((1.8..30.0).contains(&secs), "{secs} s");
     c.logout().unwrap();
 }
 

@@ -15,13 +15,6 @@ use common::*;
 /// A folder name whose finished-folder line is wider than 60 columns: it must wrap, not be cut.
 const LONG_FOLDER: &str = "Projects/a-folder-name-long-enough-to-wrap-on-a-narrow-screen";
 
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// One message of about `len` bytes of base64-like text (barely compressible).
 fn message(folder: &str, id: usize, len: usize) -> CorpusMessage {
     let mut bytes = format!(
@@ -261,10 +254,7 @@ fn pull_on_screen(server: &Dovecot, proxy: &Proxy, width: u16, dir: &Path, out: 
 
 #[test]
 fn the_progress_display_moves_with_the_bytes_and_leaves_a_clean_screen() {
-    if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed (scripts/test installs it); the display test needs a terminal");
-        return;
-    }
+    common::require_tool("tmux", "-V", "tmux");
     let server = Dovecot::start_default();
     seed(&server, "alice", &corpus());
     let dir = tempfile::tempdir().unwrap();
@@ -287,4 +277,94 @@ fn the_progress_display_moves_with_the_bytes_and_leaves_a_clean_screen() {
         );
         pull_on_screen(&server, &proxy, width, dir.path(), &frames);
     }
+}
+
+/// A store of about 17 MB: INBOX (small ones and two of 3 MB), `Later` (one of 3 MB) and `Zed`
+/// (one of 7.5 MB, fetched whole), pulled from a Dovecot.
+fn push_source(dir: &Path) -> (Dovecot, std::path::PathBuf) {
+    let mut messages = Vec::new();
+    for id in 0..6 {
+        messages.push(message("INBOX", id, 20_000));
+    }
+    messages.push(message("INBOX", 10, 3_000_000));
+    messages.push(message("INBOX", 11, 3_000_000));
+    messages.push(message("Later", 20, 3_000_000));
+    messages.push(message("Zed", 30, 7_500_000));
+    let corpus = Corpus {
+        folders: vec!["INBOX".into(), "Later".into(), "Zed".into()],
+        messages,
+    };
+    let h1 = Dovecot::start_default();
+    seed(&h1, "alice", &corpus);
+    let store = dir.join("store");
+    common::run::pull(&h1, "alice", &store, &[]).expect_code(0);
+    (h1, store)
+}
+
+/// `push` of `store` to 127.0.0.1:`port` as alice of `h2`, in plain, with `extra`.
+fn push_command(h2: &Dovecot, port: u16, store: &Path, extra: &[&str]) -> Command {
+    let mut c = common::run::imapferry();
+    c.args(["push", "--host2", "127.0.0.1", "--port2"])
+        .arg(port.to_string())
+        .args(["--tls2", "none", "--user2", "alice", "--store"])
+        .arg(store)
+        .args(extra)
+        .env("IMAPFERRY_PASSWORD2", h2.password("alice"));
+    c
+}
+
+/// Issue 21, item 4: a push killed in the middle of a 7.5 MB APPEND (its literal never
+/// completes, so it never lands) leaves an intent; the next push, two minutes later (the
+/// intent's time moved back), has nothing to wait for: that APPEND could have crossed the link
+/// long ago. It used to wait about 40 s on a full bar, in every run within the hour.
+#[test]
+fn a_push_long_after_an_interrupted_append_does_not_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_h1, store) = push_source(dir.path());
+    let h2 = Dovecot::start_default();
+    let slow = Proxy::start(
+        h2.port(),
+        Faults {
+            bandwidth: Some(1_500_000),
+            shared_bandwidth: true,
+            ..Faults::default()
+        },
+    );
+    let zed = ["--folder", "Zed"];
+    let mut child = push_command(&h2, slow.port(), &store, &zed)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the push ended before the kill"
+    );
+    child.kill().unwrap(); // SIGKILL, mid-literal
+    child.wait().unwrap();
+    let index = rusqlite::Connection::open(store.join("index.sqlite")).unwrap();
+    let pending: i64 = index
+        .query_row("SELECT count(*) FROM push_intents", [], |r| r.get(0))
+        .unwrap();
+    assert!(pending > 0, "the kill left no APPEND unanswered");
+    index
+        .execute("UPDATE push_intents SET created_at = created_at - 120", [])
+        .unwrap();
+    let t = Instant::now();
+    let run: common::run::Run =
+        push_command(&h2, h2.port(), &store, &["--json", "--folder", "Zed"])
+            .output()
+            .unwrap()
+            .into();
+    let took = t.elapsed();
+    eprintln!(
+        "push two minutes after the kill: {took:.1?}\n{}",
+        run.stderr
+    );
+    run.expect_code(0);
+    assert!(
+        took < Duration::from_secs(10),
+        "waited {took:?} for an APPEND that cannot land"
+    );
 }

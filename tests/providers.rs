@@ -596,3 +596,42 @@ fn gmail_labels_first_folder_puts_each_message_in_one_dovecot_folder_and_check_a
     let check = common::run::run_against("check", &account, &store, &policy);
     assert_eq!(check.code, 0, "{}", check.all());
 }
+
+/// Issue 19 item 7: push never gives Gmail a `\Deleted` (Gmail would trash the message), so
+/// check must not count its absence as a flag difference either: one rule, the provider's, for
+/// both. After a push of a store holding a `\Deleted` message, check exits 0 with no flag
+/// difference and advises no push.
+#[test]
+fn a_flag_gmail_drops_is_no_difference_for_check_after_a_push() {
+    let host1 = Dovecot::start_default();
+    let corpus = Corpus {
+        folders: vec!["INBOX".into()],
+        messages: (0..3)
+            .map(|n| CorpusMessage {
+                folder: "INBOX".into(),
+                bytes: message(n, 1_000),
+                flags: if n == 1 {
+                    vec!["\\Deleted".into(), "\\Seen".into()]
+                } else {
+                    vec!["\\Seen".into()]
+                },
+                internaldate: "05-Mar-2021 14:03:07 +0100".into(),
+            })
+            .collect(),
+    };
+    seed(&host1, "alice", &corpus);
+    let (_d, store) = common::run::pulled_store(&host1);
+    let g = gmail();
+    run_on("push", 2, g.port(), &store, &[]).expect_code(0);
+    assert_eq!(g.messages().len(), 3);
+    assert!(g
+        .messages()
+        .iter()
+        .all(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted"))));
+    let check = run_on("check", 2, g.port(), &store, &[]);
+    eprintln!("{}", check.all());
+    assert_eq!(check.json()["flag_differences"], 0, "{}", check.all());
+    assert_eq!(check.code, 0, "{}", check.all());
+    let again = run_on("push", 2, g.port(), &store, &[]).expect_code(0);
+    assert_eq!(again.json()["sent"], 0, "{}", again.all());
+}

@@ -268,3 +268,286 @@ fn search_selects_messages_and_authuser_logs_in_as_an_administrator() {
     bad.extend(["--search", "SUBJECT {5}"]);
     assert_eq!(sync(home.path(), &bad).code, 2);
 }
+
+/// Number of messages a store holds (0 when there is no store).
+fn stored(store: &Path) -> usize {
+    if !store.join("index.sqlite").exists() {
+        return 0;
+    }
+    common::run::store_messages(store)
+        .values()
+        .map(Vec::len)
+        .sum()
+}
+
+/// Issue 21, item 1: a wrong host2 password stops `sync` before the pull fetches anything
+/// (host1 is 6 MB behind a 1 MB/s link: a pull first would take 6 s), with host2's error and
+/// a hint; so does `--ssl2` against host2's plain port, with a hint that leads somewhere.
+#[test]
+fn host2_mistakes_fail_before_the_pull_fetches_a_message() {
+    let h1 = Dovecot::start_default();
+    let h2 = Dovecot::start_default();
+    let mut corpus = Corpus::small();
+    corpus
+        .messages
+        .extend(Corpus::one_large(6_000_000).messages);
+    seed(&h1, "alice", &corpus);
+    let slow = Proxy::start(
+        h1.port(),
+        Faults {
+            bandwidth: Some(1_000_000),
+            shared_bandwidth: true,
+            ..Faults::default()
+        },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    let (p1, p2) = (slow.port().to_string(), h2.port().to_string());
+    let host1 = [
+        "--host1",
+        "127.0.0.1",
+        "--port1",
+        &p1,
+        "--notls1",
+        "--user1",
+        "alice",
+        "--password1",
+        h1.password("alice"),
+    ];
+    let host2 = ["--host2", "127.0.0.1", "--port2", &p2, "--user2", "alice"];
+    let cases: [(&[&str], &[&str]); 2] = [
+        (
+            &["--notls2", "--password2", "wrong"],
+            &["cannot log in to host2 as alice", "hint:", "--user2"],
+        ),
+        // Dovecot without a certificate: plain IMAP, no STARTTLS either.
+        (
+            &["--ssl2", "--password2", h2.password("alice")],
+            &["host2", "hint:", "without any TLS", "--port2 993"],
+        ),
+    ];
+    for (extra, wants) in cases {
+        let started = std::time::Instant::now();
+        let mut args: Vec<&str> = host1.to_vec();
+        args.extend(host2);
+        args.extend(extra);
+        args.extend(["--store", store.to_str().unwrap()]);
+        let run = sync(home.path(), &args);
+        let took = started.elapsed();
+        eprintln!(
+            "{extra:?}: exit {} in {took:.1?}: {}",
+            run.code,
+            run.stderr.trim()
+        );
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        for w in wants {
+            assert!(run.stderr.contains(w), "lacks {w:?}:\n{}", run.stderr);
+        }
+        assert!(
+            !run.stderr.contains("--tls2 starttls"),
+            "a hint that leads to 'server does not offer STARTTLS':\n{}",
+            run.stderr
+        );
+        assert_eq!(stored(&store), 0, "the pull ran before host2 was tried");
+        assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+    }
+}
+
+/// Issue 21, item 10: STARTTLS asked of a server that does not offer it names the options
+/// that fix it, and `--ssl2` against a plain port that offers STARTTLS says to use it.
+#[test]
+fn tls_mismatches_on_host2_name_the_option_that_works() {
+    let plain = Dovecot::start_default();
+    let tls = Dovecot::start(DovecotConfig::new().tls());
+    let home = tempfile::tempdir().unwrap();
+    let try_push = |server: &Dovecot, tls_args: &[&str]| {
+        let mut c = imapferry();
+        c.args(["push", "--justlogin", "--host2", "127.0.0.1", "--port2"])
+            .arg(server.port().to_string())
+            .args(["--user2", "alice", "--store"])
+            .arg(home.path().join("none"))
+            .args(tls_args)
+            .env("IMAPFERRY_PASSWORD2", server.password("alice"));
+        let run: Run = c.output().unwrap().into();
+        eprintln!("{tls_args:?}: {}", run.stderr.trim());
+        run
+    };
+    let run = try_push(&plain, &["--tls2", "starttls"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("does not offer STARTTLS"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint:") && run.stderr.contains("--tls2 none"),
+        "{}",
+        run.stderr
+    );
+    let run = try_push(&tls, &["--ssl2"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("--tls2 starttls"), "{}", run.stderr);
+}
+
+/// Issue 21, item 10: `sync --dry` fetches nothing (the first time, no store is made at all)
+/// and says what the pull would fetch; a later dry run shows the push's plan from the store.
+#[test]
+fn a_dry_sync_fetches_nothing_and_changes_nothing() {
+    let h1 = Dovecot::start_default();
+    let h2 = Dovecot::start_default();
+    let corpus = Corpus::small();
+    seed(&h1, "alice", &corpus);
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    let acc = accounts(&h1, &h2);
+    let mut args = strs(&acc);
+    args.extend(["--dry", "--store", store.to_str().unwrap()]);
+    let before = h1.traffic_settled();
+    let run = sync(home.path(), &args).expect_code(0);
+    let sent = h1.traffic_settled().bytes_out - before.bytes_out;
+    eprintln!("{}{}host1 sent {sent} bytes", run.stderr, run.stdout);
+    let want = format!("{} messages to fetch", corpus.len());
+    assert!(run.stdout.contains(&want), "{}", run.stdout);
+    assert!(!store.exists(), "a dry sync made a store");
+    assert!(
+        sent < corpus.total_bytes() / 2,
+        "a dry sync downloaded {sent} bytes of a {} byte mailbox",
+        corpus.total_bytes()
+    );
+    assert!(contents_of(&h2.account("alice"))
+        .values()
+        .all(Vec::is_empty));
+}
+
+/// Issue 21, item 10: with a message filter, the last line says what was left out on host1;
+/// with `--json`, a push that fails still reports the pull.
+#[test]
+fn the_summary_names_what_a_filter_left_out_and_json_keeps_the_pull_when_the_push_fails() {
+    let h1 = Dovecot::start_default();
+    let h2 = Dovecot::start_default();
+    let corpus = Corpus::small();
+    seed(&h1, "alice", &corpus);
+    let home = tempfile::tempdir().unwrap();
+    let acc = accounts(&h1, &h2);
+    let mut args = strs(&acc);
+    args.extend(["--maxsize", "3000"]);
+    let run = sync(home.path(), &args).expect_code(0);
+    eprintln!("{}", run.stdout);
+    assert!(
+        run.stdout.contains("left out on host1") && run.stdout.contains("new messages"),
+        "{}",
+        run.stdout
+    );
+    // host2 stops the push (it is gone after the login): the JSON still has the pull.
+    let store = home.path().join("pushfails");
+    let mut args = strs(&acc);
+    args.extend(["--json", "--store", store.to_str().unwrap()]);
+    let port2 = h2.port().to_string();
+    let gone = TcpGate::start(h2.port());
+    let i = args.iter().position(|a| *a == port2.as_str()).unwrap();
+    let gate_port = gone.port().to_string();
+    args[i] = &gate_port;
+    gone.close_after_first();
+    let run = sync(home.path(), &args);
+    eprintln!("{}\n{}", run.stderr, run.stdout);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let j = run.json();
+    assert!(j["error"].is_string(), "{j}");
+    assert_eq!(
+        j["pull"]["new"].as_u64().unwrap() as usize,
+        corpus.len(),
+        "{j}"
+    );
+}
+
+/// A loopback port in front of `target` that lets one connection through (the login check),
+/// then refuses the others once told to.
+struct TcpGate {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TcpGate {
+    fn start(target: u16) -> TcpGate {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+        let left = open.clone();
+        std::thread::spawn(move || {
+            for client in l.incoming().flatten() {
+                let n = left.load(std::sync::atomic::Ordering::SeqCst);
+                if n == 0 {
+                    drop(client);
+                    continue;
+                }
+                left.store(n.saturating_sub(1), std::sync::atomic::Ordering::SeqCst);
+                let server = std::net::TcpStream::connect(("127.0.0.1", target)).unwrap();
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c, mut s) = (client, server);
+                std::thread::spawn(move || std::io::copy(&mut c2, &mut s2));
+                std::thread::spawn(move || std::io::copy(&mut s, &mut c));
+            }
+        });
+        TcpGate { port, open }
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Let exactly one more connection through.
+    fn close_after_first(&self) {
+        self.open.store(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Issue 21, item 10: imapsync's raw folder name is a usage error naming the store path.
+#[test]
+fn a_folder_given_as_host1s_raw_name_names_the_store_path() {
+    let h1 = Dovecot::start(DovecotConfig::new().namespace(NamespaceStyle::InboxDot));
+    let h2 = Dovecot::start_default();
+    seed(&h1, "alice", &Corpus::small());
+    let home = tempfile::tempdir().unwrap();
+    let acc = accounts(&h1, &h2);
+    let mut args = strs(&acc);
+    args.extend(["--folder", "INBOX.Archive.2024"]);
+    let run = sync(home.path(), &args);
+    eprintln!("{}", run.stderr);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--folder \"Archive/2024\""),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Issue 21, item 10: the default store's name has both ports, so another server behind
+/// another port of the same host gets its own store.
+#[test]
+fn the_default_store_tells_servers_on_two_ports_of_one_host_apart() {
+    let h1a = Dovecot::start_default();
+    let h1b = Dovecot::start_default();
+    let h2 = Dovecot::start_default();
+    seed(&h1a, "alice", &Corpus::small());
+    let home = tempfile::tempdir().unwrap();
+    for h1 in [&h1a, &h1b] {
+        let acc = accounts(h1, &h2);
+        let run = sync(home.path(), &strs(&acc)).expect_code(0);
+        eprintln!(
+            "{}",
+            run.stderr
+                .lines()
+                .find(|l| l.starts_with("store:"))
+                .unwrap()
+        );
+    }
+    let stores = home.path().join(".local/share/imapferry/stores");
+    let n = std::fs::read_dir(&stores).unwrap().count();
+    assert_eq!(n, 2, "one store per host1 server");
+    // host2 still holds what the first host1 has: nothing was taken for expunged.
+    assert_same_contents(
+        &contents_of(&h2.account("alice")),
+        &contents_of(&h1a.account("alice")),
+        "host2",
+    );
+}

@@ -166,6 +166,7 @@ fn tricky_messages_round_trip_with_login_and_synchronizing_literals() {
     let d = Dovecot::start(DovecotConfig::new());
     let opts = ConnectOptions {
         hide_capabilities: vec!["AUTH=PLAIN".into(), "LITERAL+".into()],
+        ..ConnectOptions::default()
     };
     let mut c = Client::connect_with(&endpoint(&d, "alice", TlsMode::None), &opts).unwrap();
     assert!(!c.has_capability("LITERAL+") && !c.has_capability("AUTH=PLAIN"));

@@ -363,7 +363,7 @@ fn write_object(store: &Store, w: &mut BundleWriter, h: &Hash, size: u64, who: &
             got.size, got.hash
         ))),
         Err(FrameError::NoDeclaredSize) => {
-            let bytes = store.objects.read(h)?;
+            let bytes = store.objects.read(h, size)?;
             if bytes.len() as u64 != size {
                 return Err(corrupt(format!("it inflates to {} bytes", bytes.len())));
             }
@@ -403,7 +403,7 @@ fn header(
 
 /// `imapferry bundle list`-style lines: what the store made and applied.
 pub fn describe_store(store_dir: &Path) -> Result<Vec<String>> {
-    let store = Store::open_existing(store_dir)?;
+    let store = Store::open_to_read(store_dir)?;
     let mut out = Vec::new();
     let mut seq = 1;
     while let Some(b) = store.index.bundle_made(seq)? {

@@ -281,7 +281,8 @@ pub struct NetArgs {
     pub no_compress: bool,
     /// Cap the transfer rate at N bytes per second in each direction (all connections
     /// together); K, M, G are binary units (e.g. 1M)
-    #[arg(long = "max-bytes-per-second", value_name = "N", value_parser = parse_rate)]
+    #[arg(long = "max-bytes-per-second", visible_alias = "maxbytespersecond", value_name = "N",
+          value_parser = parse_rate)]
     pub max_bytes_per_second: Option<u64>,
 }
 
@@ -362,6 +363,8 @@ pub struct PullArgs {
     /// Say what would be fetched, changed and expunged, per folder; change nothing
     #[arg(long = "dry-run", visible_alias = "dry")]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub login: LoginArgs,
     #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]
@@ -491,6 +494,8 @@ pub struct PushArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
     #[command(flatten)]
+    pub login: LoginArgs,
+    #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -533,9 +538,20 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
     #[command(flatten)]
+    pub login: LoginArgs,
+    #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// imapsync's `--justlogin`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LoginArgs {
+    /// Connect and log in (checking TLS), log out and stop: nothing else is done, the store is
+    /// not opened (imapsync's option; --justconnect does the same)
+    #[arg(long = "justlogin", visible_alias = "justconnect")]
+    pub just_login: bool,
 }
 
 /// Knobs for benchmarks and tests; the defaults suit real links.
@@ -709,7 +725,8 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         }
         _ => (t, 1),
     };
-    let n: u64 = num.trim().parse().map_err(|_| bad())?;
+    // imapsync's scripts write Perl's `20_000`.
+    let n: u64 = num.trim().replace('_', "").parse().map_err(|_| bad())?;
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too large"))
 }
@@ -878,6 +895,7 @@ mod tests {
         assert_eq!(parse_bytes("4G"), Ok(4 << 30));
         assert_eq!(parse_bytes("650m"), Ok(650 << 20));
         assert_eq!(parse_bytes("8192"), Ok(8192));
+        assert_eq!(parse_bytes("20_000"), Ok(20_000));
         assert!(parse_bytes("4X").is_err());
         assert!(parse_bytes("").is_err());
         assert!(parse_bytes("99999999999T").is_err());

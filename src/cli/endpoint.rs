@@ -58,7 +58,7 @@ pub fn endpoint(args: &ConnArgs, timeout: Duration) -> Result<Endpoint> {
             side.n()
         ));
     }
-    let secret = secret(args)?;
+    let secret = secret(args, port)?;
     Ok(Endpoint {
         host: args.host.clone(),
         port,
@@ -102,7 +102,7 @@ fn password_env_var(side: Side) -> String {
 /// Where the password comes from: an option given on the command line wins over the
 /// environment, which wins over the prompt. Mistakes (a file that cannot be read, no password
 /// and no terminal) are usage errors.
-fn secret(args: &ConnArgs) -> Result<Secret> {
+fn secret(args: &ConnArgs, port: u16) -> Result<Secret> {
     let n = args.side.n();
     let var = password_env_var(args.side);
     let given = [
@@ -146,14 +146,32 @@ fn secret(args: &ConnArgs) -> Result<Secret> {
     if let Ok(p) = std::env::var(&var) {
         return Ok(Secret::Password(p));
     }
+    // imapsync's variable, set out of habit: not read (one name per thing), but said.
+    let imapsync_var = format!("IMAPSYNC_PASSWORD{n}");
+    let ignored = std::env::var_os(&imapsync_var).is_some();
+    if ignored {
+        ui::warn(&format!(
+            "{imapsync_var} is set but not read: imapferry reads {var} (or --passfile{n} FILE)"
+        ));
+    }
     if std::io::stdin().is_terminal() {
-        let p =
-            rpassword::prompt_password(format!("Password for {} on {}: ", args.user, args.host))
-                .context("cannot read the password from the terminal")?;
+        // Both sides are asked in turn: each prompt says which one it is.
+        let prompt = format!(
+            "Password for {} on {} ({} port {port}): ",
+            args.user, args.side, args.host
+        );
+        let p = rpassword::prompt_password(prompt)
+            .context("cannot read the password from the terminal")?;
         return Ok(Secret::Password(p));
     }
+    let also = if ignored {
+        format!(" ({imapsync_var} is imapsync's name: rename it)")
+    } else {
+        String::new()
+    };
     Err(usage(format!(
-        "no password for {}: give --passfile{n} FILE, set {var}, or run on a terminal to be asked",
+        "no password for {}: give --passfile{n} FILE, set {var}{also}, or run on a terminal to be \
+         asked",
         args.side
     )))
 }
@@ -163,7 +181,7 @@ fn secret(args: &ConnArgs) -> Result<Secret> {
 /// the file.
 fn read_passfile(file: &Path, n: &str) -> Result<String> {
     warn_if_others_may_read(file, &format!("--passfile{n}"));
-    let text = std::fs::read_to_string(file)
+    let text = imapferry::secret::read(file)
         .map_err(|e| usage(format!("cannot read --passfile{n} {}: {e}", file.display())))?;
     password_line(&text)
         .map(String::from)

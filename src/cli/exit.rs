@@ -7,6 +7,8 @@
 //! | 2 | bad usage: the command line or an option's value (printed, with the fix) |
 //! | 3 | the run finished, but something could not be done; each item is listed |
 //! | 4 | stopped by a daily byte budget (`--max-bytes-per-day1/2`, or the server's own quota, such as Gmail's `BYE Session expired`); nothing is wrong: run again after the time printed (`resume_at` in `--json`) |
+//!
+//! A reader of stdout or stderr that goes away changes none of these (see `imapferry::stdio`).
 
 use std::process::ExitCode;
 
@@ -67,7 +69,10 @@ impl std::error::Error for Advised {}
 /// The error line, the hint if any, and the exit status of an error that stopped a run.
 fn explain(e: &anyhow::Error) -> (String, Option<String>, u8) {
     let text = format!("{e:#}");
-    if e.downcast_ref::<Usage>().is_some() {
+    let raw_folder = e
+        .chain()
+        .any(|c| c.is::<imapferry::folders::RawFolderName>());
+    if e.downcast_ref::<Usage>().is_some() || raw_folder {
         return (text, None, 2);
     }
     if budget_spent(e).is_some() {
@@ -93,7 +98,14 @@ fn stop_kind(e: &anyhow::Error) -> StopKind {
 pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
     let (error, hint, status) = explain(e);
     let kind = stop_kind(e).name();
-    let mut v = serde_json::json!({ "error": error, "error_kind": kind, "hint": hint, "exit_status": status, "complete": false });
+    // Typed, for scripts and `fleet run`: a problem such as `refused` or `login` is a mistake
+    // to fix, not a link to retry; so is an error of kind `usage` or `login`.
+    let advised = e.downcast_ref::<Advised>().map(|a| &a.error);
+    let problem = imapferry::imap::connect_problem(advised.unwrap_or(e));
+    let mut v = serde_json::json!({
+        "error": error, "error_kind": kind, "hint": hint, "problem": problem,
+        "exit_status": status, "complete": false
+    });
     if let Some(b) = budget_spent(e) {
         with_budget(&mut v, b);
     }
@@ -136,52 +148,121 @@ impl Outcome {
 
 /// The exit status of a command's result (printing the error or the usage message).
 pub fn status(result: anyhow::Result<Outcome>) -> ExitCode {
+    // A result that could not be written (not a reader that went away: that is no error).
+    let result = match (result, imapferry::stdio::out_error()) {
+        (Ok(_), Some(e)) => Err(anyhow::anyhow!(e)),
+        (r, _) => r,
+    };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Incomplete) => ExitCode::from(3),
         Ok(Outcome::Budget(b)) => {
             // Also on stderr (and in the run log), for `--json` runs and their logs.
             if let Some(b) = b {
-                ui::always(&format!("note: {b}"));
+                let line = format!("note: {}", ui::printable(&b.to_string()));
+                imapferry::runlog::write(&line);
+                imapferry::stdio::err(&line);
             }
             ExitCode::from(BUDGET_STATUS)
         }
         Err(e) => {
             let (text, hint, status) = explain(&e);
-            // An error may quote a name a server, a bundle or a file chose: ui escapes it.
-            ui::always(&format!("error: {text}"));
-            if let Some(h) = hint {
-                ui::always(&format!("hint: {h}"));
+            // An error may quote a name a server, a bundle or a file chose.
+            // A usage error is ours and the command line's (a regex error points under the
+            // pattern on its own lines); anything else may quote a server, in one line.
+            let shown = match status {
+                2 => ui::printable_lines(&text),
+                _ => ui::printable(&text).into_owned(),
+            };
+            let mut lines = vec![format!("error: {shown}")];
+            lines.extend(hint.map(|h| format!("hint: {}", ui::printable(&h))));
+            for line in lines {
+                imapferry::runlog::write(&line);
+                imapferry::stdio::err(&line);
             }
             ExitCode::from(status)
         }
     }
 }
 
+/// Options the command line cannot take as they are (see [`super::imapsync`]): all of them,
+/// each with its answer, and exit 2 before anything is done.
+pub fn refused(answers: &[String], json: bool) -> ExitCode {
+    let n = answers.len();
+    let head = format!(
+        "{n} option{} of this command line cannot be taken as {}; nothing was done \
+         (docs/imapsync.md answers every imapsync option)",
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "it is" } else { "they are" }
+    );
+    imapferry::stdio::err(&format!("error: {head}:"));
+    for a in answers {
+        imapferry::stdio::err(&format!("  {}", ui::printable(a)));
+    }
+    if json {
+        let text = format!("{head}: {}", answers.join("; "));
+        let doc = error_json(&usage(text));
+        let _ = imapferry::ui::print_json(&doc);
+    }
+    ExitCode::from(2)
+}
+
 /// A command's final summary, on stdout (progress and diagnostics went to stderr), so that
 /// `imapferry verify > report.txt` keeps the result; also in the run log.
 pub fn print_summary(text: &str) {
-    imapferry::runlog::write(text);
-    ui::print(text);
+    let text = ui::printable_lines(text);
+    imapferry::runlog::write(&text);
+    imapferry::stdio::out(&text);
 }
 
-/// Every message or folder that could not be moved, on stderr: nothing fails silently.
+/// Failures (or warnings) of one folder listed one by one on stderr and in the run log; the
+/// rest of that folder's are counted on one line (`--json` lists every one). A folder of two
+/// million failing messages must not write two million lines.
+pub const LISTED_PER_FOLDER: usize = 20;
+
+/// Every message or folder that could not be moved, on stderr: nothing fails silently (the
+/// first [`LISTED_PER_FOLDER`] of each folder one by one, a count of the rest).
 pub fn print_failures(failures: &[Failure]) {
-    print_items("failed", failures);
+    print_items("failed", "failures", failures);
 }
 
 /// Every message that was moved but with a remark (stored after a second look, or altered by
-/// host2), on stderr, whether or not `--json` also lists them.
+/// host2), on stderr, whether or not `--json` also lists them; as [`print_failures`] does.
 pub fn print_warnings(warnings: &[Failure]) {
-    print_items("warning", warnings);
+    print_items("warning", "warnings", warnings);
 }
 
-fn print_items(kind: &str, items: &[Failure]) {
+fn print_items(kind: &str, plural: &str, items: &[Failure]) {
+    let mut per_folder: std::collections::HashMap<&str, usize> = Default::default();
+    let mut folders = Vec::new();
+    let say = |line: String| {
+        imapferry::runlog::write(&line);
+        imapferry::stdio::err(&line);
+    };
     for f in items {
-        let (folder, reason) = (&f.folder, &f.reason);
-        ui::always(&match f.uid {
+        let n = per_folder.entry(&f.folder).or_insert_with(|| {
+            folders.push(f.folder.as_str());
+            0
+        });
+        *n += 1;
+        if *n > LISTED_PER_FOLDER {
+            continue;
+        }
+        let (folder, reason) = (ui::printable(&f.folder), ui::printable(&f.reason));
+        say(match f.uid {
             Some(uid) => format!("{kind}: {folder} UID {uid}: {reason}"),
             None => format!("{kind}: {folder}: {reason}"),
         });
+    }
+    for folder in folders {
+        let n = per_folder[folder];
+        if n > LISTED_PER_FOLDER {
+            say(format!(
+                "{kind}: {}: {} more {plural} not listed here ({n} in this folder; --json lists \
+                 every one)",
+                ui::printable(folder),
+                n - LISTED_PER_FOLDER
+            ));
+        }
     }
 }

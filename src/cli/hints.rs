@@ -4,7 +4,9 @@
 
 use super::args::Side;
 use super::exit::Advised;
-use imapferry::imap::{connect_problem, ConnectProblem, Endpoint, Secret, TlsMode};
+use imapferry::imap::{
+    connect_problem, offers_starttls, ConnectProblem, Endpoint, Secret, TlsMode,
+};
 
 /// `e` with advice when it says no session with `side` could be opened; `e` unchanged
 /// otherwise.
@@ -43,9 +45,27 @@ pub fn hint(problem: ConnectProblem, side: Side, ep: &Endpoint) -> String {
             "{host} port {port} did not answer: check --host{n} and --port{n}, a firewall, \
              or raise --timeout on a very slow link"
         ),
-        ConnectProblem::TlsHandshake if ep.tls == TlsMode::Imaps => format!(
-            "port {port} does not speak TLS at once: for STARTTLS use --tls{n} starttls \
-             (usually with --port{n} 143); for implicit TLS use --port{n} 993"
+        // What answers there in plain IMAP decides what to try: STARTTLS only when offered.
+        ConnectProblem::TlsHandshake if ep.tls == TlsMode::Imaps => match offers_starttls(ep) {
+            Some(true) => format!(
+                "port {port} speaks plain IMAP and offers STARTTLS: use --tls{n} starttls \
+                 (imapsync's --nossl{n}); for implicit TLS use the server's TLS port, usually \
+                 --port{n} 993"
+            ),
+            Some(false) => format!(
+                "port {port} speaks plain IMAP without any TLS (no STARTTLS): give the \
+                 server's TLS port, usually --port{n} 993; only on a network you trust, \
+                 --tls{n} none sends the password and the mail unencrypted"
+            ),
+            None => format!(
+                "port {port} does not speak TLS at once: for STARTTLS use --tls{n} starttls \
+                 (usually with --port{n} 143); for implicit TLS use --port{n} 993"
+            ),
+        },
+        ConnectProblem::NoStartTls => format!(
+            "{host} port {port} does not offer STARTTLS: for implicit TLS use --tls{n} imaps \
+             (usually with --port{n} 993); only on a network you trust, --tls{n} none \
+             (imapsync's --notls{n}) sends the password and the mail unencrypted"
         ),
         ConnectProblem::TlsHandshake => {
             format!("the server's STARTTLS failed: check --port{n} and --tls{n}; {ports}")
@@ -74,11 +94,15 @@ pub fn hint(problem: ConnectProblem, side: Side, ep: &Endpoint) -> String {
                  have expired; --oauth2-refresh{n} fetches fresh ones)",
                 ep.user
             ),
-            Secret::Password(_) => format!(
-                "check --user{n} {} and the password (--passfile{n}, IMAPFERRY_PASSWORD{n}, \
-                 or the prompt)",
-                ep.user
-            ),
+            // A fleet names where it took the password from (the accounts file's field).
+            Secret::Password(_) => match std::env::var(format!("IMAPFERRY_PASSWORD{n}_FROM")) {
+                Ok(from) => format!("check the user {} and the password: {from}", ep.user),
+                Err(_) => format!(
+                    "check --user{n} {} and the password (--passfile{n}, IMAPFERRY_PASSWORD{n}, \
+                     or the prompt)",
+                    ep.user
+                ),
+            },
         },
     }
 }

@@ -1,6 +1,7 @@
 //! The command line, which only the program has: [`args`] (clap's definitions), [`endpoint`]
-//! (a side's connection options into an [`imapferry::imap::Endpoint`]), the handlers of the
-//! commands that talk to a server ([`online`]) and of those that do not ([`offline`]), and
+//! (a side's connection options into an [`imapferry::imap::Endpoint`]), [`imapsync`]
+//! (imapsync's options, answered before clap parses), the handlers of the commands that talk
+//! to a server ([`online`]) and of those that do not ([`offline`]), [`interrupt`] (Ctrl-C) and
 //! [`exit`], which turns every outcome into the exit status. The library knows none of it: it
 //! takes typed options and returns reports.
 
@@ -9,6 +10,8 @@ mod endpoint;
 pub mod exit;
 mod fleet;
 mod hints;
+pub mod imapsync;
+mod interrupt;
 mod offline;
 mod online;
 mod sync;
@@ -18,6 +21,14 @@ use exit::Outcome;
 
 /// Run the command `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    // Those that may prompt for a password watch for Ctrl-C once the prompts are over.
+    let prompts = matches!(
+        cli.command,
+        Command::Pull(_) | Command::Push(_) | Command::Sync(_) | Command::Check(_)
+    );
+    if !prompts {
+        interrupt::watch();
+    }
     match cli.command {
         Command::Pull(a) => online::pull(*a),
         Command::Status(a) => online::status(a),

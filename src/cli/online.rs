@@ -47,6 +47,10 @@ pub fn pull(a: PullArgs) -> anyhow::Result<Outcome> {
         // Everything that can be wrong on the command line before the password prompt.
         let selection = a.folders.selection()?;
         let ep = endpoint_for(a.host1.into(), &a.net)?;
+        super::interrupt::watch();
+        if a.login.just_login {
+            return just_login(&ep, Side::Host1, a.net.retries);
+        }
         let mut opts = PullOptions::new(ep, a.store, selection);
         opts.batch_bytes = a.tuning.batch_bytes;
         opts.depth = a.tuning.depth.max(1);
@@ -65,7 +69,7 @@ pub fn pull(a: PullArgs) -> anyhow::Result<Outcome> {
         print_warnings(&report.warnings);
         print_failures(&report.failures);
         show_budget(&a.output, &report, report.budget_spent.as_ref(), || {
-            report.summary()
+            with_log(report.summary(), report.log.as_deref())
         })?;
         let failed = !report.failures.is_empty();
         Ok(Outcome::with_budget(
@@ -133,8 +137,14 @@ pub fn push(a: PushArgs) -> anyhow::Result<Outcome> {
         // Everything that can be wrong on the command line before the password prompt.
         let rules = map_rules(&a.map)?;
         let selection = a.folders.selection()?;
-        existing_store(&a.store)?;
+        if !a.login.just_login {
+            existing_store(&a.store)?;
+        }
         let ep = endpoint_for(a.host2.into(), &a.net)?;
+        super::interrupt::watch();
+        if a.login.just_login {
+            return just_login(&ep, Side::Host2, a.net.retries);
+        }
         let mut opts = PushOptions::new(ep, a.store, selection);
         opts.rules = rules;
         opts.delete2 = a.delete2;
@@ -149,7 +159,7 @@ pub fn push(a: PushArgs) -> anyhow::Result<Outcome> {
         print_warnings(&report.warnings);
         print_failures(&report.failures);
         show_budget(&a.output, &report, report.budget_spent.as_ref(), || {
-            report.summary()
+            with_log(report.summary(), report.log.as_deref())
         })?;
         let failed = !report.failures.is_empty();
         let done = report.complete || report.dry_run;
@@ -168,6 +178,7 @@ pub fn check(a: CheckArgs) -> anyhow::Result<Outcome> {
         let selection = a.folders.selection()?;
         existing_store(&a.store)?;
         let endpoint = endpoint_for(a.host2.into(), &a.net)?;
+        super::interrupt::watch();
         let opts = CheckOptions {
             endpoint,
             store: a.store,
@@ -179,6 +190,23 @@ pub fn check(a: CheckArgs) -> anyhow::Result<Outcome> {
         show(&a.output, &report, || report.text())?;
         Ok(Outcome::from_complete(report.ok))
     })
+}
+
+/// `--justlogin`: one login on `side`, then stop.
+fn just_login(ep: &imapferry::imap::Endpoint, side: Side, retries: u32) -> anyhow::Result<Outcome> {
+    imapferry::run::check_login(ep, &side.to_string(), retries).map_err(|e| advise(e, side, ep))?;
+    ui::info(&format!(
+        "{side}: logged in (--justlogin); nothing else was done"
+    ));
+    Ok(Outcome::Done)
+}
+
+/// A summary with the run log's path as its last line.
+pub(super) fn with_log(summary: String, log: Option<&std::path::Path>) -> String {
+    match log {
+        Some(p) => format!("{summary}\nlog: {}", p.display()),
+        None => summary,
+    }
 }
 
 /// A store to read must exist: said before any password is asked for.

@@ -73,13 +73,22 @@ impl Comparison {
     }
 }
 
-/// The flags host2 can keep for good: all when PERMANENTFLAGS has `\*` or was not sent, else
-/// those it lists (case-insensitively); flags that are not IMAP atoms never. Returns (kept,
-/// dropped).
-pub fn storable_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, Vec<String>) {
+/// The flags host2 is given, and expected to hold, for a message with `flags`: the one rule
+/// push and check share. All when PERMANENTFLAGS has `\*` or was not sent, else those it
+/// lists (case-insensitively); flags that are not IMAP atoms never; nor a flag the provider
+/// does not keep ([`Provider::keeps_flag`]: Gmail's `\Deleted`), which is neither sent nor
+/// reported. Returns (kept, dropped: what host2 cannot hold, to report).
+pub fn storable_flags(
+    provider: Provider,
+    flags: &[String],
+    permanent: &[String],
+) -> (Vec<String>, Vec<String>) {
     let all = permanent.is_empty() || permanent.iter().any(|p| p == "\\*");
     let (mut kept, mut dropped) = (Vec::new(), Vec::new());
     for f in without_recent(flags) {
+        if !provider.keeps_flag(&f) {
+            continue;
+        }
         let allowed = all || permanent.iter().any(|p| p.eq_ignore_ascii_case(&f));
         if allowed && is_flag(&f) {
             kept.push(f);
@@ -241,12 +250,15 @@ pub fn examine(
         if !cands.is_empty() {
             host_content = fetch_content(conn, &cands, &host)?;
             let wanted: BTreeSet<&HeaderFacts> = host_facts.values().collect::<BTreeSet<_>>();
-            let mut hashes: BTreeSet<Hash> = live.iter().map(|i| i.intent.hash).collect();
+            let mut hashes: BTreeMap<Hash, u64> = live
+                .iter()
+                .map(|i| (i.intent.hash, i.intent.size))
+                .collect();
             hashes.extend(
                 store_facts
                     .iter()
                     .filter(|(_, f)| wanted.contains(f))
-                    .map(|(i, _)| store[*i].row.hash),
+                    .map(|(i, _)| (store[*i].row.hash, store[*i].row.size)),
             );
             store_content = read_content(objects, &hashes);
         }
@@ -355,12 +367,13 @@ fn fetch_content(
     Ok(out)
 }
 
-/// The content of the store's objects `hashes`. An object that cannot be read is left out:
-/// its messages are not recognised on host2, and push, which reads it to send it, lists them.
-fn read_content(objects: &Objects, hashes: &BTreeSet<Hash>) -> HashMap<Hash, Content> {
+/// The content of the store's objects `hashes` (with their sizes). An object that cannot be
+/// read is left out: its messages are not recognised on host2, and push, which reads it to
+/// send it, lists them.
+fn read_content(objects: &Objects, hashes: &BTreeMap<Hash, u64>) -> HashMap<Hash, Content> {
     let mut out = HashMap::new();
-    for h in hashes {
-        match objects.read(h) {
+    for (h, &size) in hashes {
+        match objects.read(h, size) {
             Ok(bytes) => {
                 out.insert(*h, Content::of(&bytes));
             }
@@ -378,9 +391,15 @@ mod tests {
     fn storable_flags_follow_permanentflags() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let flags = s(&["\\Seen", "$Label1", "\\Recent", "odd]"]);
-        let (k, d) = storable_flags(&flags, &s(&["\\Seen", "\\*"]));
+        let (k, d) = storable_flags(Provider::Generic, &flags, &s(&["\\Seen", "\\*"]));
         assert_eq!((k, d), (s(&["\\Seen", "$Label1"]), s(&["odd]"])));
-        let (k, d) = storable_flags(&flags, &s(&["\\Seen", "\\Deleted"]));
+        let (k, d) = storable_flags(Provider::Generic, &flags, &s(&["\\Seen", "\\Deleted"]));
         assert_eq!((k, d), (s(&["\\Seen"]), s(&["$Label1", "odd]"])));
+        // Gmail's \Deleted is neither given nor expected, nor reported as lost.
+        let deleted = s(&["\\Deleted", "\\Seen"]);
+        let (k, d) = storable_flags(Provider::Gmail, &deleted, &[]);
+        assert_eq!((k, d), (s(&["\\Seen"]), s(&[])));
+        let (k, _) = storable_flags(Provider::Generic, &deleted, &[]);
+        assert_eq!(k, deleted);
     }
 }

@@ -75,12 +75,17 @@ impl std::str::FromStr for GmailLabels {
 }
 
 /// One `s/PATTERN/REPLACEMENT/FLAGS` substitution (Perl's form, as imapsync takes it: any
-/// delimiter, flags `g` for every match and `i` to ignore case; `$1` in the replacement).
+/// delimiter, escaped with a backslash where the text holds it; flags `g` for every match and
+/// `i` to ignore case; `$1` in the replacement).
 #[derive(Debug, Clone)]
 pub struct Transform {
+    text: String,
     pattern: regex::Regex,
     replacement: String,
     global: bool,
+    /// Whether the pattern matched some path it was applied to (shared by the clones a plan
+    /// makes): an expression that matches no folder is said, not silently a no-op.
+    matched: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Transform {
@@ -91,32 +96,72 @@ impl Transform {
         let delim = rest
             .chars()
             .next()
-            .filter(|c| !c.is_alphanumeric())
+            .filter(|c| !c.is_alphanumeric() && *c != '\\')
             .ok_or_else(bad)?;
-        let parts: Vec<&str> = rest[delim.len_utf8()..].split(delim).collect();
-        let [pattern, replacement, flags] = parts[..] else {
+        let parts = split_unescaped(&rest[delim.len_utf8()..], delim);
+        let [pattern, replacement, flags] = &parts[..] else {
             return Err(bad());
         };
         if let Some(f) = flags.chars().find(|f| !matches!(f, 'g' | 'i')) {
             bail!("--regextrans2 {s:?}: unknown flag {f:?} (g and i are understood)");
         }
-        let pattern = regex::RegexBuilder::new(pattern)
+        // An escaped delimiter is the delimiter itself; one that is special in a regex stays
+        // escaped in the pattern, so it still means itself there.
+        let special = regex::escape(&delim.to_string()) != delim.to_string();
+        let unescape = |t: &str, keep: bool| match keep {
+            true => t.to_string(),
+            false => t.replace(&format!("\\{delim}"), &delim.to_string()),
+        };
+        let pattern = regex::RegexBuilder::new(&unescape(pattern, special))
             .case_insensitive(flags.contains('i'))
             .build()
             .map_err(|e| anyhow::anyhow!("--regextrans2 {s:?}: {e}"))?;
         Ok(Transform {
+            text: s.to_string(),
             pattern,
-            replacement: replacement.to_string(),
+            replacement: unescape(replacement, false),
             global: flags.contains('g'),
+            matched: Default::default(),
         })
     }
 
     pub fn apply(&self, path: &str) -> String {
+        if self.pattern.is_match(path) {
+            self.matched
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let limit = if self.global { 0 } else { 1 };
         self.pattern
             .replacen(path, limit, self.replacement.as_str())
             .into_owned()
     }
+
+    /// The expression as given.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether it matched any path it was applied to.
+    pub fn matched(&self) -> bool {
+        self.matched.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// `s` cut at each `delim` not preceded by a backslash (escapes are left in the pieces).
+fn split_unescaped(s: &str, delim: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut escaped = false;
+    for c in s.chars() {
+        if c == delim && !escaped {
+            parts.push(String::new());
+            continue;
+        }
+        escaped = c == '\\' && !escaped;
+        if let Some(p) = parts.last_mut() {
+            p.push(c);
+        }
+    }
+    parts
 }
 
 /// Normalise a user-given path: `/` trimmed at the ends, INBOX in any case is `INBOX`.
@@ -518,6 +563,29 @@ mod tests {
         for bad in ["y/a/b/", "s/a/b", "s/(/x/", "s/a/b/x", "s"] {
             assert!(Transform::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Issue 21, item 8: imapsync's own expressions, whose delimiter is escaped inside them.
+    #[test]
+    fn regextrans2_honours_a_delimiter_escaped_with_a_backslash() {
+        let t = |s: &str| Transform::parse(s).unwrap();
+        assert_eq!(t("s/\\./\\//g").apply("a.b.c"), "a/b/c");
+        assert_eq!(
+            t("s/Lists\\/dovecot/Lists\\/dc/").apply("Lists/dovecot/x"),
+            "Lists/dc/x"
+        );
+        assert_eq!(t("s|a\\|b|x|").apply("a|b"), "x");
+        assert_eq!(t("s,\\[Gmail\\].,,").apply("[Gmail]/Sent"), "Sent");
+        let no_op = t("s/^INBOX\\.//");
+        assert_eq!(no_op.apply("Archive/2024"), "Archive/2024");
+        assert!(
+            !no_op.matched(),
+            "an expression that changed nothing says so"
+        );
+        let used = t("s/^Archive//");
+        used.apply("Archive/2024");
+        assert!(used.matched());
+        assert_eq!(used.text(), "s/^Archive//");
     }
 
     #[test]

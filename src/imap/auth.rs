@@ -59,7 +59,7 @@ pub(crate) fn xoauth2(user: &str, token: &str) -> Result<String> {
 /// Read the OAuth2 access token from `path` (trimmed). Re-read on every connect because
 /// another process refreshes it.
 pub(crate) fn read_token(path: &Path) -> Result<String> {
-    let raw = std::fs::read_to_string(path)
+    let raw = crate::secret::read(path)
         .with_context(|| format!("reading OAuth2 token file {}", path.display()))?;
     let token = raw.trim().to_string();
     if token.is_empty() {

@@ -151,6 +151,9 @@ const SAFE_YEARS: std::ops::RangeInclusive<u16> = 1971..=2037;
 /// Most commands in flight during `append_many` before we stop and read replies; keeps the
 /// server's replies (which it writes while we keep writing) far below any socket buffer.
 const MAX_APPENDS_IN_FLIGHT: usize = 64;
+/// Literal bytes written between two calls of the literal meter.
+const LITERAL_METER_PIECE: usize = 64 << 10;
+
 /// Most literal bytes sent but not yet acknowledged during `append_many`.
 const MAX_APPEND_BYTES_IN_FLIGHT: u64 = 8 << 20;
 /// LITERAL- allows non-synchronizing literals up to this size.
@@ -213,6 +216,26 @@ pub struct ConnectOptions {
     /// Capabilities to act as if the server did not advertise them (any case), e.g.
     /// `LITERAL+` or `AUTH=PLAIN`, to work around a server that advertises something broken.
     pub hide_capabilities: Vec<String>,
+    /// Stop after the greeting and CAPABILITY: no TLS, no login (see [`offers_starttls`]).
+    pub greeting_only: bool,
+}
+
+/// Whether the server at `ep`'s host and port, spoken to in plain IMAP, offers STARTTLS;
+/// `None` when no plain IMAP greeting comes. One connection and no login: for advice after
+/// implicit TLS failed there (the advice differs when STARTTLS would fail too).
+pub fn offers_starttls(ep: &Endpoint) -> Option<bool> {
+    let plain = Endpoint {
+        tls: TlsMode::None,
+        ..ep.clone()
+    };
+    let opts = ConnectOptions {
+        greeting_only: true,
+        ..ConnectOptions::default()
+    };
+    let mut c = Client::connect_with(&plain, &opts).ok()?;
+    let offered = c.has_capability("STARTTLS");
+    let _ = c.logout_in_place();
+    Some(offered)
 }
 
 /// A logged-in session.
@@ -337,6 +360,10 @@ impl Client {
         c.set_timeout(deadline)?;
         let preauth = c.greeting(deadline)?;
         c.set_timeout(ep.timeout)?;
+        if opts.greeting_only {
+            c.ensure_capabilities(0)?;
+            return Ok(c);
+        }
         if ep.tls == TlsMode::StartTls {
             c.starttls(ep)?;
         }
@@ -378,8 +405,9 @@ impl Client {
         self.conn.get_ref().is_compressed()
     }
 
-    /// Tell `meter` of every literal byte read from now on (`None`: stop), so a progress display
-    /// counts a message's bytes while they arrive rather than once it is complete.
+    /// Tell `meter` of every literal byte read or written from now on (`None`: stop), so a
+    /// progress display counts a message's bytes while they move rather than once it is
+    /// complete.
     pub fn set_literal_meter(&mut self, meter: Option<super::ByteMeter>) {
         self.literal_meter = meter;
     }
@@ -1400,10 +1428,10 @@ impl Client {
             self.run(&[text("CAPABILITY")], &mut |_| Ok(()))?;
         }
         if !self.has_capability("STARTTLS") {
-            bail!(
-                "{}: server does not offer STARTTLS (use imaps, or no TLS explicitly)",
-                self.label
-            );
+            return Err(wire_error(
+                ErrorKind::Connect(ConnectProblem::NoStartTls),
+                format!("{}: server does not offer STARTTLS", self.label),
+            ));
         }
         self.run(&[text("STARTTLS")], &mut |_| Ok(()))?;
         // Anything already buffered came in plaintext after the OK: possible injection.
@@ -1640,7 +1668,7 @@ impl Client {
                             break;
                         }
                     }
-                    self.write_raw(data)?;
+                    self.write_literal(data)?;
                 }
             }
         }
@@ -2070,6 +2098,18 @@ impl Client {
         let r = f(self);
         self.response_limit = before;
         r
+    }
+
+    /// A literal's bytes, in pieces the literal meter hears of as they are written (a
+    /// progress display moves during a large APPEND instead of jumping at its end).
+    fn write_literal(&mut self, data: &[u8]) -> Result<()> {
+        for piece in data.chunks(LITERAL_METER_PIECE) {
+            self.write_raw(piece)?;
+            if let Some(meter) = &self.literal_meter {
+                meter(piece.len() as u64);
+            }
+        }
+        Ok(())
     }
 
     fn write_raw(&mut self, b: &[u8]) -> Result<()> {

@@ -95,6 +95,10 @@ impl Pause {
     pub fn wait(&self) {
         let t = *self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(left) = t.and_then(|t| t.checked_duration_since(std::time::Instant::now())) {
+            let _shown = crate::ui::waiting(
+                "as the server asked (throttled)",
+                std::time::Instant::now() + left,
+            );
             std::thread::sleep(left);
         }
     }

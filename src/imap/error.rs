@@ -41,8 +41,10 @@ pub enum ErrorKind {
     Connect(ConnectProblem),
 }
 
-/// Why no IMAP session could be opened, for advice that names the option to change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why no IMAP session could be opened, for advice that names the option to change (and, as
+/// `problem` in a `--json` error, for a fleet to tell a mistake from a bad link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConnectProblem {
     /// The host name does not resolve.
     Unresolved,
@@ -56,6 +58,8 @@ pub enum ConnectProblem {
     Certificate,
     /// Something answered, but no IMAP greeting came (another protocol, or TLS expected).
     NotImap,
+    /// STARTTLS was asked for, and the server does not offer it.
+    NoStartTls,
     /// The server refused the login.
     Login,
 }

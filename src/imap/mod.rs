@@ -48,8 +48,8 @@ pub mod response;
 pub mod uidset;
 
 pub use client::{
-    body_margin, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched, FlagOp,
-    MailboxInfo, Refusal, SearchKey, Selected,
+    body_margin, offers_starttls, AppendMessage, AppendOutcome, Client, ConnectOptions, Fetched,
+    FlagOp, MailboxInfo, Refusal, SearchKey, Selected,
 };
 pub use conn::{Endpoint, Secret, TlsMode, Traffic};
 pub use error::{

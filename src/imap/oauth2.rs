@@ -348,7 +348,7 @@ impl Refresher {
     /// Read the settings in `path`, for the option named `option`. `Err` is a message naming
     /// the option and the file.
     pub fn load(path: &Path, option: &str) -> Result<Refresher, String> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::secret::read(path)
             .map_err(|e| format!("cannot read {option} {}: {e}", path.display()))?;
         let settings =
             Settings::parse(&text).map_err(|e| format!("{option} {}: {e}", path.display()))?;

@@ -435,6 +435,8 @@ impl Mailbox for Memory {
                 self.usable = false;
                 return Err(quota_bye());
             }
+            // Written, as a client writes an APPEND's literal.
+            self.metered(m.bytes.len());
             if s.faults.throttle_appends > 0 {
                 s.faults.throttle_appends -= 1;
                 out.push(AppendOutcome::Refused(crate::imap::Refusal::new(

@@ -142,7 +142,8 @@ pub trait Mailbox: Send {
     /// Bytes moved so far.
     fn traffic(&self) -> Traffic;
 
-    /// Tell `meter` of message bytes as they arrive, pieces of a body included (`None`: stop).
+    /// Tell `meter` of message bytes as they arrive or go (an APPEND's), pieces of a body
+    /// included (`None`: stop).
     fn set_literal_meter(&mut self, meter: Option<ByteMeter>);
 
     /// Say goodbye (best effort).

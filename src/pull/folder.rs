@@ -269,7 +269,7 @@ fn damaged(local: &Local, known: &BTreeMap<u32, MessageRow>) -> BTreeSet<u32> {
         .filter(|m| {
             !*checked
                 .entry(m.hash)
-                .or_insert_with(|| local.objects.verify(&m.hash).is_ok())
+                .or_insert_with(|| local.objects.verify(&m.hash, m.size).is_ok())
         })
         .map(|m| m.uid)
         .collect()

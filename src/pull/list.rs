@@ -61,6 +61,12 @@ pub(super) fn sync_folder_list(
     }
     let paths: Vec<String> = listed.keys().cloned().collect();
     for missing in opts.selection.unmatched(&paths) {
+        if let Some(mb) = mailboxes.iter().find(|mb| mb.name == missing) {
+            return Err(anyhow::Error::new(crate::folders::RawFolderName {
+                given: missing.to_string(),
+                path: store_path(&mb.name, mb.separator, ns),
+            }));
+        }
         report.failures.push(Failure::folder(
             missing,
             "no such folder on host1 (--folder names a store path like Archive/2024)",

@@ -29,6 +29,7 @@ use crate::provider::{gmail_holds_bodies, Provider};
 use crate::run::{self, Connector, Done, Failure, Retry};
 use crate::store::partial::Partials;
 use crate::store::{FolderRow, Index, Objects, RunCounts, Store, INDEX_FILE};
+use crate::text::count;
 use crate::ui::{self, human_bytes, Direction, Progress};
 use bodies::Carry;
 use folder::{pull_folder, Job};
@@ -159,6 +160,8 @@ pub struct PullReport {
     /// failure; the next run after `resume_at` continues.
     pub budget_spent: Option<BudgetSpent>,
     pub per_folder: Vec<FolderReport>,
+    /// The run's log (in the store's `logs/`); none for a dry run.
+    pub log: Option<std::path::PathBuf>,
 }
 
 impl PullReport {
@@ -166,9 +169,9 @@ impl PullReport {
     pub fn summary(&self) -> String {
         if self.dry_run {
             return format!(
-                "pull (dry run): {} folders, {} messages to fetch ({}), {} flags to change, {} \
+                "pull (dry run): {}, {} messages to fetch ({}), {} flags to change, {} \
                  expunged on host1, {} failed; nothing was changed",
-                self.folders,
+                count(self.folders, "folder"),
                 self.new,
                 human_bytes(self.bytes),
                 self.updated,
@@ -187,8 +190,8 @@ impl PullReport {
             None => String::new(),
         };
         format!(
-            "pull: {} folders, {} messages new ({} already in the store), {} updated, {} expunged, {} failed{left_out}; {} in {:.1} s ({}/s){budget}",
-            self.folders,
+            "pull: {}, {} messages new ({} already in the store), {} updated, {} expunged, {} failed{left_out}; {} in {:.1} s ({}/s){budget}",
+            count(self.folders, "folder"),
             self.new,
             self.reused,
             self.updated,
@@ -227,8 +230,10 @@ pub fn run(opts: &PullOptions) -> Result<PullReport> {
             store
         }
     };
-    crate::runlog::start(&store.root, "pull")?;
-    run_with(opts, &mut store, &connector, Some(conn))
+    let log = crate::runlog::start(&store.root, "pull")?;
+    let mut report = run_with(opts, &mut store, &connector, Some(conn))?;
+    report.log = Some(log);
+    Ok(report)
 }
 
 /// A dry run: the store's index copied into a scratch store (or an empty one), pulled there

@@ -36,7 +36,9 @@ type ReadBack = (u32, (Vec<String>, Content));
 
 /// An intent this old whose message host2 holds is dropped: APPENDs still landing that long
 /// after their connection died are not expected. Until then a late copy is recognised as ours
-/// (and removed when it doubles one sent since), and each push looks at the mailbox in full.
+/// (and removed when it doubles one sent since), and each push looks at the mailbox in full;
+/// a push waits for them only until they can have crossed the link
+/// ([`super::settle::landing_deadline`]).
 pub(super) const SETTLED_AFTER_SECS: i64 = 3600;
 
 /// What the attempts at one target share.
@@ -256,6 +258,7 @@ fn conclude(
             true
         }
     };
+    fr.failed = failures.len() as u64;
     Done {
         result: (fr, failures),
         reconnect,
@@ -350,10 +353,12 @@ impl Pusher<'_, '_> {
         let mut sel = self.conn.select(&self.target.mailbox, dry)?;
         let ledger = Ledger::read(self.index, dest, &self.target.mailbox)?;
         let now = crate::clock::now();
-        self.state.unsettled |= ledger
-            .intents
-            .iter()
-            .any(|i| now - i.created_at < SETTLED_AFTER_SECS);
+        // Pending APPENDs into this mailbox that may still land (their bytes may not all have
+        // crossed the link yet): the push ends with a last look for them.
+        if let (false, Some(d)) = (ledger.intents.is_empty(), dest) {
+            self.state.unsettled |=
+                super::settle::landing_deadline(self.index, d, None)?.is_some_and(|t| t > now);
+        }
         let cmp = self.examine(&sel, ledger, now)?;
         self.fr.messages = cmp.store.len() as u64;
         let bytes: u64 = cmp
@@ -644,7 +649,8 @@ impl Pusher<'_, '_> {
                 .iter()
                 .map(|&msg| {
                     let provider = self.conn.provider();
-                    let (flags, lost) = sendable_flags(provider, &msg.row.flags, sel);
+                    let (flags, lost) =
+                        storable_flags(provider, &msg.row.flags, &sel.permanent_flags);
                     self.state.dropped.extend(lost);
                     Outgoing {
                         msg,
@@ -793,8 +799,13 @@ impl Pusher<'_, '_> {
                 synchronizing: o.synchronizing,
             })
             .collect();
+        // Counted as they are written: the display moves during a 15 MB APPEND.
+        self.conn
+            .set_literal_meter(self.ctx.progress.meter(self.slot));
+        let appended = self.conn.append(&self.target.mailbox, &appends);
+        self.conn.set_literal_meter(None);
         // An error here leaves every intent of the batch: the next attempt reconciles them.
-        match self.conn.append(&self.target.mailbox, &appends) {
+        match appended {
             Ok(o) => Ok(o),
             Err(e) if is_session_expired(&e) => {
                 // host2's daily quota (Gmail's BYE): the batch's bytes count as moved (some
@@ -829,9 +840,15 @@ impl Pusher<'_, '_> {
             .sum();
         self.state.present.extend(mappings.iter().map(Mapping::key));
         self.fr.bytes += sent_bytes;
+        // A meter counted the bytes as they were written.
+        let uncounted = if self.ctx.progress.metered() {
+            0
+        } else {
+            sent_bytes
+        };
         self.ctx
             .progress
-            .moved(self.slot, mappings.len() as u64, sent_bytes);
+            .moved(self.slot, mappings.len() as u64, uncounted);
         sent_bytes
     }
 
@@ -866,7 +883,7 @@ impl Pusher<'_, '_> {
                 self.fail(o.msg, why);
                 continue;
             };
-            match self.ctx.objects.read(&o.msg.row.hash) {
+            match self.ctx.objects.read(&o.msg.row.hash, o.msg.row.size) {
                 Ok(bytes) => {
                     if let Some(why) = too_long_lines(self.conn.provider(), &bytes) {
                         self.fail(o.msg, why);
@@ -1335,7 +1352,7 @@ fn flag_groups(
         if row.change <= change && change != 0 {
             continue;
         }
-        let (mut want, _) = sendable_flags(provider, &row.flags, sel);
+        let (mut want, _) = storable_flags(provider, &row.flags, &sel.permanent_flags);
         if same_flags(&want, &host_flags) {
             continue;
         }
@@ -1355,20 +1372,6 @@ fn flag_groups(
         });
     }
     groups
-}
-
-/// The flags host2 is given for `flags` (see [`storable_flags`]), and the keywords it cannot
-/// keep. Gmail deletes (or moves to Trash) a message that gets `\Deleted`: never given there.
-fn sendable_flags(
-    provider: Provider,
-    flags: &[String],
-    sel: &Selected,
-) -> (Vec<String>, Vec<String>) {
-    let (mut kept, lost) = storable_flags(flags, &sel.permanent_flags);
-    if provider == Provider::Gmail {
-        kept.retain(|f| !f.eq_ignore_ascii_case("\\Deleted"));
-    }
-    (kept, lost)
 }
 
 /// Whether a refusal says the trouble is the flags (only then is a message sent again without

@@ -35,6 +35,7 @@ use crate::mailbox::{Cap, Mailbox};
 use crate::provider::Provider;
 use crate::run::{self, Connector, Failure, Retry};
 use crate::store::{Index, MailboxFacts, RunCounts, Store};
+use crate::text::count;
 use crate::ui::{self, human_bytes, Direction, Progress};
 
 /// What a push is asked to do.
@@ -179,6 +180,8 @@ pub struct PushReport {
     /// failure; the next run after `resume_at` continues.
     pub budget_spent: Option<BudgetSpent>,
     pub per_folder: Vec<FolderReport>,
+    /// The run's log (in the store's `logs/`).
+    pub log: Option<PathBuf>,
 }
 
 impl PushReport {
@@ -186,9 +189,9 @@ impl PushReport {
     pub fn summary(&self) -> String {
         if self.dry_run {
             return format!(
-                "push (dry run): {} folders ({} to create), {} messages: {} to send ({}), {} \
+                "push (dry run): {} ({} to create), {} messages: {} to send ({}), {} \
                  already there; {} flag updates, {} to delete, {} doubles to remove\n{}",
-                self.folders,
+                count(self.folders, "folder"),
                 self.created.len(),
                 self.messages,
                 self.sent,
@@ -202,9 +205,9 @@ impl PushReport {
         }
         let head = "push";
         let mut s = format!(
-            "{head}: {} folders ({} created), {} messages: {} sent, {} already there, {} failed; \
+            "{head}: {} ({} created), {} messages: {} sent, {} already there, {} failed; \
              {} flag updates, {} deleted",
-            self.folders,
+            count(self.folders, "folder"),
             self.created.len(),
             self.messages,
             self.sent,
@@ -248,9 +251,11 @@ pub(crate) struct Ctx<'a> {
 /// problems are in [`PushReport::failures`].
 pub fn run(opts: &PushOptions) -> Result<PushReport> {
     let mut store = Store::open_existing(&opts.store)?;
-    crate::runlog::start(&store.root, "push")?;
+    let log = crate::runlog::start(&store.root, "push")?;
     let connector = run::Imap::new(&opts.endpoint, "host2");
-    run_with(opts, &mut store, &connector)
+    let mut report = run_with(opts, &mut store, &connector)?;
+    report.log = Some(log);
+    Ok(report)
 }
 
 /// [`run`] on an open store through any [`Connector`] (the engine tests use memory mailboxes).
@@ -281,6 +286,9 @@ pub fn run_with(
     let gmail = gmail::plan_for(conn.provider(), &store.index, &mut todo)?;
 
     let progress = Progress::new(Direction::Send, todo.len());
+    if !opts.just_folders {
+        expect(&progress, &store.index, destination, &todo)?;
+    }
     let allowance = allowance(opts, &store.index, destination, conn.provider())?;
     let ctx = Ctx {
         allowance: &allowance,
@@ -334,6 +342,37 @@ pub fn run_with(
     Ok(report)
 }
 
+/// What each target is expected to take, from the store alone, before any is surveyed: the
+/// live messages of its folders that the store does not record on host2, with their bytes. The
+/// bar starts with its total instead of growing as folders are surveyed; a survey corrects its
+/// folder's numbers (a copy found there, one gone).
+fn expect(
+    progress: &Progress,
+    index: &Index,
+    destination: Option<i64>,
+    todo: &[Target],
+) -> Result<()> {
+    for (i, t) in todo.iter().enumerate() {
+        let mapped: std::collections::BTreeSet<(i64, u32, u32)> = match destination {
+            Some(d) => index
+                .mappings_to(d, &t.mailbox)?
+                .iter()
+                .map(|m| m.key())
+                .collect(),
+            None => Default::default(),
+        };
+        let (mut messages, mut bytes) = (0, 0);
+        for m in crate::compare::load_store(index, t)? {
+            if !mapped.contains(&m.key()) {
+                messages += 1;
+                bytes += m.row.size;
+            }
+        }
+        progress.expect_bytes(i, messages, bytes);
+    }
+    Ok(())
+}
+
 /// The run's daily upload budget: `--max-bytes-per-day2`, else the provider's limit; none for
 /// a dry run.
 fn allowance(
@@ -362,7 +401,14 @@ fn look_at_host2(
 ) -> Result<(Box<dyn Mailbox>, crate::names::Namespace, Vec<Target>)> {
     let folders = crate::compare::store_folders(store, &opts.selection)?;
     let paths: Vec<String> = folders.iter().map(|f| f.path.clone()).collect();
+    let all = store.index.folders()?;
     for missing in opts.selection.unmatched(&paths) {
+        if let Some(f) = all.iter().find(|f| f.raw_name == missing) {
+            return Err(anyhow::Error::new(crate::folders::RawFolderName {
+                given: missing.to_string(),
+                path: f.path.clone(),
+            }));
+        }
         report.failures.push(Failure::folder(
             missing,
             "no such folder in the store (see `imapferry status`)",
@@ -372,6 +418,14 @@ fn look_at_host2(
     let (conn, ns, plan) =
         crate::compare::plan_host2(&store.index, &folders, &opts.rules, connector, &mut retry)?;
     report_renames(&plan, &ns, report);
+    for t in opts.rules.transforms.iter().filter(|t| !t.matched()) {
+        ui::warn(&format!(
+            "--regextrans2 {:?} matched no folder: it rewrites imapferry's host2 paths (UTF-8, \
+             levels joined by /, no INBOX. prefix: Archive/2024), not host2's raw names; see \
+             docs/imapsync.md",
+            t.text()
+        ));
+    }
     Ok((conn, ns, plan))
 }
 
@@ -485,6 +539,8 @@ fn add_up(
         report.warnings.extend(fr.warnings.iter().cloned());
         report.per_folder.push(fr);
     }
+    // One count: every listed failure, a folder's (and a --folder the store lacks) included.
+    report.failed = report.failures.len() as u64;
 }
 
 /// Time, rate, memory, completeness and the verdict line.
@@ -527,8 +583,9 @@ fn finish(report: &mut PushReport, started: Instant, opts: &PushOptions) {
         )
     } else if report.complete {
         format!(
-            "host2 holds all {} messages of the store's {} folders{altered}",
-            report.messages, report.folders
+            "host2 holds all {} of the store's {}{altered}",
+            count(report.messages, "message"),
+            count(report.folders, "folder")
         )
     } else if let (Some(b), true) = (&report.budget_spent, report.failures.is_empty()) {
         format!(

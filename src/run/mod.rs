@@ -123,6 +123,15 @@ pub fn connect(connector: &dyn Connector, retry: &mut Retry) -> Result<Box<dyn M
     }
 }
 
+/// Log in to `endpoint` once (its TLS checked on the way) and log out: a wrong option or
+/// password of that side fails now, before a long run on the other side. One connection,
+/// not kept: a run may last hours before it needs that side.
+pub fn check_login(endpoint: &Endpoint, side: &str, retries: u32) -> Result<()> {
+    let mut conn = connect(&Imap::new(endpoint, side), &mut Retry::new(retries))?;
+    conn.logout();
+    Ok(())
+}
+
 /// Run `attempt` on `conn` until it succeeds, a failure is not transient, or `retry`'s budget
 /// of consecutive failures is spent; after each transient failure reconnect (the connection may
 /// be in any state). An attempt sets its `bool` when it achieved something before failing (that

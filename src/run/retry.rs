@@ -50,6 +50,10 @@ impl Retry {
             self.failures,
             self.max
         ));
+        let _shown = ui::waiting(
+            format!("to retry {what}"),
+            std::time::Instant::now() + delay,
+        );
         std::thread::sleep(delay);
         true
     }

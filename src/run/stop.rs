@@ -74,9 +74,15 @@ impl StopKind {
 }
 
 /// Whether running again may help a run that failed with `exit_status` and the `error_kind`
-/// of its `--json` document (`None`: it printed none, e.g. it was killed).
-pub fn retry_helps(exit_status: Option<i32>, error_kind: Option<&str>) -> bool {
-    if exit_status == Some(2) {
+/// and `problem` (a `ConnectProblem`, snake case) of its `--json` document (`None`: it printed
+/// none, e.g. it was killed): not after bad usage, a refused login, or a session that could
+/// not be opened as asked, but when the server did not answer (`unreachable`).
+pub fn retry_helps(
+    exit_status: Option<i32>,
+    error_kind: Option<&str>,
+    problem: Option<&str>,
+) -> bool {
+    if exit_status == Some(2) || problem.is_some_and(|p| p != "unreachable") {
         return false;
     }
     error_kind
@@ -110,15 +116,34 @@ mod tests {
                 ("other", true),
             ]
         );
-        // The fleet's decision: by the kind, and bad usage by its status too.
-        assert!(!retry_helps(Some(1), Some("login")));
-        assert!(!retry_helps(Some(2), None));
-        assert!(!retry_helps(Some(1), Some("usage")));
-        assert!(retry_helps(Some(1), Some("connection")));
-        assert!(retry_helps(Some(1), Some("server")));
-        assert!(retry_helps(Some(3), None));
-        assert!(retry_helps(None, None), "killed: may well work next time");
-        assert!(retry_helps(Some(1), Some("a kind of a later version")));
+        // The fleet's decision: by the kind and the connect problem, bad usage by its status.
+        assert!(!retry_helps(Some(1), Some("login"), None));
+        assert!(!retry_helps(Some(1), Some("login"), Some("login")));
+        assert!(!retry_helps(Some(2), None, None));
+        assert!(!retry_helps(Some(1), Some("usage"), None));
+        assert!(!retry_helps(Some(1), Some("connection"), Some("refused")));
+        assert!(!retry_helps(
+            Some(1),
+            Some("connection"),
+            Some("certificate")
+        ));
+        assert!(retry_helps(
+            Some(1),
+            Some("connection"),
+            Some("unreachable")
+        ));
+        assert!(retry_helps(Some(1), Some("connection"), None));
+        assert!(retry_helps(Some(1), Some("server"), None));
+        assert!(retry_helps(Some(3), None, None));
+        assert!(
+            retry_helps(None, None, None),
+            "killed: may well work next time"
+        );
+        assert!(retry_helps(
+            Some(1),
+            Some("a kind of a later version"),
+            None
+        ));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! One zstd frame, checked while it streams by. Objects that arrive in a bundle, or go into
 //! one, pass through [`inflate`]: it never holds the message, refuses a frame that does not
 //! declare its content size, declares more than the caller allows, inflates past what it
-//! declared or is followed by anything, and hashes what it inflates to. Memory is the
-//! decoder's window, which zstd keeps within the declared size (and within 128 MiB).
+//! declared or is followed by anything, and hashes what it inflates to. An object the store
+//! already holds is read with [`inflate_known`]: any valid frame (store-format.md), bounded by
+//! the size the index records for it. Memory is the decoder's window, which zstd keeps within
+//! 128 MiB.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
@@ -42,6 +44,13 @@ pub enum FrameError {
     PastDeclared { declared: u64 },
     /// It ended before its declared size.
     Short { declared: u64, got: u64 },
+    /// It declares another size than the index records for it.
+    NotRecorded { declared: u64, recorded: u64 },
+    /// It declares no size and inflated past the size the index records (refused at the first
+    /// byte beyond).
+    PastRecorded { recorded: u64 },
+    /// It declares no size and ended before the size the index records.
+    ShortOfRecorded { recorded: u64, got: u64 },
     /// Bytes follow the frame.
     Trailing,
     /// The decoder refused it.
@@ -71,6 +80,17 @@ impl fmt::Display for FrameError {
                 f,
                 "it inflates to {got} bytes, not the {declared} its zstd frame declares"
             ),
+            FrameError::NotRecorded { declared, recorded } => write!(
+                f,
+                "its zstd frame declares {declared} bytes, the index records {recorded}"
+            ),
+            FrameError::PastRecorded { recorded } => {
+                write!(f, "it inflates past the {recorded} bytes the index records")
+            }
+            FrameError::ShortOfRecorded { recorded, got } => write!(
+                f,
+                "it inflates to {got} bytes, not the {recorded} the index records"
+            ),
             FrameError::Trailing => write!(f, "data follows its zstd frame"),
             FrameError::Damaged(e) => write!(f, "it is not valid zstd ({e})"),
             FrameError::Read(e) => write!(f, "cannot read it: {e}"),
@@ -89,6 +109,34 @@ pub fn inflate(
     max: u64,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<Inflated, FrameError> {
+    inflate_to(src, Size::Declared { max }, sink)
+}
+
+/// Inflate the one zstd frame that `src` holds, an object whose size the index records as
+/// `recorded`, as [`inflate`] does; a frame without its content size (another zstd writer's)
+/// is taken too, bounded by `recorded`, and one that declares a size must declare that one.
+pub fn inflate_known(
+    src: impl Read,
+    recorded: u64,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<Inflated, FrameError> {
+    inflate_to(src, Size::Recorded(recorded), sink)
+}
+
+/// Where the size a frame must inflate to comes from.
+#[derive(Clone, Copy)]
+enum Size {
+    /// Its header, which must declare one, at most `max`.
+    Declared { max: u64 },
+    /// The index; a header that declares one must agree.
+    Recorded(u64),
+}
+
+fn inflate_to(
+    src: impl Read,
+    want: Size,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<Inflated, FrameError> {
     let mut src = Source {
         inner: src,
         failed: None,
@@ -98,14 +146,25 @@ pub fn inflate(
     if n < MAGIC.len() || head[..MAGIC.len()] != MAGIC {
         return Err(FrameError::NotZstd);
     }
-    let declared = match zstd::zstd_safe::get_frame_content_size(&head[..n]) {
-        Ok(Some(d)) => d,
-        Ok(None) => return Err(FrameError::NoDeclaredSize),
+    let header = match zstd::zstd_safe::get_frame_content_size(&head[..n]) {
+        Ok(d) => d,
         Err(_) => return Err(FrameError::Damaged("a bad frame header".into())),
     };
-    if declared > max {
-        return Err(FrameError::TooLarge { declared, max });
-    }
+    // The size it must inflate to, and whether its header said so.
+    let (declared, by_header) = match (want, header) {
+        (Size::Declared { .. }, None) => return Err(FrameError::NoDeclaredSize),
+        (Size::Declared { max }, Some(d)) if d > max => {
+            return Err(FrameError::TooLarge { declared: d, max })
+        }
+        (Size::Recorded(r), Some(d)) if d != r => {
+            return Err(FrameError::NotRecorded {
+                declared: d,
+                recorded: r,
+            })
+        }
+        (Size::Declared { .. }, Some(d)) | (Size::Recorded(_), Some(d)) => (d, true),
+        (Size::Recorded(r), None) => (r, false),
+    };
     let input = BufReader::with_capacity(PIECE, Cursor::new(head[..n].to_vec()).chain(src));
     let mut dec = zstd::stream::read::Decoder::with_buffer(input)
         .map_err(|e| FrameError::Damaged(e.to_string()))?
@@ -131,15 +190,26 @@ pub fn inflate(
         };
         size += got as u64;
         if size > declared {
-            return Err(FrameError::PastDeclared { declared });
+            return Err(if by_header {
+                FrameError::PastDeclared { declared }
+            } else {
+                FrameError::PastRecorded { recorded: declared }
+            });
         }
         hasher.update(&buf[..got]);
         sink(&buf[..got]).map_err(FrameError::Sink)?;
     }
     if size != declared {
-        return Err(FrameError::Short {
-            declared,
-            got: size,
+        return Err(if by_header {
+            FrameError::Short {
+                declared,
+                got: size,
+            }
+        } else {
+            FrameError::ShortOfRecorded {
+                recorded: declared,
+                got: size,
+            }
         });
     }
     let mut rest = dec.finish();
@@ -259,6 +329,24 @@ mod tests {
             Err(FrameError::Damaged(_))
         ));
         assert!(matches!(run(b"garbage", plenty), Err(FrameError::NotZstd)));
+        let known = |frame: &[u8], recorded| inflate_known(frame, recorded, &mut |_| Ok(()));
+        assert_eq!(
+            known(&rle_frame(None, 8), 1 << 20).unwrap().size,
+            1 << 20,
+            "a frame without its size, inflating to what the index records"
+        );
+        assert!(matches!(
+            known(&rle_frame(None, 8), 1000),
+            Err(FrameError::PastRecorded { recorded: 1000 })
+        ));
+        assert!(matches!(
+            known(&rle_frame(None, 8), 2 << 20),
+            Err(FrameError::ShortOfRecorded { .. })
+        ));
+        assert!(matches!(
+            known(&rle_frame(Some(131_072 * 8), 8), 1000),
+            Err(FrameError::NotRecorded { .. })
+        ));
         assert!(matches!(run(b"", plenty), Err(FrameError::NotZstd)));
     }
 }

@@ -119,6 +119,31 @@ pub struct FolderSummary {
     pub gone: bool,
 }
 
+/// `path` with its directory's links resolved (the store root may be a link; the file itself
+/// is opened with SQLite's NOFOLLOW, which refuses a link anywhere in the path it is given).
+fn real_path(path: &Path) -> Result<PathBuf> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let real =
+        fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    Ok(real.join(path.file_name().unwrap_or_default()))
+}
+
+/// `file:PATH?immutable=1`, PATH percent-encoded where a URI needs it (SQLite's URI
+/// filenames).
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri + "?immutable=1"
+}
+
 /// The open index database.
 pub struct Index {
     /// Shared with the sibling modules that add tables (`push_state`).
@@ -148,7 +173,9 @@ impl Index {
             Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
         }
         let ctx = || format!("cannot open the index {}", path.display());
-        let mut conn = Connection::open(path).with_context(ctx)?;
+        // A link is never followed (see `layout`).
+        let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let mut conn = Connection::open_with_flags(real_path(path)?, flags).with_context(ctx)?;
         conn.busy_timeout(Duration::from_secs(30))
             .with_context(ctx)?;
         let mode: String = conn
@@ -174,13 +201,30 @@ impl Index {
     }
 
     /// Open an existing index without changing it: no file created, no journal mode set, no
-    /// migration (an older schema is read as it is: see [`Index::schema_version`]).
+    /// migration (an older schema is read as it is: see [`Index::schema_version`]). On
+    /// read-only media SQLite cannot make the `-shm` file a WAL database is read with; when no
+    /// `-wal` file holds commits still to be read either, the file is opened as immutable
+    /// (nothing can change it there), which needs neither.
     pub fn open_read_only(path: &Path) -> Result<Index> {
         let ctx = || format!("cannot open the index {}", path.display());
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let wal = path.with_file_name(format!(
+            "{}-wal",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let read_only_media = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_err();
+        let real = real_path(path)?;
+        let conn = if read_only_media && !wal.exists() {
+            Connection::open_with_flags(
+                immutable_uri(&real),
+                flags | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )
+        } else {
+            Connection::open_with_flags(real, flags)
+        }
         .with_context(ctx)?;
         conn.busy_timeout(Duration::from_secs(30))
             .with_context(ctx)?;
@@ -973,6 +1017,14 @@ impl FromSql for Hash {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_immutable_uri_escapes_what_a_uri_would_read() {
+        assert_eq!(
+            immutable_uri(Path::new("/m/a b/x?y%#/index.sqlite")),
+            "file:/m/a%20b/x%3Fy%25%23/index.sqlite?immutable=1"
+        );
+    }
+
     use super::*;
 
     /// Issue 11 item 9: a writer that finds the index locked past the busy timeout waits and

@@ -7,6 +7,7 @@ pub mod facts;
 pub mod frame;
 pub mod hash;
 pub mod index;
+pub mod layout;
 pub mod lock;
 pub mod objects;
 pub mod partial;
@@ -83,7 +84,8 @@ impl Store {
         Self::open(dir)
     }
 
-    /// Open an existing store; a clear error when `dir` is not one.
+    /// Open an existing store to change it; a clear error when `dir` is not one, or cannot
+    /// be written (read-only media).
     pub fn open_existing(dir: &Path) -> Result<Store> {
         if !dir.join(INDEX_FILE).is_file() {
             bail!(
@@ -91,12 +93,31 @@ impl Store {
                 dir.display()
             );
         }
+        if let Err(e) = writable(dir) {
+            bail!(
+                "store {} is read-only ({e}): this command changes the store; `verify`, \
+                 `status`, `export`, `bundle list` and `gc` without --yes read it as it is",
+                dir.display()
+            );
+        }
         Self::open(dir)
     }
 
-    /// Open an existing store to read it, changing nothing: the lock is taken (so no writer is
-    /// half-way), but no directory is made, `tmp/` is not cleared and the index is neither
-    /// migrated nor put in WAL mode. For `verify`, which must report what it finds.
+    /// Open an existing store for a command that only reads it (`status`, `export`, `bundle
+    /// list`, `gc` without --yes): as [`Store::open_existing`] does when the store can be
+    /// written, else (read-only media) as [`Store::open_read_only`] does, changing nothing.
+    pub fn open_to_read(dir: &Path) -> Result<Store> {
+        if dir.join(INDEX_FILE).is_file() && writable(dir).is_err() {
+            return Self::open_read_only(dir);
+        }
+        Self::open_existing(dir)
+    }
+
+    /// Open an existing store to read it, changing nothing, so it works on read-only media: a
+    /// shared lock is taken on the existing `lock` file (so no writer is half-way; see
+    /// [`StoreLock::acquire_shared`]), but no file or directory is made, `tmp/` is not
+    /// cleared and the index is neither migrated nor put in WAL mode. For `verify`, which must
+    /// report what it finds.
     pub fn open_read_only(dir: &Path) -> Result<Store> {
         if !dir.join(INDEX_FILE).is_file() {
             bail!(
@@ -104,7 +125,8 @@ impl Store {
                 dir.display()
             );
         }
-        let lock = StoreLock::acquire(dir)?;
+        layout::check(dir)?;
+        let lock = StoreLock::acquire_shared(dir)?;
         let index = Index::open_read_only(&dir.join(INDEX_FILE))?;
         Ok(Store {
             root: dir.to_path_buf(),
@@ -117,6 +139,7 @@ impl Store {
 
     /// Lock first, then make the subdirectories, clear `tmp/` and open the index.
     fn open(dir: &Path) -> Result<Store> {
+        layout::check(dir)?;
         let lock = StoreLock::acquire(dir)?;
         create_dir_0700(&dir.join("objects"))?;
         let tmp = dir.join("tmp");
@@ -135,6 +158,12 @@ impl Store {
             _lock: lock,
         })
     }
+}
+
+/// Whether this process may write in `dir` (a file system mounted read-only, or a directory
+/// of someone else's, may not).
+fn writable(dir: &Path) -> std::io::Result<()> {
+    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).map_err(std::io::Error::from)
 }
 
 /// Refuse to turn a directory holding anything but (a partial) store into a store.
@@ -167,8 +196,10 @@ fn set_mode_0700(dir: &Path) -> Result<()> {
 fn clear_tmp(tmp: &Path) -> Result<()> {
     let ctx = || format!("cannot clean {}", tmp.display());
     for entry in fs::read_dir(tmp).with_context(ctx)? {
-        let path = entry.with_context(ctx)?.path();
-        if path.is_file() {
+        let entry = entry.with_context(ctx)?;
+        let path = entry.path();
+        // The entry itself: a link (which `layout::check` refused anyway) is never followed.
+        if entry.file_type().with_context(ctx)?.is_file() {
             fs::remove_file(&path)
                 .with_context(|| format!("cannot remove stale temp file {}", path.display()))?;
         }
@@ -226,7 +257,7 @@ mod tests {
         fs::write(root.join("tmp/stale"), b"x").unwrap();
         let store = Store::open_existing(&root).unwrap();
         assert_eq!(store.index.store_id().unwrap(), id);
-        assert_eq!(store.objects.read(&h).unwrap(), b"hi");
+        assert_eq!(store.objects.read(&h, 2).unwrap(), b"hi");
         assert_eq!(store.index.live_messages(1, 1).unwrap()[0].hash, h);
         assert!(!root.join("tmp/stale").exists());
         drop(store);

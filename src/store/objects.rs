@@ -156,7 +156,7 @@ impl Objects {
     /// run before committing index rows that name it.
     pub fn write(&self, bytes: &[u8]) -> Result<(Hash, u64)> {
         let hash = Hash::of(bytes);
-        if let Some(stored) = self.present(&hash)? {
+        if let Some(stored) = self.present(&hash, Some(bytes.len() as u64))? {
             return Ok((hash, stored));
         }
         self.open_dir_fd()?;
@@ -189,7 +189,7 @@ impl Objects {
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<(u64, u64)> {
         let wrong = |got: Hash| anyhow::anyhow!("its content hashes to {got}, not to its name");
-        if let Some(stored) = self.present(hash)? {
+        if let Some(stored) = self.present(hash, None)? {
             let got = frame::inflate(src, max, sink)?;
             return if got.hash == *hash {
                 Ok((got.size, stored))
@@ -226,8 +226,11 @@ impl Objects {
     }
 
     /// The stored size of the object when it exists (pending, or in place; an object in place
-    /// gets its directory flushed by the next sync, see [`Pending::renamed_dirs`]).
-    fn present(&self, hash: &Hash) -> Result<Option<u64>> {
+    /// gets its directory flushed by the next sync, see [`Pending::renamed_dirs`]). `size` is
+    /// its message size when known; without it, a file in place counts only when its frame
+    /// declares its size (a frame without, from another writer, is then replaced by the one
+    /// being written: the same content).
+    fn present(&self, hash: &Hash, size: Option<u64>) -> Result<Option<u64>> {
         if let Some(&(_, stored)) = self.lock().objects.get(hash) {
             return Ok(Some(stored));
         }
@@ -237,7 +240,7 @@ impl Objects {
         // damaged: then it is written again (the new file replaces it at the rename), so a new
         // message never gets linked to a broken file.
         match fs::metadata(&path) {
-            Ok(_) if self.verify(hash).is_err() => Ok(None),
+            Ok(_) if self.inflate(hash, size, &mut |_| Ok(())).is_err() => Ok(None),
             Ok(meta) => {
                 let mut p = self.lock();
                 let subdir = path.parent().expect("object path has a parent");
@@ -387,11 +390,12 @@ impl Objects {
         }
     }
 
-    /// The bytes of object `hash`, decompressed (within its frame's declared size, at most
-    /// [`MAX_OBJECT`]) and checked against the hash. A pending object is read from its temp file.
-    pub fn read(&self, hash: &Hash) -> Result<Vec<u8>, ObjectError> {
+    /// The bytes of object `hash`, whose size the index records as `size`, decompressed (never
+    /// past `size`: a frame without its content size is bounded by it, one with must declare
+    /// it) and checked against the hash. A pending object is read from its temp file.
+    pub fn read(&self, hash: &Hash, size: u64) -> Result<Vec<u8>, ObjectError> {
         let mut out = Vec::new();
-        self.inflate(hash, &mut |piece| {
+        self.inflate(hash, Some(size), &mut |piece| {
             out.extend_from_slice(piece);
             Ok(())
         })?;
@@ -399,14 +403,16 @@ impl Objects {
     }
 
     /// Check object `hash` (decompress and hash it) without keeping its bytes.
-    pub fn verify(&self, hash: &Hash) -> Result<(), ObjectError> {
-        self.inflate(hash, &mut |_| Ok(()))
+    pub fn verify(&self, hash: &Hash, size: u64) -> Result<(), ObjectError> {
+        self.inflate(hash, Some(size), &mut |_| Ok(()))
     }
 
-    /// Stream object `hash` through `sink`, checking its frame and hash.
+    /// Stream object `hash` through `sink`, checking its frame and hash, and its size against
+    /// `size` (the index's) when given; without it, the frame must declare its size.
     fn inflate(
         &self,
         hash: &Hash,
+        size: Option<u64>,
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<(), ObjectError> {
         let pending = self.lock().objects.get(hash).map(|&(n, _)| n);
@@ -414,7 +420,7 @@ impl Objects {
         let mut file = None;
         if let Some(n) = pending {
             let tmp = self.tmp_path(hash, n);
-            match File::open(&tmp) {
+            match open_no_follow(&tmp) {
                 Ok(f) => {
                     file = Some(f);
                     path = tmp;
@@ -424,10 +430,17 @@ impl Objects {
                 Err(source) => return Err(ObjectError::Io { path: tmp, source }),
             }
         }
-        let file = match file.map_or_else(|| File::open(&path), Ok) {
+        let file = match file.map_or_else(|| open_no_follow(&path), Ok) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(ObjectError::Missing { path })
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(ObjectError::Corrupt {
+                    path,
+                    why: "it is a symbolic link, which a store never holds: not read through"
+                        .into(),
+                })
             }
             Err(source) => return Err(ObjectError::Io { path, source }),
         };
@@ -435,8 +448,12 @@ impl Objects {
             path: path.clone(),
             why,
         };
-        let got = super::frame::inflate(io::BufReader::new(file), MAX_OBJECT, sink)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let src = io::BufReader::new(file);
+        let got = match size {
+            Some(size) => frame::inflate_known(src, size, sink),
+            None => frame::inflate(src, MAX_OBJECT, sink),
+        }
+        .map_err(|e| corrupt(e.to_string()))?;
         if got.hash != *hash {
             return Err(corrupt(format!("its content hashes to {}", got.hash)));
         }
@@ -484,6 +501,14 @@ fn object_name(path: &Path, is_file: bool) -> Result<Hash> {
         return Err(bad());
     }
     Ok(hash)
+}
+
+/// Open an object file to read it, never through a symbolic link (see `store::layout`).
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
 /// Make `dir` with mode 0700 whatever the umask. Returns whether it was created.
@@ -621,13 +646,13 @@ mod tests {
             let (h, stored) = o.write(bytes).unwrap();
             assert_eq!(h, Hash::of(bytes));
             assert!(o.contains(&h));
-            assert_eq!(o.read(&h).unwrap(), bytes);
+            assert_eq!(o.read(&h, bytes.len() as u64).unwrap(), bytes);
             written.push((h, stored, bytes));
         }
         o.sync().unwrap();
         for (h, stored, bytes) in written {
             assert_eq!(stored, fs::metadata(o.path(&h)).unwrap().len());
-            assert_eq!(o.read(&h).unwrap(), bytes);
+            assert_eq!(o.read(&h, bytes.len() as u64).unwrap(), bytes);
         }
         assert_eq!(o.iter().collect::<Result<Vec<_>>>().unwrap().len(), 4);
     }
@@ -662,21 +687,21 @@ mod tests {
         let path = o.path(&h);
         // A valid zstd frame of other bytes under this name.
         fs::write(&path, zstd::bulk::compress(b"something else", 3).unwrap()).unwrap();
-        let err = format!("{:#}", o.read(&h).unwrap_err());
+        let err = format!("{:#}", o.read(&h, 16).unwrap_err());
         assert!(
             err.contains("corrupt") && err.contains(&path.display().to_string()),
             "{err}"
         );
         // Not zstd at all.
         fs::write(&path, b"garbage").unwrap();
-        let err = format!("{:#}", o.read(&h).unwrap_err());
+        let err = format!("{:#}", o.read(&h, 16).unwrap_err());
         assert!(
             err.contains("corrupt") && err.contains(&path.display().to_string()),
             "{err}"
         );
 
         let absent = Hash::of(b"never written");
-        let err = format!("{:#}", o.read(&absent).unwrap_err());
+        let err = format!("{:#}", o.read(&absent, 13).unwrap_err());
         assert!(err.contains("missing") && err.contains(&o.path(&absent).display().to_string()));
     }
 
@@ -729,7 +754,7 @@ mod tests {
         assert!(!o.path(&h).exists());
         assert_eq!(entries(o.dir()), 0, "no objects/xx before sync");
         assert!(o.contains(&h));
-        assert_eq!(o.read(&h).unwrap(), b"pending message");
+        assert_eq!(o.read(&h, 15).unwrap(), b"pending message");
         assert_eq!(o.write(b"pending message").unwrap(), (h, stored));
         assert_eq!(entries(&d.path().join("tmp")), 1);
         assert!(o.iter().next().is_none());
@@ -740,7 +765,7 @@ mod tests {
         assert_eq!(mode(o.path(&h).parent().unwrap()), 0o700);
         assert_eq!(entries(&d.path().join("tmp")), 0);
         assert!(o.contains(&h));
-        assert_eq!(o.read(&h).unwrap(), b"pending message");
+        assert_eq!(o.read(&h, 15).unwrap(), b"pending message");
         assert_eq!(o.iter().collect::<Result<Vec<_>>>().unwrap(), [h]);
         // Nothing pending: a no-op.
         o.sync().unwrap();
@@ -792,7 +817,7 @@ mod tests {
         assert_eq!(got, (msg.len() as u64, z.len() as u64));
         o.sync().unwrap();
         assert_eq!(fs::read(o.path(&h)).unwrap(), z, "the frame as it came");
-        assert_eq!(o.read(&h).unwrap(), msg);
+        assert_eq!(o.read(&h, msg.len() as u64).unwrap(), msg);
         // Present already: the frame is still checked.
         assert!(o.write_frame(&h, &b"junk"[..], 1 << 20, none).is_err());
         // Another message's frame under this name; a frame declaring more than allowed.
@@ -827,7 +852,7 @@ mod tests {
         assert!(!store.objects.contains(&lost));
         assert!(!store.objects.path(&lost).exists());
         assert_eq!(entries(&root.join("tmp")), 0);
-        assert_eq!(store.objects.read(&kept).unwrap(), b"synced");
+        assert_eq!(store.objects.read(&kept, 6).unwrap(), b"synced");
         assert_eq!(
             store.objects.iter().collect::<Result<Vec<_>>>().unwrap(),
             [kept]

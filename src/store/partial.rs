@@ -48,6 +48,8 @@ impl Partials {
             .create(true)
             .append(true)
             .mode(FILE_MODE)
+            // A link is never followed (see `layout`).
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .with_context(ctx)?;
         // Explicit, like every store file: the umask or an older file's mode does not count.
@@ -84,8 +86,15 @@ impl Partial {
     /// The assembled bytes; the file stays until [`Partial::remove`], which the caller runs once
     /// the message is safely in an object.
     pub fn read_all(&self) -> Result<Vec<u8>> {
-        fs::read(&self.path)
-            .with_context(|| format!("cannot read partial download {}", self.path.display()))
+        let ctx = || format!("cannot read partial download {}", self.path.display());
+        let mut f = OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&self.path)
+            .with_context(ctx)?;
+        let mut out = Vec::with_capacity(self.len as usize);
+        io::Read::read_to_end(&mut f, &mut out).with_context(ctx)?;
+        Ok(out)
     }
 
     pub fn remove(self) -> Result<()> {

@@ -315,6 +315,22 @@ impl Index {
         run().with_context(|| self.push_ctx())
     }
 
+    /// (created_at, size) of every pending intent of `destination` created after `since`, in
+    /// the order they were made: what may still be on its way there.
+    pub fn pending_sizes(&self, destination: i64, since: i64) -> Result<Vec<(i64, u64)>> {
+        let run = || -> rusqlite::Result<Vec<(i64, u64)>> {
+            let mut st = self.conn.prepare_cached(
+                "SELECT created_at, size FROM push_intents
+                 WHERE destination_id = ?1 AND created_at > ?2 ORDER BY id",
+            )?;
+            let rows = st.query_map(params![destination, since], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })?;
+            rows.collect()
+        };
+        run().with_context(|| self.push_ctx())
+    }
+
     /// Number of pending intents of all destinations (for tests and status).
     pub fn pending_intents(&self) -> Result<u64> {
         self.conn

@@ -336,6 +336,8 @@ pub struct Hostile {
     stop: Arc<AtomicBool>,
     received: Arc<Mutex<Vec<Cmd>>>,
     connections: Arc<Mutex<u64>>,
+    /// Sessions over: the client closed its end and everything it sent was read.
+    ended: Arc<Mutex<u64>>,
 }
 
 /// Capabilities announced unless a test says otherwise.
@@ -367,11 +369,13 @@ impl Hostile {
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(Mutex::new(0));
+        let ended = Arc::new(Mutex::new(0));
         let folders = Arc::new(folders);
-        let (s, r, n, caps) = (
+        let (s, r, n, e, caps) = (
             stop.clone(),
             received.clone(),
             connections.clone(),
+            ended.clone(),
             caps.to_string(),
         );
         thread::spawn(move || {
@@ -386,9 +390,10 @@ impl Hostile {
                             caps.clone(),
                             s.clone(),
                         );
-                        let refuse = refuse.clone();
+                        let (refuse, e) = (refuse.clone(), e.clone());
                         thread::spawn(move || {
                             let _ = serve(stream, f, r, h, (c, refuse), s);
+                            *e.lock().unwrap() += 1;
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -400,6 +405,7 @@ impl Hostile {
             stop,
             received,
             connections,
+            ended,
         }
     }
 
@@ -415,6 +421,19 @@ impl Hostile {
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         *self.connections.lock().unwrap()
+    }
+
+    /// Wait until `n` sessions are over (each client closed its end, and all it sent was read
+    /// into [`Hostile::received`]): an event to wait for, not a time. Panics after a minute.
+    pub fn wait_ended(&self, n: u64) {
+        let started = std::time::Instant::now();
+        while *self.ended.lock().unwrap() < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{n} sessions did not end within a minute"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -451,12 +470,28 @@ fn serve(
             break;
         };
         received.lock().unwrap().push(cmd.clone());
-        let handled = match &hook {
-            Some(h) => h(&cmd, &mut s)?,
-            None => false,
-        };
-        if !handled && !s.answer(&cmd)? {
-            break;
+        let answered = match &hook {
+            Some(h) => h(&cmd, &mut s),
+            None => Ok(false),
+        }
+        .and_then(|handled| Ok(handled || s.answer(&cmd)?));
+        match answered {
+            Ok(true) => {}
+            Ok(false) => break,
+            // The client went away while answered: what it sent before leaving is still read.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                while let Ok(Some(cmd)) = s.read_command() {
+                    received.lock().unwrap().push(cmd);
+                }
+                break;
+            }
+            // A hook's way to end the session (a BYE, say).
+            Err(_) => break,
         }
     }
     let _ = s.stream.shutdown(Shutdown::Both);

@@ -35,3 +35,19 @@ pub use imap::{
 pub use proxy::{Affects, Faults, Proxy};
 pub use pymap::{Pymap, PymapBackend};
 pub use server::{ServerKind, TestServer, Via};
+
+/// Panic unless `program` runs (`program ARG` exits 0): a tool scripts/test installs is part of
+/// the suite, so a test that needs it fails when it is missing instead of passing without
+/// having run.
+pub fn require_tool(program: &str, arg: &str, package: &str) {
+    let runs = std::process::Command::new(program)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        runs,
+        "{program} is not installed: scripts/test installs it (apt-get install {package})"
+    );
+}

@@ -165,3 +165,14 @@ pub fn run_capped(cap: u64, args: &[&str]) -> Capped {
         peak_rss,
     }
 }
+
+/// Copy `from` into `to` (which must not exist), preserving mtimes.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}

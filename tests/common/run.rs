@@ -188,7 +188,7 @@ pub fn store_messages(dir: &Path) -> BTreeMap<String, Vec<StoredMessage>> {
             .into_iter()
             .map(|m| StoredMessage {
                 uid: m.uid,
-                bytes: store.objects.read(&m.hash).expect("object"),
+                bytes: store.objects.read(&m.hash, m.size).expect("object"),
                 flags: m.flags,
                 internaldate: m.internaldate,
             })
@@ -244,4 +244,42 @@ pub fn a_day_later(store: &Path) {
         [imapferry::budget::WINDOW_SECS + 60],
     )
     .expect("rewind transfer_log");
+}
+
+/// Run `cmd` to completion, or kill it after `limit` and panic naming what it printed so far: a
+/// run that hangs fails its test instead of hanging the suite.
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("run imapferry");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let run = Run {
+        code: status.and_then(|s| s.code()).unwrap_or(-1),
+        stdout: read(&out),
+        stderr: read(&err),
+    };
+    assert!(
+        status.is_some(),
+        "still running after {limit:?} (killed)\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run
 }

@@ -2,13 +2,15 @@
 //! `host1;user1;password1;host2;user2;password2;[extra options];`, `#` comments and blank
 //! lines ignored. A password field is a literal password (accepted, warned about once),
 //! `file:PATH` (its first line) or `env:NAME`. Extra options are those of `pull`, `push` and
-//! `sync`, separated by spaces (`--folder INBOX --exclude ^Trash`).
+//! `sync`, separated by spaces, quoted as in a shell (`--folder INBOX --exclude "^Trash$"`), and
+//! imapsync's, answered as `sync` answers them (docs/imapsync.md).
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::super::endpoint::{file_name_part, password_line};
+use super::super::imapsync::{answer_options, known_options, Known};
 
 /// Where a password comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +39,7 @@ impl Password {
                 std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
             }
             Password::File(path) => {
-                let text = std::fs::read_to_string(path)
+                let text = imapferry::secret::read(path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 password_line(&text)
                     .map(String::from)
@@ -59,6 +61,8 @@ pub struct Account {
     pub user2: String,
     pub password2: Password,
     pub extra: Vec<String>,
+    /// What was said about the line's options (imapsync's, removed as not needed).
+    pub notes: Vec<String>,
 }
 
 impl Account {
@@ -126,7 +130,7 @@ pub fn parse(text: &str) -> (Vec<Account>, Vec<Malformed>) {
 }
 
 fn parse_line(line: &str) -> Result<Account, String> {
-    let fields: Vec<&str> = line.split(';').collect();
+    let fields: Vec<&str> = line.splitn(7, ';').collect();
     if fields.len() < 6 {
         return Err(format!(
             "{} fields where host1;user1;password1;host2;user2;password2; are needed",
@@ -145,13 +149,8 @@ fn parse_line(line: &str) -> Result<Account, String> {
             return Err(format!("{what} is empty"));
         }
     }
-    let extra: Vec<String> = fields[6..]
-        .iter()
-        .flat_map(|f| f.split_whitespace())
-        .map(String::from)
-        .collect();
-    options_for(&extra, "pull")?;
-    if let Some(bad) = extra
+    let words = split_words(fields.get(6).copied().unwrap_or(""))?;
+    if let Some(bad) = words
         .iter()
         .find(|o| FORBIDDEN.iter().any(|f| o.starts_with(f)))
     {
@@ -159,6 +158,10 @@ fn parse_line(line: &str) -> Result<Account, String> {
             "extra option {bad} is set by the fleet itself (accounts, passwords and stores \
              come from the file and --stores)"
         ));
+    }
+    let answered = answer_options(&command("sync"), "sync", &words);
+    if !answered.refused.is_empty() {
+        return Err(answered.refused.join("; "));
     }
     Ok(Account {
         line: 0,
@@ -168,8 +171,54 @@ fn parse_line(line: &str) -> Result<Account, String> {
         host2: host2.to_string(),
         user2: user2.to_string(),
         password2: Password::parse(password2),
-        extra,
+        extra: answered.kept,
+        notes: answered.notes,
     })
+}
+
+/// The extra options of a line as words, quoted as in a shell: `'…'` and `"…"` keep spaces
+/// (and `;`), `\"` and `\\` inside double quotes stand for `"` and `\`. Outside quotes a space
+/// or a `;` (imapsync's field separator) ends a word and a backslash is kept as it is, so a
+/// regex such as `^\[Gmail\]` means what it says (a shell would drop those backslashes). A
+/// quote left open is an error.
+fn split_words(s: &str) -> Result<Vec<String>, String> {
+    let (mut words, mut word, mut in_word) = (Vec::new(), String::new(), false);
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        None => return Err(format!("a {c} quote is not closed")),
+                        Some(q) if q == c => break,
+                        Some('\\') if c == '"' => match chars.next() {
+                            Some(e @ ('"' | '\\')) => word.push(e),
+                            Some(e) => {
+                                word.push('\\');
+                                word.push(e);
+                            }
+                            None => return Err(format!("a {c} quote is not closed")),
+                        },
+                        Some(q) => word.push(q),
+                    }
+                }
+            }
+            c if c.is_whitespace() || c == ';' => {
+                if std::mem::take(&mut in_word) {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
 }
 
 /// Options an account line may not carry: the fleet sets them, and a password must never be
@@ -213,8 +262,8 @@ pub fn read(path: &Path) -> anyhow::Result<(Vec<Account>, Vec<Malformed>, Option
 /// holds both sides' options (`--port1 993 --port2 143 --delete2`) and each phase gets its own,
 /// as clap defines them for that command. `Err` names an option neither phase knows.
 pub fn options_for(extra: &[String], phase: &str) -> Result<Vec<String>, String> {
-    let mine = known_options(phase);
-    let other = known_options(if phase == "pull" { "push" } else { "pull" });
+    let mine = known_options(&command(phase));
+    let other = known_options(&command(if phase == "pull" { "push" } else { "pull" }));
     let mut out = Vec::new();
     let mut i = 0;
     while i < extra.len() {
@@ -224,8 +273,13 @@ pub fn options_for(extra: &[String], phase: &str) -> Result<Vec<String>, String>
             Some((n, _)) => (n, true),
             None => (name, false),
         };
-        let find = |list: &[(String, bool, bool)]| list.iter().find(|(n, _, _)| n == name).cloned();
-        let Some((_, takes, optional)) = find(&mine).or_else(|| find(&other)) else {
+        let find = |list: &[Known]| list.iter().find(|k| k.name == name).cloned();
+        let Some(Known {
+            takes_value: takes,
+            optional,
+            ..
+        }) = find(&mine).or_else(|| find(&other))
+        else {
             return Err(format!("unknown option {token}"));
         };
         let with_value = takes
@@ -242,24 +296,13 @@ pub fn options_for(extra: &[String], phase: &str) -> Result<Vec<String>, String>
     Ok(out)
 }
 
-/// (long name or alias, takes a value, the value is optional) of each option of `command`.
-fn known_options(command: &str) -> Vec<(String, bool, bool)> {
+/// The command `name` of the command line, as clap defines it.
+fn command(name: &str) -> clap::Command {
     use clap::CommandFactory;
     let cli = super::super::args::Cli::command();
-    let Some(c) = cli.find_subcommand(command) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for a in c.get_arguments() {
-        let takes = a.get_action().takes_values();
-        let optional = a.get_num_args().is_some_and(|n| n.min_values() == 0);
-        let names = a
-            .get_long()
-            .into_iter()
-            .chain(a.get_all_aliases().unwrap_or_default());
-        out.extend(names.map(|n| (n.to_string(), takes, optional)));
-    }
-    out
+    cli.find_subcommand(name)
+        .cloned()
+        .unwrap_or_else(|| clap::Command::new("none"))
 }
 
 #[cfg(test)]

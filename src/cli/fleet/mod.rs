@@ -25,6 +25,16 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
     if let Some(w) = warning {
         imapferry::ui::warn(&w);
     }
+    for acc in &accounts {
+        for n in &acc.notes {
+            imapferry::stdio::err(&format!(
+                "note: {} line {}: {}",
+                a.accounts.display(),
+                acc.line,
+                imapferry::ui::printable(n)
+            ));
+        }
+    }
     for m in &malformed {
         imapferry::ui::always(&format!(
             "failed: {} line {}: {} (skipped)",
@@ -37,7 +47,14 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         .into_iter()
         .filter(|acc| a.shard.is_none_or(|(k, n)| acc.shard(n) == k - 1))
         .collect();
-    std::fs::create_dir_all(&a.stores)?;
+    if let Some(mode) = state::private_dir(&a.stores)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", a.stores.display()))?
+    {
+        imapferry::ui::warn(&format!(
+            "others may list the accounts in {} (mode {mode:o}): chmod 700 it",
+            a.stores.display()
+        ));
+    }
     mark_interrupted(&a.stores);
     let parallel = match a.parallel {
         Some(n) => n as usize,
@@ -52,6 +69,7 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
     let common = common_args(&a.net);
     let plan = run::Plan {
         stores: &a.stores,
+        accounts: &a.accounts,
         phase: a.phase.command(),
         parallel,
         jobs: a.jobs.max(1),

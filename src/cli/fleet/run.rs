@@ -17,6 +17,8 @@ use super::state::{self, Item, Record, State};
 /// What the fleet runs for each account.
 pub struct Plan<'a> {
     pub stores: &'a Path,
+    /// The accounts file, for messages.
+    pub accounts: &'a Path,
     pub phase: &'a str,
     pub parallel: usize,
     /// Connections each account opens to each server (`--jobs` of the child).
@@ -175,13 +177,17 @@ pub fn line(r: &Record) -> String {
     let what = match r.state {
         State::Done => "done".to_string(),
         State::Failed => format!(
-            "FAILED ({}): {}",
+            "FAILED ({}): {}{}",
             if r.retry_helps == Some(false) {
                 "fix first"
             } else {
                 "a retry may help"
             },
-            r.reason.as_deref().unwrap_or("?")
+            r.reason.as_deref().unwrap_or("?"),
+            r.hint
+                .as_deref()
+                .map(|h| format!(" (hint: {h})"))
+                .unwrap_or_default()
         ),
         State::Running => "running".into(),
         State::Interrupted => "interrupted".into(),
@@ -209,6 +215,7 @@ fn record(plan: &Plan<'_>, a: &Account) -> Record {
         state: State::Running,
         retry_helps: None,
         reason: None,
+        hint: None,
         started: imapferry::clock::now(),
         seconds: 0.0,
         exit_status: None,
@@ -222,15 +229,18 @@ fn record(plan: &Plan<'_>, a: &Account) -> Record {
     }
 }
 
-/// Run one account's phases as child processes (a sync is a pull, then a push: each phase's
-/// counts are recorded, and a failure names its phase) and record how it ended.
+/// Run one account's phases as child processes (a sync logs in to host2, then pulls, then
+/// pushes: each phase's counts are recorded, and a failure names its phase) and record how it
+/// ended.
 fn run_one(plan: &Plan<'_>, a: &Account, on_phase: &dyn Fn(&'static str)) -> Record {
     let mut r = record(plan, a);
     let started = Instant::now();
     // This run's phases append their diagnostics to a fresh file.
     let _ = std::fs::remove_file(stderr_path(plan, a));
     let phases: &[&'static str] = match plan.phase {
-        "sync" => &["pull", "push"],
+        // Both logins first, as `sync` does: host2's before the pull (host1's is the pull's
+        // first step), so a wrong host2 password or port fails the account in seconds.
+        "sync" => &["login", "pull", "push"],
         p => std::slice::from_ref(match p {
             "pull" => &"pull",
             _ => &"push",
@@ -279,14 +289,36 @@ fn stderr_path(plan: &Plan<'_>, a: &Account) -> PathBuf {
     state::dir(plan.stores).join(format!("{}.stderr", a.name()))
 }
 
-/// The child: this binary, the phase's options, passwords in the environment.
-fn spawn(plan: &Plan<'_>, a: &Account, phase: &str) -> anyhow::Result<std::process::Child> {
+/// The child: this binary, the phase's options, passwords in the environment (and where each
+/// came from, for the hint of a refused login). `login` is `push --justlogin`.
+/// Where account `a`'s password of side `n` comes from, in words for a hint.
+fn password_from(plan: &Plan<'_>, a: &Account, n: u8) -> String {
+    let field = match n {
+        1 => &a.password1,
+        _ => &a.password2,
+    };
+    let what = match field {
+        accounts::Password::File(p) => format!(" (file:{})", p.display()),
+        accounts::Password::Env(v) => format!(" (env:{v})"),
+        accounts::Password::Literal(_) => String::new(),
+    };
+    format!(
+        "the password{n} field{what} of line {} of {}",
+        a.line,
+        plan.accounts.display()
+    )
+}
+
+fn spawn(plan: &Plan<'_>, a: &Account, step: &str) -> anyhow::Result<std::process::Child> {
+    let phase = if step == "login" { "push" } else { step };
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let mut c = Command::new(std::env::current_exe()?);
     // Only this account's passwords reach the child, and only through its environment.
     c.env_remove("IMAPFERRY_PASSWORD1")
         .env_remove("IMAPFERRY_PASSWORD2")
+        .env_remove("IMAPFERRY_PASSWORD1_FROM")
+        .env_remove("IMAPFERRY_PASSWORD2_FROM")
         .arg(phase);
     if phase == "pull" {
         let pw = a
@@ -294,7 +326,8 @@ fn spawn(plan: &Plan<'_>, a: &Account, phase: &str) -> anyhow::Result<std::proce
             .resolve()
             .map_err(|e| anyhow::anyhow!("password1: {e}"))?;
         c.args(["--host1", &a.host1, "--user1", &a.user1])
-            .env("IMAPFERRY_PASSWORD1", pw);
+            .env("IMAPFERRY_PASSWORD1", pw)
+            .env("IMAPFERRY_PASSWORD1_FROM", password_from(plan, a, 1));
     }
     if phase == "push" {
         let pw = a
@@ -302,14 +335,16 @@ fn spawn(plan: &Plan<'_>, a: &Account, phase: &str) -> anyhow::Result<std::proce
             .resolve()
             .map_err(|e| anyhow::anyhow!("password2: {e}"))?;
         c.args(["--host2", &a.host2, "--user2", &a.user2])
-            .env("IMAPFERRY_PASSWORD2", pw);
+            .env("IMAPFERRY_PASSWORD2", pw)
+            .env("IMAPFERRY_PASSWORD2_FROM", password_from(plan, a, 2));
     }
     c.arg("--store")
         .arg(plan.stores.join(a.name()))
         .args(["--json", "--jobs", &plan.jobs.to_string()])
+        .args((step == "login").then_some("--justlogin"))
         .args(&plan.common)
         .args(accounts::options_for(&a.extra, phase).map_err(|e| anyhow::anyhow!(e))?);
-    std::fs::create_dir_all(state::dir(plan.stores))?;
+    state::records_dir(plan.stores)?;
     let err = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -334,10 +369,10 @@ fn spawn(plan: &Plan<'_>, a: &Account, phase: &str) -> anyhow::Result<std::proce
 fn read_report(r: &mut Record, phase: &str, code: Option<i32>, stdout: &[u8], stderr: &Path) {
     let j: serde_json::Value = serde_json::from_slice(stdout).unwrap_or_default();
     let n = |k: &str| j[k].as_u64().unwrap_or(0);
-    if phase == "pull" {
-        (r.pulled, r.pulled_bytes) = (n("new"), n("bytes"));
-    } else {
-        (r.pushed, r.pushed_bytes) = (n("sent"), n("bytes"));
+    match phase {
+        "pull" => (r.pulled, r.pulled_bytes) = (n("new"), n("bytes")),
+        "push" => (r.pushed, r.pushed_bytes) = (n("sent"), n("bytes")),
+        _ => {}
     }
     r.peak_rss_bytes = r.peak_rss_bytes.max(j["peak_rss_bytes"].as_u64());
     if let Some(list) = j["failures"].as_array() {
@@ -370,7 +405,13 @@ fn read_report(r: &mut Record, phase: &str, code: Option<i32>, stdout: &[u8], st
         r.state = State::Done;
         return;
     }
+    if matches!(code, Some(130) | Some(143)) {
+        // Ctrl-C or SIGTERM reached the account's process too: nothing failed.
+        r.state = State::Interrupted;
+        return;
+    }
     r.state = State::Failed;
+    r.hint = j["hint"].as_str().map(String::from);
     let error = j["error"].as_str().map(String::from);
     let last_line = std::fs::read_to_string(stderr).ok().and_then(|t| {
         t.lines()
@@ -386,11 +427,14 @@ fn read_report(r: &mut Record, phase: &str, code: Option<i32>, stdout: &[u8], st
                 .map(|f| format!("{}: {}", f.folder, f.reason))
         })
         .unwrap_or_else(|| format!("exit status {code:?}"));
-    // Bad usage and a refused login stay so until someone changes something: decided by the
-    // kind of error the run reported, never by its words.
+    // Bad usage, a refused login (or no OAuth2 token), and a session that could not be opened
+    // as asked (a name, port, TLS mode or password) stay so until someone changes something;
+    // a server that did not answer (`unreachable`) or a dropped link may do better later.
+    // Decided by the kinds the run reported, never by the words of its error.
     r.retry_helps = Some(imapferry::run::stop::retry_helps(
         code,
         j["error_kind"].as_str(),
+        j["problem"].as_str(),
     ));
     r.reason = Some(format!("{phase}: {reason}"));
 }

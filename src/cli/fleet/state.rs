@@ -44,6 +44,9 @@ pub struct Record {
     /// password or bad options do not).
     pub retry_helps: Option<bool>,
     pub reason: Option<String>,
+    /// For a failed account: what to change (the option or the accounts file's field).
+    #[serde(default)]
+    pub hint: Option<String>,
     pub started: i64,
     pub seconds: f64,
     pub exit_status: Option<i32>,
@@ -62,10 +65,33 @@ pub fn dir(stores: &Path) -> PathBuf {
     stores.join(".fleet")
 }
 
+/// Create `path` and any missing parent 0700 (the names in it say which accounts are being
+/// migrated); `Ok(Some(mode))` when it already existed open to others.
+pub fn private_dir(path: &Path) -> std::io::Result<Option<u32>> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let existed = path.is_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    Ok((existed && mode & 0o077 != 0).then_some(mode))
+}
+
+/// The records directory of `stores`, made private (it is the fleet's own: an earlier
+/// version made it 0755).
+pub fn records_dir(stores: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir(stores);
+    if private_dir(&d)?.is_some() {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(d)
+}
+
 pub fn write(stores: &Path, r: &Record) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let d = dir(stores);
-    std::fs::create_dir_all(&d)?;
+    let d = records_dir(stores)?;
     let tmp = d.join(format!(".{}.json.tmp", r.name));
     let mut f = std::fs::OpenOptions::new()
         .create(true)
