@@ -36,6 +36,9 @@ struct Inner {
     tokens: Mutex<HashMap<String, Instant>>,
     /// Every request body received, decoded (for tests that look at what was sent).
     requests: Mutex<Vec<HashMap<String, String>>>,
+    /// A scripted answer to a grant instead of the ordinary JSON (`{token}`: the access token
+    /// granted).
+    scripted: Mutex<Option<String>>,
     stop: AtomicBool,
 }
 
@@ -73,6 +76,7 @@ impl TokenEndpoint {
             granted: AtomicU64::new(0),
             tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
+            scripted: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
         let i = inner.clone();
@@ -116,6 +120,12 @@ impl TokenEndpoint {
     /// Answer every request `400 {"error":"invalid_grant"}`.
     pub fn set_refuse(&self, on: bool) {
         self.inner.refuse.store(on, Ordering::Relaxed);
+    }
+
+    /// Answer grants with `json` (`{token}` replaced by the access token granted, valid as
+    /// usual) instead of the ordinary answer; `None`: the ordinary one again.
+    pub fn set_scripted(&self, json: Option<&str>) {
+        *self.inner.scripted.lock().unwrap() = json.map(String::from);
     }
 
     /// Requests received (granted or not).
@@ -274,6 +284,9 @@ fn answer(
         .lock()
         .unwrap()
         .insert(token.clone(), Instant::now() + lives);
+    if let Some(script) = &*inner.scripted.lock().unwrap() {
+        return (200, script.replace("{token}", &token));
+    }
     let mut json = format!(
         "{{\"token_type\":\"Bearer\",\"access_token\":\"{token}\",\"expires_in\":{expires_in}"
     );
