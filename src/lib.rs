@@ -20,7 +20,9 @@
 //! The command line (clap's definitions, exit statuses) is the program's, not the library's:
 //! the library takes typed options and returns reports.
 
-// stdout and stderr only through `stdio`: the print macros panic when the reader has gone.
+// stdout and stderr only through `stdio`, which escapes what it writes (a name or a text a
+// server, a bundle or a file chose reaches no terminal raw) and survives a reader that went
+// away: the print macros do neither.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod budget;

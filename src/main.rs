@@ -2,8 +2,8 @@
 //! line, run the command, turn its outcome into the exit status (the one place that does:
 //! [`cli::exit`]).
 
-// stdout and stderr only through `imapferry::stdio`: the print macros panic when the reader
-// has gone.
+// stdout and stderr only through `imapferry::stdio`, which escapes what it writes and
+// survives a reader that went away: the print macros do neither.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;

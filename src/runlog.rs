@@ -126,11 +126,13 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Append one line (already made printable by the caller), with the time.
+/// Append `line` with the time, escaped ([`crate::text::printable_lines`]: the log is read on
+/// a terminal too; a caller's line breaks are kept).
 pub fn write(line: &str) {
     let mut guard = LOG.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(log) = guard.as_mut() {
         let t = crate::mailtime::format_utc(crate::clock::now());
+        let line = crate::text::printable_lines(line);
         log.append(&format!("{t} {line}"), CAP);
     }
 }

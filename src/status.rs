@@ -8,7 +8,7 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::mailtime::format_utc;
 use crate::store::{FolderSummary, Store};
-use crate::ui::{human_bytes, printable};
+use crate::ui::{self, human_bytes, printable};
 
 /// Print the per-folder table (or JSON) for the store at `dir`.
 pub fn run(dir: &Path, json: bool) -> Result<()> {
@@ -24,14 +24,11 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
     let account = account
         .map(|(h, u)| format!("{} on {}", printable(&u), printable(&h)))
         .unwrap_or_else(|| "no account pulled yet".into());
-    crate::stdio::out(&format!(
-        "store {} ({account})",
-        printable(&dir.display().to_string())
-    ));
+    ui::print(&format!("store {} ({account})", dir.display()));
     // Names came from a server or a bundle: control characters are shown escaped.
     let names: Vec<_> = rows.iter().map(|r| printable(&r.path)).collect();
     let width = names.iter().map(|n| n.width()).max().unwrap_or(6).max(6);
-    crate::stdio::out(&format!(
+    ui::print(&format!(
         "{:<width$}  {:>9}  {:>10}  {:>10}  last pull",
         "folder", "messages", "raw", "stored"
     ));
@@ -44,7 +41,7 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
         };
         // `{:<N}` pads by chars; terminals show CJK names two columns wide.
         let pad = " ".repeat(width.saturating_sub(name.width()));
-        crate::stdio::out(&format!(
+        ui::print(&format!(
             "{name}{pad}  {:>9}  {:>10}  {:>10}  {last}",
             r.messages,
             human_bytes(r.raw_bytes),
@@ -54,14 +51,14 @@ pub fn run(dir: &Path, json: bool) -> Result<()> {
         raw += r.raw_bytes;
         stored += r.stored_bytes;
     }
-    crate::stdio::out(&format!(
+    ui::print(&format!(
         "{:<width$}  {:>9}  {:>10}  {:>10}",
         "total",
         msgs,
         human_bytes(raw),
         human_bytes(stored)
     ));
-    crate::stdio::out(&format!(
+    ui::print(&format!(
         "last 24 hours: {} downloaded from host1, {} uploaded to host2",
         human_bytes(down),
         human_bytes(up)
@@ -100,6 +97,5 @@ fn print_json(
         "last_24h": { "downloaded_bytes": down, "uploaded_bytes": up },
         "per_folder": list,
     });
-    crate::stdio::out(&serde_json::to_string_pretty(&doc)?);
-    Ok(())
+    ui::print_json(&doc)
 }

@@ -1,5 +1,11 @@
 //! stdout and stderr, written one way by every command (`print!` and `eprint!` are refused by
-//! clippy everywhere else: they panic when the reader has gone).
+//! clippy everywhere else: they panic when the reader has gone, and they print what they are
+//! given as it is).
+//!
+//! Everything written here is shown through [`crate::text::printable`] first, line by line
+//! (line breaks kept): a name or a text a server, a bundle or a file chose reaches no terminal
+//! raw, whatever the caller did (escaping twice changes nothing). JSON is escaped before, as
+//! JSON (`crate::ui::print_json`), so it stays valid.
 //!
 //! A reader that goes away early (`imapferry status | head`, `imapferry push … 2>&1 | head`) is
 //! not an error. What was meant for it is dropped without a word (the run log keeps every line
@@ -19,6 +25,18 @@ static ERR_GONE: AtomicBool = AtomicBool::new(false);
 /// The first error writing to stdout other than a closed pipe.
 static OUT_ERROR: Mutex<Option<String>> = Mutex::new(None);
 
+/// `text` with every line [`crate::text::printable`] (its line breaks kept).
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c != '\n' && crate::text::needs_escape(c))
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let lines: Vec<_> = text.split('\n').map(crate::text::printable).collect();
+    std::borrow::Cow::Owned(lines.join("\n"))
+}
+
 /// `text` and a line end on stdout (a command's result).
 pub fn out(text: &str) {
     write_out(text, "\n");
@@ -34,6 +52,7 @@ pub fn err(text: &str) {
     if ERR_GONE.load(Ordering::Relaxed) {
         return;
     }
+    let text = shown(text);
     let mut e = std::io::stderr().lock();
     if e.write_all(text.as_bytes())
         .and_then(|()| e.write_all(b"\n"))
@@ -48,6 +67,7 @@ fn write_out(text: &str, end: &str) {
     if OUT_GONE.load(Ordering::Relaxed) {
         return;
     }
+    let text = shown(text);
     let mut o = std::io::stdout().lock();
     let written = o
         .write_all(text.as_bytes())

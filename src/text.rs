@@ -4,21 +4,28 @@
 /// `s` safe to print on a terminal: control characters (ESC, CR, LF, NUL, DEL, C1) and
 /// bidirectional overrides shown as `\u{..}` escapes, everything else as is. Names and texts a
 /// server or a file chose go through this before they reach the screen or a log.
+///
+/// This is the one escaping function of the program: `crate::ui`'s printing functions (the
+/// only ones that print or log) show everything through it.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if !s.chars().any(bad) {
+    if !s.chars().any(needs_escape) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if bad(c) {
+        if needs_escape(c) {
             out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
         } else {
             out.push(c);
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Whether a terminal could act on `c` (a control character: C0, DEL, C1) or it reorders what
+/// follows (a bidirectional override): what [`printable`] escapes.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Text of several lines shown through [`printable`] line by line.

@@ -28,15 +28,19 @@ pub fn verbosity() -> u8 {
     VERBOSITY.load(Ordering::Relaxed)
 }
 
-// Every sink below shows its message through [`printable`]: messages carry folder names and
-// server texts, and a terminal must never act on bytes a server chose. A message is one line.
+// What a run says. Each function here shows what it is given through [`printable`] before it
+// reaches the screen (through `crate::stdio`, which escapes again, or the bar) and the run log
+// (which escapes again): names and texts a server, a bundle or a file chose reach neither raw,
+// whatever the caller did. lib.rs and main.rs refuse `print!` and `eprint!` (clippy); the bar
+// draws only what these functions gave it.
 
 /// The bar on screen, if any: lines printed while it is drawn must go through it, or they leave
 /// bar remnants behind and the bar redraws over them.
 static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
-/// Print one line to stderr, above the bar when one is drawn.
-fn say(line: String) {
+/// Print `msg` as one line to stderr, escaped, above the bar when one is drawn.
+fn say(msg: &str) {
+    let line = printable(msg).into_owned();
     let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
     match bar {
         // indicatif clears the bar, prints the line (the terminal wraps a long one; indicatif
@@ -55,18 +59,22 @@ pub fn stopped(line: &str) {
     crate::stdio::err(line);
 }
 
-/// Always shown.
+/// Always shown, as `warning: msg`.
 pub fn warn(msg: &str) {
-    let line = format!("warning: {}", printable(msg));
-    crate::runlog::write(&line);
-    say(line);
+    always(&format!("warning: {msg}"));
+}
+
+/// Always shown on stderr and logged, as it is (an `error:`, `hint:` or `failed:` line).
+pub fn always(msg: &str) {
+    crate::runlog::write(&printable(msg));
+    say(msg);
 }
 
 /// Shown unless `-q`.
 pub fn info(msg: &str) {
     crate::runlog::write(&printable(msg));
     if verbosity() >= 1 {
-        say(printable(msg).into_owned());
+        say(msg);
     }
 }
 
@@ -74,8 +82,42 @@ pub fn info(msg: &str) {
 pub fn detail(msg: &str) {
     crate::runlog::write(&printable(msg));
     if verbosity() >= 2 {
-        say(printable(msg).into_owned());
+        say(msg);
     }
+}
+
+/// A line of the wire layer's trace (`-v`, `-vv`: see `imap::set_log_level`), on stderr only.
+pub fn trace(msg: &str) {
+    say(&format!("imap: {msg}"));
+}
+
+/// A command's result on stdout (its summary, a table), each line escaped, line breaks kept.
+pub fn print(text: &str) {
+    crate::stdio::out(text);
+}
+
+/// A command's result as JSON on stdout (pretty), with every character [`printable`] would
+/// escape written as a JSON `\uXXXX` escape: the same value for a program, nothing a terminal
+/// acts on for a person.
+pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
+    crate::stdio::out(&json_text(v)?);
+    Ok(())
+}
+
+/// `v` as pretty JSON, escaped as [`print_json`] prints it.
+pub fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<String> {
+    let raw = serde_json::to_string_pretty(v)?;
+    // serde_json escapes line breaks inside strings: a raw LF is layout. Every other character
+    // to escape can only be inside a string, where `\uXXXX` is the same character.
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c != '\n' && crate::text::needs_escape(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 /// Which way a run moves messages: the words on its bar.
@@ -489,10 +531,7 @@ impl Progress {
     /// A line that stays (a finished folder, a failure), above the bar.
     pub fn line(&self, msg: &str) {
         match &self.bar {
-            Some(_) => {
-                crate::runlog::write(&printable(msg));
-                say(printable(msg).into_owned())
-            }
+            Some(_) => always(msg),
             None => info(msg),
         }
     }
@@ -639,8 +678,7 @@ impl Board {
 
     /// A line that stays, above the board.
     pub fn line(&self, msg: &str) {
-        crate::runlog::write(&printable(msg));
-        say(printable(msg).into_owned());
+        always(msg);
     }
 
     pub fn finish(&self) {
@@ -942,6 +980,24 @@ mod tests {
         assert_eq!(eta_text(Some(7_500_000), Some(1000.0)), "ETA 2h 05m");
         // What once showed as "4390y": a near-zero rate over gigabytes.
         assert_eq!(eta_text(Some(5_000_000_000), Some(36.0)), "ETA >99h");
+    }
+
+    #[test]
+    fn json_output_escapes_what_a_terminal_acts_on_and_keeps_the_value() {
+        let v = serde_json::json!({ "name": "a\u{1b}]0;t\u{7}b\u{7f}\u{9b}\u{202e}Entwürfe\nx" });
+        let text = json_text(&v).unwrap();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && crate::text::needs_escape(c)),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(r#"a\u001b]0;t\u0007b\u007f\u009b\u202eEntwürfe\nx"#),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]

@@ -409,3 +409,92 @@ fn the_refresh_option_excludes_the_others_and_checks_its_file() {
     // Readable by others: warned about (and refused here for its http:// endpoint).
     assert!(run.stderr.contains("readable by others"), "{}", run.stderr);
 }
+
+/// Issue 19 item 1: a token endpoint's `expires_in` of 2^64-1 (as a number or a string) once
+/// panicked the run (`overflow when adding duration to instant`, exit 101); a rotated refresh
+/// token holding line breaks was written into the refresh file as new lines (`scope = …`,
+/// `token_endpoint = …`); an access token holding `^A` added fields to the XOAUTH2 string.
+/// Now an expiry beyond a day is a day, and such tokens stop the run with an error naming the
+/// option, before anything is written or sent: the file is byte for byte what it was, no
+/// AUTHENTICATE carries the token, and the next run works with the file as it is.
+#[test]
+fn a_token_endpoints_numbers_are_clamped_and_odd_tokens_refused_before_use() {
+    let ep = Arc::new(TokenEndpoint::start(CLIENT, REFRESH));
+    let srv = server(&ep, folders(1, 2), Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("oauth2.conf");
+    ep.write_config(&config);
+    let original = std::fs::read(&config).unwrap();
+    let mut n = 0;
+    let mut store = || {
+        n += 1;
+        dir.path().join(format!("store{n}"))
+    };
+    for expires in [
+        "18446744073709551615",
+        "\"18446744073709551615\"",
+        "184467440737095516150000",
+    ] {
+        ep.set_scripted(Some(&format!(
+            r#"{{"access_token":"{{token}}","expires_in":{expires}}}"#
+        )));
+        let (run, _) = pull(&srv, &store(), &config, &[]);
+        eprintln!("expires_in {expires}: exit {}", run.code);
+        assert_eq!(run.code, 0, "{}", run.all());
+        assert_eq!(run.json()["complete"], true, "{}", run.stdout);
+    }
+    let odd = [
+        (
+            "a refresh token with lines",
+            r#"{"access_token":"{token}","expires_in":3600,"refresh_token":"NEWRT\nscope = injected\nclient_secret = injected"}"#,
+        ),
+        (
+            "a refresh token naming an endpoint",
+            r#"{"access_token":"{token}","expires_in":3600,"refresh_token":"NEWRT\ntoken_endpoint = http://127.0.0.1:9/injected"}"#,
+        ),
+        (
+            "an access token with ^A",
+            r#"{"access_token":"{token}\u0001auth=Bearer injected","expires_in":3600}"#,
+        ),
+    ];
+    for (what, answer) in odd {
+        ep.set_scripted(Some(answer));
+        let before = presented(&srv).len();
+        let (run, _) = pull(&srv, &store(), &config, &[]);
+        let file = std::fs::read(&config).unwrap();
+        eprintln!(
+            "{what}: exit {}, file unchanged: {}, AUTHENTICATEs: {}\n{}",
+            run.code,
+            file == original,
+            presented(&srv).len() - before,
+            run.stderr.trim_end()
+        );
+        assert_eq!(run.code, 1, "{}", run.all());
+        let error = run.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(
+            error.contains("--oauth2-refresh1") && error.contains("refused"),
+            "{error}"
+        );
+        assert!(!run.all().contains("injected"), "{}", run.all());
+        assert_eq!(
+            String::from_utf8_lossy(&file),
+            String::from_utf8_lossy(&original),
+            "{what}: the refresh file is as it was"
+        );
+        assert_eq!(presented(&srv).len(), before, "{what}: nothing sent");
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+    ep.set_scripted(None);
+    let (run, _) = pull(&srv, &store(), &config, &[]);
+    run.expect_code(0);
+}

@@ -13,6 +13,7 @@
 use std::process::ExitCode;
 
 use imapferry::budget::{budget_spent, BudgetSpent};
+use imapferry::run::stop::StopKind;
 use imapferry::run::Failure;
 use imapferry::ui;
 
@@ -81,15 +82,29 @@ fn explain(e: &anyhow::Error) -> (String, Option<String>, u8) {
     (text, hint, 1)
 }
 
+/// The kind of error that stopped a run (`error_kind` in `--json`).
+fn stop_kind(e: &anyhow::Error) -> StopKind {
+    if e.downcast_ref::<Usage>().is_some() {
+        return StopKind::Usage;
+    }
+    // Advice wraps the error it advises on (its chain ends there).
+    if let Some(a) = e.downcast_ref::<Advised>() {
+        return stop_kind(&a.error);
+    }
+    StopKind::of(e)
+}
+
 /// The JSON document of a run that an error stopped (`--json` always prints one).
 pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
     let (error, hint, status) = explain(e);
+    let kind = stop_kind(e).name();
     // Typed, for scripts and `fleet run`: a problem such as `refused` or `login` is a mistake
-    // to fix, not a link to retry.
+    // to fix, not a link to retry; so is an error of kind `usage` or `login`.
     let advised = e.downcast_ref::<Advised>().map(|a| &a.error);
     let problem = imapferry::imap::connect_problem(advised.unwrap_or(e));
     let mut v = serde_json::json!({
-        "error": error, "hint": hint, "problem": problem, "exit_status": status, "complete": false
+        "error": error, "error_kind": kind, "hint": hint, "problem": problem,
+        "exit_status": status, "complete": false
     });
     if let Some(b) = budget_spent(e) {
         with_budget(&mut v, b);
@@ -187,7 +202,7 @@ pub fn refused(answers: &[String], json: bool) -> ExitCode {
     if json {
         let text = format!("{head}: {}", answers.join("; "));
         let doc = error_json(&usage(text));
-        imapferry::stdio::out(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let _ = imapferry::ui::print_json(&doc);
     }
     ExitCode::from(2)
 }

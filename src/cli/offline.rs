@@ -9,8 +9,7 @@ use imapferry::folders::Selection;
 use imapferry::{bundle, export, import, ui, verify};
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    imapferry::stdio::out(&serde_json::to_string_pretty(v)?);
-    Ok(())
+    ui::print_json(v)
 }
 
 /// `imapferry bundle …`
@@ -39,7 +38,7 @@ pub fn bundle(a: BundleArgs) -> Result<Outcome> {
         }
         BundleCommand::List(c) => {
             for line in bundle::describe_store(&c.store)? {
-                imapferry::stdio::out(&line);
+                ui::print(&line);
             }
         }
     }

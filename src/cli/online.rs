@@ -33,7 +33,7 @@ pub(super) fn show<R: Serialize>(
     summary: impl FnOnce() -> String,
 ) -> anyhow::Result<()> {
     if o.json {
-        imapferry::stdio::out(&serde_json::to_string_pretty(report)?);
+        ui::print_json(report)?;
     } else {
         print_summary(&summary());
     }
@@ -91,8 +91,7 @@ pub(super) fn show_budget<R: Serialize>(
         (true, Some(b)) => {
             let mut v = serde_json::to_value(report)?;
             with_budget(&mut v, b);
-            imapferry::stdio::out(&serde_json::to_string_pretty(&v)?);
-            Ok(())
+            ui::print_json(&v)
         }
         _ => show(o, report, summary),
     }
@@ -106,7 +105,8 @@ pub(super) fn reported(
 ) -> anyhow::Result<Outcome> {
     let r = run();
     if let (true, Err(e)) = (json, &r) {
-        imapferry::stdio::out(&serde_json::to_string_pretty(&error_json(e)).unwrap_or_default());
+        // Printed whatever happens: a script always gets its document.
+        let _ = ui::print_json(&error_json(e));
     }
     r
 }

@@ -44,7 +44,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<Outcome> {
         if let (Some(p), Some(o)) = (pulled, doc.as_object_mut()) {
             o.insert("pull".into(), p);
         }
-        imapferry::stdio::out(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let _ = imapferry::ui::print_json(&doc);
     }
     r
 }
@@ -144,7 +144,7 @@ fn finish(
         if let Some(b) = &budget {
             with_budget(&mut v, b);
         }
-        imapferry::stdio::out(&serde_json::to_string_pretty(&v)?);
+        imapferry::ui::print_json(&v)?;
     } else if let Some(pushed) = pushed {
         let mut text = pushed.summary();
         if pulled.left_out > 0 {

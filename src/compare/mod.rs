@@ -319,7 +319,26 @@ fn header_facts(
         }
         Ok(())
     })?;
+    all_answered(uids, |u| out.contains_key(u), "its header")?;
     Ok(out)
+}
+
+/// Every one of `uids` (host2 just listed them) was answered, as `answered` says: a message
+/// left out cannot be told from the store's, and taking it for "not there" would send the
+/// store's copy again.
+fn all_answered(uids: &BTreeSet<u32>, answered: impl Fn(&u32) -> bool, what: &str) -> Result<()> {
+    let left: Vec<u32> = uids.iter().copied().filter(|u| !answered(u)).collect();
+    match left.first() {
+        None => Ok(()),
+        Some(uid) => Err(crate::imap::error::protocol(format!(
+            "host2 listed UID {uid} but did not send {what}{}; its messages cannot be compared \
+             with the store's, so nothing is sent there",
+            match left.len() {
+                1 => String::new(),
+                n => format!(" (nor for {} other UIDs)", n - 1),
+            }
+        ))),
+    }
 }
 
 /// The content of host2's messages `uids`, fetched whole one at a time into a hash.
@@ -344,6 +363,7 @@ fn fetch_content(
     for uid in repeated {
         out.remove(&uid);
     }
+    all_answered(uids, |u| out.contains_key(u), "its bytes once")?;
     Ok(out)
 }
 

@@ -41,9 +41,19 @@ pub(crate) fn plain(authzid: &str, user: &str, password: &str) -> String {
     base64(&v)
 }
 
-/// XOAUTH2 initial response: base64("user=" u ^A "auth=Bearer " token ^A ^A).
-pub(crate) fn xoauth2(user: &str, token: &str) -> String {
-    base64(format!("user={user}\x01auth=Bearer {token}\x01\x01").as_bytes())
+/// XOAUTH2 initial response: base64("user=" u ^A "auth=Bearer " token ^A ^A). A user name
+/// with a control character or a token [`super::oauth2::check_token`] refuses is an error:
+/// either would add fields to the string.
+pub(crate) fn xoauth2(user: &str, token: &str) -> Result<String> {
+    if user.chars().any(char::is_control) {
+        bail!("the user name holds a control character; not sent in an XOAUTH2 string");
+    }
+    if let Err(why) = super::oauth2::check_token("OAuth2 access token", token) {
+        bail!("{why}");
+    }
+    Ok(base64(
+        format!("user={user}\x01auth=Bearer {token}\x01\x01").as_bytes(),
+    ))
 }
 
 /// Read the OAuth2 access token from `path` (trimmed). Re-read on every connect because
@@ -54,6 +64,9 @@ pub(crate) fn read_token(path: &Path) -> Result<String> {
     let token = raw.trim().to_string();
     if token.is_empty() {
         bail!("OAuth2 token file {} is empty", path.display());
+    }
+    if let Err(why) = super::oauth2::check_token("access token", &token) {
+        bail!("OAuth2 token file {}: {why}", path.display());
     }
     Ok(token)
 }
@@ -91,8 +104,12 @@ mod tests {
         );
         // Example from Google's XOAUTH2 documentation.
         assert_eq!(
-            xoauth2("someuser@example.com", "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"),
+            xoauth2("someuser@example.com", "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg")
+                .unwrap(),
             "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ=="
         );
+        // Nothing that would add a field to the string is sent.
+        assert!(xoauth2("u", "tok1\x01auth=Bearer other").is_err());
+        assert!(xoauth2("u\x01auth=Bearer x", "tok1").is_err());
     }
 }

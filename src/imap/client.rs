@@ -84,9 +84,23 @@ pub struct Refusal {
     /// The response code's keyword, upper-cased (`THROTTLED`, `TOOBIG`, `OVERQUOTA`, ...).
     pub code: Option<String>,
     pub text: String,
+    /// The wait the answer asked for ([`super::error::answer_wait`]).
+    pub wait: Option<Duration>,
 }
 
 impl Refusal {
+    /// The refusal of an answer with `status`, `code` (as sent) and `text`.
+    pub fn new(status: Status, code: Option<&str>, text: String) -> Refusal {
+        Refusal {
+            status,
+            code: code
+                .and_then(|c| c.split_ascii_whitespace().next())
+                .map(str::to_ascii_uppercase),
+            wait: super::error::answer_wait(code, &text),
+            text,
+        }
+    }
+
     /// The server asks to come back later (see [`super::error::answer_is_transient`]).
     pub fn is_transient(&self) -> bool {
         super::error::answer_is_transient(self.code.as_deref(), &self.text)
@@ -95,6 +109,18 @@ impl Refusal {
     /// The server's daily bandwidth limit (see [`super::error::answer_is_bandwidth_quota`]).
     pub fn is_bandwidth_quota(&self) -> bool {
         super::error::answer_is_bandwidth_quota(self.code.as_deref(), &self.text)
+    }
+
+    /// This refusal as the error of its command (`message` says which), with its stated wait.
+    pub fn error(&self, message: String) -> anyhow::Error {
+        wire_error(
+            ErrorKind::Rejected {
+                code: self.code.clone(),
+                text: self.text.clone(),
+                wait: self.wait,
+            },
+            message,
+        )
     }
 }
 
@@ -649,7 +675,13 @@ impl Client {
         if let (Some(n), true) = (changedsince, condstore) {
             cmd.push_str(&format!(" (CHANGEDSINCE {n})"));
         }
-        self.fetch_simple(set, &cmd, f)
+        let needs = Needs {
+            flags: true,
+            internaldate: true,
+            size: true,
+            body: None,
+        };
+        self.fetch_simple(set, &cmd, needs, f)
     }
 
     /// Fetch `BODY.PEEK[]` (plus UID FLAGS INTERNALDATE RFC822.SIZE) of `uids`, pipelining
@@ -697,6 +729,7 @@ impl Client {
         let asked: HashSet<u32> = uids.iter().copied().collect();
         let mut delivered: HashSet<u32> = HashSet::new();
         let mut repeated: BTreeSet<u32> = BTreeSet::new();
+        let mut bodiless: BTreeSet<u32> = BTreeSet::new();
         let mut next = 0;
         let mut in_flight: VecDeque<(String, String)> = VecDeque::new();
         let mut failure: Option<anyhow::Error> = None;
@@ -729,6 +762,11 @@ impl Client {
                         }
                     }
                 }
+                Response::Untagged(Untagged::Fetch { uid: Some(uid), .. }) => {
+                    if asked.contains(&uid) {
+                        bodiless.insert(uid);
+                    }
+                }
                 Response::Untagged(_) => {}
                 Response::Unreadable(why) => {
                     failure.get_or_insert_with(|| {
@@ -756,6 +794,18 @@ impl Client {
                 Response::Bye(t) => return Err(self.bye(None, &t)),
             }
         }
+        // An answer for an asked UID without the body never followed by one with it left out
+        // what was asked: unreadable, not "expunged".
+        bodiless.retain(|u| !delivered.contains(u));
+        if let (None, Some(uid)) = (&failure, bodiless.first()) {
+            failure = Some(self.protocol_error(format!(
+                "UID FETCH (BODY.PEEK[]): the answer for UID {uid} has no BODY[]{}",
+                match bodiless.len() {
+                    1 => String::new(),
+                    n => format!(" (nor do those of {} other UIDs)", n - 1),
+                }
+            )));
+        }
         match failure {
             Some(e) => Err(e),
             None => Ok(repeated.into_iter().collect()),
@@ -769,9 +819,16 @@ impl Client {
         f: &mut dyn FnMut(Fetched) -> Result<()>,
     ) -> Result<()> {
         check_set(set)?;
+        let needs = Needs {
+            flags: false,
+            internaldate: false,
+            size: true,
+            body: Some("BODY[HEADER]"),
+        };
         self.fetch_simple(
             set,
             &format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])"),
+            needs,
             f,
         )
     }
@@ -1173,11 +1230,11 @@ impl Client {
                         },
                     }
                 } else {
-                    AppendOutcome::Refused(Refusal {
-                        status,
-                        code: code_name(&code),
-                        text,
-                    })
+                    let code = match &code {
+                        Some(Code::Other(c)) => Some(c.as_str()),
+                        _ => None,
+                    };
+                    AppendOutcome::Refused(Refusal::new(status, code, text))
                 };
                 if let Some(slot) = outcomes.get_mut(idx) {
                     *slot = Some(outcome);
@@ -1476,18 +1533,18 @@ impl Client {
                             "{}: login as {} failed: {} {}",
                             self.label, ep.user, done.status, done.text
                         );
-                        return Err(self.auth_error(code_name(&done.code), done.text, msg));
+                        return Err(self.auth_error(&done.code, done.text, msg));
                     }
                 }
             }
             Secret::OAuth2TokenFile(path) => {
                 let token = auth::read_token(path)?;
-                let payload = auth::xoauth2(&ep.user, &token);
+                let payload = auth::xoauth2(&ep.user, &token)?;
                 self.sasl("XOAUTH2", &payload)?;
             }
             Secret::OAuth2Refresh(r) => {
                 let lease = r.access_token()?;
-                let payload = auth::xoauth2(&ep.user, &lease.token);
+                let payload = auth::xoauth2(&ep.user, &lease.token)?;
                 if let Err(e) = self.sasl("XOAUTH2", &payload) {
                     let refused = e
                         .chain()
@@ -1549,7 +1606,7 @@ impl Client {
                             "{}: authentication as {} failed (AUTHENTICATE {mech}): {status} {text}",
                             self.label, self.user
                         );
-                        return Err(self.auth_error(code_name(&code), text, msg));
+                        return Err(self.auth_error(&code, text, msg));
                     }
                     return Ok(());
                 }
@@ -1702,6 +1759,7 @@ impl Client {
                 ErrorKind::Rejected {
                     code: code_name(code),
                     text: text.to_string(),
+                    wait: answer_wait(code, text),
                 },
                 format!(
                     "{}: {} failed: {status} {text}",
@@ -1718,6 +1776,7 @@ impl Client {
             ErrorKind::Rejected {
                 code: code_name(&done.code),
                 text: done.text.clone(),
+                wait: answer_wait(&done.code, &done.text),
             },
             format!(
                 "{}: {} failed: {} {}",
@@ -1793,41 +1852,76 @@ impl Client {
         }
     }
 
-    /// A UID FETCH of `set` whose responses go to `f`, each UID of the set at most once;
-    /// responses for other UIDs (or again for one) are skipped, and more than
-    /// [`MAX_UNSOLICITED`] of them fail the command.
+    /// A UID FETCH of `set` whose responses go to `f`, each UID of the set at most once and
+    /// only with every item in `needs`: a server may split one message's items over several
+    /// responses (or send an unsolicited flag change first), so the items of one UID are
+    /// gathered until they are all there. A UID whose answer still lacks an item asked for when
+    /// the command ends fails the command ([`ErrorKind::Protocol`]): an answer that leaves out
+    /// what was asked is unreadable, never "nothing there". Responses for other UIDs (or again
+    /// for one) are skipped, and more than [`MAX_UNSOLICITED`] of them fail the command.
     fn fetch_simple(
         &mut self,
         set: &str,
         cmd: &str,
+        needs: Needs,
         f: &mut dyn FnMut(Fetched) -> Result<()>,
     ) -> Result<()> {
         let mut seen: HashSet<u32> = HashSet::new();
+        let mut gathering: BTreeMap<u32, Fetched> = BTreeMap::new();
         let mut unasked = 0u32;
         let label = self.label.clone();
+        let too_many = |what: &str| {
+            wire_error(
+                ErrorKind::Protocol,
+                format!("{label}: {MAX_UNSOLICITED} FETCH responses {what}"),
+            )
+        };
         self.run(&[text(cmd)], &mut |u| {
             let Untagged::Fetch {
                 uid: Some(uid),
-                mut item,
+                item,
                 ..
             } = u
             else {
                 return Ok(());
             };
-            if uid == 0 || !uidset::contains(set, uid) || !seen.insert(uid) {
+            if uid == 0 || !uidset::contains(set, uid) || seen.contains(&uid) {
                 unasked += 1;
                 if unasked > MAX_UNSOLICITED {
-                    return Err(wire_error(
-                        ErrorKind::Protocol,
-                        format!("{label}: {MAX_UNSOLICITED} FETCH responses for UIDs not asked"),
-                    ));
+                    return Err(too_many("for UIDs not asked"));
                 }
                 return Ok(());
             }
+            let mut item = match gathering.remove(&uid) {
+                Some(mut earlier) => {
+                    earlier.merge(item);
+                    earlier
+                }
+                None => item,
+            };
+            if !needs.lacking(&item).is_empty() {
+                if gathering.len() as u32 >= MAX_UNSOLICITED {
+                    return Err(too_many("lacking items asked for"));
+                }
+                gathering.insert(uid, item);
+                return Ok(());
+            }
+            seen.insert(uid);
             item.uid = uid;
             f(item)
         })?;
-        Ok(())
+        match gathering.iter().next() {
+            None => Ok(()),
+            Some((uid, item)) => Err(self.protocol_error(format!(
+                "{}: the answer for UID {uid} has no {}{}",
+                cmd.replacen(set, "…", 1),
+                needs.lacking(item).join(", "),
+                match gathering.len() {
+                    1 => String::new(),
+                    n => format!(" (nor do those of {} other UIDs)", n - 1),
+                }
+            ))),
+        }
     }
 
     /// Next response: from the backlog, else from the socket.
@@ -1932,11 +2026,12 @@ impl Client {
         }
         if let Response::Tagged {
             status: Status::No | Status::Bad,
+            code,
             text,
             ..
         } = r
         {
-            if let Some(d) = super::error::stated_backoff(text) {
+            if let Some(d) = answer_wait(code, text) {
                 // Every connection of the account waits, not only this one.
                 self.pause
                     .until(std::time::Instant::now() + d.min(MAX_STATED_WAIT));
@@ -2008,12 +2103,14 @@ impl Client {
 
     /// A refused login: `message`, with what the server said untagged meanwhile (Gmail's
     /// `[WEBALERT <url>] Web login required.` carries the link to open).
-    fn auth_error(&self, code: Option<String>, text: String, message: String) -> anyhow::Error {
+    fn auth_error(&self, code: &Option<Code>, text: String, message: String) -> anyhow::Error {
         let mut message = message;
         for alert in &self.login_alerts {
             message += &format!(" (the server also said: {})", crate::text::printable(alert));
         }
-        wire_error(ErrorKind::Auth { code, text }, message)
+        let wait = answer_wait(code, &text);
+        let code = code_name(code);
+        wire_error(ErrorKind::Auth { code, text, wait }, message)
     }
 
     /// A tagged OK arrived, `[THROTTLED]` or not: a wait the slow-down asks for holds every
@@ -2109,6 +2206,15 @@ impl Client {
     }
 }
 
+/// The wait a NO/BAD answer with `code` and `text` asks for ([`super::error::answer_wait`]).
+fn answer_wait(code: &Option<Code>, text: &str) -> Option<Duration> {
+    let code = match code {
+        Some(Code::Other(c)) => Some(c.as_str()),
+        _ => None,
+    };
+    super::error::answer_wait(code, text)
+}
+
 /// The keyword of a response code other than the ones we parse (`THROTTLED`, `NONEXISTENT`,
 /// ...), upper-cased: what [`super::is_transient`] looks at.
 fn code_name(code: &Option<Code>) -> Option<String> {
@@ -2181,6 +2287,37 @@ impl Partials {
         }
         self.pieces.insert(at, body);
         Ok(())
+    }
+}
+
+/// The items a FETCH asked for, which each message's answer must hold (see
+/// [`Client::fetch_simple`]).
+#[derive(Debug, Clone, Copy)]
+struct Needs {
+    flags: bool,
+    internaldate: bool,
+    size: bool,
+    /// The body section asked for, as its answer names it (`BODY[HEADER]`).
+    body: Option<&'static str>,
+}
+
+impl Needs {
+    /// The items asked for that `f` lacks, by their names in an answer.
+    fn lacking(&self, f: &Fetched) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.flags && f.flags.is_none() {
+            out.push("FLAGS");
+        }
+        if self.internaldate && f.internaldate.is_none() {
+            out.push("INTERNALDATE");
+        }
+        if self.size && f.size.is_none() {
+            out.push("RFC822.SIZE");
+        }
+        if let (Some(name), None) = (self.body, &f.body) {
+            out.push(name);
+        }
+        out
     }
 }
 
@@ -2288,21 +2425,7 @@ mod tests {
             let _ = done_rx.recv_timeout(Duration::from_secs(10));
             drop(s);
         });
-        let ep = Endpoint {
-            host: "127.0.0.1".into(),
-            port,
-            tls: TlsMode::None,
-            insecure: false,
-            ca_file: None,
-            user: "u".into(),
-            authuser: None,
-            secret: Secret::Password("pw".into()),
-            timeout: Duration::from_secs(1),
-            compress: true,
-            rate_limit: None,
-            provider: None,
-            pause: Default::default(),
-        };
+        let ep = super::super::conn::test_endpoint(port, Duration::from_secs(1));
         let t = Instant::now();
         let e = Client::connect(&ep).err().unwrap();
         done_tx.send(()).unwrap();

@@ -528,6 +528,26 @@ impl Write for Transport {
 /// Buffered reading side plus direct writes, over one [`Transport`].
 pub(crate) type Conn = BufReader<Transport>;
 
+/// A plain-text endpoint on 127.0.0.1:`port` for the wire layer's own tests.
+#[cfg(test)]
+pub(crate) fn test_endpoint(port: u16, timeout: Duration) -> Endpoint {
+    Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsMode::None,
+        insecure: false,
+        ca_file: None,
+        user: "u".into(),
+        authuser: None,
+        secret: Secret::Password("pw".into()),
+        timeout,
+        compress: false,
+        rate_limit: None,
+        provider: None,
+        pause: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod pause_tests {
     use super::Pause;

@@ -17,10 +17,19 @@ pub enum ErrorKind {
     /// The server said BYE while a command was running, with this text.
     Bye { text: String },
     /// A command completed with NO or BAD. `code` is the response code's keyword, upper-cased
-    /// (`THROTTLED`, `NONEXISTENT`, ...).
-    Rejected { code: Option<String>, text: String },
-    /// Authentication was refused.
-    Auth { code: Option<String>, text: String },
+    /// (`THROTTLED`, `NONEXISTENT`, ...); `wait` the time the answer itself asked to wait
+    /// ([`answer_wait`]).
+    Rejected {
+        code: Option<String>,
+        text: String,
+        wait: Option<Duration>,
+    },
+    /// Authentication was refused (`wait` as for `Rejected`).
+    Auth {
+        code: Option<String>,
+        text: String,
+        wait: Option<Duration>,
+    },
     /// The TLS handshake failed; `certificate` when the server's certificate was not trusted.
     Tls { certificate: bool },
     /// The server broke the protocol: a response too large for what was asked, one that
@@ -75,7 +84,7 @@ impl WireError {
     pub fn is_transient(&self) -> bool {
         match &self.kind {
             ErrorKind::Connection | ErrorKind::Bye { .. } => true,
-            ErrorKind::Rejected { code, text } | ErrorKind::Auth { code, text } => {
+            ErrorKind::Rejected { code, text, .. } | ErrorKind::Auth { code, text, .. } => {
                 answer_is_transient(code.as_deref(), text)
             }
             ErrorKind::Tls { certificate } => !certificate,
@@ -85,6 +94,23 @@ impl WireError {
                 ConnectProblem::Unresolved | ConnectProblem::Refused | ConnectProblem::Unreachable
             ),
         }
+    }
+
+    /// The wait the server's answer asked for, if it stated one ([`answer_wait`]).
+    pub fn stated_wait(&self) -> Option<Duration> {
+        match &self.kind {
+            ErrorKind::Rejected { wait, .. } | ErrorKind::Auth { wait, .. } => *wait,
+            _ => None,
+        }
+    }
+
+    /// True when the server answered, asking to come back later (a throttling NO/BAD), as
+    /// opposed to a connection that failed.
+    pub fn asks_to_wait(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Rejected { .. } | ErrorKind::Auth { .. }
+        ) && self.is_transient()
     }
 
     /// Why no session could be opened, when that is what this error says.
@@ -97,6 +123,23 @@ impl WireError {
             _ => None,
         }
     }
+}
+
+/// The first [`WireError`] in `err`'s chain: what the wire layer classified.
+fn wire_of(err: &anyhow::Error) -> Option<&WireError> {
+    err.chain().find_map(|c| c.downcast_ref::<WireError>())
+}
+
+/// The wait the server's answer in `err` asked for ([`WireError::stated_wait`]): read from
+/// the answer when it was classified, never from the error's text (which may quote a mailbox
+/// name chosen by anyone).
+pub fn stated_wait(err: &anyhow::Error) -> Option<Duration> {
+    wire_of(err).and_then(WireError::stated_wait)
+}
+
+/// True when `err` is a server's answer asking to come back later ([`WireError::asks_to_wait`]).
+pub fn asks_to_wait(err: &anyhow::Error) -> bool {
+    wire_of(err).is_some_and(WireError::asks_to_wait)
 }
 
 /// Why `err` (anywhere in its chain) says no IMAP session could be opened, if it does.
@@ -120,6 +163,11 @@ pub(crate) fn wire_error(kind: ErrorKind, message: impl Into<String>) -> anyhow:
         kind,
         message: message.into(),
     })
+}
+
+/// The server broke the protocol ([`ErrorKind::Protocol`]), as `message` says.
+pub fn protocol(message: String) -> anyhow::Error {
+    wire_error(ErrorKind::Protocol, message)
 }
 
 /// A transient failure described by `message` (a server asking to wait, said in a reply that
@@ -231,7 +279,7 @@ pub fn is_bandwidth_quota(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.downcast_ref::<WireError>()
             .is_some_and(|w| match &w.kind {
-                ErrorKind::Rejected { code, text } => {
+                ErrorKind::Rejected { code, text, .. } => {
                     answer_is_bandwidth_quota(code.as_deref(), text)
                 }
                 _ => false,
@@ -334,32 +382,48 @@ fn io_is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// The wait a server asked for in its answer: Microsoft 365's `Request is throttled. Suggested
-/// Backoff Time: 300000 milliseconds` (seconds too), or a number after `[THROTTLED` / `[LIMIT`.
-pub fn stated_backoff(text: &str) -> Option<Duration> {
-    let lower = text.to_ascii_lowercase();
-    let number_after = |at: usize| -> Option<(u64, &str)> {
-        let rest = lower[at..].trim_start_matches([' ', ':', '=']);
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        let n = digits.parse().ok()?;
-        Some((n, rest[digits.len()..].trim_start()))
-    };
-    if let Some(p) = lower.find("backoff time") {
-        let (n, unit) = number_after(p + "backoff time".len())?;
-        return Some(if unit.starts_with("ms") || unit.starts_with("milli") {
-            Duration::from_millis(n)
-        } else {
-            Duration::from_secs(n)
-        });
+/// The wait a NO/BAD answer asks for, read from the answer alone: the number after its code
+/// (`[THROTTLED 30]`, `[LIMIT 30]`: seconds; `code` is the code as sent), or Microsoft 365's
+/// text, which starts with it (`Request is throttled. Suggested Backoff Time: 300000
+/// milliseconds`; seconds too). Only an answer that asks to come back later
+/// ([`answer_is_transient`]) states a wait, and only at the start of its text: a server that
+/// quotes a mailbox name in its answer (`Mailbox "Backoff Time: 900 seconds" is busy`) does
+/// not set a wait with it.
+pub fn answer_wait(code: Option<&str>, text: &str) -> Option<Duration> {
+    if !answer_is_transient(code, text) {
+        return None;
     }
-    for code in ["[throttled", "[limit"] {
-        if let Some(p) = lower.find(code) {
-            if let Some((n, _)) = number_after(p + code.len()) {
+    let number = |s: &str| -> Option<(u64, String)> {
+        let s = s.trim_start_matches([' ', ':', '=']);
+        let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+        let n = digits.parse().ok()?;
+        Some((n, s[digits.len()..].trim_start().to_ascii_lowercase()))
+    };
+    if let Some(code) = code {
+        let mut words = code.splitn(2, ' ');
+        let kw = words.next().unwrap_or("");
+        if ["THROTTLED", "LIMIT"]
+            .iter()
+            .any(|c| kw.eq_ignore_ascii_case(c))
+        {
+            if let Some((n, _)) = words.next().and_then(number) {
                 return Some(Duration::from_secs(n));
             }
         }
     }
-    None
+    let lower = text.trim_start().to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("request is throttled")
+        .map_or(lower.as_str(), |r| {
+            r.trim_start_matches(['.', ',', ';', ' '])
+        });
+    let rest = rest.strip_prefix("suggested ").unwrap_or(rest);
+    let (n, unit) = number(rest.strip_prefix("backoff time")?)?;
+    Some(if unit.starts_with("ms") || unit.starts_with("milli") {
+        Duration::from_millis(n)
+    } else {
+        Duration::from_secs(n)
+    })
 }
 
 #[cfg(test)]
@@ -372,6 +436,7 @@ mod tests {
             ErrorKind::Rejected {
                 code: code.map(String::from),
                 text: text.into(),
+                wait: answer_wait(code, text),
             },
             format!("A1 NO {text}"),
         )
@@ -398,6 +463,39 @@ mod tests {
     }
 
     #[test]
+    fn a_stated_wait_is_read_from_the_answer_in_its_unit() {
+        let ms = |n| Some(Duration::from_millis(n));
+        let ms365 = "Request is throttled. Suggested Backoff Time: 300000 milliseconds";
+        assert_eq!(answer_wait(None, ms365), ms(300_000));
+        assert_eq!(answer_wait(Some("THROTTLED 30"), "slow down"), ms(30_000));
+        assert_eq!(answer_wait(Some("LIMIT 2"), "too many"), ms(2_000));
+        assert_eq!(answer_wait(Some("THROTTLED"), "slow down"), None);
+        assert_eq!(
+            answer_wait(Some("UNAVAILABLE"), "Backoff time: 2 seconds"),
+            ms(2_000)
+        );
+        // Not an answer asking to wait: no wait, whatever the text says.
+        assert_eq!(
+            answer_wait(Some("NONEXISTENT"), "Backoff Time: 900 seconds"),
+            None
+        );
+        // A mailbox name quoted in the answer sets nothing.
+        for text in [
+            "Mailbox \"Suggested Backoff Time: 900000 milliseconds\" is busy, try again later",
+            "Request is throttled for Suggested Backoff Time: 900000 milliseconds",
+        ] {
+            assert_eq!(answer_wait(Some("UNAVAILABLE"), text), None, "{text}");
+        }
+        // Read from the kind, not from the message or the context around it.
+        let e = rejected(Some("NONEXISTENT"), "no such mailbox")
+            .context("folder Suggested Backoff Time: 900000 milliseconds");
+        assert_eq!(stated_wait(&e), None);
+        assert_eq!(stated_wait(&rejected(None, ms365)), ms(300_000));
+        assert!(asks_to_wait(&rejected(None, ms365)));
+        assert!(!asks_to_wait(&wire_error(ErrorKind::Connection, "reset")));
+    }
+
+    #[test]
     fn ordinary_refusals_are_permanent() {
         assert!(!is_transient(&rejected(
             Some("NONEXISTENT"),
@@ -418,6 +516,7 @@ mod tests {
                 ErrorKind::Auth {
                     code: Some(code.into()),
                     text: text.into(),
+                    wait: None,
                 },
                 "login failed",
             )
@@ -484,6 +583,7 @@ mod tests {
             ErrorKind::Auth {
                 code: Some("ALERT".into()),
                 text: "Too many simultaneous connections. (Failure)".into(),
+                wait: None,
             },
             "login failed",
         )

@@ -23,13 +23,13 @@ pub fn log_level() -> u8 {
     LOG_LEVEL.load(Ordering::Relaxed)
 }
 
-/// Print to stderr when the log level asks for it: level 1 (server alerts, skipped responses)
-/// with `-v`, level 2 (every command sent and every response head) with `-vv`. Callers must
-/// never pass secrets.
+/// Print to stderr (through [`crate::ui::trace`], escaped) when the log level asks for it:
+/// level 1 (server alerts, skipped responses) with `-v`, level 2 (every command sent and every
+/// response head) with `-vv`. Callers must never pass secrets.
 macro_rules! wire_log {
     ($lvl:expr, $($arg:tt)*) => {
         if $crate::imap::log_level() > $lvl {
-            $crate::stdio::err(&format!("imap: {}", format_args!($($arg)*)));
+            $crate::ui::trace(&format!($($arg)*));
         }
     };
 }
@@ -39,6 +39,8 @@ pub mod client;
 pub mod conn;
 mod deflate;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod oauth2;
 pub mod quote;
 pub mod ratelimit;

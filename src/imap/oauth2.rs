@@ -35,6 +35,33 @@ pub const FRESH: Duration = Duration::from_secs(5);
 /// The longest the token endpoint may take to answer.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The longest lifetime a token endpoint's `expires_in` is taken for: a larger number (or one
+/// too large for any clock) is a day, and the token is refreshed after it.
+pub const MAX_EXPIRES_IN: u64 = 24 * 3600;
+
+/// Whether `token` (an access or refresh token) can be used as it is: 1*VSCHAR (RFC 6749
+/// Appendix A: printable ASCII and space), without a space at either end. Anything else would
+/// change what is sent or written: a line break adds lines to the refresh file (new keys, sent
+/// with the next refresh), `^A` adds fields to the XOAUTH2 string, an end space is lost when
+/// the file is read again. `Err` says what is wrong, never the token.
+pub fn check_token(what: &str, token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    if let Some(b) = token.bytes().find(|b| !(0x20..=0x7e).contains(b)) {
+        return Err(format!(
+            "the {what} holds the byte 0x{b:02x} (a token is printable ASCII: RFC 6749 \
+             Appendix A); refused, nothing written or sent with it"
+        ));
+    }
+    if token.starts_with(' ') || token.ends_with(' ') {
+        return Err(format!(
+            "the {what} starts or ends with a space; refused, nothing written or sent with it"
+        ));
+    }
+    Ok(())
+}
+
 /// The settings of a refresh file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -412,7 +439,8 @@ impl fmt::Debug for Granted {
 }
 
 /// Read a token endpoint's JSON answer (RFC 6749 §5.1). `expires_in` may come as a number or,
-/// from some providers, a string of digits.
+/// from some providers, a string of digits; it is clamped to [`MAX_EXPIRES_IN`]. Tokens that
+/// [`check_token`] refuses make the whole answer refused.
 pub fn parse_grant(body: &str) -> Result<Granted, String> {
     let v: serde_json::Value =
         serde_json::from_str(body).map_err(|_| "the answer is not JSON".to_string())?;
@@ -421,20 +449,41 @@ pub fn parse_grant(body: &str) -> Result<Granted, String> {
         .filter(|t| !t.is_empty())
         .ok_or("the answer has no access_token")?
         .to_string();
-    let expires_in = match &v["expires_in"] {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    };
+    check_token("access token the endpoint sent", &access_token)?;
     let refresh_token = v["refresh_token"]
         .as_str()
         .filter(|t| !t.is_empty())
         .map(String::from);
+    if let Some(t) = &refresh_token {
+        check_token("new refresh token the endpoint sent", t)?;
+    }
     Ok(Granted {
         access_token,
-        expires_in,
+        expires_in: expires_in(&v["expires_in"]),
         refresh_token,
     })
+}
+
+/// `expires_in` in seconds, at most [`MAX_EXPIRES_IN`]: a number (a fraction is cut, one too
+/// large for an integer is a day) or a string of digits (however many); `None` for anything
+/// else (a negative number, other text), as if it were not sent.
+fn expires_in(v: &serde_json::Value) -> Option<u64> {
+    let secs = match v {
+        serde_json::Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(u), _) => u,
+            (None, Some(f)) if f.is_finite() && f >= 0.0 => f.min(MAX_EXPIRES_IN as f64) as u64,
+            _ => return None,
+        },
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse::<u64>().unwrap_or(u64::MAX)
+        }
+        _ => return None,
+    };
+    Some(secs.min(MAX_EXPIRES_IN))
 }
 
 /// The `error` (and `error_description`) of a token endpoint's refusal (RFC 6749 §5.2).
@@ -597,9 +646,10 @@ impl Refresher {
         st.held = Some(Held {
             token: granted.access_token.clone(),
             obtained,
+            // Clamped to a day, so no clock overflows; `None` (kept until refused) otherwise.
             expires: granted
                 .expires_in
-                .map(|s| obtained + Duration::from_secs(s)),
+                .and_then(|s| obtained.checked_add(Duration::from_secs(s))),
             stale: false,
             generation: st.generation,
         });
@@ -689,11 +739,19 @@ impl Refresher {
             }
             return Err(err);
         }
-        let granted = parse_grant(&body).map_err(&fail)?;
+        let granted = match parse_grant(&body) {
+            Ok(g) => g,
+            Err(why) => {
+                // Asking again gets the same answer: the run stops with it.
+                let err = fail(why);
+                st.dead = Some(err.to_string());
+                return Err(err);
+            }
+        };
         if let Some(new) = &granted.refresh_token {
             if *new != st.settings.refresh_token {
                 st.settings.refresh_token = new.clone();
-                if let Err(e) = write_back(&self.path, new) {
+                if let Err(e) = write_back(&self.path, &st.settings) {
                     crate::ui::warn(&format!(
                         "{option} {file}: the provider sent a new refresh token, but it could \
                          not be saved ({e}); the next run may need a new one"
@@ -738,10 +796,16 @@ fn warn_testing(option: &str, path: &Path, expiry: i64, stated: bool) {
     crate::ui::warn(&text);
 }
 
-/// Replace the `refresh_token` line of the file at `path` (the rest kept as it is), through a
-/// temporary file renamed over it, mode 0600.
-fn write_back(path: &Path, refresh_token: &str) -> std::io::Result<()> {
+/// Replace the `refresh_token` line of the file at `path` with `settings`' (the rest kept as it
+/// is), atomically: a temporary file in the same directory, mode 0600, synced, renamed over
+/// the file, and the directory synced. The new text is written only when it reads back as
+/// `settings` (a token that would change the file's lines is refused before anything is
+/// written).
+fn write_back(path: &Path, settings: &Settings) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    let refresh_token = &settings.refresh_token;
+    let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+    check_token("new refresh token", refresh_token).map_err(invalid)?;
     let text = std::fs::read_to_string(path)?;
     let mut out = String::with_capacity(text.len() + refresh_token.len());
     let mut replaced = false;
@@ -758,14 +822,26 @@ fn write_back(path: &Path, refresh_token: &str) -> std::io::Result<()> {
     if !replaced {
         out.push_str(&format!("refresh_token = {refresh_token}\n"));
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    match Settings::parse(&out) {
+        Ok(read) if read == *settings => {}
+        _ => {
+            return Err(invalid(
+                "the file with the new refresh token would not read back as these settings; \
+                 left as it was"
+                    .into(),
+            ))
+        }
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp_name = format!(
+    let tmp = dir.join(format!(
         ".{}.{}.tmp",
         name.unwrap_or_else(|| "oauth2".into()),
         std::process::id()
-    );
-    let tmp = dir.map_or_else(|| PathBuf::from(&tmp_name), |d| d.join(&tmp_name));
+    ));
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -776,12 +852,7 @@ fn write_back(path: &Path, refresh_token: &str) -> std::io::Result<()> {
         f.write_all(out.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        if let Some(d) = dir {
-            if let Ok(d) = std::fs::File::open(d) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        std::fs::File::open(dir)?.sync_all()
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -873,12 +944,72 @@ mod tests {
     }
 
     #[test]
+    fn expires_in_beyond_a_day_is_a_day_in_any_form() {
+        let day = Some(MAX_EXPIRES_IN);
+        for (answer, want) in [
+            ("18446744073709551615", day),
+            ("\"18446744073709551615\"", day),
+            ("\"99999999999999999999999999\"", day),
+            ("1e300", day),
+            ("99999999999999999999999", day),
+            ("86401", day),
+            ("3599.9", Some(3599)),
+            ("\" 3600 \"", Some(3600)),
+            ("0", Some(0)),
+            ("-5", None),
+            ("\"-5\"", None),
+            ("\"soon\"", None),
+            ("null", None),
+        ] {
+            let g =
+                parse_grant(&format!(r#"{{"access_token":"a","expires_in":{answer}}}"#)).unwrap();
+            assert_eq!(g.expires_in, want, "{answer}");
+        }
+    }
+
+    #[test]
+    fn tokens_that_would_change_the_file_or_the_xoauth2_string_are_refused() {
+        for bad in [
+            r#"{"access_token":"tok1\u0001auth=Bearer other"}"#,
+            r#"{"access_token":"tok\nx"}"#,
+            r#"{"access_token":"ok","refresh_token":"NEWRT\nscope = injected\nclient_secret = injected"}"#,
+            r#"{"access_token":"ok","refresh_token":"NEWRT\ntoken_endpoint = https://evil/"}"#,
+            r#"{"access_token":"ok","refresh_token":"rt\r"}"#,
+            r#"{"access_token":"ok","refresh_token":" rt"}"#,
+            r#"{"access_token":"ok","refresh_token":"r\u00e9"}"#,
+        ] {
+            let e = parse_grant(bad).unwrap_err();
+            assert!(
+                !e.contains("injected") && !e.contains("tok1") && !e.contains("NEWRT"),
+                "{e}"
+            );
+        }
+        // A JWT and a Microsoft refresh token are fine.
+        let g = parse_grant(
+            r#"{"access_token":"eyJ0.eyJz-_.sig~+/=","refresh_token":"M.R3_BAY.-Cd!*x"}"#,
+        );
+        assert!(g.is_ok());
+
+        // Even given one, the file is not rewritten with it.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("oauth");
+        std::fs::write(&f, FILE).unwrap();
+        let mut settings = Settings::parse(FILE).unwrap();
+        settings.refresh_token = "NEWRT\nscope = injected".into();
+        assert!(write_back(&f, &settings).is_err());
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), FILE);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
     fn a_rotated_refresh_token_replaces_only_its_line_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("oauth");
         std::fs::write(&f, FILE).unwrap();
-        write_back(&f, "M.rotated").unwrap();
+        let mut settings = Settings::parse(FILE).unwrap();
+        settings.refresh_token = "M.rotated".into();
+        write_back(&f, &settings).unwrap();
         let text = std::fs::read_to_string(&f).unwrap();
         let s = Settings::parse(&text).unwrap();
         assert_eq!(s.refresh_token, "M.rotated");

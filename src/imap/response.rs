@@ -7,7 +7,13 @@
 //!   LIST-EXTENDED extended items, so these are always parsed here;
 //! - NAMESPACE: not supported by imap-proto;
 //! - status responses (tagged, `* OK`, `+`) whose text it rejects (8-bit text, odd codes);
-//! - FETCH responses it rejects (and `INTERNALDATE NIL`, on which it would panic).
+//! - FETCH responses it rejects (and `INTERNALDATE NIL`, on which it would panic);
+//! - responses nested deeper than `MAX_DEPTH` (imap-proto recurses once per level: a server's
+//!   `((((…` would overflow the stack), which the hand parser refuses.
+//!
+//! A response with more than `MAX_TEXT` bytes of protocol text (literal contents aside) is
+//! refused before any parser sees it, but for lists of numbers (SEARCH, ESEARCH, VANISHED):
+//! parsing makes tens of bytes of each token. `src/imap/fuzz.rs` fuzzes all of this.
 
 use std::borrow::Cow;
 use std::io::{self, BufRead, Read};
@@ -178,6 +184,26 @@ pub struct Fetched {
     pub gm_thrid: Option<u64>,
 }
 
+impl Fetched {
+    /// Add the items of `later`, another response for the same message (a server may split
+    /// one message's items over several); an item sent again replaces the earlier one.
+    pub fn merge(&mut self, later: Fetched) {
+        fn take<T>(into: &mut Option<T>, from: Option<T>) {
+            if from.is_some() {
+                *into = from;
+            }
+        }
+        take(&mut self.flags, later.flags);
+        take(&mut self.internaldate, later.internaldate);
+        take(&mut self.size, later.size);
+        take(&mut self.modseq, later.modseq);
+        take(&mut self.body, later.body);
+        take(&mut self.origin, later.origin);
+        take(&mut self.gm_msgid, later.gm_msgid);
+        take(&mut self.gm_thrid, later.gm_thrid);
+    }
+}
+
 /// Completion status of a command or an untagged status response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -324,6 +350,9 @@ pub fn parse(buf: &[u8]) -> Result<Response, String> {
 }
 
 fn parse_inner(buf: &[u8], span: &mut BodySpan) -> Result<Response, String> {
+    if let Some(why) = too_much_text(buf) {
+        return Err(why);
+    }
     if buf.starts_with(b"+") {
         return Ok(continuation(buf));
     }
@@ -335,8 +364,10 @@ fn parse_inner(buf: &[u8], span: &mut BodySpan) -> Result<Response, String> {
             "BYE" => return Ok(Response::Bye(lossy_line(&rest[3..]).trim().to_string())),
             _ => {}
         }
-        // imap-proto panics on `INTERNALDATE NIL`; go straight to the hand parser.
-        if !outside_literals_contains_ci(buf, b"INTERNALDATE NIL") {
+        // imap-proto panics on `INTERNALDATE NIL`, and recurses once per nesting level (a
+        // server's `(((…` would overflow the stack): go straight to the hand parser, which
+        // refuses lists nested deeper than MAX_DEPTH.
+        if !outside_literals_contains_ci(buf, b"INTERNALDATE NIL") && nesting(buf) <= MAX_DEPTH {
             if let Some(r) = via_imap_proto(buf, span) {
                 return Ok(r);
             }
@@ -344,10 +375,79 @@ fn parse_inner(buf: &[u8], span: &mut BodySpan) -> Result<Response, String> {
         *span = None;
         return hand_untagged(buf, rest, span);
     }
-    if let Some(r) = via_imap_proto(buf, span) {
-        return Ok(r);
+    if nesting(buf) <= MAX_DEPTH {
+        if let Some(r) = via_imap_proto(buf, span) {
+            return Ok(r);
+        }
     }
     hand_tagged(buf)
+}
+
+/// How deep parentheses and brackets nest in the protocol text of a framed response (quoted
+/// strings and literal contents skipped): what a recursive parser would recurse.
+fn nesting(buf: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for line in protocol_lines(buf) {
+        // A quoted string ends with its line.
+        let mut quoted = false;
+        let mut i = 0;
+        while i < line.len() {
+            match (quoted, line[i]) {
+                (true, b'\\') => i += 1,
+                (_, b'"') => quoted = !quoted,
+                (false, b'(' | b'[') => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                (false, b')' | b']') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    deepest
+}
+
+/// The lines of a framed response, literal contents left out (a message body may say
+/// anything, and scanning 50 MB of it for protocol is waste).
+fn protocol_lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= buf.len() {
+            return None;
+        }
+        let end = buf[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |p| pos + p + 1);
+        let line = &buf[pos..end];
+        let skip = literal_len(line)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        pos = end.saturating_add(skip);
+        Some(line)
+    })
+}
+
+/// Most bytes of protocol text (literal contents left out) one response may hold, but lists
+/// of numbers (SEARCH, ESEARCH, VANISHED): a parser makes tens of bytes of each token, so a few megabytes of
+/// `(a a a …` could cost gigabytes. No FETCH, LIST or status line comes near it.
+const MAX_TEXT: usize = 1 << 20;
+
+/// Why the protocol text of `buf` is too long to parse, if it is.
+fn too_much_text(buf: &[u8]) -> Option<String> {
+    let text: usize = protocol_lines(buf).map(<[u8]>::len).sum();
+    if text <= MAX_TEXT {
+        return None;
+    }
+    let kw = buf.strip_prefix(b"* ").map(first_word_upper);
+    if matches!(kw.as_deref(), Some("SEARCH" | "ESEARCH" | "VANISHED")) {
+        return None;
+    }
+    Some(format!(
+        "a response of {text} bytes of protocol text (at most {MAX_TEXT} are read): {:?}",
+        head(buf)
+    ))
 }
 
 fn continuation(buf: &[u8]) -> Response {
@@ -973,28 +1073,12 @@ fn first_word_upper(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).to_ascii_uppercase()
 }
 
-/// Case-insensitive search in the protocol text of a framed response, skipping literal
-/// contents (a message body may say anything, and scanning 50 MB for nothing is waste).
+/// Case-insensitive search in the protocol text of a framed response ([`protocol_lines`]).
 fn outside_literals_contains_ci(buf: &[u8], needle: &[u8]) -> bool {
-    let mut pos = 0;
-    while pos < buf.len() {
-        let end = buf[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(buf.len(), |p| pos + p + 1);
-        let line = &buf[pos..end];
-        if line
-            .windows(needle.len())
+    protocol_lines(buf).any(|line| {
+        line.windows(needle.len())
             .any(|w| w.eq_ignore_ascii_case(needle))
-        {
-            return true;
-        }
-        let skip = literal_len(line)
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0);
-        pos = end.saturating_add(skip);
-    }
-    false
+    })
 }
 
 /// Whether an untagged response is of a kind whose content decides what a command concludes
@@ -1094,6 +1178,43 @@ mod tests {
         w.extend_from_slice(body);
         w.extend_from_slice(b")\r\n");
         w
+    }
+
+    /// Found by the fuzz harness (src/imap/fuzz.rs): a BODYSTRUCTURE nested 10 000 deep made
+    /// imap-proto recurse until the stack overflowed (the process aborted). Lists nested deeper
+    /// than MAX_DEPTH are refused by the hand parser instead, on a thread's default stack.
+    #[test]
+    fn deeply_nested_lists_are_refused_without_overflowing_the_stack() {
+        let deep = |head: &[u8], tail: &[u8]| {
+            [
+                head,
+                &b"(".repeat(10_000),
+                b"\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 1 1",
+                &b")".repeat(10_000),
+                tail,
+            ]
+            .concat()
+        };
+        let inputs = [
+            deep(b"* 1 FETCH (UID 1 BODYSTRUCTURE ", b")\r\n"),
+            deep(b"A1 OK [", b"] done\r\n"),
+            deep(b"* NAMESPACE ", b" NIL NIL\r\n"),
+        ];
+        let t = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || inputs.iter().map(|i| parse(i).is_err()).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(t.join().unwrap(), [true, false, true]);
+        // Within the limit, nesting is read as before.
+        let r = parse(b"* 1 FETCH (UID 3 BODYSTRUCTURE ((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 1 1) \"MIXED\"))\r\n");
+        assert!(
+            matches!(
+                r,
+                Ok(Response::Untagged(Untagged::Fetch { uid: Some(3), .. }))
+            ),
+            "{r:?}"
+        );
+        assert_eq!(nesting(b"* 1 FETCH (BODY[] {3}\r\n(((\"((\" ())\r\n"), 2);
     }
 
     #[test]

@@ -439,11 +439,11 @@ impl Mailbox for Memory {
             self.metered(m.bytes.len());
             if s.faults.throttle_appends > 0 {
                 s.faults.throttle_appends -= 1;
-                out.push(AppendOutcome::Refused(crate::imap::Refusal {
-                    status: crate::imap::response::Status::No,
-                    code: None,
-                    text: "Request is throttled. Suggested Backoff Time: 200 milliseconds".into(),
-                }));
+                out.push(AppendOutcome::Refused(crate::imap::Refusal::new(
+                    crate::imap::response::Status::No,
+                    None,
+                    "Request is throttled. Suggested Backoff Time: 200 milliseconds".into(),
+                )));
                 continue;
             }
             if limit.is_some_and(|n| self.appends >= n) {
@@ -454,11 +454,11 @@ impl Mailbox for Memory {
             self.appends += 1;
             let stored = s.stored(msg);
             let Some(f) = s.folders.get_mut(name) else {
-                out.push(AppendOutcome::Refused(crate::imap::Refusal {
-                    status: crate::imap::response::Status::No,
-                    code: Some("TRYCREATE".into()),
-                    text: "no such mailbox".into(),
-                }));
+                out.push(AppendOutcome::Refused(crate::imap::Refusal::new(
+                    crate::imap::response::Status::No,
+                    Some("TRYCREATE"),
+                    "no such mailbox".into(),
+                )));
                 continue;
             };
             let uid = f.add(stored);

@@ -31,6 +31,9 @@ use crate::ui::{self, human_bytes};
 /// A store message's key `(folder_id, uidvalidity, uid)`.
 type Key = (i64, u32, u32);
 
+/// A message read back from host2: its UID, flags (without `\Recent`) and content.
+type ReadBack = (u32, (Vec<String>, Content));
+
 /// An intent this old whose message host2 holds is dropped: APPENDs still landing that long
 /// after their connection died are not expected. Until then a late copy is recognised as ours
 /// (and removed when it doubles one sent since), and each push looks at the mailbox in full;
@@ -533,14 +536,7 @@ impl Pusher<'_, '_> {
             let msg = &cmp.store[m.store];
             let altered = cmp.change(m.store, m.uid);
             if let Some(what) = &altered {
-                self.state.altered.insert(
-                    msg.key(),
-                    Failure::message(
-                        &msg.folder,
-                        msg.row.uid,
-                        format!("host2 holds it altered: {what}"),
-                    ),
-                );
+                self.note_altered(msg, what);
             }
             if m.how == Found::Recovered {
                 self.state.recovered.insert(msg.key());
@@ -567,12 +563,7 @@ impl Pusher<'_, '_> {
         // Held by Gmail as another copy: said once, when it was found (recorded since).
         for (i, m) in cmp.explained.present.iter().filter(|(_, m)| !m.held) {
             if let Some(what) = &m.altered {
-                let msg = &cmp.store[*i];
-                let reason = format!("host2 holds it altered: {what}");
-                self.state.altered.insert(
-                    msg.key(),
-                    Failure::message(&msg.folder, msg.row.uid, reason),
-                );
+                self.note_altered(&cmp.store[*i], what);
             }
         }
         if mappings.is_empty() && cmp.explained.stale.is_empty() && cmp.settled.resolved.is_empty()
@@ -814,9 +805,18 @@ impl Pusher<'_, '_> {
             self.answer(k, outcome, &items, sel, &mut answers);
         }
         let looked = self
-            .place_unknown(&items, &mut answers, sel, *lower, claimed)
-            .and_then(|()| self.verify_appended(&items, &mut answers.mappings));
+            .read_back(&items, &mut answers, *lower, claimed)
+            .and_then(|()| self.place_unknown(&items, &mut answers, sel, *lower, claimed));
         if let Err(e) = looked {
+            // What host2 accepted went up all the same: counted against the daily budget.
+            let took: u64 = outcomes
+                .iter()
+                .zip(&items)
+                .filter(|(o, _)| matches!(o, AppendOutcome::Ok { .. }))
+                .map(|(_, (_, b, _))| b.len() as u64)
+                .sum();
+            self.index
+                .log_transfer(self.ctx.allowance.account(), now(), took)?;
             // A server that asked to wait and hung up: its words decide the wait. The batch's
             // intents stay; the next attempt reconciles them.
             return Err(answers.interrupted.take().unwrap_or(e));
@@ -1137,9 +1137,7 @@ impl Pusher<'_, '_> {
             // The server's own words win over the closed connection that may follow them:
             // they may say how long to wait.
             AppendOutcome::Refused(r) if r.is_transient() => {
-                answers.interrupted = Some(anyhow::Error::new(crate::imap::error::transient(
-                    format!("host2 asks to wait: {r}"),
-                )));
+                answers.interrupted = Some(r.error(format!("host2 asks to wait: {r}")));
             }
             // Exchange answers BAD to a message it cannot take (not to the literal): another
             // try would only count as one more error of the session.
@@ -1178,7 +1176,8 @@ impl Pusher<'_, '_> {
         }
     }
 
-    /// Without APPENDUID: find each accepted message among host2's new UIDs by its bytes.
+    /// Without APPENDUID (or with one that does not hold the message, see
+    /// [`Self::read_back`]): find each accepted message among host2's new UIDs by its bytes.
     fn place_unknown(
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
@@ -1190,37 +1189,46 @@ impl Pusher<'_, '_> {
         if answers.unknown.is_empty() {
             return Ok(());
         }
+        let confirmed: BTreeSet<u32> = answers.mappings.iter().map(|m| m.dest_uid).collect();
         let mut fresh: Vec<(u32, u64)> = Vec::new();
         self.conn
             .fetch_meta(&format!("{}:*", lower.max(1)), None, &mut |f| {
-                if f.uid >= lower && !claimed.contains(&f.uid) {
+                if f.uid >= lower && !claimed.contains(&f.uid) && !confirmed.contains(&f.uid) {
                     fresh.push((f.uid, f.size.unwrap_or(0)));
                 }
                 Ok(())
             })?;
         let uids: Vec<u32> = fresh.iter().map(|x| x.0).collect();
         let sizes: Vec<u64> = fresh.iter().map(|x| x.1).collect();
-        let mut seen: Vec<(u32, Content)> = Vec::new();
-        self.conn
-            .fetch_bodies(&uids, &sizes, 8 << 20, 2, &mut |f| {
-                if let Some(b) = &f.body {
-                    seen.push((f.uid, Content::of(b)));
-                }
-                Ok(())
-            })?;
+        let mut seen = self.bodies_of(&uids, &sizes)?;
         for k in std::mem::take(&mut answers.unknown) {
             let (o, bytes, _) = &items[k];
             let want = Content::of(bytes);
             let pos = seen
                 .iter()
-                .position(|(_, c)| c.exact == want.exact)
-                .or_else(|| seen.iter().position(|(_, c)| c.text == want.text));
+                .position(|(_, (_, c))| c.exact == want.exact)
+                .or_else(|| seen.iter().position(|(_, (_, c))| c.text == want.text));
             match pos {
                 Some(p) => {
-                    let (uid, c) = seen.remove(p);
-                    let altered = (c.exact != want.exact)
-                        .then(|| crate::compare::content::describe_change(&want.shape, &c.shape));
-                    answers.mappings.push(self.mapping(o, sel, uid, altered));
+                    let (uid, (flags, c)) = seen.remove(p);
+                    let altered = self.compare_copy(o.msg, &want, &c);
+                    if let Some(stated) = answers.misstated.get(&k) {
+                        // Not a failure (the message is where the bytes show), but said.
+                        let why = format!(
+                            "host2 answered its APPEND with UID {stated}, which does not hold \
+                             it; found as UID {uid} by its bytes{}",
+                            altered
+                                .as_ref()
+                                .map_or(String::new(), |a| format!(", altered: {a}"))
+                        );
+                        let msg = o.msg;
+                        self.state
+                            .altered
+                            .insert(msg.key(), Failure::message(&msg.folder, msg.row.uid, why));
+                    }
+                    let mut m = self.mapping(o, sel, uid, altered);
+                    m.flags = flags;
+                    answers.mappings.push(m);
                 }
                 // The next run recognises it by its bytes if it is there after all.
                 None => self.fail(
@@ -1233,49 +1241,104 @@ impl Pusher<'_, '_> {
         Ok(())
     }
 
-    /// Read back the flags and sizes host2 reports for what it just stored: the flags recorded
-    /// are host2's, and a copy stored with other bytes is listed as altered.
-    fn verify_appended(
+    /// Read back what host2 keeps under each UID its APPENDUID answers stated, and compare it
+    /// with what was sent, by the bytes: the same bytes confirm the UID (the flags recorded are
+    /// host2's); the same text in other bytes is the message as host2 rewrote it (listed as
+    /// altered, saying what changed). A UID that holds anything else or nothing, is stated
+    /// twice, or is not one of the mailbox's new UIDs is not the message's: the message is
+    /// looked for by its bytes ([`Self::place_unknown`]) rather than recorded where it is not,
+    /// which would have the next push send it again.
+    fn read_back(
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
-        mappings: &mut Vec<Mapping>,
+        answers: &mut Answers,
+        lower: u32,
+        claimed: &BTreeSet<u32>,
     ) -> Result<()> {
-        if mappings.is_empty() {
+        if answers.mappings.is_empty() {
             return Ok(());
         }
-        let uids: Vec<u32> = mappings.iter().map(|m| m.dest_uid).collect();
-        let mut reported: BTreeMap<u32, (Vec<String>, Option<u64>)> = BTreeMap::new();
-        self.conn
-            .fetch_meta(&crate::imap::uidset::compact(&uids), None, &mut |f| {
-                let flags = without_recent(f.flags.as_deref().unwrap_or_default());
-                reported.insert(f.uid, (flags, f.size));
-                Ok(())
-            })?;
-        if self.conn.provider() == Provider::Gmail {
-            self.dropped_by_gmail(items, mappings, &reported)?;
+        let item_of = |m: &Mapping| items.iter().position(|(o, ..)| o.msg.key() == m.key());
+        let mut stated: BTreeMap<u32, usize> = BTreeMap::new();
+        for m in &answers.mappings {
+            *stated.entry(m.dest_uid).or_default() += 1;
         }
-        for m in mappings.iter_mut() {
-            let Some((flags, size)) = reported.get(&m.dest_uid) else {
-                continue;
-            };
-            m.flags = flags.clone();
-            let Some((o, bytes, _)) = items.iter().find(|(o, ..)| o.msg.key() == m.key()) else {
-                continue;
-            };
-            if size.is_some_and(|s| s != bytes.len() as u64) && m.altered.is_none() {
-                let what = format!("{} bytes stored for {}", size.unwrap_or(0), bytes.len());
-                m.altered = Some(what.clone());
-                self.state.altered.insert(
-                    o.msg.key(),
-                    Failure::message(
-                        &o.msg.folder,
-                        o.msg.row.uid,
-                        format!("host2 holds it altered: {what}"),
-                    ),
-                );
+        let (mut plausible, doubtful): (Vec<Mapping>, Vec<Mapping>) =
+            std::mem::take(&mut answers.mappings)
+                .into_iter()
+                .partition(|m| {
+                    m.dest_uid >= lower
+                        && !claimed.contains(&m.dest_uid)
+                        && stated[&m.dest_uid] == 1
+                });
+        let (uids, sizes): (Vec<u32>, Vec<u64>) = plausible
+            .iter()
+            .filter_map(|m| Some((m.dest_uid, items[item_of(m)?].1.len() as u64)))
+            .unzip();
+        let back: BTreeMap<u32, (Vec<String>, Content)> =
+            self.bodies_of(&uids, &sizes)?.into_iter().collect();
+        if self.conn.provider() == Provider::Gmail {
+            // Held by Gmail under another UID: recorded as found, not compared with the sent
+            // bytes (Gmail keeps its own copy).
+            let held = self.dropped_by_gmail(items, &mut plausible, &back)?;
+            answers.mappings.extend(held);
+        }
+        for mut m in plausible.into_iter().chain(doubtful) {
+            let Some(k) = item_of(&m) else { continue };
+            let (o, bytes, _) = &items[k];
+            let want = Content::of(bytes);
+            match back.get(&m.dest_uid) {
+                Some((flags, c)) if c.text == want.text => {
+                    m.flags = flags.clone();
+                    m.altered = self.compare_copy(o.msg, &want, c);
+                    answers.mappings.push(m);
+                }
+                _ => {
+                    answers.misstated.insert(k, m.dest_uid);
+                    answers.unknown.push(k);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Flags (without `\Recent`) and content of host2's messages `uids` (`sizes`: what each is
+    /// expected to hold), fetched whole; a UID sent twice is left out (neither copy can be
+    /// trusted).
+    fn bodies_of(&mut self, uids: &[u32], sizes: &[u64]) -> Result<Vec<ReadBack>> {
+        let mut out: Vec<ReadBack> = Vec::new();
+        if uids.is_empty() {
+            return Ok(out);
+        }
+        let repeated = self.conn.fetch_bodies(uids, sizes, 8 << 20, 2, &mut |f| {
+            if let Some(b) = &f.body {
+                let flags = without_recent(f.flags.as_deref().unwrap_or_default());
+                out.push((f.uid, (flags, Content::of(b))));
+            }
+            Ok(())
+        })?;
+        out.retain(|(u, _)| !repeated.contains(u));
+        Ok(out)
+    }
+
+    /// What host2 changed in its copy `stored` of `msg`, whose bytes are `sent` (`None`: the
+    /// same bytes); a change is listed as the message's warning.
+    fn compare_copy(&mut self, msg: &StoreMsg, sent: &Content, stored: &Content) -> Option<String> {
+        if stored.exact == sent.exact {
+            return None;
+        }
+        let what = crate::compare::content::describe_change(&sent.shape, &stored.shape);
+        self.note_altered(msg, &what);
+        Some(what)
+    }
+
+    /// List `msg` as held altered by host2 (`what` changed): a warning of the run.
+    fn note_altered(&mut self, msg: &StoreMsg, what: &str) {
+        let reason = format!("host2 holds it altered: {what}");
+        self.state.altered.insert(
+            msg.key(),
+            Failure::message(&msg.folder, msg.row.uid, reason),
+        );
     }
 
     /// Gmail answers the APPEND of a message whose Message-ID it already holds and then drops
@@ -1286,12 +1349,13 @@ impl Pusher<'_, '_> {
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
         mappings: &mut Vec<Mapping>,
-        reported: &BTreeMap<u32, (Vec<String>, Option<u64>)>,
-    ) -> Result<()> {
+        reported: &BTreeMap<u32, (Vec<String>, Content)>,
+    ) -> Result<Vec<Mapping>> {
         let (kept, dropped): (Vec<Mapping>, Vec<Mapping>) = std::mem::take(mappings)
             .into_iter()
             .partition(|m| reported.contains_key(&m.dest_uid));
         *mappings = kept;
+        let mut held = Vec::new();
         for mut m in dropped {
             let Some((o, bytes, _)) = items.iter().find(|(o, ..)| o.msg.key() == m.key()) else {
                 continue;
@@ -1312,7 +1376,7 @@ impl Pusher<'_, '_> {
                     m.dest_uid = uid;
                     m.held = true;
                     m.altered = Some(why);
-                    mappings.push(m);
+                    held.push(m);
                 }
                 None => {
                     let why = format!(
@@ -1325,7 +1389,7 @@ impl Pusher<'_, '_> {
                 }
             }
         }
-        Ok(())
+        Ok(held)
     }
 
     fn mapping(
@@ -1471,8 +1535,11 @@ enum Again {
 #[derive(Default)]
 struct Answers {
     mappings: Vec<Mapping>,
-    /// Accepted without APPENDUID (indexes into the batch).
+    /// Accepted without APPENDUID, or with one that does not hold the message (indexes into
+    /// the batch).
     unknown: Vec<usize>,
+    /// The UIDs APPENDUID stated for messages it does not hold (by index into the batch).
+    misstated: BTreeMap<usize, u32>,
     /// No answer: their intents stay.
     unanswered: BTreeSet<usize>,
     /// To send again: (index, how).

@@ -4,6 +4,7 @@
 //! spread over several connections), and what a run reports ([`Failure`]).
 
 mod retry;
+pub mod stop;
 
 pub use retry::Retry;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::imap::error::asks_to_wait;
 use crate::imap::oauth2::RefreshError;
 use crate::imap::{connect_problem, is_transient, Client, ConnectProblem, Endpoint};
 use crate::mailbox::Mailbox;
@@ -115,6 +117,8 @@ pub fn connect(connector: &dyn Connector, retry: &mut Retry) -> Result<Box<dyn M
             Ok(c) => return Ok(c),
             Err(e)
                 if is_transient(&e)
+                    // A server that answered, asking us to come back later (throttling), is
+                    // no mistake of the user's: even a first connection waits and tries again.
                     && (connector.has_connected() || asks_to_wait(&e))
                     && retry.failed(&format!("connecting to {side}"), &e) => {}
             Err(e) => return Err(e),
@@ -129,17 +133,6 @@ pub fn check_login(endpoint: &Endpoint, side: &str, retries: u32) -> Result<()> 
     let mut conn = connect(&Imap::new(endpoint, side), &mut Retry::new(retries))?;
     conn.logout();
     Ok(())
-}
-
-/// A server that answered, but asked us to come back later (throttling): not a mistake of
-/// the user's, so even a first connection waits and tries again.
-fn asks_to_wait(e: &anyhow::Error) -> bool {
-    if crate::imap::error::is_connection_cap(e) {
-        return true;
-    }
-    let text = format!("{e:#}");
-    text.to_ascii_lowercase().contains("throttl")
-        || crate::imap::error::stated_backoff(&text).is_some()
 }
 
 /// Run `attempt` on `conn` until it succeeds, a failure is not transient, or `retry`'s budget
@@ -452,6 +445,7 @@ mod tests {
                     crate::imap::ErrorKind::Auth {
                         code: Some("ALERT".into()),
                         text: "Too many simultaneous connections. (Failure)".into(),
+                        wait: None,
                     },
                     "login refused",
                 ));

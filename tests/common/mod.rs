@@ -13,6 +13,7 @@ pub mod corpus;
 pub mod dovecot;
 pub mod fleet;
 pub mod hoodiecrow;
+pub mod host2;
 pub mod hostile;
 pub mod imap;
 pub mod oauth;

@@ -36,6 +36,9 @@ struct Inner {
     tokens: Mutex<HashMap<String, Instant>>,
     /// Every request body received, decoded (for tests that look at what was sent).
     requests: Mutex<Vec<HashMap<String, String>>>,
+    /// A scripted answer to a grant instead of the ordinary JSON (`{token}`: the access token
+    /// granted).
+    scripted: Mutex<Option<String>>,
     stop: AtomicBool,
     /// This endpoint's URL (the audience a service account's assertion must name).
     url: Mutex<String>,
@@ -81,6 +84,7 @@ impl TokenEndpoint {
             granted: AtomicU64::new(0),
             tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
+            scripted: Mutex::new(None),
             stop: AtomicBool::new(false),
             url: Mutex::new(format!("http://127.0.0.1:{port}/token")),
             service_account: Mutex::new(None),
@@ -145,6 +149,12 @@ impl TokenEndpoint {
     /// The mailboxes service-account assertions asked for.
     pub fn subjects(&self) -> Vec<String> {
         self.inner.subjects.lock().unwrap().clone()
+    }
+
+    /// Answer grants with `json` (`{token}` replaced by the access token granted, valid as
+    /// usual) instead of the ordinary answer; `None`: the ordinary one again.
+    pub fn set_scripted(&self, json: Option<&str>) {
+        *self.inner.scripted.lock().unwrap() = json.map(String::from);
     }
 
     /// Requests received (granted or not).
@@ -355,6 +365,9 @@ fn mint(inner: &Inner, kind: &str) -> (u16, String) {
         .lock()
         .unwrap()
         .insert(token.clone(), Instant::now() + lives);
+    if let Some(script) = &*inner.scripted.lock().unwrap() {
+        return (200, script.replace("{token}", &token));
+    }
     let mut json = format!(
         "{{\"token_type\":\"Bearer\",\"access_token\":\"{token}\",\"expires_in\":{expires_in}"
     );

@@ -36,7 +36,7 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         }
     }
     for m in &malformed {
-        imapferry::stdio::err(&format!(
+        imapferry::ui::always(&format!(
             "failed: {} line {}: {} (skipped)",
             a.accounts.display(),
             m.line,
@@ -84,7 +84,7 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         .filter(|r| !matches!(r.state, State::Done | State::Budget))
         .count();
     if a.json {
-        imapferry::stdio::out(&serde_json::to_string_pretty(&records)?);
+        imapferry::ui::print_json(&records)?;
     }
     let waiting_text = if waiting > 0 {
         format!("{waiting} waiting for their daily budget, ")
@@ -99,9 +99,9 @@ fn run_fleet(a: FleetRunArgs) -> anyhow::Result<Outcome> {
         started.elapsed().as_secs_f64()
     );
     if a.json {
-        imapferry::stdio::err(&summary);
+        imapferry::ui::always(&summary);
     } else {
-        imapferry::stdio::out(&summary);
+        imapferry::ui::print(&summary);
     }
     if waiting > 0 && failed == 0 && malformed.is_empty() {
         return Ok(Outcome::Budget(None));
@@ -178,9 +178,9 @@ fn status(a: FleetStatusArgs) -> anyhow::Result<Outcome> {
                 "bytes": records.iter().map(|r| r.pulled_bytes + r.pushed_bytes).sum::<u64>(),
             },
         });
-        imapferry::stdio::out(&serde_json::to_string_pretty(&doc)?);
+        imapferry::ui::print_json(&doc)?;
     } else {
-        imapferry::stdio::out_raw(&table(&records));
+        imapferry::ui::print(table(&records).trim_end_matches('\n'));
     }
     if let Some(path) = &a.html {
         std::fs::write(path, html::page(&records))

@@ -427,10 +427,14 @@ fn read_report(r: &mut Record, phase: &str, code: Option<i32>, stdout: &[u8], st
                 .map(|f| format!("{}: {}", f.folder, f.reason))
         })
         .unwrap_or_else(|| format!("exit status {code:?}"));
-    // Bad usage, and a session that could not be opened as asked (a name, port, TLS mode or
-    // password), stay so until someone changes something; a server that did not answer
-    // (`unreachable`) or a dropped link may do better later.
-    let problem = j["problem"].as_str();
-    r.retry_helps = Some(!(code == Some(2) || problem.is_some_and(|p| p != "unreachable")));
+    // Bad usage, a refused login (or no OAuth2 token), and a session that could not be opened
+    // as asked (a name, port, TLS mode or password) stay so until someone changes something;
+    // a server that did not answer (`unreachable`) or a dropped link may do better later.
+    // Decided by the kinds the run reported, never by the words of its error.
+    r.retry_helps = Some(imapferry::run::stop::retry_helps(
+        code,
+        j["error_kind"].as_str(),
+        j["problem"].as_str(),
+    ));
     r.reason = Some(format!("{phase}: {reason}"));
 }
