@@ -1290,7 +1290,13 @@ impl Pusher<'_, '_> {
             match back.get(&m.dest_uid) {
                 Some((flags, c)) if c.text == want.text => {
                     m.flags = flags.clone();
-                    m.altered = self.compare_copy(o.msg, &want, c);
+                    // A change push made as asked (recorded before the APPEND) stays
+                    // recorded beside what host2 changed.
+                    let by_host2 = self.compare_copy(o.msg, &want, c);
+                    m.altered = match (m.altered.take(), by_host2) {
+                        (Some(asked), Some(host2)) => Some(format!("{asked}; {host2}")),
+                        (asked, host2) => asked.or(host2),
+                    };
                     answers.mappings.push(m);
                 }
                 _ => {
