@@ -303,6 +303,18 @@ impl Allowance {
         stop
     }
 
+    /// Whether at least nine tenths of the limit are spent in the window (this run's bytes
+    /// counted): a `BYE Session expired` then is read as the server's quota, not as the end of
+    /// a long session. False without a limit.
+    pub fn near_end(&self) -> bool {
+        let s = self.state();
+        let Some(limit) = self.budget.limit else {
+            return false;
+        };
+        let spent = s.rows.iter().map(|r| r.1).sum::<u64>() + s.taken;
+        spent.saturating_mul(10) >= limit.saturating_mul(9)
+    }
+
     /// Why the run stops, once it does.
     pub fn stop(&self) -> Option<BudgetSpent> {
         self.state().stop.clone()
@@ -379,6 +391,15 @@ mod tests {
         assert_eq!(b.take(&[60], 0), 1);
         b.give_back(60);
         assert_eq!(b.take(&[60], 0), 1);
+    }
+
+    #[test]
+    fn the_budget_is_near_its_end_at_nine_tenths() {
+        let a = allowance(1_000, vec![(10, 850)]);
+        assert!(!a.near_end());
+        assert_eq!(a.take(&[60], 20), 1);
+        assert!(a.near_end());
+        assert!(!Allowance::unlimited(Account::down()).near_end());
     }
 
     #[test]

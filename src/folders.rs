@@ -24,6 +24,12 @@ fn patterns(option: &str, values: &[String]) -> Result<Vec<Regex>> {
 }
 
 impl Selection {
+    /// Whether `path` is asked for by name (`--folder`) or by an `--include` pattern, not just
+    /// covered because nothing was narrowed.
+    pub fn asks_for(&self, path: &str) -> bool {
+        self.only.iter().any(|p| p == path) || self.includes.iter().any(|r| r.is_match(path))
+    }
+
     /// `only` lists exact store paths (empty: all); `includes` and `excludes` are regular
     /// expressions matched against store paths: a folder is covered when it is listed (or
     /// nothing is), matches an include (or none is given) and matches no exclude.

@@ -40,8 +40,9 @@ impl Provider {
         }
     }
 
-    /// Bytes a message may have at most on this server when it does not say (APPENDLIMIT):
-    /// Microsoft 365's default mailbox limit for a message received over IMAP (35 MB).
+    /// Bytes a message may have at most on this server when it does not say (APPENDLIMIT) and
+    /// `--max-message-size2` does not either: Microsoft 365's default mailbox limit (35 MB; a
+    /// tenant can raise a mailbox's to 150 MB, imapsync FAQ.Office365).
     pub fn default_message_limit(self) -> Option<u64> {
         match self {
             Provider::M365 => Some(35_000_000),
@@ -49,17 +50,25 @@ impl Provider {
         }
     }
 
-    /// Message bytes an account may download over IMAP in 24 hours, when the provider limits
-    /// it and the user gave no `--max-bytes-per-day1`: Gmail's 2 500 MB (Google Workspace admin
-    /// help, "Gmail bandwidth limits").
+    /// Message bytes a run may download from an account in 24 hours when the user gave no
+    /// `--max-bytes-per-day1`: on Gmail 2 000 MB, 80 % of Google's 2 500 MB ("Gmail bandwidth
+    /// limits"). The limit counts the user's phone and desktop clients too, and passing it
+    /// suspends IMAP for the account for up to a day, so a fifth is left to them (Microsoft's
+    /// own Gmail migration stops at 2.0 GB a day).
     pub fn daily_download_limit(self) -> Option<u64> {
-        (self == Provider::Gmail).then_some(2_500_000_000)
+        (self == Provider::Gmail).then_some(2_000_000_000)
     }
 
-    /// Message bytes an account may upload over IMAP in 24 hours (`--max-bytes-per-day2`
-    /// overrides): Gmail's 500 MB.
+    /// Message bytes a run may upload to an account in 24 hours (`--max-bytes-per-day2`
+    /// overrides): on Gmail 400 MB, 80 % of Google's 500 MB, for the same reasons.
     pub fn daily_upload_limit(self) -> Option<u64> {
-        (self == Provider::Gmail).then_some(500_000_000)
+        (self == Provider::Gmail).then_some(400_000_000)
+    }
+
+    /// Errors (tagged NO and BAD) a session may have before the server closes it: Exchange
+    /// closes a session at its tenth (imapsync FAQ.Office365, "BAD Command Argument Error 11").
+    pub fn errors_per_session(self) -> Option<u32> {
+        (self == Provider::M365).then_some(10)
     }
 
     /// The longest line (without its CRLF) this server takes in a message.
@@ -90,6 +99,20 @@ impl Provider {
         }
     }
 
+    /// Whether a folder of this server is left out of a pull unless asked for by name:
+    /// Microsoft 365's `Files`, a view of the mailbox's attachments without senders, not mail
+    /// (imapsync's `--office1` excludes `^Files$`, FAQ.Office365).
+    pub fn leaves_out_as_host1(self, path: &str) -> bool {
+        self == Provider::M365 && path.eq_ignore_ascii_case("Files")
+    }
+
+    /// Whether RFC822.SIZE is the size of the bytes FETCH serves. Microsoft 365 may give the
+    /// size it stores instead ([MS-STANOIMAP] 2.2.25), so there a body of another length is
+    /// expected, not a reason to fetch it again.
+    pub fn sizes_are_exact(self) -> bool {
+        self != Provider::M365
+    }
+
     /// Whether two folder names that differ only in case are one folder.
     pub fn names_ignore_case(self) -> bool {
         self == Provider::M365
@@ -114,6 +137,29 @@ impl FromStr for Provider {
         }
     }
 }
+
+/// The message counts Gmail's "Folder size limits" setting (Settings → Forwarding and
+/// POP/IMAP) can cap an IMAP folder at: a folder showing exactly one of them may hide more
+/// (imapsync FAQ.Gmail, "I can't sync more than 1000 messages in each Gmail folder").
+pub const GMAIL_FOLDER_LIMITS: &[u32] = &[1_000, 2_000, 5_000, 10_000];
+
+/// What keeps a Gmail folder with `count` messages from showing all of them, when its count
+/// sits at one of [`GMAIL_FOLDER_LIMITS`].
+pub fn gmail_folder_limit(count: u32) -> Option<String> {
+    GMAIL_FOLDER_LIMITS.contains(&count).then(|| {
+        format!(
+            "Gmail shows exactly {count} messages here, one of its folder size limits: if \
+             \"Folder size limits\" (Gmail settings → Forwarding and POP/IMAP) is set, older \
+             messages are out of reach over IMAP; choose \"Do not limit the number of messages \
+             in an IMAP folder\" and pull again"
+        )
+    })
+}
+
+/// Why a Gmail account's mail is partly out of reach when its LIST shows no `\All` folder.
+pub const GMAIL_NO_ALL_MAIL: &str = "Gmail lists no All Mail (\\All) over IMAP: its \
+     \"Show in IMAP\" is unticked (Gmail settings → Labels), so mail without a label (archived \
+     mail) is out of reach: tick it and pull again";
 
 /// Gmail's special folders that hold messages (every other folder is a view of All Mail):
 /// their special-use attributes (RFC 6154).

@@ -176,7 +176,7 @@ fn a_final_crlf_added_by_host2_is_reported_altered_by_push_and_check() {
         eprintln!("check -v:\n{}", check.all());
         assert!(
             check.stdout.contains(
-                "1 present, 0 missing, 0 extra, 0 doubles, 0 flag differences, 1 altered by host2"
+                "1 present, 0 missing, 0 extra, 0 doubles, 0 flag differences, 1 stored altered"
             ),
             "{}",
             check.all()

@@ -328,14 +328,188 @@ fn gmail_upload_quota_and_connection_cap() {
     drop(c);
     std::thread::sleep(Duration::from_millis(100));
 
+    // The cap is answered at LOGIN, not at connect.
     let _a = gmail_login(&g);
     let _b = gmail_login(&g);
-    let third = RawImap::connect(g.port());
-    assert_eq!(
-        third.greeting,
-        "* BYE [ALERT] Too many simultaneous connections. (Failure)"
+    let mut third = RawImap::connect(g.port());
+    assert!(
+        third.greeting.starts_with("* OK Gimap ready"),
+        "{}",
+        third.greeting
     );
-    assert_eq!(g.max_connections_seen(), 2);
+    let a = third.command(&format!("LOGIN {USER} {PW}"));
+    assert_eq!(
+        a.done,
+        "NO [ALERT] Too many simultaneous connections. (Failure)"
+    );
+    assert_eq!(g.max_logged_in(), 2);
+    assert_eq!(g.cap_refusals(), 1);
+}
+
+#[test]
+fn gmail_other_clients_count_against_the_connection_cap() {
+    let g = Provider::gmail(ProviderConfig {
+        max_connections: 3,
+        other_sessions: 2,
+        ..gmail_cfg()
+    });
+    let _a = gmail_login(&g);
+    let mut b = RawImap::connect(g.port());
+    let a = b.command(&format!("LOGIN {USER} {PW}"));
+    assert_eq!(a.status(), "NO", "{a:?}");
+    // The phone goes away: room again.
+    g.set_other_sessions(0);
+    assert_eq!(b.command(&format!("LOGIN {USER} {PW}")).status(), "OK");
+}
+
+#[test]
+fn gmail_overquota_is_answered_to_a_body_fetch_and_the_session_stays() {
+    let g = Provider::gmail(ProviderConfig {
+        download_limit: Some(500),
+        quota_answer: provider::QuotaAnswer::OverQuota,
+        upload_limit: Some(0),
+        ..gmail_cfg()
+    });
+    g.seed(vec![SeedMsg::new(&msg(1, 600)), SeedMsg::new(&msg(2, 600))]);
+    let mut c = gmail_login(&g);
+    select(&mut c, "[Gmail]/All Mail");
+    assert_eq!(c.command("UID FETCH 1 (BODY.PEEK[])").status(), "OK");
+    let a = c.command("UID FETCH 2 (BODY.PEEK[])");
+    assert_eq!(a.done, provider::OVERQUOTA);
+    assert!(!a.closed);
+    // Metadata still comes; the upload quota is answered the same way.
+    assert_eq!(c.command("UID FETCH 1:* (UID RFC822.SIZE)").status(), "OK");
+    let a = c.command_with_literal("APPEND \"INBOX\"", &msg(3, 300), false);
+    assert_eq!(a.done, provider::OVERQUOTA);
+}
+
+#[test]
+fn gmail_ends_an_old_session_with_session_expired_without_any_quota() {
+    let g = Provider::gmail(ProviderConfig {
+        session_lifetime: Some(Duration::from_millis(300)),
+        ..gmail_cfg()
+    });
+    let mut c = gmail_login(&g);
+    assert_eq!(c.command("NOOP").status(), "OK");
+    std::thread::sleep(Duration::from_millis(350));
+    let a = c.command("NOOP");
+    assert_eq!(a.bye(), Some("* BYE Session expired, please login again."));
+    assert_eq!((g.expiry_byes(), g.quota_byes()), (1, 0));
+    let mut c = gmail_login(&g);
+    assert_eq!(c.command("NOOP").status(), "OK");
+}
+
+#[test]
+fn gmail_slows_body_fetches_and_says_throttled_for_a_while() {
+    let g = Provider::gmail(ProviderConfig {
+        throttle_after: Some(1_000),
+        throttle_rate: 20_000,
+        throttle_for: Duration::from_millis(400),
+        ..gmail_cfg()
+    });
+    g.seed((1..=3).map(|n| SeedMsg::new(&msg(n, 2_000))).collect());
+    let mut c = gmail_login(&g);
+    select(&mut c, "[Gmail]/All Mail");
+    assert_eq!(c.command("UID FETCH 1 (BODY.PEEK[])").done, "OK Success");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        c.command("UID FETCH 2 (BODY.PEEK[])").done,
+        "OK Success [THROTTLED]"
+    );
+    // 2 000 bytes at 20 000 a second.
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(c.command("UID FETCH 3 (BODY.PEEK[])").done, "OK Success");
+    let s = g.slowdowns();
+    assert_eq!(s.len(), 1);
+    assert!(s[0].waited().unwrap() >= Duration::from_millis(400));
+}
+
+#[test]
+fn gmail_login_alerts_for_app_passwords_and_web_login() {
+    let g = Provider::gmail(ProviderConfig {
+        login_alert: Some(provider::LoginAlert::AppPassword),
+        ..gmail_cfg()
+    });
+    let mut c = RawImap::connect(g.port());
+    let a = c.command(&format!("LOGIN {USER} {PW}"));
+    assert!(a.done.starts_with("NO [ALERT] Application-specific password required: https://support.google.com/accounts/answer/185833"), "{a:?}");
+    let g = Provider::gmail(ProviderConfig {
+        login_alert: Some(provider::LoginAlert::WebLogin),
+        ..gmail_cfg()
+    });
+    let mut c = RawImap::connect(g.port());
+    let a = c.command(&format!("LOGIN {USER} {PW}"));
+    assert_eq!(
+        a.untagged,
+        vec![format!(
+            "* NO [WEBALERT {}] Web login required.",
+            provider::WEBALERT_URL
+        )]
+    );
+    assert!(
+        a.done
+            .starts_with("NO [ALERT] Please log in via your web browser"),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn gmail_hidden_all_mail_folder_limits_dates_and_rfc822msgid_search() {
+    let g = Provider::gmail(ProviderConfig {
+        hide_all_mail: true,
+        max_folder_size: Some(2),
+        ..gmail_cfg()
+    });
+    g.seed(
+        (1..=3)
+            .map(|n| SeedMsg::new(&msg(n, 300)).labels(&["\\Inbox"]))
+            .collect(),
+    );
+    let mut c = gmail_login(&g);
+    let list = c.command("LIST \"\" \"*\"");
+    assert!(
+        !list.untagged.iter().any(|l| l.contains("All Mail")),
+        "{list:?}"
+    );
+    assert_eq!(c.command("SELECT \"[Gmail]/All Mail\"").status(), "NO");
+    let a = c.command("STATUS INBOX (MESSAGES)");
+    assert_eq!(
+        a.untagged,
+        vec!["* STATUS \"INBOX\" (MESSAGES 2)".to_string()]
+    );
+    let a = select(&mut c, "INBOX");
+    assert!(a.untagged.contains(&"* 2 EXISTS".to_string()), "{a:?}");
+    // The newest two show.
+    let a = c.command("UID SEARCH ALL");
+    assert_eq!(a.untagged, vec!["* SEARCH 2 3".to_string()]);
+    let a = c.command("UID SEARCH X-GM-RAW \"rfc822msgid:<2@hostile.test>\"");
+    assert_eq!(a.untagged, vec!["* SEARCH 2".to_string()]);
+
+    // A date before 1970 or in the future becomes the time of the upload.
+    let a = c.command_with_literal(
+        "APPEND \"INBOX\" () \"01-Jan-1960 00:00:00 +0000\"",
+        &msg(7, 300),
+        false,
+    );
+    assert_eq!(a.status(), "OK");
+    let a = c.command_with_literal(
+        "APPEND \"INBOX\" () \"01-Jan-2090 00:00:00 +0000\"",
+        &msg(8, 300),
+        false,
+    );
+    assert_eq!(a.status(), "OK");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for m in g
+        .messages()
+        .iter()
+        .filter(|m| m.bytes == msg(7, 300) || m.bytes == msg(8, 300))
+    {
+        assert!((now - m.internaldate).abs() < 60, "{}", m.internaldate);
+    }
 }
 
 /// A bare connection for conversations RawImap cannot hold (continuations mid-command).
@@ -502,7 +676,7 @@ fn m365_flags_folders_and_refusals() {
         .untagged
         .contains(&"* LIST (\\Sent \\HasNoChildren) \"/\" \"Sent Items\"".to_string()));
     let a = c.command("CREATE \"files\"");
-    assert!(a.done.starts_with("NO [CANNOT]"), "{a:?}");
+    assert_eq!(a.done, "NO Folder name is reserved");
     let a = c.command("CREATE \"archive\"");
     assert_eq!(a.done, "NO [ALREADYEXISTS] Mailbox already exists");
     select(&mut c, "ARCHIVE");
@@ -510,14 +684,46 @@ fn m365_flags_folders_and_refusals() {
     let a = c.command_with_literal("APPEND \"INBOX\"", &msg(2, 20_001), false);
     assert_eq!(
         a.done,
-        "NO [TOOBIG] Message size exceeds fixed maximum message size."
+        "NO Maximum size of appendable message has been exceeded"
     );
     let mut long = b"Subject: long\r\n\r\n".to_vec();
     long.extend(std::iter::repeat_n(b'x', 10_501));
     long.extend_from_slice(b"\r\n");
     let a = c.command_with_literal("APPEND \"INBOX\"", &long, false);
-    assert!(a.done.starts_with("NO [PARSE]"), "{a:?}");
+    assert_eq!(a.done, "BAD Command Error. 10");
     assert_eq!(m.folder_messages("INBOX").unwrap().len(), 1);
+}
+
+#[test]
+fn m365_stored_sizes_unavailable_and_not_connected() {
+    let m = Provider::m365(ProviderConfig {
+        stored_sizes: true,
+        unavailable_every: Some(2),
+        ..ProviderConfig::default()
+    });
+    m.seed_folder("INBOX", vec![SeedMsg::new(&msg(1, 1_000))]);
+    let mut c = oauth_login(m.port(), "t");
+    select(&mut c, "INBOX");
+    assert_eq!(c.command("SELECT INBOX").done, "NO Server Unavailable. 15");
+    select(&mut c, "INBOX");
+    let a = c.command("UID FETCH 1 (RFC822.SIZE)");
+    assert_eq!(numbers(&a, "RFC822.SIZE"), vec![1_000 + 50 + 7]);
+
+    let m = Provider::m365(ProviderConfig {
+        not_connected: true,
+        ..ProviderConfig::default()
+    });
+    let mut c = oauth_login(m.port(), "t");
+    assert_eq!(
+        c.command("NAMESPACE").done,
+        "BAD User is authenticated but not connected."
+    );
+    let a = c.command("LIST \"\" \"INBOX\"");
+    assert_eq!(a.done, "BAD User is authenticated but not connected.");
+    // The BYE follows the second answer.
+    let a = c.command("NOOP");
+    assert!(a.closed);
+    assert_eq!(a.bye(), Some("* BYE Connection closed. 14"));
 }
 
 #[test]

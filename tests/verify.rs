@@ -211,7 +211,7 @@ fn verify_changes_nothing_and_names_an_older_or_unknown_schema() {
     assert!(r.all().contains("no problems"), "{}", r.stderr);
     assert!(
         r.stdout
-            .contains("the index is schema 4 (this imapferry writes 6)"),
+            .contains("the index is schema 4 (this imapferry writes 7)"),
         "the note is part of the report on stdout: {}",
         r.all()
     );

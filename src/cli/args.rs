@@ -301,16 +301,17 @@ budget_args!(
     Budget1Args,
     "max-bytes-per-day1",
     "Download at most SIZE of messages from host1 in any 24 hours, across runs (K, M, G: \
-     binary units; Gmail allows about 2500M); past it the run stops cleanly with exit 4 and \
-     says when to run again"
+     binary units); past it the run stops cleanly with exit 4 and says when to run again. \
+     Default on Gmail: 2000 MB, 80 % of Google's 2500 MB, as the user's other clients count \
+     too and passing it suspends IMAP for up to a day"
 );
 
 budget_args!(
     Budget2Args,
     "max-bytes-per-day2",
     "Upload at most SIZE of messages to host2 in any 24 hours, across runs (K, M, G: binary \
-     units; Gmail allows about 500M); past it the run stops cleanly with exit 4 and says \
-     when to run again"
+     units); past it the run stops cleanly with exit 4 and says when to run again. Default \
+     on Gmail: 400 MB, 80 % of Google's 500 MB"
 );
 
 /// Which folders a run covers.
@@ -490,6 +491,8 @@ pub struct PushArgs {
     pub justfolders: bool,
     #[command(flatten)]
     pub budget2: Budget2Args,
+    #[command(flatten)]
+    pub message: MessageArgs,
     /// Connections to host2; folders are spread over them
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
@@ -501,6 +504,35 @@ pub struct PushArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub tuning: PushTuning,
+}
+
+/// What host2 takes of a message, and the changes to a message made only when asked (the store
+/// keeps every message as host1 served it).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MessageArgs {
+    /// The largest message host2 takes (K, M, G: binary units): larger ones are listed, never
+    /// sent. Default: host2's APPENDLIMIT, or on Microsoft 365 35 MB (a tenant can raise a
+    /// mailbox's limit to 150 MB)
+    #[arg(long = "max-message-size2", value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_message_size2: Option<u64>,
+    /// Send a message with lines longer than host2 takes (Microsoft 365: 10500 characters)
+    /// with those lines broken, instead of listing it unsent; each is reported, the store keeps
+    /// the original (imapsync's --regexmess for Office 365)
+    #[arg(long = "rewrap-long-lines")]
+    pub rewrap_long_lines: bool,
+    /// Send messages without their read-receipt request (Disposition-Notification-To becomes
+    /// X-Disposition-Notification-To) and without $MDNSent, so host2 does not send receipts
+    /// again; each changed message is reported (imapsync's --disarmreadreceipts)
+    #[arg(long = "disarm-read-receipts", visible_alias = "disarmreadreceipts")]
+    pub disarm_read_receipts: bool,
+}
+
+impl MessageArgs {
+    pub fn apply(&self, opts: &mut imapferry::push::PushOptions) {
+        opts.max_message_size = self.max_message_size2;
+        opts.rewrap_long_lines = self.rewrap_long_lines;
+        opts.disarm_read_receipts = self.disarm_read_receipts;
+    }
 }
 
 /// `imapferry sync`: imapsync's command line, one shot (pull, then push, through a store).
@@ -534,6 +566,8 @@ pub struct SyncArgs {
     pub budget1: Budget1Args,
     #[command(flatten)]
     pub budget2: Budget2Args,
+    #[command(flatten)]
+    pub message: MessageArgs,
     /// Connections to each server
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,

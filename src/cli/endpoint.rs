@@ -120,7 +120,9 @@ fn secret(args: &ConnArgs, port: u16) -> Result<Secret> {
     if let Some(file) = &args.oauth2_refresh {
         let option = format!("--oauth2-refresh{n}");
         warn_if_others_may_read(file, &option);
-        let refresher = Refresher::load(file, &option).map_err(usage)?;
+        let refresher = Refresher::load(file, &option)
+            .map_err(usage)?
+            .with_user(&args.user);
         return Ok(Secret::OAuth2Refresh(Arc::new(refresher)));
     }
     if let Some(token_file) = &args.oauth2_token_file {

@@ -11,6 +11,9 @@ use imapferry::imap::{
 /// `e` with advice when it says no session with `side` could be opened; `e` unchanged
 /// otherwise.
 pub fn advise(e: anyhow::Error, side: Side, ep: &Endpoint) -> anyhow::Error {
+    if let Some(hint) = provider_hint(&e, side) {
+        return anyhow::Error::new(Advised { error: e, hint });
+    }
     match connect_problem(&e) {
         Some(p) => {
             let hint = hint(p, side, ep);
@@ -18,6 +21,65 @@ pub fn advise(e: anyhow::Error, side: Side, ep: &Endpoint) -> anyhow::Error {
         }
         None => e,
     }
+}
+
+/// Advice for what a provider answered instead of a session, when it is one of the answers
+/// docs/providers.md lists.
+fn provider_hint(e: &anyhow::Error, side: Side) -> Option<String> {
+    let n = side.n();
+    if imapferry::imap::error::is_connection_cap(e) {
+        return Some(format!(
+            "Gmail allows 15 simultaneous IMAP sessions per account, the user's phones and mail \
+             clients included, and all of them are in use: close some (or wait a while), or \
+             run with fewer --jobs; host{n} was asked again for a while before giving up"
+        ));
+    }
+    if imapferry::imap::error::is_not_connected(e) {
+        return Some(format!(
+            "Microsoft 365 took the login but connects no mailbox to it (\"User is \
+             authenticated but not connected\"). Check: the token's scope \
+             (https://outlook.office.com/IMAP.AccessAsUser.All for a user's token, \
+             https://outlook.office365.com/.default with IMAP.AccessAsApp for an app's) and that \
+             --user{n} is the mailbox the token is for; that the mailbox has an Exchange Online \
+             licence and IMAP turned on; and, logging in as an administrator or an app for the \
+             user, permission on the mailbox (Add-MailboxPermission -AccessRights FullAccess; for \
+             an app, its service principal registered with New-ServicePrincipal)"
+        ));
+    }
+    let said = format!("{e:#}");
+    let oauth = format!(
+        "or log in with OAuth2 instead (--oauth2-refresh{n}, docs/oauth2.md), which Google \
+         prefers"
+    );
+    if let Some(url) = webalert(&said) {
+        return Some(format!(
+            "Gmail wants this sign-in confirmed in a browser first: open {url} signed in as \
+             the user and allow it, then run again; {oauth}"
+        ));
+    }
+    if said.contains("Please log in via your web browser") {
+        return Some(format!(
+            "Gmail wants a sign-in in a browser first: sign in to Gmail as the user on the web \
+             (https://support.google.com/mail/accounts/answer/78754), then run again; {oauth}"
+        ));
+    }
+    if said.contains("Application-specific password required") {
+        return Some(format!(
+            "Gmail wants an app password for this account, not the account's own: turn on \
+             2-Step Verification and make one at https://myaccount.google.com/apppasswords \
+             (https://support.google.com/accounts/answer/185833), give it as the password \
+             without its spaces; {oauth}"
+        ));
+    }
+    None
+}
+
+/// The link of Gmail's `[WEBALERT <url>] Web login required.` in `said`, when it holds one
+/// that looks like a Google link.
+fn webalert(said: &str) -> Option<&str> {
+    let at = said.find("[WEBALERT ")? + "[WEBALERT ".len();
+    let url = said[at..].split([']', ' ']).next()?;
+    url.starts_with("https://").then_some(url)
 }
 
 /// What to change for `problem` on `side`.

@@ -155,6 +155,7 @@ pub fn push(a: PushArgs) -> anyhow::Result<Outcome> {
         opts.batch_messages = a.tuning.batch_messages.max(1);
         opts.retries = a.net.retries;
         opts.max_bytes_per_day = a.budget2.max_bytes_per_day;
+        a.message.apply(&mut opts);
         let report = push::run(&opts).map_err(|e| advise(e, Side::Host2, &opts.endpoint))?;
         print_warnings(&report.warnings);
         print_failures(&report.failures);

@@ -104,6 +104,7 @@ fn run(a: SyncArgs, pulled_json: &mut Option<serde_json::Value>) -> anyhow::Resu
         q.jobs = a.jobs.max(1);
         q.retries = a.net.retries;
         q.max_bytes_per_day = a.budget2.max_bytes_per_day;
+        a.message.apply(&mut q);
         // A pull stopped by its budget still pushes what the store holds.
         let pushed = push::run(&q).map_err(|e| advise(e, Side::Host2, &q.endpoint))?;
         print_warnings(&pushed.warnings);

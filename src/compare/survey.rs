@@ -75,6 +75,8 @@ pub fn explain(
         .collect();
     let mut out = Explained::default();
     let mut claimed: BTreeSet<u32> = BTreeSet::new();
+    // host2 UIDs Gmail holds for a store message as well as for their own (`Mapping::held`).
+    let mut shared: BTreeSet<u32> = BTreeSet::new();
     let mut mapped: BTreeSet<usize> = BTreeSet::new();
     for m in mappings {
         if m.dest_uidvalidity != uidvalidity || !host.contains_key(&m.dest_uid) {
@@ -85,6 +87,12 @@ pub fn explain(
         let Some(&i) = by_key.get(&m.key()) else {
             continue;
         };
+        if m.held && !mapped.contains(&i) {
+            shared.insert(m.dest_uid);
+            mapped.insert(i);
+            out.present.push((i, m));
+            continue;
+        }
         if mapped.contains(&i) || !claimed.insert(m.dest_uid) {
             continue;
         }
@@ -94,7 +102,7 @@ pub fn explain(
     out.unmapped = (0..store.len()).filter(|i| !mapped.contains(i)).collect();
     out.unexplained = host
         .keys()
-        .filter(|u| !claimed.contains(u))
+        .filter(|u| !claimed.contains(u) && !shared.contains(u))
         .copied()
         .collect();
     out
@@ -326,6 +334,7 @@ mod tests {
             change: 1,
             found: false,
             altered: None,
+            held: false,
         }
     }
 

@@ -14,6 +14,7 @@ use super::oauth2::Refresher;
 use super::quote;
 pub use super::response::Fetched;
 use super::response::{self, Code, MailboxStatus, Response, Status, Untagged};
+use super::slowdown::{says_throttled, Slowdown};
 use super::uidset;
 use super::{auth, log_level};
 use crate::mailtime::InternalDate;
@@ -103,6 +104,11 @@ impl Refusal {
     /// The server asks to come back later (see [`super::error::answer_is_transient`]).
     pub fn is_transient(&self) -> bool {
         super::error::answer_is_transient(self.code.as_deref(), &self.text)
+    }
+
+    /// The server's daily bandwidth limit (see [`super::error::answer_is_bandwidth_quota`]).
+    pub fn is_bandwidth_quota(&self) -> bool {
+        super::error::answer_is_bandwidth_quota(self.code.as_deref(), &self.text)
     }
 
     /// This refusal as the error of its command (`message` says which), with its stated wait.
@@ -277,6 +283,13 @@ pub struct Client {
     provider: Provider,
     /// The throttling wait shared by the endpoint's connections.
     pause: conn::Pause,
+    /// Gmail's `[THROTTLED]` answers on this connection and the waits they asked for.
+    slowdown: Slowdown,
+    /// Tagged NO and BAD answers on this session (Exchange closes a session at its tenth).
+    refusals: u32,
+    /// Untagged NO/BAD texts received during login (Gmail's `[WEBALERT <url>] Web login
+    /// required.` comes so), kept for the error a refused login gives.
+    login_alerts: Vec<String>,
     /// The refresher and the generation of the access token this session logged in with, to
     /// mark it stale when the server says it expired.
     oauth2: Option<(Arc<Refresher>, u64)>,
@@ -348,6 +361,9 @@ impl Client {
             greeting_text: String::new(),
             provider: Provider::Generic,
             pause: ep.pause.clone(),
+            slowdown: Slowdown::default(),
+            refusals: 0,
+            login_alerts: Vec::new(),
             hidden: opts
                 .hide_capabilities
                 .iter()
@@ -1513,17 +1529,11 @@ impl Client {
                     let sent = self.send(&parts)?;
                     let done = self.wait_done(&sent, &mut |_| Ok(()))?;
                     if done.status != Status::Ok {
-                        return Err(wire_error(
-                            ErrorKind::Auth {
-                                code: code_name(&done.code),
-                                text: done.text.clone(),
-                                wait: answer_wait(&done.code, &done.text),
-                            },
-                            format!(
-                                "{}: login as {} failed: {} {}",
-                                self.label, ep.user, done.status, done.text
-                            ),
-                        ));
+                        let msg = format!(
+                            "{}: login as {} failed: {} {}",
+                            self.label, ep.user, done.status, done.text
+                        );
+                        return Err(self.auth_error(&done.code, done.text, msg));
                     }
                 }
             }
@@ -1596,9 +1606,7 @@ impl Client {
                             "{}: authentication as {} failed (AUTHENTICATE {mech}): {status} {text}",
                             self.label, self.user
                         );
-                        let wait = answer_wait(&code, &text);
-                        let code = code_name(&code);
-                        return Err(wire_error(ErrorKind::Auth { code, text, wait }, msg));
+                        return Err(self.auth_error(&code, text, msg));
                     }
                     return Ok(());
                 }
@@ -1615,6 +1623,18 @@ impl Client {
     /// a synchronizing literal with a tagged NO/BAD, the rest of the command is not sent and the
     /// tagged reply is left for the caller to read.
     fn send(&mut self, parts: &[Part<'_>]) -> Result<Sent> {
+        if self.slowdown.given_up() {
+            return Err(wire_error(
+                ErrorKind::SlowedDown,
+                format!(
+                    "{}: still answered [THROTTLED] after {} waits (about two minutes): the \
+                     server has slowed this account to a crawl, as Gmail does past its daily \
+                     limit",
+                    self.label,
+                    super::slowdown::GIVE_UP
+                ),
+            ));
+        }
         self.pause.wait();
         let tag = format!("A{}", self.next_tag);
         self.next_tag += 1;
@@ -1984,6 +2004,26 @@ impl Client {
     /// What every response teaches: capabilities, alerts for the log, the end of a command
     /// (which restarts the progress deadline and the count of unsolicited responses).
     fn observe(&mut self, r: &Response) -> Result<()> {
+        match r {
+            Response::Tagged {
+                tag,
+                status: Status::Ok,
+                code,
+                text,
+            } => {
+                let number = tag.trim_start_matches('A').parse().unwrap_or(u64::MAX);
+                self.slowed_down(says_throttled(code_name(code).as_deref(), text), number);
+            }
+            Response::Tagged { .. } => self.refusals += 1,
+            Response::Untagged(Untagged::Status {
+                status: Status::No | Status::Bad,
+                code: Some(Code::Other(c)),
+                text,
+            }) if self.login_alerts.len() < 4 => {
+                self.login_alerts.push(format!("[{c}] {text}"));
+            }
+            _ => {}
+        }
         if let Response::Tagged {
             status: Status::No | Status::Bad,
             code,
@@ -2061,6 +2101,45 @@ impl Client {
         Ok(())
     }
 
+    /// A refused login: `message`, with what the server said untagged meanwhile (Gmail's
+    /// `[WEBALERT <url>] Web login required.` carries the link to open).
+    fn auth_error(&self, code: &Option<Code>, text: String, message: String) -> anyhow::Error {
+        let mut message = message;
+        for alert in &self.login_alerts {
+            message += &format!(" (the server also said: {})", crate::text::printable(alert));
+        }
+        let wait = answer_wait(code, &text);
+        let code = code_name(code);
+        wire_error(ErrorKind::Auth { code, text, wait }, message)
+    }
+
+    /// A tagged OK arrived, `[THROTTLED]` or not: a wait the slow-down asks for holds every
+    /// connection of the endpoint (see [`super::slowdown`]).
+    fn slowed_down(&mut self, throttled: bool, tag: u64) {
+        if let Some(wait) = self
+            .slowdown
+            .answer(throttled, tag, u64::from(self.next_tag))
+        {
+            self.pause.until(std::time::Instant::now() + wait);
+            crate::ui::info(&format!(
+                "{}: the server answers [THROTTLED] (it is slowing this account down): \
+                 waiting {} s before the next command",
+                self.label,
+                wait.as_secs()
+            ));
+        }
+    }
+
+    /// `[THROTTLED]` answers on this connection so far.
+    pub fn throttled(&self) -> u64 {
+        self.slowdown.total()
+    }
+
+    /// Tagged NO and BAD answers on this session so far.
+    pub fn refusals(&self) -> u32 {
+        self.refusals
+    }
+
     /// Count a response that answered nothing asked; too many in one command is an error.
     fn note_unsolicited(&mut self) -> Result<()> {
         self.unsolicited += 1;
@@ -2127,8 +2206,6 @@ impl Client {
     }
 }
 
-/// The keyword of a response code other than the ones we parse (`THROTTLED`, `NONEXISTENT`,
-/// ...), upper-cased: what [`super::is_transient`] looks at.
 /// The wait a NO/BAD answer with `code` and `text` asks for ([`super::error::answer_wait`]).
 fn answer_wait(code: &Option<Code>, text: &str) -> Option<Duration> {
     let code = match code {
@@ -2138,6 +2215,8 @@ fn answer_wait(code: &Option<Code>, text: &str) -> Option<Duration> {
     super::error::answer_wait(code, text)
 }
 
+/// The keyword of a response code other than the ones we parse (`THROTTLED`, `NONEXISTENT`,
+/// ...), upper-cased: what [`super::is_transient`] looks at.
 fn code_name(code: &Option<Code>) -> Option<String> {
     match code {
         Some(Code::Other(c)) => c

@@ -39,6 +39,9 @@ pub enum ErrorKind {
     /// No IMAP session could be opened: the name, the port or what answers there is wrong
     /// (or the link is down). See [`ConnectProblem`].
     Connect(ConnectProblem),
+    /// The server kept answering `[THROTTLED]` after every wait ([`super::slowdown`]): Gmail's
+    /// slow-down past its daily limit. Not retried: the engines stop for the day.
+    SlowedDown,
 }
 
 /// Why no IMAP session could be opened, for advice that names the option to change (and, as
@@ -85,7 +88,7 @@ impl WireError {
                 answer_is_transient(code.as_deref(), text)
             }
             ErrorKind::Tls { certificate } => !certificate,
-            ErrorKind::Protocol => false,
+            ErrorKind::Protocol | ErrorKind::SlowedDown => false,
             ErrorKind::Connect(p) => matches!(
                 p,
                 ConnectProblem::Unresolved | ConnectProblem::Refused | ConnectProblem::Unreachable
@@ -208,8 +211,33 @@ pub fn answer_is_transient(code: Option<&str>, text: &str) -> bool {
         }
     }
     let t = text.to_ascii_lowercase();
-    // Gmail: "Request is throttled"; Exchange: "Server Unavailable. ... try again later".
-    t.contains("throttl") || t.contains("try again later")
+    // Exchange: "Request is throttled", "Server Unavailable. 15" (its back end, for a moment);
+    // Gmail: "Too many simultaneous connections" (a session closes sooner or later).
+    t.contains("throttl")
+        || t.contains("try again later")
+        || t.contains("server unavailable")
+        || answer_is_connection_cap(text)
+}
+
+/// Whether an answer is Exchange's `BAD User is authenticated but not connected.`: the token
+/// or password was taken, but no mailbox goes with it (wrong scope, no licence, no permission
+/// on the mailbox). Retrying does not change it.
+pub fn answer_is_not_connected(text: &str) -> bool {
+    text.to_ascii_lowercase()
+        .contains("authenticated but not connected")
+}
+
+/// True when `err` (anywhere in its chain) is [`answer_is_not_connected`].
+pub fn is_not_connected(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| match &w.kind {
+                ErrorKind::Rejected { text, .. } | ErrorKind::Auth { text, .. } => {
+                    answer_is_not_connected(text)
+                }
+                _ => false,
+            })
+    })
 }
 
 /// True when `err` (anywhere in its chain) is a failure that a reconnect and a retry after a
@@ -238,6 +266,70 @@ pub fn is_session_expired(err: &anyhow::Error) -> bool {
         c.downcast_ref::<WireError>()
             .is_some_and(|w| match &w.kind {
                 ErrorKind::Bye { text } => text.to_ascii_lowercase().contains("session expired"),
+                _ => false,
+            })
+    })
+}
+
+/// True when `err` (anywhere in its chain) is a refusal with `[OVERQUOTA]` whose text speaks
+/// of bandwidth or command limits: Gmail's answer once an account passed a daily IMAP limit
+/// (`NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)`). A full
+/// mailbox (the other meaning of OVERQUOTA, RFC 5530) is not this.
+pub fn is_bandwidth_quota(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| match &w.kind {
+                ErrorKind::Rejected { code, text, .. } => {
+                    answer_is_bandwidth_quota(code.as_deref(), text)
+                }
+                _ => false,
+            })
+    })
+}
+
+/// Whether a NO answer (its code keyword and text) is a daily bandwidth quota.
+pub fn answer_is_bandwidth_quota(code: Option<&str>, text: &str) -> bool {
+    let over = code.is_some_and(|c| {
+        let kw = c.split_ascii_whitespace().next().unwrap_or("");
+        kw.eq_ignore_ascii_case("OVERQUOTA")
+    });
+    let t = text.to_ascii_lowercase();
+    over && (t.contains("bandwidth") || t.contains("command or"))
+}
+
+/// True when `err` (anywhere in its chain) is a server's daily limit, said either way Gmail
+/// says it: `[OVERQUOTA]` with bandwidth ([`is_bandwidth_quota`]), `BYE Session expired`
+/// ([`is_session_expired`], ambiguous: see the engines), or a slow-down that never lifts
+/// ([`is_slowed_down`]).
+pub fn is_server_quota(err: &anyhow::Error) -> bool {
+    is_bandwidth_quota(err) || is_session_expired(err) || is_slowed_down(err)
+}
+
+/// True when `err` (anywhere in its chain) says the server kept a connection throttled after
+/// every wait ([`ErrorKind::SlowedDown`]).
+pub fn is_slowed_down(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| w.kind == ErrorKind::SlowedDown)
+    })
+}
+
+/// Whether an answer's text is a per-account session cap: Gmail answers a LOGIN past its 15
+/// sessions `NO [ALERT] Too many simultaneous connections. (Failure)`.
+pub fn answer_is_connection_cap(text: &str) -> bool {
+    text.to_ascii_lowercase()
+        .contains("too many simultaneous connections")
+}
+
+/// True when `err` (anywhere in its chain) is a login refused for the account's session cap
+/// ([`answer_is_connection_cap`]): a session may open later, when one closes.
+pub fn is_connection_cap(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<WireError>()
+            .is_some_and(|w| match &w.kind {
+                ErrorKind::Auth { text, .. } | ErrorKind::Rejected { text, .. } => {
+                    answer_is_connection_cap(text)
+                }
                 _ => false,
             })
     })
@@ -363,6 +455,14 @@ mod tests {
     }
 
     #[test]
+    fn exchanges_server_unavailable_is_transient_and_not_connected_is_not() {
+        assert!(is_transient(&rejected(None, "Server Unavailable. 15")));
+        let nc = rejected(None, "User is authenticated but not connected.");
+        assert!(!is_transient(&nc));
+        assert!(is_not_connected(&nc));
+    }
+
+    #[test]
     fn a_stated_wait_is_read_from_the_answer_in_its_unit() {
         let ms = |n| Some(Duration::from_millis(n));
         let ms365 = "Request is throttled. Suggested Backoff Time: 300000 milliseconds";
@@ -459,6 +559,38 @@ mod tests {
         assert!(is_transient(&other));
         let greeting = wire_error(ErrorKind::Connection, "BYE Session expired");
         assert!(!is_session_expired(&greeting));
+    }
+
+    #[test]
+    fn gmails_overquota_is_a_bandwidth_quota_and_a_full_mailbox_is_not() {
+        let gmail = rejected(
+            Some("OVERQUOTA"),
+            "Account exceeded command or bandwidth limits. (Failure)",
+        )
+        .context("pulling INBOX");
+        assert!(is_bandwidth_quota(&gmail));
+        assert!(is_server_quota(&gmail));
+        assert!(!is_transient(&gmail));
+        let full = rejected(Some("OVERQUOTA"), "Mailbox is full");
+        assert!(!is_bandwidth_quota(&full));
+        let other = rejected(None, "Account exceeded command or bandwidth limits.");
+        assert!(!is_bandwidth_quota(&other));
+    }
+
+    #[test]
+    fn gmails_session_cap_at_login_is_worth_another_try_later() {
+        let cap = wire_error(
+            ErrorKind::Auth {
+                code: Some("ALERT".into()),
+                text: "Too many simultaneous connections. (Failure)".into(),
+                wait: None,
+            },
+            "login failed",
+        )
+        .context("opening another connection");
+        assert!(is_connection_cap(&cap));
+        assert!(is_transient(&cap));
+        assert!(!is_connection_cap(&rejected(None, "Invalid credentials")));
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod oauth2;
 pub mod quote;
 pub mod ratelimit;
 pub mod response;
+pub mod slowdown;
 pub mod uidset;
 
 pub use client::{

@@ -6,6 +6,15 @@
 //! optional `client_secret`, `refresh_token`, optional `scope`. A refresh token the provider
 //! rotates (Microsoft does) is written back into the file, atomically, mode 0600.
 //!
+//! `grant` chooses another grant, for many accounts without a refresh token each ([`Grant`]):
+//! `jwt-bearer`, a Google Workspace service account with domain-wide delegation (RFC 7523: an
+//! assertion signed RS256 with the key of `service_account_key`, the JSON file Google gives,
+//! for the mailbox `subject`, by default the account's `--userN`), or `client_credentials`,
+//! Microsoft's app-only access (RFC 6749 §4.4, `scope = https://outlook.office365.com/.default`).
+//! A Google app still in "Testing" gives refresh tokens that expire after 7 days:
+//! `app_status = testing` (with `issued_at`, or the file's modification time) makes the run say
+//! when.
+//!
 //! Everything here handles secrets: the refresh token, the client secret and the access
 //! token never reach a message, a log line or `Debug` output.
 
@@ -59,9 +68,39 @@ pub struct Settings {
     pub token_endpoint: String,
     pub client_id: String,
     pub client_secret: Option<String>,
+    /// Empty for the grants that need none.
     pub refresh_token: String,
     pub scope: Option<String>,
+    pub grant: Grant,
+    /// `app_status = testing`: a Google app whose refresh tokens last 7 days.
+    pub testing: bool,
+    /// `issued_at`: when the refresh token was issued (Unix time).
+    pub issued_at: Option<i64>,
 }
+
+/// How an access token is asked for.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// The refresh-token grant (RFC 6749 §6), the default.
+    RefreshToken,
+    /// A Google service account acting for a mailbox of its domain (RFC 7523 JWT bearer).
+    JwtBearer {
+        /// `service_account_key`: the key file.
+        key_file: PathBuf,
+        /// The service account's PEM private key (read from the key file by [`Refresher::load`]).
+        private_key: String,
+        /// The mailbox to act for; `None`: the account's user.
+        subject: Option<String>,
+    },
+    /// Microsoft's app-only client-credentials grant (RFC 6749 §4.4).
+    ClientCredentials,
+}
+
+/// The JWT bearer grant's `grant_type`.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// How long a Google refresh token of an app in "Testing" lasts.
+pub const TESTING_LIFETIME: i64 = 7 * 86_400;
 
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,6 +108,14 @@ impl fmt::Debug for Settings {
             .field("token_endpoint", &self.token_endpoint)
             .field("client_id", &self.client_id)
             .field("scope", &self.scope)
+            .field(
+                "grant",
+                &match &self.grant {
+                    Grant::RefreshToken => "refresh_token",
+                    Grant::JwtBearer { .. } => "jwt-bearer",
+                    Grant::ClientCredentials => "client_credentials",
+                },
+            )
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +127,11 @@ const KEYS: &[&str] = &[
     "client_secret",
     "refresh_token",
     "scope",
+    "grant",
+    "service_account_key",
+    "subject",
+    "app_status",
+    "issued_at",
 ];
 
 impl Settings {
@@ -115,15 +167,159 @@ impl Settings {
                 .filter(|v| !v.is_empty())
         };
         let need = |k: &str| get(k).ok_or_else(|| format!("{k} is missing"));
-        let s = Settings {
-            token_endpoint: need("token_endpoint")?,
-            client_id: need("client_id")?,
-            client_secret: get("client_secret"),
-            refresh_token: need("refresh_token")?,
-            scope: get("scope"),
+        let grant = match get("grant").as_deref() {
+            None | Some("refresh_token") => Grant::RefreshToken,
+            Some("jwt-bearer") => Grant::JwtBearer {
+                key_file: PathBuf::from(need("service_account_key")?),
+                private_key: String::new(),
+                subject: get("subject"),
+            },
+            Some("client_credentials") => Grant::ClientCredentials,
+            Some(other) => {
+                return Err(format!(
+                    "grant {other:?}: give refresh_token, jwt-bearer or client_credentials"
+                ))
+            }
         };
-        check_endpoint(&s.token_endpoint)?;
+        let refresh_token = match grant {
+            Grant::RefreshToken => need("refresh_token")?,
+            _ => get("refresh_token").unwrap_or_default(),
+        };
+        let jwt = matches!(grant, Grant::JwtBearer { .. });
+        let issued_at = match get("issued_at") {
+            Some(t) => Some(
+                parse_day_time(&t).ok_or("issued_at: give 2025-01-31 or 2025-01-31T10:00:00Z")?,
+            ),
+            None => None,
+        };
+        let s = Settings {
+            // From the service account's key file, when not given here.
+            token_endpoint: if jwt {
+                get("token_endpoint").unwrap_or_default()
+            } else {
+                need("token_endpoint")?
+            },
+            client_id: if jwt {
+                get("client_id").unwrap_or_default()
+            } else {
+                need("client_id")?
+            },
+            client_secret: get("client_secret"),
+            refresh_token,
+            scope: get("scope"),
+            testing: get("app_status").is_some_and(|v| v.eq_ignore_ascii_case("testing")),
+            issued_at,
+            grant,
+        };
+        if s.grant == Grant::ClientCredentials && (s.client_secret.is_none() || s.scope.is_none()) {
+            return Err(
+                "grant client_credentials needs client_secret and scope (Microsoft 365: \
+                        https://outlook.office365.com/.default)"
+                    .into(),
+            );
+        }
+        if jwt && s.scope.is_none() {
+            return Err("grant jwt-bearer needs scope (Gmail: https://mail.google.com/)".into());
+        }
+        if !s.token_endpoint.is_empty() {
+            check_endpoint(&s.token_endpoint)?;
+        }
         Ok(s)
+    }
+
+    /// Fill what a service account's key file says (`client_email`, `private_key`,
+    /// `token_uri`) into a `jwt-bearer` grant. `Err` names the key, never a value.
+    fn read_service_account(&mut self) -> Result<(), String> {
+        let Grant::JwtBearer {
+            key_file,
+            private_key,
+            ..
+        } = &mut self.grant
+        else {
+            return Ok(());
+        };
+        let file = key_file.display().to_string();
+        let text = std::fs::read_to_string(&*key_file)
+            .map_err(|e| format!("service_account_key {file}: {e}"))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|_| format!("service_account_key {file}: not JSON"))?;
+        let field = |k: &str| {
+            v[k].as_str()
+                .map(String::from)
+                .ok_or(format!("service_account_key {file}: no {k}"))
+        };
+        *private_key = field("private_key")?;
+        if self.client_id.is_empty() {
+            self.client_id = field("client_email")?;
+        }
+        if self.token_endpoint.is_empty() {
+            self.token_endpoint = field("token_uri")?;
+            check_endpoint(&self.token_endpoint)?;
+        }
+        jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+            .map_err(|_| format!("service_account_key {file}: private_key is not an RSA key"))?;
+        Ok(())
+    }
+
+    /// The JWT the service account signs to act for `subject` at `now` (RFC 7523 §2.1, as
+    /// Google's "OAuth 2.0 for Server to Server Applications" lays it out).
+    fn assertion(&self, subject: &str, now: i64) -> Result<String, String> {
+        let Grant::JwtBearer { private_key, .. } = &self.grant else {
+            return Err("not a jwt-bearer grant".into());
+        };
+        let claims = serde_json::json!({
+            "iss": self.client_id,
+            "scope": self.scope.clone().unwrap_or_default(),
+            "aud": self.token_endpoint,
+            "sub": subject,
+            "iat": now,
+            "exp": now + 3600,
+        });
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+            .map_err(|_| "the service account's private_key is not an RSA key".to_string())?;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .map_err(|e| format!("signing the assertion: {e}"))
+    }
+
+    /// When the refresh token of an app in "Testing" stops working, if that is known.
+    pub fn testing_expiry(&self, file_mtime: Option<i64>) -> Option<i64> {
+        (self.testing && self.grant == Grant::RefreshToken)
+            .then(|| self.issued_at.or(file_mtime))
+            .flatten()
+            .map(|t| t + TESTING_LIFETIME)
+    }
+
+    /// The request body of the grant, application/x-www-form-urlencoded; `subject` is the
+    /// mailbox a service account acts for when the file names none.
+    pub fn form_for(&self, subject: &str, now: i64) -> Result<String, String> {
+        let pairs: Vec<(&str, String)> = match &self.grant {
+            Grant::RefreshToken => return Ok(self.form()),
+            Grant::JwtBearer { subject: given, .. } => {
+                let sub = given.as_deref().unwrap_or(subject);
+                vec![
+                    ("grant_type", JWT_BEARER.to_string()),
+                    ("assertion", self.assertion(sub, now)?),
+                ]
+            }
+            Grant::ClientCredentials => vec![
+                ("grant_type", "client_credentials".to_string()),
+                ("client_id", self.client_id.clone()),
+                (
+                    "client_secret",
+                    self.client_secret.clone().unwrap_or_default(),
+                ),
+                ("scope", self.scope.clone().unwrap_or_default()),
+            ],
+        };
+        Ok(pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&"))
     }
 
     /// The request body of the refresh-token grant (RFC 6749 §6),
@@ -195,6 +391,18 @@ fn check_endpoint(url: &str) -> Result<(), String> {
             "token_endpoint {url}: plain http:// is allowed only to 127.0.0.1 or ::1; use https://"
         ))
     }
+}
+
+/// `2025-01-31` or `2025-01-31T10:00:00Z` as Unix time (UTC).
+fn parse_day_time(s: &str) -> Option<i64> {
+    let (day, time) = s.split_once('T').unwrap_or((s, "00:00:00Z"));
+    let mut d = day.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
+    let time = time.strip_suffix('Z')?;
+    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, se) = (t.next()??, t.next()??, t.next().unwrap_or(Some(0))?);
+    let ok = (1..=12).contains(&m) && (1..=31).contains(&dd) && h < 24 && mi < 60 && se < 61;
+    ok.then(|| crate::mailtime::days_from_civil(y, m, dd) * 86_400 + h * 3600 + mi * 60 + se)
 }
 
 /// application/x-www-form-urlencoded: unreserved characters kept, space `+`, the rest `%XX`.
@@ -336,6 +544,8 @@ pub struct Refresher {
     /// Held while refreshing, so connections opened together wait for one refresh.
     state: Mutex<State>,
     agent: ureq::Agent,
+    /// The account's user: the mailbox a service account acts for unless the file names one.
+    user: String,
 }
 
 impl fmt::Debug for Refresher {
@@ -350,9 +560,26 @@ impl Refresher {
     pub fn load(path: &Path, option: &str) -> Result<Refresher, String> {
         let text = crate::secret::read(path)
             .map_err(|e| format!("cannot read {option} {}: {e}", path.display()))?;
-        let settings =
+        let mut settings =
             Settings::parse(&text).map_err(|e| format!("{option} {}: {e}", path.display()))?;
+        settings
+            .read_service_account()
+            .map_err(|e| format!("{option} {}: {e}", path.display()))?;
+        let mtime = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        if let Some(expiry) = settings.testing_expiry(mtime) {
+            warn_testing(option, path, expiry, settings.issued_at.is_some());
+        }
         Ok(Refresher::new(settings, path, option, HTTP_TIMEOUT))
+    }
+
+    /// The mailbox a service account acts for when the file names none (`--userN`).
+    pub fn with_user(mut self, user: &str) -> Refresher {
+        self.user = user.to_string();
+        self
     }
 
     /// A refresher for `settings`, written back to `path` when the refresh token rotates.
@@ -381,6 +608,7 @@ impl Refresher {
                 dead: None,
             }),
             agent,
+            user: String::new(),
         }
     }
 
@@ -469,12 +697,16 @@ impl Refresher {
             ))
             .into()
         };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let form = settings.form_for(&self.user, now).map_err(&fail)?;
         let sent = self
             .agent
             .post(url)
             .header("Accept", "application/json")
             .content_type("application/x-www-form-urlencoded")
-            .send(settings.form());
+            .send(form);
         let mut answer = match sent {
             Ok(a) => a,
             Err(ureq::Error::Timeout(_)) => {
@@ -529,6 +761,39 @@ impl Refresher {
         }
         Ok(granted)
     }
+}
+
+/// Say when the refresh token of a Google app in "Testing" expires (7 days after it was
+/// issued), loudly when that is within a day: a run (or a migration of several days under the
+/// daily limits) planned past it stops with `invalid_grant`.
+fn warn_testing(option: &str, path: &Path, expiry: i64, stated: bool) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let when = crate::mailtime::format_rfc3339(expiry);
+    let known = if stated {
+        "issued_at in the file"
+    } else {
+        "the file's modification time, taken as when the token was issued"
+    };
+    let fix = "publish the app \"In production\" (refresh tokens then last), or use a service \
+               account (grant = jwt-bearer)";
+    let text = if expiry <= now {
+        format!(
+            "{option} {}: the refresh token of this app in \"Testing\" expired at {when} \
+                 (7 days after it was issued, by {known}): get a new one, or {fix}",
+            path.display()
+        )
+    } else {
+        let hours = (expiry - now) / 3600;
+        format!(
+            "{option} {}: the refresh token of this app in \"Testing\" expires at {when}, in \
+                 {hours} h (7 days after it was issued, by {known}); a run planned past then \
+                 stops there: {fix}",
+            path.display()
+        )
+    };
+    crate::ui::warn(&text);
 }
 
 /// Replace the `refresh_token` line of the file at `path` with `settings`' (the rest kept as it

@@ -139,6 +139,12 @@ pub trait Mailbox: Send {
     /// False once the connection cannot be used any more (closed on purpose, or broken).
     fn is_usable(&self) -> bool;
 
+    /// How many more errors (NO, BAD) this session takes before the server closes it, when the
+    /// server does so (Microsoft 365: ten); `None` when it does not.
+    fn errors_left(&self) -> Option<u32> {
+        None
+    }
+
     /// Bytes moved so far.
     fn traffic(&self) -> Traffic;
 
@@ -270,6 +276,11 @@ impl Mailbox for Client {
 
     fn is_usable(&self) -> bool {
         Client::is_usable(self)
+    }
+
+    fn errors_left(&self) -> Option<u32> {
+        let n = self.provider().errors_per_session()?;
+        Some(n.saturating_sub(self.refusals()))
     }
 
     fn set_literal_meter(&mut self, meter: Option<ByteMeter>) {

@@ -17,7 +17,8 @@ use super::folder::Job;
 use super::{FolderReport, Local, PullOptions, UidSize, MIN_CHUNK};
 use crate::budget::Allowance;
 use crate::clock::now;
-use crate::imap::{body_margin, is_protocol, is_session_expired, without_recent, Fetched};
+use crate::imap::error::{is_bandwidth_quota, is_server_quota, is_session_expired};
+use crate::imap::{body_margin, is_protocol, without_recent, Fetched};
 use crate::mailbox::Mailbox;
 use crate::mailtime::InternalDate;
 use crate::store::transfer_log::Account;
@@ -39,6 +40,9 @@ pub(super) struct Carry {
     pub chunked: BTreeMap<u32, u64>,
     /// UIDs whose chunks broke the protocol, with why: fetched whole from now on.
     pub whole: BTreeMap<u32, String>,
+    /// What the folder had brought in ([`Bodies::moved`]) when host1 last ended a session with
+    /// `BYE Session expired`.
+    pub expired_at: Option<u64>,
 }
 
 /// Messages on their way into the index, committed together once their objects are durable.
@@ -74,6 +78,8 @@ pub(super) struct Bodies<'a> {
     pub notices: Vec<(u32, String)>,
     /// Known messages fetched again to replace a damaged object (counted as repaired).
     pub repairs: BTreeSet<u32>,
+    /// Whether host1's RFC822.SIZE is the length of what it serves (not on Microsoft 365).
+    exact_sizes: bool,
 }
 
 /// Which answer for a message this is.
@@ -112,6 +118,7 @@ impl<'a> Bodies<'a> {
             failed: Vec::new(),
             notices: Vec::new(),
             repairs: BTreeSet::new(),
+            exact_sizes: true,
         }
     }
 
@@ -119,6 +126,7 @@ impl<'a> Bodies<'a> {
     pub fn run(&mut self, conn: &mut dyn Mailbox, local: &mut Local) -> Result<()> {
         // Bytes are counted as they arrive, so the display moves inside a large message too.
         conn.set_literal_meter(self.progress.meter(self.slot));
+        self.exact_sizes = conn.provider().sizes_are_exact();
         let result = self.fetch_all(conn, local);
         conn.set_literal_meter(None);
         result
@@ -193,7 +201,7 @@ impl<'a> Bodies<'a> {
                 }
                 Ok(())
             }
-            Err(e) if is_session_expired(&e) => Err(self.server_quota(e)),
+            Err(e) if is_server_quota(&e) => Err(self.server_quota(e)),
             Err(e) => {
                 // The message in flight when the link broke goes in chunks next time, so a
                 // link that drops every few megabytes still brings it in.
@@ -267,7 +275,7 @@ impl<'a> Bodies<'a> {
                 self.suspects.insert(uid, Suspect::Chunks(format!("{e:#}")));
                 return Ok(());
             }
-            Err(e) if is_session_expired(&e) => {
+            Err(e) if is_server_quota(&e) => {
                 self.allowance.give_back(left);
                 return Err(self.server_quota(e));
             }
@@ -305,7 +313,10 @@ impl<'a> Bodies<'a> {
             self.accept(f, Pass::Second, local)
         });
         self.flush(local)?;
-        let repeated = result.map_err(|e| self.server_quota(e))?;
+        let repeated = match result {
+            Ok(r) => r,
+            Err(e) => return Err(self.server_quota(e)),
+        };
         self.repeated(&repeated, local)?;
         for (uid, _) in std::mem::take(&mut self.suspects) {
             self.fail(
@@ -346,7 +357,7 @@ impl<'a> Bodies<'a> {
         let len = body.len() as u64;
         let declared = meta.size;
         match (pass, declared) {
-            (Pass::First, Some(size)) if size != len => {
+            (Pass::First, Some(size)) if size != len && self.exact_sizes => {
                 let hash = Hash::of(&body);
                 self.suspects.insert(uid, Suspect::Length { hash, len });
                 return Ok(());
@@ -482,17 +493,45 @@ impl<'a> Bodies<'a> {
         batch.commit()
     }
 
-    /// `e` as the run's stop when it is the server's quota BYE (Gmail's `Session expired`)
-    /// cutting off message bytes: what arrived is committed, the run ends cleanly.
-    fn server_quota(&self, e: anyhow::Error) -> anyhow::Error {
-        if !is_session_expired(&e) {
+    /// `e` as the run's stop when it is the server's daily quota cutting off message bytes:
+    /// what arrived is committed, the run ends cleanly. Gmail's `[OVERQUOTA] … bandwidth
+    /// limits` always is. Its `BYE Session expired` is also what it says to a session that
+    /// merely lasted long: the first is answered by a new connection (`e` is transient), and
+    /// only a second before anything more came in, or one with the day's budget nearly spent,
+    /// is the quota.
+    fn server_quota(&mut self, e: anyhow::Error) -> anyhow::Error {
+        if !is_server_quota(&e) {
             return e;
         }
+        let path = &self.folder.path;
+        if is_session_expired(&e) {
+            let moved = self.moved();
+            let again = self.carry.expired_at == Some(moved);
+            if !again && !self.allowance.near_end() {
+                self.carry.expired_at = Some(moved);
+                crate::ui::info(&format!(
+                    "{path}: {e:#}: Gmail also ends long sessions so; going on over a new \
+                     connection (a second time at once is read as the daily quota)"
+                ));
+                return e;
+            }
+        }
+        let said = if is_bandwidth_quota(&e) {
+            " [OVERQUOTA]"
+        } else {
+            ""
+        };
         crate::ui::warn(&format!(
-            "{}: {e:#}: host1's daily download quota, as Gmail ends sessions past it",
-            self.folder.path
+            "{path}: {e:#}:{said} host1's daily download quota (Gmail suspends IMAP for the \
+             account for up to a day once it is passed)"
         ));
         anyhow::Error::new(self.allowance.server_quota(now()))
+    }
+
+    /// What this folder's pull has brought in so far (messages and pieces of large ones): an
+    /// expiry that finds it unchanged came again at once.
+    fn moved(&self) -> u64 {
+        self.fr.new + self.fr.repaired + self.fr.chunk_bytes
     }
 
     fn fail(&mut self, uid: u32, reason: String) {

@@ -38,6 +38,14 @@ pub(super) fn pull_folder(
 ) -> Result<()> {
     let folder = job.folder;
     let sel = conn.select(&folder.raw_name, true)?;
+    if conn.provider() == crate::provider::Provider::Gmail {
+        if let Some(why) = crate::provider::gmail_folder_limit(sel.exists) {
+            if !fr.warnings.iter().any(|w| w.reason == why) {
+                ui::warn(&format!("{}: {why}", folder.path));
+                fr.warnings.push(Failure::folder(&folder.path, why));
+            }
+        }
+    }
     let known: BTreeMap<u32, MessageRow> = local
         .index
         .live_messages(folder.id, sel.uidvalidity)?

@@ -25,6 +25,18 @@ pub(super) fn sync_folder_list(
     report: &mut PullReport,
 ) -> Result<Vec<(FolderRow, Option<MailboxStatus>)>> {
     let mailboxes = conn.list()?;
+    let all_mail = mailboxes.iter().any(|mb| {
+        mb.special_use
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case("\\All"))
+    });
+    if conn.provider() == crate::provider::Provider::Gmail && !all_mail {
+        let why = crate::provider::GMAIL_NO_ALL_MAIL;
+        ui::warn(why);
+        report
+            .warnings
+            .push(Failure::folder("[Gmail]/All Mail", why));
+    }
     // Selectable mailboxes by store path, in LIST order. Containers are left out: push
     // recreates them implicitly with their children.
     let mut by_path: BTreeMap<String, Vec<&MailboxInfo>> = BTreeMap::new();
@@ -40,9 +52,21 @@ pub(super) fn sync_folder_list(
         .into_iter()
         .map(|f| (f.path, f.raw_name))
         .collect();
+    let provider = conn.provider();
+    let takes = |path: &str| {
+        opts.selection.includes(path)
+            && (!provider.leaves_out_as_host1(path) || opts.selection.asks_for(path))
+    };
     let mut listed: BTreeMap<String, Option<MailboxStatus>> = BTreeMap::new();
     for (path, mbs) in by_path {
-        if !opts.selection.includes(&path) {
+        if opts.selection.includes(&path) && !takes(&path) {
+            ui::info(&format!(
+                "{path}: left out, as on every {provider} host1: Microsoft 365's view of the \
+                 mailbox's attachments, not mail (imapsync's --office1 does the same); \
+                 --folder {path} takes it"
+            ));
+        }
+        if !takes(&path) {
             listed.insert(path, None);
             continue;
         }
@@ -74,7 +98,7 @@ pub(super) fn sync_folder_list(
     }
     let mut covered = Vec::new();
     for folder in store.index.folders()? {
-        if !opts.selection.includes(&folder.path) {
+        if !takes(&folder.path) {
             continue;
         }
         if let Some(status) = listed.remove(&folder.path) {

@@ -284,6 +284,7 @@ pub fn run_with(
         "listing folders",
         |m, _| {
             report.failures.clear();
+            report.warnings.clear();
             let ns = m.namespace()?;
             list::sync_folder_list(m, store, &ns, opts, &mut report)
         },
@@ -545,6 +546,15 @@ fn pull_one(
                 r
             },
         )
+    });
+    // A slow-down that never lifted, on any command: the day's quota, not a failure.
+    let result = result.map_err(|e| {
+        if crate::imap::error::is_slowed_down(&e) {
+            ui::warn(&format!("{}: {e:#}", folder.path));
+            anyhow::Error::new(job.allowance.server_quota(crate::clock::now()))
+        } else {
+            e
+        }
     });
     let reconnect = match result {
         Ok(()) => {

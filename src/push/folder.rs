@@ -60,6 +60,8 @@ pub(super) struct State {
     /// Some APPEND of this mailbox was left unanswered (in this run, or recently by an
     /// interrupted one): copies may still land, so the push ends with a last look for doubles.
     unsettled: bool,
+    /// The bytes appended so far when host2 last ended a session with `BYE Session expired`.
+    expired_at: Option<u64>,
     /// Found through intents of earlier runs.
     recovered: BTreeSet<Key>,
     /// Gmail: given this mailbox's label instead of a second APPEND.
@@ -130,13 +132,22 @@ pub(crate) fn push_target(
                 };
                 let r = p.run();
                 *progressed = state.sent.len() + fr.flags_updated as usize > before;
-                r
+                r.map_err(|e| expired_is_quota(ctx, target, &mut state, fr.bytes, e))
             },
         )
     });
     if let Some(plan) = &ctx.gmail {
         plan.finish(position);
     }
+    // A slow-down that never lifted, on any command: the day's quota, not a failure.
+    let result = result.map_err(|e| {
+        if crate::imap::error::is_slowed_down(&e) {
+            ui::warn(&format!("{}: {e:#}", target.label()));
+            anyhow::Error::new(ctx.allowance.server_quota(now()))
+        } else {
+            e
+        }
+    });
     if result.is_ok() && state.unsettled && !ctx.opts.dry_run {
         ctx.progress.done(position);
         return Done {
@@ -156,6 +167,37 @@ pub(crate) fn push_target(
         result: Pushed::Done(done.result),
         reconnect: done.reconnect,
     }
+}
+
+/// `e` as the run's stop when it is host2's daily quota said with `BYE Session expired`. Gmail
+/// also ends long sessions so: the first is answered by a new connection (`e`, transient); a
+/// second before anything more was appended (`bytes`, the target's so far), or one when nine
+/// tenths of the day's budget are spent, is the quota.
+fn expired_is_quota(
+    ctx: &Ctx<'_>,
+    target: &Target,
+    state: &mut State,
+    bytes: u64,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    if !is_session_expired(&e) || is_budget_spent(&e) {
+        return e;
+    }
+    if state.expired_at != Some(bytes) && !ctx.allowance.near_end() {
+        state.expired_at = Some(bytes);
+        ui::info(&format!(
+            "{}: {e:#}: Gmail also ends long sessions so; going on over a new connection (a \
+             second time at once is read as the daily quota)",
+            target.label()
+        ));
+        return e;
+    }
+    ui::warn(&format!(
+        "{}: {e:#}: host2's daily upload quota (Gmail suspends IMAP for the account for up to a \
+         day once it is passed)",
+        target.label()
+    ));
+    anyhow::Error::new(ctx.allowance.server_quota(now()))
 }
 
 /// Finish an unsettled target once host2 is quiet: the last look for copies that landed late
@@ -320,6 +362,9 @@ struct Outgoing<'s> {
     msg: &'s StoreMsg,
     flags: Vec<String>,
     synchronizing: bool,
+    /// What was changed in its bytes or flags on the user's request (`--rewrap-long-lines`,
+    /// `--disarm-read-receipts`): recorded with its mapping, reported.
+    changed: Option<String>,
 }
 
 pub(super) struct Pusher<'a, 'c> {
@@ -461,10 +506,15 @@ impl Pusher<'_, '_> {
         }
         self.fr.bytes = s.missing.iter().map(|&i| cmp.store[i].row.size).sum();
         self.fr.doubles_removed = s.doubles.len() as u64;
-        self.fr.flags_updated = flag_groups(cmp, sel, self.conn.provider())
-            .values()
-            .map(|v| v.len() as u64)
-            .sum();
+        self.fr.flags_updated = flag_groups(
+            cmp,
+            sel,
+            self.conn.provider(),
+            self.ctx.opts.disarm_read_receipts,
+        )
+        .values()
+        .map(|v| v.len() as u64)
+        .sum();
         if self.ctx.opts.delete2 && fully_pulled(self.target) {
             self.fr.deleted = s.extras.len() as u64;
         }
@@ -507,9 +557,11 @@ impl Pusher<'_, '_> {
                 change: 0,
                 found: m.how == Found::Recognised,
                 altered,
+                held: false,
             });
         }
-        for (i, m) in &cmp.explained.present {
+        // Held by Gmail as another copy: said once, when it was found (recorded since).
+        for (i, m) in cmp.explained.present.iter().filter(|(_, m)| !m.held) {
             if let Some(what) = &m.altered {
                 self.note_altered(&cmp.store[*i], what);
             }
@@ -561,6 +613,8 @@ impl Pusher<'_, '_> {
     ) -> Result<Option<u32>> {
         let mut missing: Vec<&StoreMsg> =
             cmp.settled.missing.iter().map(|&i| &cmp.store[i]).collect();
+        // What host2 refused earlier in this run is not sent again by a later attempt.
+        missing.retain(|m| !self.state.failed.contains_key(&m.key()));
         self.refuse_unfit(&mut missing);
         let ctx = self.ctx;
         let later = match &ctx.gmail {
@@ -588,10 +642,23 @@ impl Pusher<'_, '_> {
     /// than the provider takes are found in [`Self::ready`], which reads the bytes anyway.
     fn refuse_unfit(&mut self, missing: &mut Vec<&StoreMsg>) {
         let provider = self.conn.provider();
-        let limit = match (self.conn.append_limit(), provider.default_message_limit()) {
-            (Some(n), _) => Some((n, format!("APPENDLIMIT={n}"))),
-            (None, Some(n)) => Some((n, format!("{provider} takes at most {n} bytes"))),
-            (None, None) => None,
+        let given = self.ctx.opts.max_message_size;
+        let limit = match (
+            self.conn.append_limit(),
+            given,
+            provider.default_message_limit(),
+        ) {
+            (Some(a), Some(g), _) if g < a => Some((g, format!("--max-message-size2 {g}"))),
+            (Some(a), ..) => Some((a, format!("APPENDLIMIT={a}"))),
+            (None, Some(g), _) => Some((g, format!("--max-message-size2 {g}"))),
+            (None, None, Some(n)) => Some((
+                n,
+                format!(
+                    "{provider} takes at most {n} bytes unless the mailbox's limit was changed: \
+                     --max-message-size2 gives it"
+                ),
+            )),
+            (None, None, None) => None,
         };
         if let Some((limit, said)) = limit {
             for msg in missing.iter().filter(|m| m.row.size > limit) {
@@ -640,10 +707,16 @@ impl Pusher<'_, '_> {
                 .next_back()
                 .map_or(1, |u| u.saturating_add(1))
         });
-        let (max_bytes, max_count) = (self.ctx.opts.batch_bytes, self.ctx.opts.batch_messages);
+        let (max_bytes, mut max_count) = (self.ctx.opts.batch_bytes, self.ctx.opts.batch_messages);
+        // A server that closes a session at its tenth error (Microsoft 365): no batch may
+        // bring it there, even if every message of it is refused.
+        if let Some(n) = self.conn.provider().errors_per_session() {
+            max_count = max_count.min(n.saturating_sub(1).max(1) as usize);
+        }
         let mut again: Vec<Outgoing<'_>> = Vec::new();
         // Each batch is built when it is sent, so only one batch's flags and bytes are held.
         for range in batches(missing.iter().map(|m| m.row.size), max_bytes, max_count) {
+            self.errors_allow(range.len())?;
             let (range, stopped) = self.allowed(range, |k| missing[k].row.size);
             let batch = missing[range]
                 .iter()
@@ -656,6 +729,7 @@ impl Pusher<'_, '_> {
                         msg,
                         flags,
                         synchronizing: self.state.synchronizing.contains(&msg.key()),
+                        changed: None,
                     }
                 })
                 .collect();
@@ -665,6 +739,7 @@ impl Pusher<'_, '_> {
             }
         }
         for range in batches(again.iter().map(|o| o.msg.row.size), max_bytes, max_count) {
+            self.errors_allow(range.len())?;
             let (range, stopped) = self.allowed(range, |k| again[k].msg.row.size);
             if stopped && range.is_empty() {
                 return Err(self.ctx.allowance.spent_error());
@@ -683,6 +758,22 @@ impl Pusher<'_, '_> {
             }
         }
         Ok(sel.uidnext.map(|_| lower))
+    }
+
+    /// Whether this session can take a batch of `n` APPENDs all refused without reaching the
+    /// server's error limit (Microsoft 365 closes a session at its tenth error, in the middle
+    /// of whatever is in flight): if not, a transient error, so the attempt goes on over a new
+    /// session.
+    fn errors_allow(&self, n: usize) -> Result<()> {
+        match self.conn.errors_left() {
+            Some(left) if left as usize <= n => {
+                Err(anyhow::Error::new(crate::imap::error::transient(format!(
+                    "host2 closes a session at its tenth error and this one has {left} left: \
+                     going on over a new session"
+                ))))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The part of the batch `range` the daily budget lets go now (its bytes are taken), and
@@ -746,6 +837,9 @@ impl Pusher<'_, '_> {
         // Counted against the daily budget: the bytes host2 took.
         self.index
             .log_transfer(self.ctx.allowance.account(), now(), sent)?;
+        if let Some(stop) = answers.quota {
+            return Err(anyhow::Error::new(stop));
+        }
         if let Some(e) = answers.interrupted {
             return Err(e);
         }
@@ -765,13 +859,19 @@ impl Pusher<'_, '_> {
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
         lower: u32,
     ) -> Result<Vec<i64>> {
+        self.keep_changed(items)?;
         let intents: Vec<NewIntent> = items
             .iter()
             .map(|(o, b, _)| NewIntent {
                 folder_id: o.msg.folder_id,
                 uidvalidity: o.msg.row.uidvalidity,
                 uid: o.msg.row.uid,
-                hash: o.msg.row.hash,
+                // What goes is what a copy found later must be: the changed bytes, if changed.
+                hash: if o.changed.is_some() {
+                    crate::store::Hash::of(b)
+                } else {
+                    o.msg.row.hash
+                },
                 size: b.len() as u64,
                 mailbox: self.target.mailbox.clone(),
                 dest_uidvalidity: sel.uidvalidity,
@@ -783,6 +883,35 @@ impl Pusher<'_, '_> {
             .sent
             .extend(items.iter().map(|(o, ..)| o.msg.key()));
         Ok(ids)
+    }
+
+    /// Keep the bytes of the batch's changed messages as objects (durable before their intents
+    /// are), so that a copy an interrupted push left is recognised by them, as any other. `gc`
+    /// removes them once no intent names them.
+    fn keep_changed(&mut self, items: &[(Outgoing<'_>, Vec<u8>, InternalDate)]) -> Result<()> {
+        let changed: Vec<&Vec<u8>> = items
+            .iter()
+            .filter(|(o, ..)| o.changed.is_some())
+            .map(|(_, b, _)| b)
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut written = Vec::new();
+        for b in changed {
+            let (hash, stored) = self.ctx.objects.write(b)?;
+            written.push((
+                hash,
+                b.len() as u64,
+                stored,
+                crate::store::HeaderFacts::parse(b),
+            ));
+        }
+        let mut batch = self.index.batch_after_sync(self.ctx.objects)?;
+        for (hash, size, stored, facts) in &written {
+            batch.add_object(hash, *size, *stored, facts)?;
+        }
+        batch.commit()
     }
 
     /// APPEND the batch's messages; one outcome each.
@@ -808,17 +937,14 @@ impl Pusher<'_, '_> {
         match appended {
             Ok(o) => Ok(o),
             Err(e) if is_session_expired(&e) => {
-                // host2's daily quota (Gmail's BYE): the batch's bytes count as moved (some
-                // went), its intents are reconciled by the next run.
+                // The batch's bytes count as moved (some went), its intents are reconciled by
+                // the next attempt or run.
                 self.state.unsettled = true;
                 let bytes = items.iter().map(|(_, b, _)| b.len() as u64).sum();
                 self.index
                     .log_transfer(self.ctx.allowance.account(), now(), bytes)?;
-                ui::warn(&format!(
-                    "{}: {e:#}: host2's daily upload quota, as Gmail ends sessions past it",
-                    self.target.label()
-                ));
-                Err(anyhow::Error::new(self.ctx.allowance.server_quota(now())))
+                // Whether it is the quota is decided by the attempt ([`expired_is_quota`]).
+                Err(e)
             }
             Err(e) => {
                 self.state.unsettled = true;
@@ -883,12 +1009,13 @@ impl Pusher<'_, '_> {
                 self.fail(o.msg, why);
                 continue;
             };
+            self.gmail_date(&o, &date);
             match self.ctx.objects.read(&o.msg.row.hash, o.msg.row.size) {
                 Ok(bytes) => {
-                    if let Some(why) = too_long_lines(self.conn.provider(), &bytes) {
-                        self.fail(o.msg, why);
+                    let mut o = o;
+                    let Some(bytes) = self.as_asked(&mut o, bytes) else {
                         continue;
-                    }
+                    };
                     items.push((o, bytes, date))
                 }
                 Err(e) => self.fail(
@@ -898,6 +1025,67 @@ impl Pusher<'_, '_> {
             }
         }
         items
+    }
+
+    /// Gmail puts the time of the upload for an APPEND date before 1970 or in the future: said
+    /// per message (the store keeps the date; `check` does not compare dates).
+    fn gmail_date(&mut self, o: &Outgoing<'_>, date: &InternalDate) {
+        let t = date.unix();
+        if self.conn.provider() != Provider::Gmail || (0..=now() + 86_400).contains(&t) {
+            return;
+        }
+        let why = format!(
+            "its INTERNALDATE {} is before 1970 or in the future: Gmail stores the time of the \
+             upload instead (the store keeps the date)",
+            ui::printable(&o.msg.row.internaldate)
+        );
+        let warning = Failure::message(&o.msg.folder, o.msg.row.uid, why);
+        self.state.altered.entry(o.msg.key()).or_insert(warning);
+    }
+
+    /// The bytes (and flags) `o` goes to host2 with: as the store holds them, unless the user
+    /// asked for a change ([`super::rewrite`]); `None` (failed, listed) when host2 would refuse
+    /// them for a line too long and no change was asked for.
+    fn as_asked(&mut self, o: &mut Outgoing<'_>, mut bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let opts = self.ctx.opts;
+        let mut notes = Vec::new();
+        if opts.disarm_read_receipts {
+            if let Some(b) = super::rewrite::disarm_read_receipts(&bytes) {
+                bytes = b;
+                notes.push("Disposition-Notification-To renamed X-Disposition-Notification-To");
+            }
+            if has_flag(&o.flags, MDN_SENT) {
+                o.flags.retain(|f| !f.eq_ignore_ascii_case(MDN_SENT));
+                notes.push(super::rewrite::MDNSENT_LEFT_OFF);
+            }
+        }
+        let provider = self.conn.provider();
+        let mut broken = None;
+        if let Some(why) = too_long_lines(provider, &bytes) {
+            let max = provider.longest_line().unwrap_or(usize::MAX);
+            match super::rewrite::rewrap(&bytes, max).filter(|_| opts.rewrap_long_lines) {
+                Some((b, n)) => {
+                    bytes = b;
+                    broken = Some(format!(
+                        "lines longer than {provider} takes broken at {max} characters ({n}) \
+                         (--rewrap-long-lines)"
+                    ));
+                }
+                None => {
+                    self.fail(o.msg, why);
+                    return None;
+                }
+            }
+        }
+        let mut notes: Vec<String> = notes.into_iter().map(String::from).collect();
+        notes.extend(broken);
+        if !notes.is_empty() {
+            o.changed = Some(format!(
+                "sent changed, as asked: {}; the store keeps it as host1 served it",
+                notes.join(", ")
+            ));
+        }
+        Some(bytes)
     }
 
     /// Sort one APPEND's answer into `answers`.
@@ -916,6 +1104,12 @@ impl Pusher<'_, '_> {
                 uid: Some(uid),
             } if self.conn.has(Cap::UidPlus) && *uv == sel.uidvalidity => {
                 answers.mappings.push(self.mapping(o, sel, *uid, None));
+                if let Some(what) = &o.changed {
+                    self.state.altered.insert(
+                        o.msg.key(),
+                        Failure::message(&o.msg.folder, o.msg.row.uid, what.clone()),
+                    );
+                }
             }
             AppendOutcome::Ok { .. } => answers.unknown.push(k),
             AppendOutcome::Unanswered => {
@@ -928,11 +1122,46 @@ impl Pusher<'_, '_> {
                     ))
                 });
             }
+            // Gmail's daily upload limit: not stored, not failed; the run stops for the day.
+            AppendOutcome::Refused(r) if r.is_bandwidth_quota() => {
+                if answers.quota.is_none() {
+                    ui::warn(&format!(
+                        "{}: host2 answered {r}: its daily upload quota (Gmail suspends IMAP for \
+                         the account for up to a day once it is passed)",
+                        self.target.label()
+                    ));
+                }
+                answers.quota = Some(self.ctx.allowance.server_quota(now()));
+            }
             // Not stored: waited out, then sent again (never with fewer flags).
             // The server's own words win over the closed connection that may follow them:
             // they may say how long to wait.
             AppendOutcome::Refused(r) if r.is_transient() => {
                 answers.interrupted = Some(r.error(format!("host2 asks to wait: {r}")));
+            }
+            // Exchange answers BAD to a message it cannot take (not to the literal): another
+            // try would only count as one more error of the session.
+            AppendOutcome::Refused(r) if exchange_refuses_content(self.conn.provider(), r) => {
+                let bytes = &items[k].1;
+                let why = format!(
+                    "host2 refused the APPEND: {r}; Microsoft 365 answers so to a message it \
+                     cannot take, most often a line longer than it takes (this one's longest: {} \
+                     characters; --rewrap-long-lines breaks such lines) or one over its size \
+                     limit (this one: {} bytes; --max-message-size2 gives the limit)",
+                    longest_line(bytes),
+                    bytes.len()
+                );
+                self.fail(o.msg, why);
+            }
+            AppendOutcome::Refused(r) if too_large(r) => {
+                let why = format!(
+                    "host2 refused the APPEND: {r}; {} bytes is over this mailbox's limit \
+                     (Microsoft 365: 35 MB unless a tenant raised it, up to 150 MB, or lowered \
+                     it): give the limit with --max-message-size2 and such messages are listed \
+                     before they are sent",
+                    items[k].1.len()
+                );
+                self.fail(o.msg, why);
             }
             AppendOutcome::Refused(r)
                 if r.status == crate::imap::response::Status::Bad && !o.synchronizing =>
@@ -1049,7 +1278,10 @@ impl Pusher<'_, '_> {
         let back: BTreeMap<u32, (Vec<String>, Content)> =
             self.bodies_of(&uids, &sizes)?.into_iter().collect();
         if self.conn.provider() == Provider::Gmail {
-            self.dropped_by_gmail(items, &mut plausible, &back);
+            // Held by Gmail under another UID: recorded as found, not compared with the sent
+            // bytes (Gmail keeps its own copy).
+            let held = self.dropped_by_gmail(items, &mut plausible, &back)?;
+            answers.mappings.extend(held);
         }
         for mut m in plausible.into_iter().chain(doubtful) {
             let Some(k) = item_of(&m) else { continue };
@@ -1058,7 +1290,13 @@ impl Pusher<'_, '_> {
             match back.get(&m.dest_uid) {
                 Some((flags, c)) if c.text == want.text => {
                     m.flags = flags.clone();
-                    m.altered = self.compare_copy(o.msg, &want, c);
+                    // A change push made as asked (recorded before the APPEND) stays
+                    // recorded beside what host2 changed.
+                    let by_host2 = self.compare_copy(o.msg, &want, c);
+                    m.altered = match (m.altered.take(), by_host2) {
+                        (Some(asked), Some(host2)) => Some(format!("{asked}; {host2}")),
+                        (asked, host2) => asked.or(host2),
+                    };
                     answers.mappings.push(m);
                 }
                 _ => {
@@ -1110,28 +1348,54 @@ impl Pusher<'_, '_> {
     }
 
     /// Gmail answers the APPEND of a message whose Message-ID it already holds and then drops
-    /// it: a UID it answered that it does not show is a failure, and no mapping.
+    /// it (imapsync FAQ.Gmail): a UID it answered that it does not show is found as the message
+    /// Gmail kept (`X-GM-RAW "rfc822msgid:…"`), labelled for this mailbox and recorded as held
+    /// by Gmail as another copy, so it is never sent again; a failure when it cannot be found.
     fn dropped_by_gmail(
         &mut self,
         items: &[(Outgoing<'_>, Vec<u8>, InternalDate)],
         mappings: &mut Vec<Mapping>,
         reported: &BTreeMap<u32, (Vec<String>, Content)>,
-    ) {
+    ) -> Result<Vec<Mapping>> {
         let (kept, dropped): (Vec<Mapping>, Vec<Mapping>) = std::mem::take(mappings)
             .into_iter()
             .partition(|m| reported.contains_key(&m.dest_uid));
         *mappings = kept;
-        for m in dropped {
-            let Some((o, ..)) = items.iter().find(|(o, ..)| o.msg.key() == m.key()) else {
+        let mut held = Vec::new();
+        for mut m in dropped {
+            let Some((o, bytes, _)) = items.iter().find(|(o, ..)| o.msg.key() == m.key()) else {
                 continue;
             };
-            let why = format!(
-                "Gmail answered its APPEND with UID {} but does not keep it: Gmail holds one \
-                 message per Message-ID, and another message with this one's is there",
-                m.dest_uid
-            );
-            self.fail(o.msg, why);
+            let id = crate::store::HeaderFacts::parse(bytes).message_id;
+            match self.gmail_copy(id.as_deref())? {
+                Some(uid) => {
+                    let why = format!(
+                        "held by Gmail as another copy: Gmail keeps one message per Message-ID \
+                         (<{}>) and holds one with other bytes, now labelled here (UID {uid}); \
+                         recorded, not sent again",
+                        crate::text::printable(id.as_deref().unwrap_or_default())
+                    );
+                    self.state.altered.insert(
+                        o.msg.key(),
+                        Failure::message(&o.msg.folder, o.msg.row.uid, why.clone()),
+                    );
+                    m.dest_uid = uid;
+                    m.held = true;
+                    m.altered = Some(why);
+                    held.push(m);
+                }
+                None => {
+                    let why = format!(
+                        "Gmail answered its APPEND with UID {} but does not keep it: Gmail holds \
+                         one message per Message-ID, and the one it holds under this one's was \
+                         not found",
+                        m.dest_uid
+                    );
+                    self.fail(o.msg, why);
+                }
+            }
         }
+        Ok(held)
     }
 
     fn mapping(
@@ -1151,14 +1415,20 @@ impl Pusher<'_, '_> {
             flags: o.flags.clone(),
             change: o.msg.row.change,
             found: false,
-            altered,
+            altered: altered.or_else(|| o.changed.clone()),
+            held: false,
         }
     }
 
     /// `UID STORE set FLAGS.SILENT (...)`, one command per distinct flag set; the flags recorded
     /// are those host2 reports afterwards.
     fn update_flags(&mut self, dest: i64, cmp: &Comparison, sel: &Selected) -> Result<()> {
-        let groups = flag_groups(cmp, sel, self.conn.provider());
+        let groups = flag_groups(
+            cmp,
+            sel,
+            self.conn.provider(),
+            self.ctx.opts.disarm_read_receipts,
+        );
         if groups.is_empty() {
             return Ok(());
         }
@@ -1282,6 +1552,8 @@ struct Answers {
     again: Vec<(usize, Again)>,
     /// Ends the attempt after the batch is recorded (a dropped link, a server asking to wait).
     interrupted: Option<anyhow::Error>,
+    /// The server said its daily quota is used up: ends the run after the batch is recorded.
+    quota: Option<crate::budget::BudgetSpent>,
 }
 
 /// Remove exactly `uids` from the selected mailbox: flagged `\Deleted`, then `UID EXPUNGE`.
@@ -1332,6 +1604,7 @@ fn flag_groups(
     cmp: &Comparison,
     sel: &Selected,
     provider: Provider,
+    disarm: bool,
 ) -> BTreeMap<Vec<String>, Vec<Mapping>> {
     let mut groups: BTreeMap<Vec<String>, Vec<Mapping>> = BTreeMap::new();
     let found = cmp.settled.found.iter().map(|m| {
@@ -1342,10 +1615,12 @@ fn flag_groups(
             .unwrap_or_default();
         (m.store, m.uid, flags, 0)
     });
+    // A message Gmail holds for two store messages keeps the flags of the one it is.
     let present = cmp
         .explained
         .present
         .iter()
+        .filter(|(_, m)| !m.held)
         .map(|(i, m)| (*i, m.dest_uid, m.flags.clone(), m.change));
     for (i, dest_uid, host_flags, change) in present.chain(found) {
         let row = &cmp.store[i].row;
@@ -1353,6 +1628,9 @@ fn flag_groups(
             continue;
         }
         let (mut want, _) = storable_flags(provider, &row.flags, &sel.permanent_flags);
+        if disarm {
+            want.retain(|f| !f.eq_ignore_ascii_case(MDN_SENT));
+        }
         if same_flags(&want, &host_flags) {
             continue;
         }
@@ -1369,9 +1647,30 @@ fn flag_groups(
             change: row.change,
             found: change == 0,
             altered: None,
+            held: false,
         });
     }
     groups
+}
+
+/// Whether `r` is Exchange's BAD to an APPEND whose message it cannot take (`BAD Command Error.
+/// 10`, `BAD Command Argument Error. 11`).
+fn exchange_refuses_content(provider: Provider, r: &Refusal) -> bool {
+    provider == Provider::M365
+        && r.status == crate::imap::response::Status::Bad
+        && r.text.to_ascii_lowercase().contains("command")
+        && r.text.to_ascii_lowercase().contains("error")
+}
+
+/// Whether `r` refuses a message for its size: `[TOOBIG]` (RFC 5530) or Exchange's `Maximum size
+/// of appendable message has been exceeded`.
+fn too_large(r: &Refusal) -> bool {
+    r.code
+        .as_deref()
+        .is_some_and(|c| c.eq_ignore_ascii_case("TOOBIG"))
+        || r.text
+            .to_ascii_lowercase()
+            .contains("maximum size of appendable message")
 }
 
 /// Whether a refusal says the trouble is the flags (only then is a message sent again without
@@ -1408,6 +1707,10 @@ fn batches(
     out
 }
 
+/// The flag Exchange turns into a category and a read receipt sent again (imapsync
+/// FAQ.Office365): left off with `--disarm-read-receipts`.
+const MDN_SENT: &str = "$MDNSent";
+
 /// Whether `flags` holds `flag` (flags compare without case).
 fn has_flag(flags: &[String], flag: &str) -> bool {
     flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
@@ -1420,8 +1723,8 @@ fn too_long_lines(provider: Provider, bytes: &[u8]) -> Option<String> {
     let n = longest_line(bytes);
     (n > longest).then(|| {
         format!(
-            "a line of {n} characters; {provider} refuses lines over {longest} (the bytes are \
-             kept as they are: nothing is rewritten)"
+            "a line of {n} characters; {provider} refuses lines over {longest}: not sent \
+             (--rewrap-long-lines sends it with such lines broken; the store keeps it as it is)"
         )
     })
 }

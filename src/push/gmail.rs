@@ -18,7 +18,7 @@ use crate::compare::survey::StoreMsg;
 use crate::compare::targets::Target;
 use crate::compare::{load_store, Comparison};
 use crate::imap::uidset::compact;
-use crate::imap::{without_recent, Selected};
+use crate::imap::{without_recent, SearchKey, Selected};
 use crate::names::MailboxName;
 use crate::provider::{gmail_holds_bodies, gmail_label, Provider};
 use crate::run::Failure;
@@ -268,6 +268,7 @@ impl<'s> Pusher<'_, '_> {
                         change: 0,
                         found: true,
                         altered: None,
+                        held: false,
                     });
                 }
                 Ok(())
@@ -285,6 +286,47 @@ impl<'s> Pusher<'_, '_> {
             self.index.record_push(dest, &[], &mappings, &[])?;
         }
         Ok(())
+    }
+}
+
+impl Pusher<'_, '_> {
+    /// The UID, in this (selected) target, of the message Gmail holds under Message-ID `id`
+    /// (without brackets), found with `X-GM-RAW "rfc822msgid:<id>"` here, else in All Mail and
+    /// then given this target's label; the target is selected again after. `None` when there is
+    /// none, or the id cannot be searched for.
+    pub(super) fn gmail_copy(&mut self, id: Option<&str>) -> Result<Option<u32>> {
+        // Gmail's search syntax has no escapes: an id with a quote or a backslash is not asked.
+        let Some(id) = id.filter(|id| {
+            !id.is_empty()
+                && id.len() < 1000
+                && id.bytes().all(|b| (0x21..0x7f).contains(&b))
+                && !id.contains(['"', '\\'])
+        }) else {
+            return Ok(None);
+        };
+        let key = SearchKey::parse(&format!("X-GM-RAW \"rfc822msgid:<{id}>\""))?;
+        if let Some(&uid) = self.conn.search(&key)?.first() {
+            return Ok(Some(uid));
+        }
+        let label = gmail_label(self.target.role.as_deref(), self.target.mailbox.as_bytes());
+        let all = self.conn.list()?.into_iter().find(|mb| {
+            mb.special_use
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case("\\All"))
+        });
+        let (Some(label), Some(all)) = (label, all) else {
+            return Ok(None);
+        };
+        self.conn.select(&all.raw_name, false)?;
+        let found = self.conn.search(&key)?.first().copied();
+        if let Some(uid) = found {
+            self.conn.add_labels(&[uid], std::slice::from_ref(&label))?;
+        }
+        self.conn.select(&self.target.mailbox, false)?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        Ok(self.conn.search(&key)?.first().copied())
     }
 }
 

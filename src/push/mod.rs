@@ -19,6 +19,7 @@
 pub mod folder;
 mod gmail;
 mod prepare;
+pub mod rewrite;
 mod settle;
 
 use std::path::PathBuf;
@@ -66,6 +67,15 @@ pub struct PushOptions {
     /// store's transfer log): past it the run stops cleanly, [`PushReport::budget_spent`] says
     /// until when (see [`crate::budget`]).
     pub max_bytes_per_day: Option<u64>,
+    /// The largest message host2 takes (`--max-message-size2`): larger ones are listed, not
+    /// sent. `None`: host2's APPENDLIMIT, or its provider's limit (35 MB on Microsoft 365).
+    pub max_message_size: Option<u64>,
+    /// Break the lines longer than host2 takes instead of listing the message unsent
+    /// (`--rewrap-long-lines`); reported per message.
+    pub rewrap_long_lines: bool,
+    /// Send messages without `Disposition-Notification-To` (renamed) and `$MDNSent`
+    /// (`--disarm-read-receipts`); reported per message.
+    pub disarm_read_receipts: bool,
 }
 
 impl PushOptions {
@@ -84,6 +94,9 @@ impl PushOptions {
             retries: 20,
             settle_secs: 2,
             max_bytes_per_day: None,
+            max_message_size: None,
+            rewrap_long_lines: false,
+            disarm_read_receipts: false,
         }
     }
 }

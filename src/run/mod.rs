@@ -9,8 +9,9 @@ pub mod stop;
 pub use retry::Retry;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -88,7 +89,9 @@ impl Connector for Imap<'_> {
         let ep = self.endpoint;
         let mut c = Client::connect(ep).map_err(|e| {
             let refresh = e.chain().any(|c| c.is::<RefreshError>());
-            let what = if refresh || connect_problem(&e) == Some(ConnectProblem::Login) {
+            let what = if crate::imap::error::is_connection_cap(&e) {
+                format!("{} refuses another session for {}", self.side, ep.user)
+            } else if refresh || connect_problem(&e) == Some(ConnectProblem::Login) {
                 format!("cannot log in to {} as {}", self.side, ep.user)
             } else {
                 format!("cannot connect to {} ({}:{})", self.side, ep.host, ep.port)
@@ -159,6 +162,98 @@ pub fn retrying<T>(
     }
 }
 
+/// The first wait before a connection refused for the account's session cap is tried again
+/// (doubling to [`CAP_RETRY_LONGEST`]).
+const CAP_RETRY: Duration = if cfg!(test) {
+    Duration::from_millis(20)
+} else {
+    Duration::from_secs(5)
+};
+const CAP_RETRY_LONGEST: Duration = Duration::from_secs(60);
+
+/// The connections of one [`pool`], when the server caps the sessions of the account (Gmail:
+/// 15, the user's phones and desktop clients included, refused at LOGIN): the run goes on over
+/// those it has, and a refused one is tried again later while items are left.
+struct Capped<'a> {
+    connector: &'a dyn Connector,
+    /// Connections working now (the first one included).
+    live: AtomicUsize,
+    /// The most working at once.
+    peak: AtomicUsize,
+    /// Whether the cap was reported.
+    said: AtomicBool,
+}
+
+impl<'a> Capped<'a> {
+    fn new(connector: &'a dyn Connector) -> Capped<'a> {
+        Capped {
+            connector,
+            live: AtomicUsize::new(1),
+            peak: AtomicUsize::new(1),
+            said: AtomicBool::new(false),
+        }
+    }
+
+    /// Tell, once, that the account's session cap holds the run to fewer connections.
+    fn say_capped(&self) {
+        if !self.said.swap(true, Ordering::Relaxed) {
+            ui::warn(&format!(
+                "{}: Gmail allows 15 sessions for the account (phones and other clients count): \
+                 continuing with {}",
+                self.connector.side(),
+                self.peak.load(Ordering::Relaxed)
+            ));
+        }
+    }
+
+    /// A connection of the pool ended.
+    fn lost(&self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A new connection for a worker; `None` when it cannot be had (said, with `what`), or the
+    /// cap still refuses it when `left` says no item is left.
+    fn connect(&self, left: &dyn Fn() -> bool, what: &str) -> Option<Box<dyn Mailbox>> {
+        let side = self.connector.side();
+        let mut wait = CAP_RETRY;
+        loop {
+            // The cap is waited out here, quietly; other failures get connect's retries.
+            let opened = match self.connector.open() {
+                Err(e) if !crate::imap::error::is_connection_cap(&e) => {
+                    connect(self.connector, &mut Retry::new(3))
+                }
+                other => other,
+            };
+            match opened {
+                Ok(c) => {
+                    let now = self.live.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.peak.fetch_max(now, Ordering::Relaxed);
+                    return Some(c);
+                }
+                Err(e) if crate::imap::error::is_connection_cap(&e) => {
+                    // Waited in slices: once no item is left, the pool must not wait for us.
+                    // Said after the first wait (or then), when the others are up; tried again
+                    // with longer waits while items are left.
+                    let until = std::time::Instant::now() + wait;
+                    while std::time::Instant::now() < until {
+                        if !left() {
+                            self.say_capped();
+                            return None;
+                        }
+                        std::thread::sleep(CAP_RETRY.min(Duration::from_millis(100)));
+                    }
+                    self.say_capped();
+                    wait = (wait * 2).min(CAP_RETRY_LONGEST);
+                }
+                Err(e) => {
+                    ui::warn(&format!("{what} {side} failed: {e:#}"));
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// What [`pool`] gives back: each item's result (`None`: not done) and the first connection
 /// when it is still usable.
 pub type Pooled<R> = (Vec<Option<R>>, Option<Box<dyn Mailbox>>);
@@ -199,6 +294,11 @@ pub fn pool<T: Sync, R: Send>(
         }
         q.as_mut().and_then(VecDeque::pop_front)
     };
+    let capped = Capped::new(connector);
+    let left = || {
+        let q = queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.as_ref().is_none_or(|q| !q.is_empty())
+    };
     let worker = |mut conn: Box<dyn Mailbox>| -> Option<Box<dyn Mailbox>> {
         while let Some(i) = next() {
             let done = work(&mut conn, i, &items[i]);
@@ -206,19 +306,12 @@ pub fn pool<T: Sync, R: Send>(
                 r[i] = Some(done.result);
             }
             if done.reconnect || !conn.is_usable() {
-                match connect(connector, &mut Retry::new(3)) {
-                    Ok(c) => conn = c,
-                    Err(e) => {
-                        // The items left go to the other connections.
-                        ui::warn(&format!(
-                            "reconnecting to {} failed: {e:#}",
-                            connector.side()
-                        ));
-                        return None;
-                    }
-                }
+                capped.lost();
+                // The items left go to the other connections meanwhile.
+                conn = capped.connect(&left, "reconnecting to")?;
             }
         }
+        capped.lost();
         Some(conn)
     };
     let mut prepared = Ok(());
@@ -226,18 +319,13 @@ pub fn pool<T: Sync, R: Send>(
     let mut kept = None;
     std::thread::scope(|s| {
         for _ in 1..jobs {
-            s.spawn(|| match connect(connector, &mut Retry::new(3)) {
-                Ok(c) => {
-                    if let Some(mut c) = worker(c) {
-                        c.logout();
-                    }
-                }
-                // Fewer connections are still correct; the others take the items.
-                Err(e) => {
-                    ui::warn(&format!(
-                        "an extra connection to {} failed: {e:#}",
-                        connector.side()
-                    ));
+            // Fewer connections are still correct; the others take the items.
+            s.spawn(|| {
+                if let Some(mut c) = capped
+                    .connect(&left, "an extra connection to")
+                    .and_then(worker)
+                {
+                    c.logout();
                 }
             });
         }
@@ -341,6 +429,63 @@ mod tests {
         )
         .unwrap();
         assert_eq!(results.iter().flatten().count(), 10, "{results:?}");
+    }
+
+    /// The first connection opens; the next `refused` are refused for the session cap.
+    struct Cap(Arc<Mutex<Server>>, std::sync::atomic::AtomicUsize, usize);
+
+    impl Connector for Cap {
+        fn side(&self) -> &str {
+            "memory"
+        }
+        fn open(&self) -> Result<Box<dyn Mailbox>> {
+            let n = self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n > 0 && n <= self.2 {
+                return Err(crate::imap::error::wire_error(
+                    crate::imap::ErrorKind::Auth {
+                        code: Some("ALERT".into()),
+                        text: "Too many simultaneous connections. (Failure)".into(),
+                        wait: None,
+                    },
+                    "login refused",
+                ));
+            }
+            Ok(Box::new(Memory::connect(&self.0)))
+        }
+    }
+
+    #[test]
+    fn a_connection_refused_for_the_session_cap_is_tried_again_while_items_are_left() {
+        // Each extra connection is refused 4 times in a row (3 in connect, then once more after
+        // the pool's wait), then opens.
+        let c = Cap(Server::new(), Default::default(), 4);
+        let items: Vec<u32> = (0..60).collect();
+        let first = c.open().unwrap();
+        let workers = Mutex::new(std::collections::HashSet::new());
+        let (results, _) = pool(
+            &items,
+            2,
+            &c,
+            first,
+            |_| Ok(None),
+            |conn, _, x| {
+                // 3 s in all: longer than the 1.75 s connect's own retries wait.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let _ = conn;
+                workers.lock().unwrap().insert(std::thread::current().id());
+                Done {
+                    result: *x,
+                    reconnect: false,
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(results.iter().flatten().count(), 60);
+        assert_eq!(
+            workers.lock().unwrap().len(),
+            2,
+            "the second connection joined later"
+        );
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct Mapping {
     pub found: bool,
     /// What host2 changed in the bytes it stores (same text, other line endings), when it did.
     pub altered: Option<String>,
+    /// Gmail holds this store message as another copy: `dest_uid` is the message Gmail kept
+    /// for its Message-ID (another store message's, with other bytes), shared, never appended
+    /// again (schema 7).
+    pub held: bool,
 }
 
 impl Mapping {
@@ -199,7 +203,7 @@ impl Index {
         let run = || -> rusqlite::Result<Vec<Mapping>> {
             let mut st = self.conn.prepare_cached(
                 "SELECT folder_id, uidvalidity, uid, mailbox, dest_uidvalidity, dest_uid, flags,
-                        change, how, altered
+                        change, how, altered, held
                  FROM pushed WHERE destination_id = ?1 AND mailbox = ?2 ORDER BY dest_uid",
             )?;
             let rows = st.query_map(params![destination, mailbox], |r| {
@@ -214,6 +218,7 @@ impl Index {
                     change: r.get(7)?,
                     found: r.get::<_, String>(8)? == "found",
                     altered: r.get(9)?,
+                    held: r.get::<_, i64>(10)? != 0,
                 })
             })?;
             rows.collect()
@@ -374,8 +379,8 @@ impl Index {
                 .prepare_cached(
                     "INSERT OR REPLACE INTO pushed (destination_id, folder_id, uidvalidity, uid,
                         mailbox, dest_uidvalidity, dest_uid, flags, change, how, pushed_at,
-                        altered)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                        altered, held)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .with_context(|| ctx.clone())?;
             let t = now();
@@ -392,7 +397,8 @@ impl Index {
                     m.change,
                     if m.found { "found" } else { "appended" },
                     t,
-                    m.altered
+                    m.altered,
+                    m.held
                 ])
                 .with_context(|| ctx.clone())?;
             }
@@ -498,6 +504,7 @@ mod tests {
             change: 2,
             found: false,
             altered: Some("line endings turned into bare LF".into()),
+            held: true,
         };
         idx.record_push(d, &ids, std::slice::from_ref(&m), &[])
             .unwrap();

@@ -186,6 +186,11 @@ CREATE TABLE transfer_log (
 );
 CREATE INDEX transfer_log_at ON transfer_log (direction, destination_id, at);
 "#,
+    // 7: push: a store message Gmail holds as another copy (same Message-ID, other bytes): its
+    // mapping names that message's UID, which it shares with the store message sent.
+    r#"
+ALTER TABLE pushed ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1));
+"#,
 ];
 
 /// The schema version this binary writes.

@@ -40,6 +40,14 @@ struct Inner {
     /// granted).
     scripted: Mutex<Option<String>>,
     stop: AtomicBool,
+    /// This endpoint's URL (the audience a service account's assertion must name).
+    url: Mutex<String>,
+    /// A service account whose assertions are taken: (its public key, PEM; its client_email).
+    service_account: Mutex<Option<(String, String)>>,
+    /// The mailboxes service-account assertions asked for, in order.
+    subjects: Mutex<Vec<String>>,
+    /// Accept the client-credentials grant of `client_id`/`client_secret` for this scope.
+    app_scope: Mutex<Option<String>>,
 }
 
 /// A running token endpoint; stops when dropped.
@@ -78,6 +86,10 @@ impl TokenEndpoint {
             requests: Mutex::new(Vec::new()),
             scripted: Mutex::new(None),
             stop: AtomicBool::new(false),
+            url: Mutex::new(format!("http://127.0.0.1:{port}/token")),
+            service_account: Mutex::new(None),
+            subjects: Mutex::new(Vec::new()),
+            app_scope: Mutex::new(None),
         });
         let i = inner.clone();
         thread::spawn(move || {
@@ -120,6 +132,23 @@ impl TokenEndpoint {
     /// Answer every request `400 {"error":"invalid_grant"}`.
     pub fn set_refuse(&self, on: bool) {
         self.inner.refuse.store(on, Ordering::Relaxed);
+    }
+
+    /// Take the JWT-bearer grant (RFC 7523) of the service account `client_email`, checking
+    /// each assertion's RS256 signature with `public_pem`, its issuer and audience.
+    pub fn accept_service_account(&self, public_pem: &str, client_email: &str) {
+        *self.inner.service_account.lock().unwrap() =
+            Some((public_pem.to_string(), client_email.to_string()));
+    }
+
+    /// Take the client-credentials grant of this endpoint's client for `scope`.
+    pub fn accept_client_credentials(&self, scope: &str) {
+        *self.inner.app_scope.lock().unwrap() = Some(scope.to_string());
+    }
+
+    /// The mailboxes service-account assertions asked for.
+    pub fn subjects(&self) -> Vec<String> {
+        self.inner.subjects.lock().unwrap().clone()
     }
 
     /// Answer grants with `json` (`{token}` replaced by the access token granted, valid as
@@ -257,8 +286,22 @@ fn answer(
     if inner.refuse.load(Ordering::Relaxed) {
         return error("invalid_grant");
     }
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
-        return error("unsupported_grant_type");
+    match form.get("grant_type").map(String::as_str) {
+        Some("refresh_token") => {}
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => return jwt_grant(inner, form),
+        Some("client_credentials") => {
+            let scope = inner.app_scope.lock().unwrap().clone();
+            let ok = scope.is_some()
+                && form.get("scope") == scope.as_ref()
+                && form.get("client_id") == Some(&inner.client_id)
+                && form.get("client_secret") == inner.client_secret.as_ref();
+            return if ok {
+                mint(inner, "app")
+            } else {
+                error("invalid_client")
+            };
+        }
+        _ => return error("unsupported_grant_type"),
     }
     if form.get("client_id") != Some(&inner.client_id)
         || form.get("client_secret") != inner.client_secret.as_ref()
@@ -269,11 +312,49 @@ fn answer(
     if form.get("refresh_token") != Some(&*current) {
         return error("invalid_grant");
     }
+    let (status, mut json) = mint(inner, "at");
+    if inner.rotate.load(Ordering::Relaxed) {
+        let n = inner.granted.load(Ordering::Relaxed);
+        let new = format!("rt-{n}-test-refresh");
+        json.pop();
+        json += &format!(",\"refresh_token\":\"{new}\"}}");
+        *current = new;
+    }
+    (status, json)
+}
+
+/// A service account's assertion checked (signature, issuer, audience, expiry), and a token
+/// for the mailbox it names.
+fn jwt_grant(inner: &Inner, form: &HashMap<String, String>) -> (u16, String) {
+    let Some((public_pem, email)) = inner.service_account.lock().unwrap().clone() else {
+        return error("unsupported_grant_type");
+    };
+    let Some(assertion) = form.get("assertion") else {
+        return error("invalid_request");
+    };
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[inner.url.lock().unwrap().clone()]);
+    v.set_issuer(&[email]);
+    v.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap();
+    let Ok(data) = jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &v) else {
+        return error("invalid_grant");
+    };
+    let sub = data.claims["sub"].as_str().unwrap_or_default().to_string();
+    if data.claims["scope"] != "https://mail.google.com/" || sub.is_empty() {
+        return error("invalid_scope");
+    }
+    inner.subjects.lock().unwrap().push(sub.clone());
+    mint(inner, &format!("sa-{sub}"))
+}
+
+/// A new access token (prefixed `kind`), remembered with its expiry, as a 200 JSON answer.
+fn mint(inner: &Inner, kind: &str) -> (u16, String) {
     let n = inner.granted.fetch_add(1, Ordering::Relaxed) + 1;
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let token = format!("at-{n}-{nonce:08x}-test-access");
+    let token = format!("{kind}-{n}-{nonce:08x}-test-access");
     let expires_in = inner.expires_in.load(Ordering::Relaxed);
     let lives = match *inner.lifetime_ms.lock().unwrap() {
         Some(ms) => Duration::from_millis(ms),
@@ -290,11 +371,6 @@ fn answer(
     let mut json = format!(
         "{{\"token_type\":\"Bearer\",\"access_token\":\"{token}\",\"expires_in\":{expires_in}"
     );
-    if inner.rotate.load(Ordering::Relaxed) {
-        let new = format!("rt-{n}-{nonce:08x}-test-refresh");
-        json += &format!(",\"refresh_token\":\"{new}\"");
-        *current = new;
-    }
     json.push('}');
     (200, json)
 }

@@ -46,13 +46,44 @@ pub struct ProviderConfig {
     /// of a session that authenticated with a token; `None`: every token is valid.
     pub token_check: Option<TokenCheck>,
     /// Gmail: body bytes FETCH may serve (all connections) before the next FETCH of a body is
-    /// answered `* BYE Session expired, please login again.`; `None`: no limit.
+    /// refused as `quota_answer` says; `None`: no limit.
     pub download_limit: Option<u64>,
-    /// Gmail: APPEND literal bytes accepted before the next APPEND gets that BYE.
+    /// Gmail: APPEND literal bytes accepted before the next APPEND is refused so.
     pub upload_limit: Option<u64>,
-    /// Gmail: simultaneous connections; the next one gets
-    /// `* BYE [ALERT] Too many simultaneous connections. (Failure)`. Default 15.
+    /// How a used-up quota is answered. Default [`QuotaAnswer::Bye`].
+    pub quota_answer: QuotaAnswer,
+    /// Gmail: logged-in sessions of the account (other clients' included); the next LOGIN or
+    /// AUTHENTICATE gets `NO [ALERT] Too many simultaneous connections. (Failure)`. Default 15.
     pub max_connections: usize,
+    /// Gmail: sessions of the user's other clients (phone, desktop) counted against
+    /// `max_connections`; changed later with [`Provider::set_other_sessions`].
+    pub other_sessions: usize,
+    /// Gmail: a session older than this gets `* BYE Session expired, please login again.` at
+    /// its next command and is closed (no quota involved).
+    pub session_lifetime: Option<Duration>,
+    /// Gmail: once this many body bytes were served (all connections), body FETCHes are
+    /// slowed to `throttle_rate` bytes a second and completed `OK Success [THROTTLED]`, for
+    /// `throttle_for`.
+    pub throttle_after: Option<u64>,
+    pub throttle_rate: u64,
+    pub throttle_for: Duration,
+    /// Gmail: All Mail is not shown in IMAP ("Show in IMAP" unticked).
+    pub hide_all_mail: bool,
+    /// Gmail: "Folder size limits": each folder shows at most this many messages (the newest).
+    pub max_folder_size: Option<usize>,
+    /// Gmail: what LOGIN and AUTHENTICATE PLAIN answer instead of logging in.
+    pub login_alert: Option<LoginAlert>,
+    /// Gmail: a duplicate APPEND (a Message-ID the account holds) is dropped without giving
+    /// the message it repeats the target's label (the default gives it).
+    pub duplicates_unlabelled: bool,
+    /// Microsoft 365: RFC822.SIZE is the stored size, not the size of the bytes served.
+    pub stored_sizes: bool,
+    /// Microsoft 365: every command after AUTHENTICATE is answered `BAD User is authenticated
+    /// but not connected.`; the second is followed by `* BYE Connection closed. 14`.
+    pub not_connected: bool,
+    /// Microsoft 365: every Nth SELECT or EXAMINE (all connections) is answered
+    /// `NO Server Unavailable. 15`.
+    pub unavailable_every: Option<u32>,
     /// Microsoft 365: every Nth command of authenticated sessions (counted over all
     /// connections, LOGOUT excluded) is answered `NO Request is throttled. Suggested Backoff
     /// Time: <backoff_ms> milliseconds` and the connection is closed.
@@ -74,7 +105,20 @@ impl Default for ProviderConfig {
             token_check: None,
             download_limit: None,
             upload_limit: None,
+            quota_answer: QuotaAnswer::Bye,
             max_connections: 15,
+            other_sessions: 0,
+            session_lifetime: None,
+            throttle_after: None,
+            throttle_rate: 1024,
+            throttle_for: Duration::from_secs(3),
+            hide_all_mail: false,
+            max_folder_size: None,
+            login_alert: None,
+            duplicates_unlabelled: false,
+            stored_sizes: false,
+            not_connected: false,
+            unavailable_every: None,
             throttle_every: None,
             backoff_ms: 500,
             max_message_size: GMAIL_APPENDLIMIT,
@@ -82,6 +126,33 @@ impl Default for ProviderConfig {
         }
     }
 }
+
+/// How Gmail answers a command once a daily bandwidth quota is used up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaAnswer {
+    /// `* BYE Session expired, please login again.` and the connection closed.
+    Bye,
+    /// `<tag> NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)`.
+    OverQuota,
+}
+
+/// What Gmail answers a password login that its security settings refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginAlert {
+    /// `NO [ALERT] Application-specific password required: <help link> (Failure)`.
+    AppPassword,
+    /// `* NO [WEBALERT <url>] Web login required.` then `NO [ALERT] Please log in via your
+    /// web browser: <help link> (Failure)`.
+    WebLogin,
+}
+
+/// The link Gmail's WEBALERT carries (a made-up continuation token).
+pub const WEBALERT_URL: &str =
+    "https://accounts.google.com/signin/continue?sarp=1&scc=1&plt=AKgnsbtEMULATED";
+
+/// Gmail's quota answer to a command that would move message bytes.
+pub const OVERQUOTA: &str =
+    "NO [OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)";
 
 /// Gmail's APPENDLIMIT.
 pub const GMAIL_APPENDLIMIT: u64 = 35_651_584;
@@ -252,6 +323,23 @@ struct State {
     account_commands: u64,
     throttles: Vec<Throttle>,
     quota_byes: u64,
+    /// Gmail: sessions logged in now (connections refused at LOGIN not counted).
+    logged_in: usize,
+    max_logged_in: usize,
+    other_sessions: usize,
+    cap_refusals: u64,
+    expiry_byes: u64,
+    /// Gmail: when the slow-down began.
+    throttle_started: Option<Instant>,
+    /// Gmail: each `[THROTTLED]` answer, `next_command` the next body FETCH after it.
+    slowdowns: Vec<Throttle>,
+    /// Microsoft 365: sessions closed for ten errors.
+    strike_byes: u64,
+    selects: u64,
+    /// Gmail's "Folder size limits": messages a folder shows at most.
+    folder_limit: Option<usize>,
+    /// Gmail: All Mail is not shown in IMAP.
+    hide_all_mail: bool,
 }
 
 struct Shared {
@@ -307,6 +395,19 @@ fn gmail_kind(name: &str) -> Kind {
     }
 }
 
+impl Folder {
+    /// (UID, message id) of the messages the folder shows: with Gmail's folder size limit,
+    /// only the newest `limit`.
+    fn shown(&self, limit: Option<usize>) -> Vec<(u32, u64)> {
+        let skip = limit.map_or(0, |l| self.uids.len().saturating_sub(l));
+        self.uids
+            .iter()
+            .skip(skip)
+            .map(|(&u, &id)| (u, id))
+            .collect()
+    }
+}
+
 impl State {
     fn add_folder(&mut self, name: &str, kind: Kind, special: &'static str, subscribed: bool) {
         self.next_uidvalidity += 1;
@@ -326,9 +427,15 @@ impl State {
     /// Microsoft 365).
     fn find(&self, mode: Mode, name: &str) -> Option<usize> {
         self.folders.iter().position(|f| {
-            f.name == name
-                || ((mode == Mode::M365 || f.name == "INBOX") && f.name.eq_ignore_ascii_case(name))
+            (f.name == name
+                || ((mode == Mode::M365 || f.name == "INBOX") && f.name.eq_ignore_ascii_case(name)))
+                && self.in_imap(f)
         })
+    }
+
+    /// Whether IMAP shows the folder (Gmail's "Show in IMAP").
+    fn in_imap(&self, f: &Folder) -> bool {
+        !(self.hide_all_mail && matches!(f.kind, Kind::AllMail))
     }
 
     /// Gmail: the user label folder for `label` (any case).
@@ -456,6 +563,9 @@ impl Provider {
         let mut st = State {
             next_id: FIRST_MSGID,
             next_uidvalidity: if mode == Mode::Gmail { 600 } else { 14 },
+            other_sessions: cfg.other_sessions,
+            folder_limit: cfg.max_folder_size,
+            hide_all_mail: cfg.hide_all_mail,
             ..State::default()
         };
         match mode {
@@ -703,9 +813,40 @@ impl Provider {
         self.st().commands.get(&verb).copied().unwrap_or(0)
     }
 
-    /// The most connections open at once (those refused by the cap not counted).
+    /// The most connections open at once.
     pub fn max_connections_seen(&self) -> usize {
         self.st().max_active
+    }
+
+    /// Gmail: the most sessions of ours logged in at once (those refused by the cap not
+    /// counted, nor the other clients').
+    pub fn max_logged_in(&self) -> usize {
+        self.st().max_logged_in
+    }
+
+    /// Gmail: logins refused for the connection cap.
+    pub fn cap_refusals(&self) -> u64 {
+        self.st().cap_refusals
+    }
+
+    /// Gmail: the user's other clients now hold this many sessions.
+    pub fn set_other_sessions(&self, n: usize) {
+        self.st().other_sessions = n;
+    }
+
+    /// Gmail: sessions ended with `BYE Session expired` for their age (no quota involved).
+    pub fn expiry_byes(&self) -> u64 {
+        self.st().expiry_byes
+    }
+
+    /// Gmail: every `[THROTTLED]` answer, with the next body FETCH after it.
+    pub fn slowdowns(&self) -> Vec<Throttle> {
+        self.st().slowdowns.clone()
+    }
+
+    /// Microsoft 365: sessions closed after their tenth error.
+    pub fn strike_byes(&self) -> u64 {
+        self.st().strike_byes
     }
 
     /// Connections open now.
@@ -899,6 +1040,10 @@ struct Session {
     /// NO and BAD answers so far (Microsoft 365 closes after ten).
     strikes: u32,
     closing: bool,
+    /// When the connection was accepted (Gmail ends old sessions).
+    started: Instant,
+    /// Counted among the logged-in sessions (Gmail's connection cap).
+    counted: bool,
 }
 
 fn serve(sh: Arc<Shared>, stream: TcpStream) {
@@ -915,22 +1060,21 @@ fn serve(sh: Arc<Shared>, stream: TcpStream) {
         selected: None,
         strikes: 0,
         closing: false,
+        started: Instant::now(),
+        counted: false,
     };
-    let admitted = {
+    {
         let mut st = sh.state.lock().unwrap();
-        if sh.mode == Mode::Gmail && st.active >= sh.cfg.max_connections {
-            false
-        } else {
-            st.active += 1;
-            st.max_active = st.max_active.max(st.active);
-            true
+        st.active += 1;
+        st.max_active = st.max_active.max(st.active);
+    }
+    let _ = s.run();
+    {
+        let mut st = sh.state.lock().unwrap();
+        st.active -= 1;
+        if s.counted {
+            st.logged_in -= 1;
         }
-    };
-    if !admitted {
-        let _ = s.send(b"* BYE [ALERT] Too many simultaneous connections. (Failure)\r\n");
-    } else {
-        let _ = s.run();
-        sh.state.lock().unwrap().active -= 1;
     }
     // A graceful close: what the client still sends is read and dropped, so the kernel does
     // not answer it with a reset that would throw away our last answer before the client
@@ -939,7 +1083,20 @@ fn serve(sh: Arc<Shared>, stream: TcpStream) {
     let _ = s.stream.set_read_timeout(Some(Duration::from_millis(100)));
     let until = Instant::now() + Duration::from_secs(2);
     let mut sink = [0u8; 16 << 10];
-    while Instant::now() < until && matches!(s.stream.read(&mut sink), Ok(n) if n > 0) {}
+    // Until the client closes, or 2 s: a client slowed by its own rate limit may send its
+    // next command well after the last one.
+    while Instant::now() < until {
+        match s.stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
     let _ = s.stream.shutdown(Shutdown::Both);
 }
 
@@ -1054,7 +1211,8 @@ impl Session {
         self.line(&format!("{tag} {status}"))?;
         if !status.starts_with("OK") {
             self.strikes += 1;
-            if self.sh.mode == Mode::M365 && self.strikes >= 10 {
+            if self.sh.mode == Mode::M365 && self.strikes >= 10 && !self.closing {
+                self.st().strike_byes += 1;
                 self.line("* BYE Connection is closed. 13")?;
                 self.closing = true;
             }
@@ -1133,6 +1291,10 @@ impl Session {
                 return Some("* BYE Session invalidated - AccessTokenExpired".into());
             }
         }
+        if verb != "LOGOUT" && self.expired() {
+            st.expiry_byes += 1;
+            return Some("* BYE Session expired, please login again.".into());
+        }
         if self.sh.mode == Mode::M365 && self.authed && verb != "LOGOUT" {
             st.account_commands += 1;
             if let Some(n) = self.sh.cfg.throttle_every {
@@ -1152,6 +1314,12 @@ impl Session {
         None
     }
 
+    /// Gmail: whether this logged-in session has outlived `session_lifetime`.
+    fn expired(&self) -> bool {
+        let life = self.sh.cfg.session_lifetime;
+        self.gmail() && self.authed && life.is_some_and(|l| self.started.elapsed() >= l)
+    }
+
     /// Whether the literal of `n` bytes announced by `verb` may come.
     fn gate(&mut self, verb: &str, n: usize, sync: bool) -> Gate {
         if self.gmail() && !sync && n > 4096 {
@@ -1166,7 +1334,7 @@ impl Session {
         if n as u64 > self.sh.cfg.max_message_size {
             return Gate::Refuse(match self.sh.mode {
                 Mode::Gmail => "NO [TOOBIG] Message too large. (Failure)".into(),
-                Mode::M365 => "NO [TOOBIG] Message size exceeds fixed maximum message size.".into(),
+                Mode::M365 => "NO Maximum size of appendable message has been exceeded".into(),
             });
         }
         let mut st = self.st();
@@ -1177,7 +1345,12 @@ impl Session {
             .is_some_and(|l| st.upload_used >= l)
         {
             st.quota_byes += 1;
-            return Gate::Close("* BYE Session expired, please login again.".into());
+            return match self.sh.cfg.quota_answer {
+                QuotaAnswer::Bye => {
+                    Gate::Close("* BYE Session expired, please login again.".into())
+                }
+                QuotaAnswer::OverQuota => Gate::Refuse(OVERQUOTA.into()),
+            };
         }
         Gate::Go
     }
@@ -1314,6 +1487,17 @@ impl Session {
                     self.done(&tag, "BAD Command received in Invalid state.")
                 }
             }
+            _ if self.sh.cfg.not_connected && !self.gmail() => {
+                self.done(&tag, "BAD User is authenticated but not connected.")?;
+                if self.strikes >= 2 {
+                    self.line("* BYE Connection closed. 14")?;
+                    self.closing = true;
+                }
+                Ok(())
+            }
+            "SELECT" | "EXAMINE" if self.unavailable_now() => {
+                self.done(&tag, "NO Server Unavailable. 15")
+            }
             "ENABLE" if self.gmail() => {
                 let asked: Vec<String> = args.iter().map(Tok::upper).collect();
                 let on: Vec<&str> = asked
@@ -1389,6 +1573,19 @@ impl Session {
         }
     }
 
+    /// Microsoft 365: whether this SELECT or EXAMINE is one `unavailable_every` refuses.
+    fn unavailable_now(&mut self) -> bool {
+        let Some(n) = self.sh.cfg.unavailable_every.filter(|n| *n > 0) else {
+            return false;
+        };
+        if self.gmail() {
+            return false;
+        }
+        let mut st = self.st();
+        st.selects += 1;
+        st.selects.is_multiple_of(u64::from(n))
+    }
+
     // --- authentication ----------------------------------------------------------------------
 
     fn basic_ok(&self, user: &str, password: &str) -> bool {
@@ -1409,8 +1606,56 @@ impl Session {
         self.basic_answer(tag, ok, &user)
     }
 
+    /// Gmail's connection cap, applied at login: the session is counted in, or refused.
+    fn admit(&mut self) -> bool {
+        if !self.gmail() {
+            return true;
+        }
+        let max = self.sh.cfg.max_connections;
+        let mut st = self.st();
+        if st.logged_in + st.other_sessions >= max {
+            st.cap_refusals += 1;
+            return false;
+        }
+        st.logged_in += 1;
+        st.max_logged_in = st.max_logged_in.max(st.logged_in);
+        drop(st);
+        self.counted = true;
+        true
+    }
+
+    /// Gmail's refusal of a password login its security settings do not allow.
+    fn login_alert(&mut self, tag: &str, alert: LoginAlert) -> io::Result<()> {
+        match alert {
+            LoginAlert::AppPassword => self.done(
+                tag,
+                "NO [ALERT] Application-specific password required: \
+                 https://support.google.com/accounts/answer/185833 (Failure)",
+            ),
+            LoginAlert::WebLogin => {
+                self.line(&format!(
+                    "* NO [WEBALERT {WEBALERT_URL}] Web login required."
+                ))?;
+                self.done(
+                    tag,
+                    "NO [ALERT] Please log in via your web browser: \
+                     https://support.google.com/mail/accounts/answer/78754 (Failure)",
+                )
+            }
+        }
+    }
+
     /// The answer to LOGIN or AUTHENTICATE PLAIN, as each service words it.
     fn basic_answer(&mut self, tag: &str, ok: bool, user: &str) -> io::Result<()> {
+        if let (true, Some(alert)) = (ok, self.sh.cfg.login_alert) {
+            return self.login_alert(tag, alert);
+        }
+        if ok && !self.admit() {
+            return self.done(
+                tag,
+                "NO [ALERT] Too many simultaneous connections. (Failure)",
+            );
+        }
         if ok {
             self.authed = true;
             let c = self.caps();
@@ -1485,7 +1730,12 @@ impl Session {
                         .as_ref()
                         .is_none_or(|check| check(t))
                 });
-                if valid {
+                if valid && !self.admit() {
+                    self.done(
+                        tag,
+                        "NO [ALERT] Too many simultaneous connections. (Failure)",
+                    )
+                } else if valid {
                     self.authed = true;
                     self.token = token;
                     if self.gmail() {
@@ -1543,6 +1793,7 @@ impl Session {
             st.folders
                 .iter()
                 .filter(|f| verb != "LSUB" || f.subscribed)
+                .filter(|f| st.in_imap(f))
                 .filter(|f| wildmatch(pattern.as_bytes(), f.name.as_bytes()))
                 .map(|f| {
                     let mut l = format!("* {verb} ({}) \"/\" ", st.attributes(f)).into_bytes();
@@ -1586,14 +1837,14 @@ impl Session {
         for it in items {
             let it = it.upper();
             let v = match it.as_str() {
-                "MESSAGES" => f.uids.len() as u64,
+                "MESSAGES" => f.shown(st.folder_limit).len() as u64,
                 "UIDNEXT" => f.uidnext as u64,
                 "UIDVALIDITY" => f.uidvalidity as u64,
                 "RECENT" => 0,
                 "UNSEEN" => f
-                    .uids
-                    .values()
-                    .filter(|id| !has_flag(&st.msgs[id].flags, "\\Seen"))
+                    .shown(st.folder_limit)
+                    .iter()
+                    .filter(|(_, id)| !has_flag(&st.msgs[id].flags, "\\Seen"))
                     .count() as u64,
                 _ => {
                     drop(st);
@@ -1640,7 +1891,7 @@ impl Session {
              * OK [UIDVALIDITY {}] UIDs valid.\r\n* {} EXISTS\r\n* 0 RECENT\r\n\
              * OK [UIDNEXT {}] Predicted next UID.\r\n",
             f.uidvalidity,
-            f.uids.len(),
+            f.shown(st.folder_limit).len(),
             f.uidnext
         );
         let canon = f.name.clone();
@@ -1676,10 +1927,7 @@ impl Session {
         } else {
             let top = name.split('/').next().unwrap_or("");
             if top.eq_ignore_ascii_case("Files") {
-                return self.done(
-                    tag,
-                    "NO [CANNOT] Folder name is reserved by the server (Files).",
-                );
+                return self.done(tag, "NO Folder name is reserved");
             }
             if name.is_empty() {
                 return self.done(tag, "NO CREATE failed.");
@@ -1739,12 +1987,7 @@ impl Session {
                 .split(|b| *b == b'\n')
                 .any(|l| l.strip_suffix(b"\r").unwrap_or(l).len() > M365_MAX_LINE);
             if long {
-                return self.done(
-                    tag,
-                    &format!(
-                        "NO [PARSE] Message has a line longer than {M365_MAX_LINE} characters."
-                    ),
-                );
+                return self.done(tag, "BAD Command Error. 10");
             }
         }
         let mut st = self.st();
@@ -1763,11 +2006,15 @@ impl Session {
         st.uploaded += bytes.len() as u64;
         st.upload_used += bytes.len() as u64;
         flags.retain(|f| !f.eq_ignore_ascii_case("\\Recent"));
-        let internaldate = date.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        });
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        // Gmail puts the time of the upload for a date before 1970 or in the future.
+        let internaldate = match date {
+            Some(d) if mode == Mode::Gmail && (d < 0 || d > now) => now,
+            Some(d) => d,
+            None => now,
+        };
         let kind = st.folders[i].kind.clone();
         let fname = st.folders[i].name.clone();
         let answer_uid;
@@ -1818,7 +2065,8 @@ impl Session {
                 if let Some(id) = dup {
                     // Stored once: the existing message gets the folder's label; the UID
                     // answered is used up and never shows.
-                    if let Some(m) = st.msgs.get_mut(&id) {
+                    let unlabelled = self.sh.cfg.duplicates_unlabelled;
+                    if let (Some(m), false) = (st.msgs.get_mut(&id), unlabelled) {
                         if let Some(l) = label {
                             m.labels.insert(l);
                         }
@@ -1894,9 +2142,9 @@ impl Session {
 
     /// (sequence number, UID, message id) of the selected folder's messages in `set`.
     fn resolve(st: &State, fi: usize, set: &str, uid: bool) -> Vec<(u32, u32, u64)> {
-        let f = &st.folders[fi];
-        let max_uid = f.uids.keys().next_back().copied().unwrap_or(0);
-        let count = f.uids.len() as u32;
+        let shown = st.folders[fi].shown(st.folder_limit);
+        let max_uid = shown.last().map_or(0, |x| x.0);
+        let count = shown.len() as u32;
         let star = if uid { max_uid } else { count };
         let set = set
             .split(',')
@@ -1908,10 +2156,10 @@ impl Session {
             })
             .collect::<Vec<_>>()
             .join(",");
-        f.uids
-            .iter()
+        shown
+            .into_iter()
             .enumerate()
-            .map(|(i, (&u, &id))| (i as u32 + 1, u, id))
+            .map(|(i, (u, id))| (i as u32 + 1, u, id))
             .filter(|(seq, u, _)| in_set(&set, if uid { *u } else { *seq }))
             .collect()
     }
@@ -2002,15 +2250,30 @@ impl Session {
             {
                 st.quota_byes += 1;
                 drop(st);
+                if self.sh.cfg.quota_answer == QuotaAnswer::OverQuota {
+                    return self.done(tag, OVERQUOTA);
+                }
                 self.line("* BYE Session expired, please login again.")?;
                 self.closing = true;
                 return Ok(());
             }
+            let now = Instant::now();
+            for t in st.slowdowns.iter_mut() {
+                t.next_command.get_or_insert(now);
+            }
         }
+        let throttled = moves_bytes && self.slowed();
         let readonly = self.selected.as_ref().is_some_and(|s| s.1);
         let sh = self.sh.clone();
         let hits = Self::resolve(&sh.state.lock().unwrap(), fi, &set, uid);
         for (seq, u, id) in hits {
+            if moves_bytes && self.expired() {
+                // The session's time ran out in the middle of the transfer.
+                self.st().expiry_byes += 1;
+                self.line("* BYE Session expired, please login again.")?;
+                self.closing = true;
+                return Ok(());
+            }
             // Each response is built under the lock and written without it.
             let mut st = sh.state.lock().unwrap();
             if !st.msgs.contains_key(&id) {
@@ -2036,7 +2299,14 @@ impl Session {
                             .as_bytes(),
                     ),
                     "RFC822.SIZE" => {
-                        out.extend_from_slice(format!("RFC822.SIZE {}", m.bytes.len()).as_bytes())
+                        // Exchange's stored size, when asked to differ: a little more.
+                        let n = m.bytes.len();
+                        let n = if sh.cfg.stored_sizes {
+                            n + n / 20 + 7
+                        } else {
+                            n
+                        };
+                        out.extend_from_slice(format!("RFC822.SIZE {n}").as_bytes())
                     }
                     "X-GM-MSGID" => {
                         out.extend_from_slice(format!("X-GM-MSGID {}", m.id).as_bytes())
@@ -2098,9 +2368,36 @@ impl Session {
             st.served += served;
             st.download_used += served;
             drop(st);
+            if throttled {
+                let rate = sh.cfg.throttle_rate.max(1);
+                thread::sleep(Duration::from_secs_f64(served as f64 / rate as f64));
+            }
             self.send(&out)?;
         }
+        if throttled {
+            self.st().slowdowns.push(Throttle {
+                at: Instant::now(),
+                backoff: Duration::ZERO,
+                next_command: None,
+            });
+            return self.done(tag, "OK Success [THROTTLED]");
+        }
         self.ok(tag, "FETCH completed.")
+    }
+
+    /// Gmail: whether body FETCHes are slowed now (starting the slow-down once
+    /// `throttle_after` bytes were served).
+    fn slowed(&mut self) -> bool {
+        let (Some(after), true) = (self.sh.cfg.throttle_after, self.gmail()) else {
+            return false;
+        };
+        let window = self.sh.cfg.throttle_for;
+        let mut st = self.st();
+        if st.served < after {
+            return false;
+        }
+        let started = *st.throttle_started.get_or_insert_with(Instant::now);
+        started.elapsed() < window
     }
 
     fn store(&mut self, tag: &str, uid: bool, args: &[Tok]) -> io::Result<()> {
@@ -2427,6 +2724,20 @@ impl SearchCtx<'_> {
             }
             "UID" => in_set(&star(&arg("UID")?, self.max_uid), self.uid),
             "X-GM-MSGID" => self.m.id.to_string() == arg("X-GM-MSGID")?,
+            // Only the `rfc822msgid:` operator of Gmail's search syntax.
+            "X-GM-RAW" => {
+                let q = arg("X-GM-RAW")?;
+                let want = q
+                    .strip_prefix("rfc822msgid:")
+                    .ok_or(format!("X-GM-RAW {q:?}: only rfc822msgid: is emulated"))?;
+                let bare = |v: &str| {
+                    v.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                };
+                message_id(&self.m.bytes).is_some_and(|id| bare(&id) == bare(want))
+            }
             "X-GM-THRID" => self.m.thrid.to_string() == arg("X-GM-THRID")?,
             "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => {
                 let v = arg(&k)?;
